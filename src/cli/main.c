@@ -1,0 +1,41 @@
+// vmoer: Bayesian routing for Mixture-of-Experts language models.
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "vmoer.h"
+
+typedef struct cli_cmd {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+} cli_cmd;
+
+static const cli_cmd commands[] = {
+    {"info", cmd_info, "describe a GGUF model: architecture, dimensions, experts, tensors, tokenizer"},
+    {"tokenize", cmd_tokenize, "print the token ids of a text"},
+    {"run", cmd_run, "generate text from a prompt"},
+    {"logits", cmd_logits, "write the logits of every position as a .npy file"},
+    {"trace", cmd_trace, "write routing traces (logits, probabilities, experts, gates) as JSONL"},
+    {"convert-llama2c", cmd_convert_llama2c, "convert a llama2.c model + tokenizer to GGUF"},
+    {"upcycle", cmd_upcycle, "turn a dense GGUF model into a Mixtral-layout MoE"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "vmoer %s - calibrated uncertainty for Mixture-of-Experts models via Bayesian routing\n\n"
+               "usage: vmoer <command> [options]   (vmoer <command> --help for details)\n\ncommands:\n",
+            vmoer_version());
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        fprintf(f, "  %-16s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { usage(stderr); return 2; }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) { usage(stdout); return 0; }
+    if (!strcmp(argv[1], "--version")) { printf("vmoer %s\n", vmoer_version()); return 0; }
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "vmoer: unknown command '%s' (see vmoer --help)\n", argv[1]);
+    return 2;
+}

@@ -1,0 +1,45 @@
+// Tensor element types (ggml's type ids, as stored in GGUF) and their arithmetic:
+// dequantise a row, dot a quantised row with an f32 vector, quantise a row (for writers).
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+// Values are ggml's `enum ggml_type` ids: they are what GGUF files store.
+typedef enum vm_type {
+    VM_TYPE_F32 = 0, VM_TYPE_F16 = 1, VM_TYPE_Q4_0 = 2, VM_TYPE_Q4_1 = 3,
+    VM_TYPE_Q5_0 = 6, VM_TYPE_Q5_1 = 7, VM_TYPE_Q8_0 = 8, VM_TYPE_Q8_1 = 9,
+    VM_TYPE_Q2_K = 10, VM_TYPE_Q3_K = 11, VM_TYPE_Q4_K = 12, VM_TYPE_Q5_K = 13,
+    VM_TYPE_Q6_K = 14, VM_TYPE_Q8_K = 15, VM_TYPE_IQ2_XXS = 16, VM_TYPE_IQ2_XS = 17,
+    VM_TYPE_IQ3_XXS = 18, VM_TYPE_IQ1_S = 19, VM_TYPE_IQ4_NL = 20, VM_TYPE_IQ3_S = 21,
+    VM_TYPE_IQ2_S = 22, VM_TYPE_IQ4_XS = 23, VM_TYPE_I8 = 24, VM_TYPE_I16 = 25,
+    VM_TYPE_I32 = 26, VM_TYPE_I64 = 27, VM_TYPE_F64 = 28, VM_TYPE_IQ1_M = 29,
+    VM_TYPE_BF16 = 30, VM_TYPE_TQ1_0 = 34, VM_TYPE_TQ2_0 = 35, VM_TYPE_MXFP4 = 39,
+    VM_TYPE_COUNT = 40
+} vm_type;
+
+typedef struct vm_type_traits {
+    const char *name;      // "f32", "q4_K", ... (ggml's spelling)
+    int64_t blck_size;     // elements per block
+    size_t type_size;      // bytes per block
+    int compute;           // 1 when vmoer can dequantise/dot it (F32 F16 BF16 Q8_0 Q4_0 Q4_K Q5_K Q6_K)
+} vm_type_traits;
+
+// NULL for an id that is not a known ggml type (holes and ids >= VM_TYPE_COUNT).
+const vm_type_traits *vm_type_get(int type);
+const char *vm_type_name(int type);     // "?" when unknown
+int vm_type_from_name(const char *name); // -1 when unknown (case-insensitive)
+// Bytes of a row of n elements; n must be a multiple of the block size (0 returned otherwise).
+size_t vm_type_row_size(vm_type type, int64_t n);
+
+// All of these require a compute type and n a multiple of the block size.
+void vm_dequant_row(vm_type type, const void *src, float *dst, int64_t n);
+// sum_i w[i] * x[i] for a row of weights w stored as `type`.
+float vm_vec_dot(vm_type type, const void *w, const float *x, int64_t n);
+// Quantise n floats into `type` (reference quantisers; used by writers, converters and tests).
+// Returns 0, or -1 for a type without a quantiser.
+int vm_quant_row(vm_type type, const float *src, void *dst, int64_t n);
+
+float vm_fp16_to_fp32(uint16_t h);
+uint16_t vm_fp32_to_fp16(float f);   // round to nearest even
+float vm_bf16_to_fp32(uint16_t h);
+uint16_t vm_fp32_to_bf16(float f);   // round to nearest even, NaN kept quiet

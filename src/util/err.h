@@ -1,0 +1,27 @@
+// Error reporting: a failing function records one line (what and where) and returns -1 or NULL;
+// the CLI prints it as "vmoer: <line>" and exits non-zero. Messages are thread-local.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__)
+#define VM_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define VM_PRINTF(a, b)
+#endif
+
+// Records the message and returns -1, so `return vm_err("...")` reads naturally.
+int vm_err(const char *fmt, ...) VM_PRINTF(1, 2);
+// Prefixes the current message with "<prefix>: " (adds context on the way up).
+int vm_err_prefix(const char *fmt, ...) VM_PRINTF(1, 2);
+const char *vm_errmsg(void);
+void vm_err_clear(void);
+
+// Overflow-checked size arithmetic: return 0 on success, -1 (with an error) on overflow.
+int vm_size_mul(size_t a, size_t b, size_t *out);
+int vm_size_add(size_t a, size_t b, size_t *out);
+
+// malloc/calloc that record an error on failure (never abort).
+void *vm_malloc(size_t n);
+void *vm_calloc(size_t n, size_t size);
+char *vm_strdup(const char *s);
