@@ -30,7 +30,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test clean
+.PHONY: all test check clean
 all: $(BUILD)/libvmoer.a $(BUILD)/vmoer $(TEST_BIN)
 
 $(BUILD)/%.o: %.c
@@ -51,6 +51,11 @@ $(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libvmoer.a
 # Every test binary and every tests/cli/*.sh script; the runner prints one "N passed, N failed" line.
 test: all
 	@BUILD=$(BUILD) sh tests/run.sh
+
+# The README's test command: the optimised suite, then the same suite under ASan+UBSan.
+check:
+	$(MAKE) test
+	$(MAKE) SAN=1 test
 
 clean:
 	rm -rf build build-san

@@ -1,0 +1,14 @@
+#!/bin/sh
+# Installs the Debian/Ubuntu packages vmoer builds and tests with, only those that are missing.
+set -e
+PKGS="build-essential pkg-config libjansson-dev libpcre2-dev"
+missing=""
+for p in $PKGS; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+echo "installing:$missing" >&2
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
