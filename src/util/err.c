@@ -22,7 +22,15 @@ int vm_err_prefix(const char *fmt, ...) {
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
     memcpy(old, err_buf, sizeof old);
-    snprintf(err_buf, sizeof err_buf, "%s: %s", pre, old);
+    // Manual join: the prefix plus the old message may not fit, and truncation is fine here.
+    size_t np = strlen(pre), no = strlen(old), cap = sizeof err_buf - 1;
+    if (np > cap) np = cap;
+    memcpy(err_buf, pre, np);
+    size_t k = np;
+    for (const char *sep = ": "; *sep && k < cap; sep++) err_buf[k++] = *sep;
+    if (no > cap - k) no = cap - k;
+    memcpy(err_buf + k, old, no);
+    err_buf[k + no] = 0;
     return -1;
 }
 
