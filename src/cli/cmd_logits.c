@@ -1,3 +1,99 @@
-// Placeholder until the command lands: fails clearly rather than pretending.
+// vmoer logits MODEL.gguf (-p PROMPT | --ids 1,2,3) -o OUT.npy
+// float32 [n_tokens, n_vocab]: row t holds the logits after token t (all positions, one batch).
 #include "cli/cli.h"
-int cmd_logits(int argc, char **argv) { (void)argc; (void)argv; return cli_fail("logits", "not implemented yet"); }
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+#include "util/err.h"
+#include "util/npy.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *CMD = "logits";
+
+static void usage(void) {
+    printf("usage: vmoer logits MODEL.gguf (-p PROMPT | --ids 1,2,3) -o OUT.npy [options]\n\n"
+           "Writes the logits of every position as a float32 .npy array [n_tokens, n_vocab].\n\n"
+           "options:\n"
+           "  -p, --prompt TEXT   text; BOS is added when the vocabulary asks for it (as in run)\n"
+           "  --ids LIST          comma-separated token ids, used exactly as given\n"
+           "  -o, --output FILE   output .npy (written atomically; required)\n"
+           "  --threads N         worker threads\n"
+           "  -h, --help          this text\n");
+}
+
+static int prompt_tokens(const vm_tokenizer *tok, const char *text, int32_t **out) {
+    size_t len = strlen(text);
+    if (len > INT_MAX / 2) return vm_err("prompt too long");
+    int max = (int)len + 8;
+    int32_t *ids = vm_malloc(sizeof *ids * (size_t)max);
+    if (!ids) return -1;
+    int n = vm_tokenize(tok, text, len, 1, 0, ids, max);
+    if (n > max) {
+        int32_t *more = realloc(ids, sizeof *ids * (size_t)n);
+        if (!more) { free(ids); return vm_err("out of memory"); }
+        ids = more;
+        n = vm_tokenize(tok, text, len, 1, 0, ids, n);
+    }
+    if (n < 0) { free(ids); return -1; }
+    *out = ids;
+    return n;
+}
+
+int cmd_logits(int argc, char **argv) {
+    const char *path = NULL, *prompt = NULL, *ids_arg = NULL, *out = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); return 0; }
+        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
+            if (!(prompt = cli_value(CMD, argc, argv, &i))) return 1;
+        } else if (!strcmp(a, "--ids")) {
+            if (!(ids_arg = cli_value(CMD, argc, argv, &i))) return 1;
+        } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+            if (!(out = cli_value(CMD, argc, argv, &i))) return 1;
+        } else if (!strcmp(a, "--threads")) {
+            if (!(v = cli_value(CMD, argc, argv, &i)) || cli_threads(CMD, v)) return 1;
+        } else if (a[0] == '-' && a[1]) {
+            return cli_fail(CMD, "unknown option '%s' (see --help)", a);
+        } else {
+            if (path) return cli_fail(CMD, "unexpected argument '%s' (see --help)", a);
+            path = a;
+        }
+    }
+    if (!path) return cli_fail(CMD, "expected MODEL.gguf (see --help)");
+    if (!prompt == !ids_arg) return cli_fail(CMD, "give exactly one of -p PROMPT and --ids LIST");
+    if (!out) return cli_fail(CMD, "-o OUT.npy is required");
+
+    int rc = 1, n = 0;
+    int32_t *ids = NULL;
+    float *logits = NULL;
+    vm_model *m = NULL;
+    vm_tokenizer *tok = NULL;
+    vm_ctx *c = NULL;
+    if (ids_arg && (n = cli_parse_ids(CMD, ids_arg, &ids)) < 0) return 1;
+    if (!(m = vm_model_load(path))) { cli_fail(CMD, NULL); goto done; }
+    if (prompt) {
+        if (!(tok = vm_tokenizer_from_gguf(m->gguf)) || (n = prompt_tokens(tok, prompt, &ids)) < 0) { cli_fail(CMD, NULL); goto done; }
+        if (n == 0) { cli_fail(CMD, "empty prompt and no BOS token: no positions"); goto done; }
+    }
+    int n_vocab = m->hp.n_vocab;
+    for (int i = 0; i < n; i++)
+        if (ids[i] >= n_vocab) { cli_fail(CMD, "--ids: token id %d out of range [0, %d)", (int)ids[i], n_vocab); goto done; }
+    if (m->hp.n_ctx_train > 0 && n > m->hp.n_ctx_train) {
+        cli_fail(CMD, "%d tokens exceed the context length %d", n, m->hp.n_ctx_train);
+        goto done;
+    }
+    if (!(logits = vm_calloc((size_t)n * (size_t)n_vocab, sizeof *logits))) { cli_fail(CMD, NULL); goto done; }
+    if (!(c = vm_ctx_init(m, n, n < 512 ? n : 512)) || vm_ctx_eval(c, ids, n, logits)) { cli_fail(CMD, NULL); goto done; }
+    int64_t shape[2] = {n, n_vocab};
+    if (vm_npy_write_f32(out, logits, 2, shape)) { cli_fail(CMD, NULL); goto done; }
+    rc = 0;
+done:
+    free(ids); free(logits);
+    if (c) vm_ctx_free(c);
+    if (tok) vm_tokenizer_free(tok);
+    if (m) vm_model_free(m);
+    return rc;
+}

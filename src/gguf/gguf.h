@@ -26,7 +26,7 @@ typedef struct vm_gguf_str { const char *s; uint64_t n; } vm_gguf_str;
 typedef struct vm_gguf_kv {
     char *key;                 // NUL-terminated copy (keys are small)
     vm_gguf_type type;         // value type; ARRAY for arrays
-    vm_gguf_type arr_type;     // element type when type == ARRAY
+    vm_gguf_type arr_type;     // element type when type == ARRAY (scalars: equal to type)
     uint64_t n;                // array length (1 for scalars)
     const void *data;          // scalar value / first array element, inside the mapping
     vm_gguf_str *strs;         // string values (n of them) when type or arr_type is STRING
@@ -50,9 +50,15 @@ typedef struct vm_gguf {
     size_t alignment;
     size_t data_offset;        // start of the tensor data section
     char *path;                // for messages ("<memory>" for buffers)
+    int64_t *kv_sorted;        // kv indices sorted by key (binary-search lookup)
+    int64_t *tensor_sorted;    // tensor indices sorted by name
 } vm_gguf;
 
-// Opens and validates; returns NULL with vm_errmsg() naming the file and the problem.
+// Opens and validates; returns NULL with vm_errmsg() naming the file and the problem. Checked:
+// magic, version 2/3, counts vs bytes left (before allocating), unique non-empty keys and tensor
+// names (< 64 bytes), known value types, no nested arrays, bools 0/1, u32 power-of-two alignment,
+// n_dims 1..4, ne >= 0 without overflow, known tensor type, ne[0] % block == 0, offsets aligned,
+// ranges inside the file and not overlapping. Unlike ggml, gaps between tensors are allowed.
 vm_gguf *vm_gguf_open(const char *path);
 // Same over a caller-owned buffer (fuzzing, tests); the buffer must outlive the result.
 vm_gguf *vm_gguf_open_mem(const void *buf, size_t size, const char *name);
@@ -81,13 +87,18 @@ typedef struct vm_gguf_writer vm_gguf_writer;
 
 vm_gguf_writer *vm_gguf_writer_init(void);
 void vm_gguf_writer_free(vm_gguf_writer *w);
-// Setters replace an existing key of the same name (keys stay unique).
+// Setters replace an existing key of the same name (keys stay unique). A failing setter (bad
+// type, out of memory) records its error and makes vm_gguf_write fail with it.
 void vm_gguf_set_u32(vm_gguf_writer *w, const char *key, uint32_t v);
 void vm_gguf_set_i32(vm_gguf_writer *w, const char *key, int32_t v);
 void vm_gguf_set_u64(vm_gguf_writer *w, const char *key, uint64_t v);
 void vm_gguf_set_f32(vm_gguf_writer *w, const char *key, float v);
 void vm_gguf_set_bool(vm_gguf_writer *w, const char *key, int v);
 void vm_gguf_set_str(vm_gguf_writer *w, const char *key, const char *v);
+void vm_gguf_set_i64(vm_gguf_writer *w, const char *key, int64_t v);
+void vm_gguf_set_f64(vm_gguf_writer *w, const char *key, double v);
+// Scalar of any numeric type (u8 ... f64, bool) read from *val.
+void vm_gguf_set_val(vm_gguf_writer *w, const char *key, vm_gguf_type type, const void *val);
 // Numeric array of n elements of `type` copied from data.
 void vm_gguf_set_arr(vm_gguf_writer *w, const char *key, vm_gguf_type type, const void *data, uint64_t n);
 void vm_gguf_set_arr_str(vm_gguf_writer *w, const char *key, const char *const *strs, uint64_t n);

@@ -19,9 +19,10 @@ vm_tokenizer *vm_tokenizer_from_gguf(const vm_gguf *g);
 void vm_tokenizer_free(vm_tokenizer *t);
 
 // Tokenises len bytes of text. add_bos: prepend BOS if the vocabulary says so (add_bos_token,
-// default true for SPM). parse_special: control/user-defined token texts in the input become
-// those tokens. Returns the number of tokens (if > max, only max were written: call again with
-// more room), or -1 on error.
+// default true for SPM). parse_special: control/unknown token texts in the input become those
+// tokens (user-defined ones always do, as in llama.cpp). Never adds EOS. Thread-safe.
+// Returns the number of tokens (if > max, only max were written: call again with more room),
+// or -1 on error.
 int vm_tokenize(const vm_tokenizer *t, const char *text, size_t len, int add_bos, int parse_special,
                 int32_t *out, int max);
 // The bytes a token stands for (byte tokens -> their byte, U+2581 -> space); returns the length
@@ -33,3 +34,38 @@ int32_t vm_tokenizer_bos(const vm_tokenizer *t);   // -1 when none
 int32_t vm_tokenizer_eos(const vm_tokenizer *t);
 vm_tok_kind vm_tokenizer_kind(const vm_tokenizer *t);
 const char *vm_tokenizer_text(const vm_tokenizer *t, int32_t id);   // raw vocabulary entry (NUL-terminated)
+
+// ---- additions (tok) ----
+
+// A vocabulary held in memory (tests, converters). Texts are copied; lens may be NULL when every
+// text is NUL-terminated; scores NULL = all 0; types NULL = all NORMAL. Ids are -1 when absent.
+// An empty text becomes "[EMPTY_<id>]" and a repeated text maps to its last id (as llama.cpp).
+typedef struct vm_tok_vocab {
+    vm_tok_kind kind;              // only VM_TOK_SPM for now
+    int n_tokens;
+    const char *const *texts;
+    const uint32_t *lens;
+    const float *scores;
+    const int32_t *types;          // vm_token_attr values
+    int32_t bos, eos, unk, pad;
+    int add_bos;                   // tokenizer.ggml.add_bos_token
+    int add_space_prefix;          // tokenizer.ggml.add_space_prefix
+} vm_tok_vocab;
+
+vm_tokenizer *vm_tokenizer_from_vocab(const vm_tok_vocab *v);
+
+// vm_token_to_piece with a choice for CONTROL/UNKNOWN tokens: special=0 -> empty piece (as
+// vm_token_to_piece), special=1 -> their raw text.
+int vm_token_to_piece_ex(const vm_tokenizer *t, int32_t id, char *buf, int size, int special);
+// Concatenated pieces of n ids (the first piece loses one leading space when the vocabulary
+// adds a space prefix, as llama.cpp's detokenizer). Returns the full length (written up to
+// size, always NUL-terminated when size > 0), or -1 for an id out of range.
+int vm_detokenize(const vm_tokenizer *t, const int32_t *ids, int n, char *buf, int size, int special);
+
+int32_t vm_tokenizer_unk(const vm_tokenizer *t);       // -1 when none
+int32_t vm_tokenizer_pad(const vm_tokenizer *t);       // -1 when none
+int vm_tokenizer_add_bos(const vm_tokenizer *t);       // whether vm_tokenize(add_bos=1) adds BOS
+int vm_tokenizer_add_space_prefix(const vm_tokenizer *t);
+vm_token_attr vm_tokenizer_type(const vm_tokenizer *t, int32_t id);   // UNDEFINED for bad ids
+float vm_tokenizer_score(const vm_tokenizer *t, int32_t id);          // 0 for bad ids
+int32_t vm_tokenizer_find(const vm_tokenizer *t, const char *text, size_t len);   // exact text -> id, -1

@@ -1,0 +1,32 @@
+// Importers and model surgery: llama2.c checkpoints -> GGUF, dense llama -> Mixtral-layout MoE.
+// Both read their input through a memory map and write the output atomically.
+#pragma once
+#include <stdint.h>
+#include "quant/quant.h"
+
+// Converts a legacy llama2.c checkpoint (7-int32 header, fp32 weights) and its tokenizer.bin into
+// a llama GGUF. type: F32, F16 or Q8_0 for the 2-D weight matrices (norms stay F32; a matrix whose
+// rows are not a multiple of the block size falls back to F16). name NULL: the model file's
+// basename without extension. Returns 0 or -1 with a one-line error.
+int vm_convert_llama2c(const char *model_path, const char *tok_path, const char *out_path,
+                       vm_type type, const char *name);
+
+// Upcycling (sparse upcycling, Komatsuzaki et al. 2022): every dense FFN becomes n_expert copies.
+//   expert e of matrix W = W + noise * rms(W) * z,  z ~ N(0,1) elementwise, rms(W) = sqrt(mean(W^2))
+//   router W_r[n_embd, n_expert] ~ N(0, router_std^2)
+// Random streams: vm_rng_seed2(seed, (layer << 32) | (which << 24) | expert), which = 0 router,
+// 1 gate, 2 up, 3 down; so a result depends only on (seed, layer, matrix, expert).
+// noise == 0 copies the dense bytes (bit-identical experts, the MoE computes the dense function).
+// With noise > 0 the expert keeps the source type when vm_quant_row can write it, else F32.
+typedef struct vm_upcycle_opts {
+    int n_expert, n_expert_used;
+    float noise;        // relative std (default 0)
+    float router_std;   // default VM_UPCYCLE_ROUTER_STD
+    uint64_t seed;
+} vm_upcycle_opts;
+
+// 0.02: the usual initializer_range of llama/Mixtral configs, so fresh router logits are small
+// (|l| ~ 0.02 * |u|) and the initial routing is close to uniform, as for a freshly initialised router.
+#define VM_UPCYCLE_ROUTER_STD 0.02f
+
+int vm_upcycle(const char *in_path, const char *out_path, const vm_upcycle_opts *o);

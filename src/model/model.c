@@ -1,0 +1,390 @@
+// The network's shared parts: loading (dispatch to arch_<name>.c), weight lookup helpers, the
+// per-sequence context (KV cache + activations) and the forward pass of a pre-norm decoder block
+// with attention, dense SwiGLU FFN or a routed mixture of SwiGLU experts.
+#include "model/model_internal.h"
+#include "kernels/ops.h"
+#include "util/err.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// ---------------------------------------------------------------- loading helpers
+
+static void fmt_shape(char *buf, size_t size, int n, const int64_t *ne) {
+    int o = snprintf(buf, size, "[");
+    for (int i = 0; i < n && o > 0 && (size_t)o < size; i++)
+        o += snprintf(buf + o, size - (size_t)o, "%s%lld", i ? ", " : "", (long long)ne[i]);
+    if (o > 0 && (size_t)o < size) snprintf(buf + o, size - (size_t)o, "]");
+}
+
+int vm_model_tensor(const vm_model *m, vm_tensor *out, const char *name, int n_dims,
+                    const int64_t *ne, int required) {
+    char want[96], have[96];
+    fmt_shape(want, sizeof want, n_dims, ne);
+    const vm_gguf_tensor_info *ti = vm_gguf_find_tensor(m->gguf, name);
+    if (!ti) {
+        if (!required) return 1;
+        return vm_err("model: missing tensor '%s' (expected %s)", name, want);
+    }
+    const vm_tensor *t = &ti->t;
+    int ok = 1;
+    for (int i = 0; i < 4; i++) ok &= t->ne[i] == (i < n_dims ? ne[i] : 1);
+    if (!ok) {
+        fmt_shape(have, sizeof have, t->n_dims, t->ne);
+        return vm_err("model: tensor '%s' has shape %s, expected %s", name, have, want);
+    }
+    const vm_type_traits *tr = vm_type_get((int)t->type);
+    if (!tr || !tr->compute)
+        return vm_err("model: tensor '%s' has type %s, which vmoer cannot compute (expected %s)",
+                      name, vm_type_name((int)t->type), want);
+    if (t->ne[0] % tr->blck_size != 0 || !t->data)
+        return vm_err("model: tensor '%s' rows of %lld are not whole %s blocks", name,
+                      (long long)t->ne[0], tr->name);
+    *out = *t;
+    out->name = ti->name;
+    return 0;
+}
+
+int vm_model_norm(vm_model *m, const char *name, int64_t n, const float **out, size_t *used) {
+    vm_tensor t;
+    if (vm_model_tensor(m, &t, name, 1, (int64_t[]){n}, 1)) return -1;
+    if (t.type == VM_TYPE_F32 && (uintptr_t)t.data % sizeof(float) == 0) {
+        *out = (const float *)t.data;
+        return 0;
+    }
+    if (t.type != VM_TYPE_F32 && t.type != VM_TYPE_F16 && t.type != VM_TYPE_BF16)
+        return vm_err("model: norm tensor '%s' has type %s (expected f32, f16 or bf16)", name,
+                      vm_type_name((int)t.type));
+    float *dst = m->f32_store + *used;
+    if (t.type == VM_TYPE_F32) memcpy(dst, t.data, (size_t)n * sizeof(float));   // unaligned f32
+    else vm_dequant_row(t.type, t.data, dst, n);
+    *used += (size_t)n;
+    *out = dst;
+    return 0;
+}
+
+int vm_model_key_int(const vm_model *m, const char *suffix, int *out, int required, int lo, int hi) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", m->hp.arch_name, suffix);
+    int64_t v;
+    int rc = vm_gguf_get_i64(m->gguf, key, &v);
+    if (rc < 0) return vm_err_prefix("model");
+    if (rc == 1) return required ? vm_err("model: missing key '%s'", key) : 1;
+    if (v < lo || v > hi)
+        return vm_err("model: key '%s' = %lld out of range [%d, %d]", key, (long long)v, lo, hi);
+    *out = (int)v;
+    return 0;
+}
+
+int vm_model_key_f32(const vm_model *m, const char *suffix, float *out, int required) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", m->hp.arch_name, suffix);
+    float v;
+    int rc = vm_gguf_get_f32(m->gguf, key, &v);
+    if (rc < 0) return vm_err_prefix("model");
+    if (rc == 1) return required ? vm_err("model: missing key '%s'", key) : 1;
+    if (!isfinite(v)) return vm_err("model: key '%s' is not finite", key);
+    *out = v;
+    return 0;
+}
+
+// ---------------------------------------------------------------- model
+
+vm_model *vm_model_load(const char *path) {
+    vm_gguf *g = vm_gguf_open(path);
+    if (!g) return NULL;
+    return vm_model_from_gguf(g);
+}
+
+vm_model *vm_model_from_gguf(vm_gguf *g) {
+    if (!g) { vm_err("model: no GGUF given"); return NULL; }
+    vm_model *m = vm_calloc(1, sizeof *m);
+    if (!m) { vm_gguf_free(g); return NULL; }
+    m->gguf = g;
+    char *arch = NULL;
+    int rc = vm_gguf_get_str(g, "general.architecture", &arch);
+    if (rc != 0) {
+        if (rc == 1) vm_err("model: %s: missing key 'general.architecture'", g->path ? g->path : "?");
+        goto fail;
+    }
+    snprintf(m->hp.arch_name, sizeof m->hp.arch_name, "%s", arch);
+    if (strcmp(arch, "llama") == 0) {
+        m->hp.arch = VM_ARCH_LLAMA;
+        free(arch);
+        if (vm_arch_llama_load(m)) goto fail_ctx;
+    } else {
+        vm_err("model: %s: architecture '%s' is not supported (supported: llama)",
+               g->path ? g->path : "?", arch);
+        free(arch);
+        goto fail;
+    }
+    return m;
+fail_ctx:
+    vm_err_prefix("%s", g->path ? g->path : "?");
+fail:
+    vm_model_free(m);
+    return NULL;
+}
+
+void vm_model_free(vm_model *m) {
+    if (!m) return;
+    if (m->routers)
+        for (int l = 0; l < m->hp.n_layer; l++) vm_router_free(m->routers[l]);
+    free(m->routers);
+    if (m->layers) free(m->layers[0].exp_gate);   // one array holds every layer's expert views
+    free(m->layers);
+    free(m->f32_store);
+    vm_gguf_free(m->gguf);
+    free(m);
+}
+
+int vm_model_set_router(vm_model *m, int layer, vm_router *r) {
+    if (!m || layer < 0 || layer >= m->hp.n_layer || !m->layers[layer].is_moe) {
+        vm_router_free(r);
+        return vm_err("model: layer %d is not a MoE layer", layer);
+    }
+    if (!r) return vm_err("model: no router given (layer %d)", layer);
+    vm_router_free(m->routers[layer]);
+    m->routers[layer] = r;
+    return 0;
+}
+
+// ---------------------------------------------------------------- context
+
+struct vm_ctx {
+    const vm_model *m;
+    int n_ctx, n_batch, n_past;
+    float *kcache, *vcache;   // (n_layer, n_ctx, kv_dim) each
+    void *arena;              // every activation buffer below lives in this one allocation
+    float *x;                 // (nb, D) residual stream
+    float *xb;                // (nb, D) normalised input of a sub-block
+    float *q;                 // (nb, n_head*hd)
+    float *att;               // (nb, n_head*hd) attention output before wo
+    float *ao;                // (nb, D) attention / FFN output
+    float *hb, *hb2;          // (nb, max(n_ff, n_ff_exp)) FFN hidden
+    float *r_logits, *r_probs;// (nb, N)
+    float *r_gates;           // (nb, K)
+    int32_t *r_sel;           // (nb, K)
+    float *xe, *ye;           // (nb, D) tokens routed to one expert, and their outputs
+    int32_t *e_tok;           // (nb) token rows routed to the current expert
+    float *e_gate;            // (nb) their gates
+    int32_t *pos;             // (nb)
+    float *last_logits;       // (n_vocab)
+    int have_last;
+    vm_trace_fn trace;
+    void *ud;
+    vm_rng rng;
+};
+
+static int carve_add(size_t *total, size_t n_elems) {
+    size_t bytes;
+    if (vm_size_mul(n_elems, 4, &bytes) || vm_size_add(bytes, 63, &bytes)) return -1;
+    bytes &= ~(size_t)63;
+    return vm_size_add(*total, bytes, total);
+}
+
+static void *carve(char **cur, size_t n_elems) {
+    void *p = *cur;
+    *cur += (n_elems * 4 + 63) & ~(size_t)63;
+    return p;
+}
+
+vm_ctx *vm_ctx_init(const vm_model *m, int n_ctx, int n_batch) {
+    if (!m) { vm_err("ctx: no model"); return NULL; }
+    const vm_hparams *hp = &m->hp;
+    if (n_ctx <= 0) n_ctx = hp->n_ctx_train;
+    if (n_batch <= 0 || n_batch > n_ctx) n_batch = n_ctx < 512 ? n_ctx : 512;
+    if (n_ctx <= 0) { vm_err("ctx: context length must be positive"); return NULL; }
+    vm_ctx *c = vm_calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->m = m; c->n_ctx = n_ctx; c->n_batch = n_batch;
+    const size_t nb = (size_t)n_batch, D = (size_t)hp->n_embd;
+    const size_t qd = (size_t)hp->n_head * hp->head_dim, kvd = (size_t)hp->n_head_kv * hp->head_dim;
+    const size_t ff = (size_t)(hp->n_ff > hp->n_ff_exp ? hp->n_ff : hp->n_ff_exp);
+    const size_t N = (size_t)(hp->n_expert > 0 ? hp->n_expert : 1);
+    const size_t K = (size_t)(hp->n_expert_used > 0 ? hp->n_expert_used : 1);
+    const size_t V = (size_t)hp->n_vocab;
+    const size_t sizes[] = { nb * D, nb * D, nb * qd, nb * qd, nb * D, nb * ff, nb * ff, nb * N, nb * N,
+                             nb * K, nb * K, nb * D, nb * D, nb, nb, nb, V };
+    size_t total = 0, kv;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        if (carve_add(&total, sizes[i])) goto fail;
+    c->arena = vm_malloc(total);
+    if (!c->arena) goto fail;
+    char *cur = c->arena;
+    c->x = carve(&cur, nb * D);          c->xb = carve(&cur, nb * D);
+    c->q = carve(&cur, nb * qd);         c->att = carve(&cur, nb * qd);
+    c->ao = carve(&cur, nb * D);         c->hb = carve(&cur, nb * ff);
+    c->hb2 = carve(&cur, nb * ff);       c->r_logits = carve(&cur, nb * N);
+    c->r_probs = carve(&cur, nb * N);    c->r_gates = carve(&cur, nb * K);
+    c->r_sel = carve(&cur, nb * K);      c->xe = carve(&cur, nb * D);
+    c->ye = carve(&cur, nb * D);         c->e_tok = carve(&cur, nb);
+    c->e_gate = carve(&cur, nb);         c->pos = carve(&cur, nb);
+    c->last_logits = carve(&cur, V);
+    if (vm_size_mul((size_t)hp->n_layer * (size_t)n_ctx, kvd, &kv) || vm_size_mul(kv, sizeof(float), &kv))
+        goto fail;
+    c->kcache = vm_malloc(kv ? kv : 1);
+    c->vcache = vm_malloc(kv ? kv : 1);
+    if (!c->kcache || !c->vcache) goto fail;
+    vm_rng_seed(&c->rng, 0);
+    return c;
+fail:
+    vm_err_prefix("ctx (n_ctx %d, n_batch %d)", n_ctx, n_batch);
+    vm_ctx_free(c);
+    return NULL;
+}
+
+void vm_ctx_free(vm_ctx *c) {
+    if (!c) return;
+    free(c->arena);
+    free(c->kcache);
+    free(c->vcache);
+    free(c);
+}
+
+void vm_ctx_reset(vm_ctx *c) { if (c) { c->n_past = 0; c->have_last = 0; } }
+int vm_ctx_n_past(const vm_ctx *c) { return c ? c->n_past : 0; }
+void vm_ctx_set_trace(vm_ctx *c, vm_trace_fn fn, void *ud) { if (c) { c->trace = fn; c->ud = ud; } }
+void vm_ctx_set_seed(vm_ctx *c, uint64_t seed) { if (c) vm_rng_seed(&c->rng, seed); }
+const float *vm_ctx_last_logits(const vm_ctx *c) { return c && c->have_last ? c->last_logits : NULL; }
+
+// ---------------------------------------------------------------- forward
+
+static void emit(const vm_ctx *c, const char *name, int layer, int B, int ne, const float *f,
+                 const int32_t *i) {
+    if (!c->trace) return;
+    vm_trace_ev ev = { name, layer, c->n_past, B, ne, f, i };
+    c->trace(c->ud, &ev);
+}
+
+// ffn_out (B,D) = sum over selected experts e of gate * down_e(silu(gate_e xb) * up_e xb).
+// Tokens are grouped per expert so each expert's weights are read once per batch; outputs are
+// summed in expert-index order, the same for any batching or thread count.
+static int moe_ffn(vm_ctx *c, int il, int B) {
+    const vm_model *m = c->m;
+    const vm_layer *ly = &m->layers[il];
+    const vm_router_layer *L = &ly->rl;
+    const int D = m->hp.n_embd, N = L->n_expert, K = L->n_expert_used, F = m->hp.n_ff_exp;
+    vm_router *r = m->routers[il];
+    vm_router_out ro = { c->r_logits, c->r_probs, c->r_sel, c->r_gates };
+    if (!r || !r->ops || !r->ops->forward) return vm_err("model: layer %d has no router", il);
+    if (r->ops->forward(r, L, c->xb, B, &ro, &c->rng)) return vm_err_prefix("layer %d", il);
+    for (int t = 0; t < B * K; t++)
+        if (c->r_sel[t] < 0 || c->r_sel[t] >= N)
+            return vm_err("model: router '%s' selected expert %d of %d (layer %d)", r->ops->name,
+                          c->r_sel[t], N, il);
+    emit(c, "ffn_moe_logits", il, B, N, c->r_logits, NULL);
+    emit(c, "ffn_moe_probs", il, B, N, c->r_probs, NULL);
+    emit(c, "ffn_moe_topk", il, B, K, NULL, c->r_sel);
+    emit(c, "ffn_moe_weights", il, B, K, c->r_gates, NULL);
+    memset(c->ao, 0, (size_t)B * D * sizeof(float));
+    for (int e = 0; e < N; e++) {
+        int n = 0;
+        for (int t = 0; t < B; t++)
+            for (int k = 0; k < K; k++)
+                if (c->r_sel[t * K + k] == e) {
+                    c->e_tok[n] = t;
+                    c->e_gate[n] = c->r_gates[t * K + k];
+                    memcpy(c->xe + (size_t)n * D, c->xb + (size_t)t * D, (size_t)D * sizeof(float));
+                    n++;
+                }
+        if (n == 0) continue;
+        vm_matmul_forward(c->hb, c->xe, &ly->exp_gate[e], NULL, n);   // (n, F)
+        vm_matmul_forward(c->hb2, c->xe, &ly->exp_up[e], NULL, n);
+        vm_swiglu_forward(c->hb, c->hb, c->hb2, n * F);
+        vm_matmul_forward(c->ye, c->hb, &ly->exp_down[e], NULL, n);   // (n, D)
+        for (int j = 0; j < n; j++) {
+            float *o = c->ao + (size_t)c->e_tok[j] * D;
+            const float *y = c->ye + (size_t)j * D, g = c->e_gate[j];
+            for (int d = 0; d < D; d++) o[d] += g * y[d];
+        }
+    }
+    return 0;
+}
+
+// One chunk of B tokens at positions n_past .. n_past+B-1; logits (B, n_vocab) or NULL (then only
+// the last row is computed, into last_logits when `last`).
+static int eval_chunk(vm_ctx *c, const int32_t *tokens, int B, float *logits, int last) {
+    const vm_model *m = c->m;
+    const vm_hparams *hp = &m->hp;
+    const int D = hp->n_embd, hd = hp->head_dim;
+    const size_t kvd = (size_t)hp->n_head_kv * hd;
+    for (int b = 0; b < B; b++) {
+        if (tokens[b] < 0 || tokens[b] >= hp->n_vocab)
+            return vm_err("model: token id %d out of range [0, %d) (position %d)", tokens[b],
+                          hp->n_vocab, c->n_past + b);
+        vm_dequant_row(m->tok_embd.type, (const char *)m->tok_embd.data + (size_t)tokens[b] * m->tok_embd.nb[1],
+                       c->x + (size_t)b * D, D);
+        c->pos[b] = c->n_past + b;
+    }
+    for (int il = 0; il < hp->n_layer; il++) {
+        const vm_layer *ly = &m->layers[il];
+        float *kc = c->kcache + (size_t)il * c->n_ctx * kvd, *vc = c->vcache + (size_t)il * c->n_ctx * kvd;
+        // attention
+        vm_rmsnorm_forward(c->xb, c->x, ly->attn_norm, B, D, hp->norm_eps);
+        emit(c, "attn_norm", il, B, D, c->xb, NULL);
+        vm_matmul_forward(c->q, c->xb, &ly->wq, NULL, B);
+        vm_matmul_forward(kc + (size_t)c->n_past * kvd, c->xb, &ly->wk, NULL, B);   // straight into the cache
+        vm_matmul_forward(vc + (size_t)c->n_past * kvd, c->xb, &ly->wv, NULL, B);
+        vm_rope_forward(c->q, c->pos, B, hp->n_head, hd, hp->n_rot, hp->rope_freq_base, hp->rope_freq_scale, hp->rope_neox);
+        vm_rope_forward(kc + (size_t)c->n_past * kvd, c->pos, B, hp->n_head_kv, hd, hp->n_rot,
+                        hp->rope_freq_base, hp->rope_freq_scale, hp->rope_neox);
+        vm_attention_forward(c->att, c->q, kc, vc, c->n_past, B, hp->n_head, hp->n_head_kv, hd,
+                             1.0f / sqrtf((float)hd));
+        vm_matmul_forward(c->ao, c->att, &ly->wo, NULL, B);
+        emit(c, "attn_out", il, B, D, c->ao, NULL);
+        for (size_t i = 0; i < (size_t)B * D; i++) c->x[i] += c->ao[i];
+        emit(c, "ffn_inp", il, B, D, c->x, NULL);
+        // feed-forward
+        vm_rmsnorm_forward(c->xb, c->x, ly->ffn_norm, B, D, hp->norm_eps);
+        emit(c, "ffn_norm", il, B, D, c->xb, NULL);
+        if (ly->is_moe) {
+            if (moe_ffn(c, il, B)) return -1;
+        } else {
+            const int F = hp->n_ff;
+            vm_matmul_forward(c->hb, c->xb, &ly->ffn_gate, NULL, B);
+            vm_matmul_forward(c->hb2, c->xb, &ly->ffn_up, NULL, B);
+            vm_swiglu_forward(c->hb, c->hb, c->hb2, B * F);
+            vm_matmul_forward(c->ao, c->hb, &ly->ffn_down, NULL, B);
+        }
+        emit(c, "ffn_out", il, B, D, c->ao, NULL);
+        for (size_t i = 0; i < (size_t)B * D; i++) c->x[i] += c->ao[i];
+        emit(c, "l_out", il, B, D, c->x, NULL);
+    }
+    vm_rmsnorm_forward(c->xb, c->x, m->output_norm, B, D, hp->norm_eps);
+    emit(c, "result_norm", -1, B, D, c->xb, NULL);
+    const size_t V = (size_t)hp->n_vocab;
+    if (logits) {
+        vm_matmul_forward(logits, c->xb, &m->output, NULL, B);
+        emit(c, "result_output", -1, B, (int)V, logits, NULL);
+        if (last) memcpy(c->last_logits, logits + (size_t)(B - 1) * V, V * sizeof(float));
+    } else if (last) {
+        vm_matmul_forward(c->last_logits, c->xb + (size_t)(B - 1) * D, &m->output, NULL, 1);
+        if (c->trace) {
+            vm_trace_ev ev = { "result_output", -1, c->n_past + B - 1, 1, (int)V, c->last_logits, NULL };
+            c->trace(c->ud, &ev);
+        }
+    }
+    if (last) c->have_last = 1;
+    return 0;
+}
+
+int vm_ctx_eval(vm_ctx *c, const int32_t *tokens, int n, float *logits) {
+    if (!c || (n > 0 && !tokens)) return vm_err("ctx: eval without context or tokens");
+    if (n <= 0) return vm_err("ctx: eval of %d tokens", n);
+    if (n > c->n_ctx - c->n_past)
+        return vm_err("ctx: %d tokens do not fit: %d of %d positions used", n, c->n_past, c->n_ctx);
+    for (int i = 0; i < n; i += c->n_batch) {
+        const int B = n - i < c->n_batch ? n - i : c->n_batch;
+        float *lg = logits ? logits + (size_t)i * c->m->hp.n_vocab : NULL;
+        if (eval_chunk(c, tokens + i, B, lg, i + B == n)) {
+            c->have_last = 0;
+            return -1;
+        }
+        c->n_past += B;
+    }
+    return 0;
+}
