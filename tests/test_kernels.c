@@ -288,12 +288,12 @@ static void test_router(void) {
     float u[2 * 3] = {1, 2, 3,  -1, 0, 0.5f}, lg[8], pr[8], gt[4];
     int32_t sl[4];
     vm_router *r = vm_router_deterministic();
-    vm_router_out ro = { lg, pr, sl, gt };
+    vm_router_out ro = { .logits = lg, .probs = pr, .sel = sl, .gates = gt };
     CHECK(r && r->ops->forward(r, &L, u, 2, &ro, NULL) == 0, "deterministic forward");
     CHECK(lg[3] == 6.0f && lg[4] == -1.0f && lg[7] == -0.5f, "router logits %g %g %g", lg[3], lg[4], lg[7]);
     CHECK(sl[0] == 3 && sl[1] == 2 && sl[2] == 2 && sl[3] == 1, "router sel %d %d %d %d", sl[0], sl[1], sl[2], sl[3]);
     CHECK_NEAR(gt[0], exp(6) / (exp(6) + exp(3)), 1e-6, "router gate");
-    vm_router_out bad = { NULL, pr, sl, gt };
+    vm_router_out bad = { .logits = NULL, .probs = pr, .sel = sl, .gates = gt };
     CHECK(r->ops->forward(r, &L, u, 2, &bad, NULL) == -1, "missing buffer rejected");
     vm_router_free(r);
 }

@@ -151,7 +151,7 @@ static int fixed_forward(vm_router *r, const vm_router_layer *L, const float *u,
     return 0;
 }
 static void fixed_free(vm_router *r) { free(r); }
-static const vm_router_ops fixed_ops = { "fixed", fixed_forward, fixed_free };
+static const vm_router_ops fixed_ops = { .name = "fixed", .forward = fixed_forward, .free = fixed_free };
 
 static void test_router_plugin(void) {
     vm_model *m = vm_model_load(GOLD "moe_stacked.gguf");

@@ -3,6 +3,7 @@
 #pragma once
 #include <stdint.h>
 #include "quant/quant.h"
+#include "vmoer.h"
 
 // Converts a legacy llama2.c checkpoint (7-int32 header, fp32 weights) and its tokenizer.bin into
 // a llama GGUF. type: F32, F16 or Q8_0 for the 2-D weight matrices (norms stay F32; a matrix whose
@@ -18,12 +19,7 @@ int vm_convert_llama2c(const char *model_path, const char *tok_path, const char 
 // 1 gate, 2 up, 3 down; so a result depends only on (seed, layer, matrix, expert).
 // noise == 0 copies the dense bytes (bit-identical experts, the MoE computes the dense function).
 // With noise > 0 the expert keeps the source type when vm_quant_row can write it, else F32.
-typedef struct vm_upcycle_opts {
-    int n_expert, n_expert_used;
-    float noise;        // relative std (default 0)
-    float router_std;   // default VM_UPCYCLE_ROUTER_STD
-    uint64_t seed;
-} vm_upcycle_opts;
+// vm_upcycle_opts is defined in vmoer.h (public).
 
 // 0.02: the usual initializer_range of llama/Mixtral configs, so fresh router logits are small
 // (|l| ~ 0.02 * |u|) and the initial routing is close to uniform, as for a freshly initialised router.

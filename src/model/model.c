@@ -269,7 +269,7 @@ static int moe_ffn(vm_ctx *c, int il, int B) {
     const vm_router_layer *L = &ly->rl;
     const int D = m->hp.n_embd, N = L->n_expert, K = L->n_expert_used, F = m->hp.n_ff_exp;
     vm_router *r = m->routers[il];
-    vm_router_out ro = { c->r_logits, c->r_probs, c->r_sel, c->r_gates };
+    vm_router_out ro = { .logits = c->r_logits, .probs = c->r_probs, .sel = c->r_sel, .gates = c->r_gates };
     if (!r || !r->ops || !r->ops->forward) return vm_err("model: layer %d has no router", il);
     if (r->ops->forward(r, L, c->xb, B, &ro, &c->rng)) return vm_err_prefix("layer %d", il);
     for (int t = 0; t < B * K; t++)
@@ -388,3 +388,8 @@ int vm_ctx_eval(vm_ctx *c, const int32_t *tokens, int n, float *logits) {
     }
     return 0;
 }
+
+int vm_model_n_vocab(const vm_model *m) { return m->hp.n_vocab; }
+int vm_model_n_layer(const vm_model *m) { return m->hp.n_layer; }
+int vm_model_n_expert(const vm_model *m) { return m->hp.n_expert; }
+const vm_gguf *vm_model_gguf(const vm_model *m) { return m->gguf; }

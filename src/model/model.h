@@ -6,6 +6,7 @@
 #include "gguf/gguf.h"
 #include "model/tensor.h"
 #include "router/router.h"
+#include "vmoer.h"
 
 typedef enum vm_arch { VM_ARCH_LLAMA = 0, VM_ARCH_COUNT } vm_arch;
 
@@ -52,15 +53,7 @@ int vm_model_set_router(vm_model *m, int layer, vm_router *r);
 // Names: "attn_norm", "attn_out", "ffn_inp", "ffn_norm", "ffn_moe_logits" (T,N),
 // "ffn_moe_probs" (T,N), "ffn_moe_topk" (T,K, int), "ffn_moe_weights" (T,K), "ffn_out",
 // "l_out", "result_norm", "result_output". layer = -1 outside blocks.
-typedef struct vm_trace_ev {
-    const char *name;
-    int layer;
-    int pos0, n_tokens;        // positions pos0 .. pos0+n_tokens-1
-    int ne;                    // values per token
-    const float *f;            // (n_tokens, ne) or NULL
-    const int32_t *i;          // (n_tokens, ne) or NULL
-} vm_trace_ev;
-typedef void (*vm_trace_fn)(void *ud, const vm_trace_ev *ev);
+// vm_trace_ev and vm_trace_fn are defined in vmoer.h (public).
 
 typedef struct vm_ctx vm_ctx;
 vm_ctx *vm_ctx_init(const vm_model *m, int n_ctx, int n_batch);
@@ -73,3 +66,8 @@ void vm_ctx_set_seed(vm_ctx *c, uint64_t seed);  // the stream sampled routers d
 // position to logits (n, n_vocab) when non-NULL; the last row is always kept.
 int vm_ctx_eval(vm_ctx *c, const int32_t *tokens, int n, float *logits);
 const float *vm_ctx_last_logits(const vm_ctx *c);
+
+int vm_model_n_vocab(const vm_model *m);
+int vm_model_n_layer(const vm_model *m);
+int vm_model_n_expert(const vm_model *m);      // 0 for a dense model
+const vm_gguf *vm_model_gguf(const vm_model *m);

@@ -32,7 +32,28 @@ typedef struct vm_router_out {
     float *probs;      // (T,N) routing probabilities (softmax or sigmoid of logits, or their mean)
     int32_t *sel;      // (T,K) selected experts, best first
     float *gates;      // (T,K) gate weights for sel
+    float *unc;        // (T,VM_UNC_COUNT) uncertainty read-outs, or NULL when not wanted;
+                       // NaN where a kind has no such read-out
 } vm_router_out;
+
+// Per-token uncertainty read-outs of a router (method.md §3).
+typedef enum vm_unc {
+    VM_UNC_ILV = 0,          // inferred logit variance tr(Sigma) (VGLR)
+    VM_UNC_GATE_ENTROPY,     // entropy of the routing distribution the selection was drawn from
+    VM_UNC_TEMPERATURE,      // T(u) (VTSR)
+    VM_UNC_DISAGREEMENT,     // sampled kinds: fraction of samples whose top-K set differs from the final one
+    VM_UNC_COUNT
+} vm_unc;
+
+// A trainable parameter tensor of a router (f32, owned by the router): what the optimiser,
+// the adapter writer and the gradient checks see. ne[0] is the contiguous dimension.
+typedef struct vm_param {
+    char name[64];           // e.g. "vglr.w_t" (the adapter prefixes "blk.N.")
+    int n_dims;
+    int64_t ne[2];
+    float *w;                // values
+    float *g;                // gradient, accumulated by backward (+=), zeroed by the optimiser
+} vm_param;
 
 typedef struct vm_router vm_router;
 typedef struct vm_router_ops {
@@ -41,11 +62,23 @@ typedef struct vm_router_ops {
     int (*forward)(vm_router *r, const vm_router_layer *L, const float *u, int T,
                    vm_router_out *out, vm_rng *rng);
     void (*free)(vm_router *r);
+    // ---- training (NULL for kinds without trainable parameters) ----
+    // Backward of the most recent forward call (same L, u, T, out): given dgates (T,K) = dL/dgates,
+    // accumulates (+=) dL/du into du (T,D) and parameter gradients into params[i].g. The kind's
+    // regulariser, reg_weight * mean_t reg_t (KL for VGLR, -log T for VTSR), is included in both.
+    // The discrete selection carries no gradient.
+    int (*backward)(vm_router *r, const vm_router_layer *L, const float *u, int T,
+                    const vm_router_out *out, const float *dgates, float *du, float reg_weight);
+    // Mean over the T tokens of the last forward of the regulariser (0 for kinds without one).
+    double (*reg)(const vm_router *r);
 } vm_router_ops;
 
 struct vm_router {
     const vm_router_ops *ops;
     void *state;
+    int training;            // 1: training-mode forward (one reparameterised sample, caches for backward)
+    int n_params;
+    vm_param *params;        // owned by the kind; NULL when none
 };
 
 // The pretrained router: l = W_r u, then the layer's gate convention.

@@ -19,7 +19,7 @@ static int det_forward(vm_router *r, const vm_router_layer *L, const float *u, i
 
 static void det_free(vm_router *r) { free(r); }
 
-static const vm_router_ops det_ops = { "deterministic", det_forward, det_free };
+static const vm_router_ops det_ops = { .name = "deterministic", .forward = det_forward, .free = det_free };
 
 vm_router *vm_router_deterministic(void) {
     vm_router *r = vm_calloc(1, sizeof *r);
