@@ -9,7 +9,9 @@ int cmd_run(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_trace(int argc, char **argv);
 int cmd_convert_llama2c(int argc, char **argv);
+int cmd_convert_hf(int argc, char **argv);
 int cmd_upcycle(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 // Prints "vmoer <cmd>: <message>" (or the pending vm_errmsg() when fmt is NULL); returns 1.
 int cli_fail(const char *cmd, const char *fmt, ...);

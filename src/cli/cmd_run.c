@@ -1,8 +1,10 @@
 // vmoer run MODEL.gguf -p PROMPT [-n N] [--temp T] [--seed S] [--top-k K] [--top-p P] [--threads N]
+//           [--chat-template NAME|auto|none]
 // Prints the prompt, then each generated piece as soon as it is sampled; timing goes to stderr.
 #include "cli/cli.h"
 #include "model/model.h"
 #include "model/sample.h"
+#include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
 #include "util/err.h"
 
@@ -26,7 +28,11 @@ static void usage(void) {
            "  --top-p P           nucleus sampling mass (default 1 = off)\n"
            "  --seed S            sampling seed (default 0)\n"
            "  --threads N         worker threads\n"
-           "  -h, --help          this text\n");
+           "  --chat-template T   render the prompt as one user message of a chat, with the generation\n"
+           "                      prompt: T = auto (the model's tokenizer.chat_template; an unknown one is\n"
+           "                      an error) or a built-in name; default none = the prompt as it is.\n"
+           "                      Names: %s\n"
+           "  -h, --help          this text\n", vm_chat_names());
 }
 
 static double now_ms(void) {
@@ -36,18 +42,19 @@ static double now_ms(void) {
 }
 
 // BOS (when the vocabulary adds it) + prompt tokens; malloc'd, count returned, -1 on error.
-static int prompt_tokens(const vm_tokenizer *tok, const char *text, int32_t **out) {
+// parse_special: a rendered chat turns its role markers and in-history BOS/EOS into their tokens.
+static int prompt_tokens(const vm_tokenizer *tok, const char *text, int parse_special, int32_t **out) {
     size_t len = strlen(text);
     if (len > INT_MAX / 2) return vm_err("prompt too long");
     int max = (int)len + 8;
     int32_t *ids = vm_malloc(sizeof *ids * (size_t)max);
     if (!ids) return -1;
-    int n = vm_tokenize(tok, text, len, 1, 0, ids, max);
+    int n = vm_tokenize(tok, text, len, 1, parse_special, ids, max);
     if (n > max) {
         int32_t *more = realloc(ids, sizeof *ids * (size_t)n);
         if (!more) { free(ids); return vm_err("out of memory"); }
         ids = more;
-        n = vm_tokenize(tok, text, len, 1, 0, ids, n);
+        n = vm_tokenize(tok, text, len, 1, parse_special, ids, n);
     }
     if (n < 0) { free(ids); return -1; }
     *out = ids;
@@ -67,8 +74,29 @@ static void print_piece(const vm_tokenizer *tok, int32_t id) {
     fflush(stdout);
 }
 
+// The prompt as one user message rendered with the chosen (or, for "auto", the model's) template.
+// The model's own BOS/EOS texts fill the template's bos_token/eos_token. Returns the malloc'd text,
+// or NULL with an error; *note gets a line to show when the model has no template.
+static char *chat_prompt(const vm_model *m, const vm_tokenizer *tok, const char *name, const char *prompt,
+                         char *note, size_t note_size) {
+    int id = vm_chat_pick_gguf(m->gguf, strcmp(name, "auto") ? name : NULL, note, note_size);
+    if (id < 0) return NULL;
+    char *tmpl = NULL, *dsys = NULL, *out = NULL;
+    if (vm_gguf_get_str(m->gguf, "tokenizer.chat_template", &tmpl) < 0) return NULL;
+    if (tmpl && (id == VM_CHAT_CHATML || id == VM_CHAT_QWEN3 || id == VM_CHAT_QWEN3_NOTHINK))
+        dsys = vm_chat_default_system(tmpl);     // Qwen1.5/Qwen2 add one when there is no system message
+    int32_t bos = vm_tokenizer_bos(tok), eos = vm_tokenizer_eos(tok), nv = vm_tokenizer_n_vocab(tok);
+    vm_chat_opts o = {bos >= 0 && bos < nv ? vm_tokenizer_text(tok, bos) : NULL,
+                      eos >= 0 && eos < nv ? vm_tokenizer_text(tok, eos) : NULL, dsys};
+    vm_chat_msg msg = {"user", prompt};
+    if (vm_chat_render_ex(id, &msg, 1, 1, &o, &out) < 0) out = NULL;
+    free(dsys);
+    free(tmpl);
+    return out;
+}
+
 int cmd_run(int argc, char **argv) {
-    const char *path = NULL, *prompt = NULL;
+    const char *path = NULL, *prompt = NULL, *chat = NULL;
     long n_gen = 256, top_k = 0;
     double temp = 0.8, top_p = 1;
     uint64_t seed = 0;
@@ -89,6 +117,11 @@ int cmd_run(int argc, char **argv) {
             if (!(v = cli_value(CMD, argc, argv, &i)) || cli_u64(CMD, a, v, &seed)) return 1;
         } else if (!strcmp(a, "--threads")) {
             if (!(v = cli_value(CMD, argc, argv, &i)) || cli_threads(CMD, v)) return 1;
+        } else if (!strcmp(a, "--chat-template")) {
+            if (!(chat = cli_value(CMD, argc, argv, &i))) return 1;
+            if (strcmp(chat, "auto") && vm_chat_template_from_name(chat) < 0)
+                return cli_fail(CMD, "--chat-template: unknown template '%s' (known: auto, %s)", chat, vm_chat_names());
+            if (!strcmp(chat, "none")) chat = NULL;     // today's behaviour: the prompt as it is
         } else if (a[0] == '-' && a[1]) {
             return cli_fail(CMD, "unknown option '%s' (see --help)", a);
         } else {
@@ -104,10 +137,17 @@ int cmd_run(int argc, char **argv) {
     vm_tokenizer *tok = NULL;
     vm_ctx *c = NULL;
     int32_t *ids = NULL;
+    char *rendered = NULL;
     vm_sampler smp;
     if (vm_sampler_init(&smp, (float)temp, (int)top_k, (float)top_p, seed)) return cli_fail(CMD, NULL);
     if (!(m = vm_model_load(path)) || !(tok = vm_tokenizer_from_gguf(m->gguf))) { cli_fail(CMD, NULL); goto done; }
-    int n_prompt = prompt_tokens(tok, prompt, &ids);
+    if (chat) {
+        char note[256];
+        if (!(rendered = chat_prompt(m, tok, chat, prompt, note, sizeof note))) { cli_fail(CMD, NULL); goto done; }
+        if (note[0]) fprintf(stderr, "vmoer run: note: %s\n", note);
+        prompt = rendered;
+    }
+    int n_prompt = prompt_tokens(tok, prompt, chat != NULL, &ids);
     if (n_prompt < 0) { cli_fail(CMD, NULL); goto done; }
     if (n_prompt == 0) { cli_fail(CMD, "empty prompt and no BOS token: nothing to condition on"); goto done; }
     int n_ctx_max = m->hp.n_ctx_train > 0 ? m->hp.n_ctx_train : INT_MAX;
@@ -141,6 +181,7 @@ int cmd_run(int argc, char **argv) {
 done:
     vm_sampler_free(&smp);
     free(ids);
+    free(rendered);
     if (c) vm_ctx_free(c);
     if (tok) vm_tokenizer_free(tok);
     if (m) vm_model_free(m);

@@ -19,7 +19,9 @@ static const cli_cmd commands[] = {
     {"logits", cmd_logits, "write the logits of every position as a .npy file"},
     {"trace", cmd_trace, "write routing traces (logits, probabilities, experts, gates) as JSONL"},
     {"convert-llama2c", cmd_convert_llama2c, "convert a llama2.c model + tokenizer to GGUF"},
+    {"convert-hf", cmd_convert_hf, "convert a Hugging Face checkpoint (config.json + safetensors) to GGUF"},
     {"upcycle", cmd_upcycle, "turn a dense GGUF model into a Mixtral-layout MoE"},
+    {"bench", cmd_bench, "throughput: prompt processing and decode tokens/s, kernels vs BLAS"},
 };
 
 static void usage(FILE *f) {

@@ -19,6 +19,7 @@ typedef struct csv_rec {
 } csv_rec;
 
 static int rec_put(csv_rec *r, const char *s, size_t n) {
+    if (n == 0) return 0;   // empty fields: r->buf may still be NULL (NULL + 0 is undefined)
     if (r->len + n > VM_MCQ_MAX_RECORD)
         return vm_err("record is longer than the %u-byte limit", (unsigned)VM_MCQ_MAX_RECORD);
     if (r->len + n > r->cap) {
@@ -89,7 +90,8 @@ static int mmlu_item(vm_dsi_loader *L, const csv_rec *r, vm_mcq_item *it) {
     if (r->nf != MMLU_FIELDS) return vm_err("expected %d fields, got %d", MMLU_FIELDS, r->nf);
     static const char *what[MMLU_FIELDS] = { "question", "choice A", "choice B", "choice C", "choice D", "answer" };
     const char *f[MMLU_FIELDS];
-    for (int i = 0; i < MMLU_FIELDS; i++) f[i] = r->buf + r->off[i];
+    const char *base = r->buf ? r->buf : "";   // a record of empty fields allocates nothing
+    for (int i = 0; i < MMLU_FIELDS; i++) f[i] = base + r->off[i];
     const char *ans = f[5];
     size_t alen = r->flen[5];
     if (alen != 1 || ans[0] < 'A' || ans[0] > 'D')

@@ -1,13 +1,15 @@
-// Causal grouped-query attention of B new queries over a KV cache.
-// One (query, head) pair per work item, reduced with a single-pass ("online") softmax: no scratch
-// the size of the context, and each output is computed by one thread in a fixed order, so results
-// are independent of the thread count and of how the tokens were batched.
+// Causal grouped-query attention of B new queries over a KV cache (keys/values of earlier tokens
+// are never recomputed). One (query, head) pair per work item, reduced with a single-pass
+// ("online") softmax: no scratch the size of the context, and each output is computed by one
+// thread in a fixed order, so results are independent of the thread count and of how the tokens
+// were batched. This is the portable level; simd_avx2.c has the vectorised one.
 #include "kernels/ops.h"
+#include "kernels/simd.h"
 
 #include <math.h>
 
-void vm_attention_forward(float *out, const float *q, const float *kc, const float *vc,
-                          int n_past, int B, int n_head, int n_head_kv, int hd, float scale) {
+void vm_attention_scalar(float *out, const float *q, const float *kc, const float *vc,
+                         int n_past, int B, int n_head, int n_head_kv, int hd, float scale) {
     const int group = n_head / n_head_kv;          // query heads sharing one KV head
     const size_t q_stride = (size_t)n_head * hd;   // q, out (B, n_head*hd)
     const size_t kv_stride = (size_t)n_head_kv * hd;
@@ -39,4 +41,9 @@ void vm_attention_forward(float *out, const float *q, const float *kc, const flo
         const float inv = 1.0f / sum;
         for (int d = 0; d < hd; d++) o[d] *= inv;
     }
+}
+
+void vm_attention_forward(float *out, const float *q, const float *kc, const float *vc,
+                          int n_past, int B, int n_head, int n_head_kv, int hd, float scale) {
+    vm_simd_kernels_get(vm_simd_get())->attention(out, q, kc, vc, n_past, B, n_head, n_head_kv, hd, scale);
 }

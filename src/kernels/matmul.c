@@ -1,49 +1,118 @@
 // Matrix multiply over typed weights: out (B,OC) = inp (B,C) . W^T (+ bias).
-// Parallel over output rows; every output element is one dot product computed by one thread, so
-// the result does not depend on the thread count (nor on B: a token alone or in a batch gets the
-// same bits).
+// The output rows are cut into blocks of a few dozen weight rows; threads take whole blocks, and
+// the level's kernel (simd_*.c) sweeps all B tokens over a block in register tiles, so each weight
+// is read from memory once per call and from cache once per tile of tokens. Every output element
+// is one dot product computed by one thread with operations that do not depend on its tile, so the
+// result does not depend on the thread count nor on B (a token alone or in a batch: same bits).
+// F16/BF16 rows are widened to f32 once per block; quantised weights meet int8 activations,
+// quantised once per call (vm_act_quant_row).
 #include "kernels/ops.h"
+#include "kernels/simd.h"
 #include "quant/quant.h"
 
+#include <omp.h>
 #include <stdlib.h>
 
-// f32 dot with 8 independent partial sums: lets the compiler vectorise without -ffast-math while
-// keeping a fixed summation order.
-static float dot_f32(const float *w, const float *x, int64_t n) {
-    float s[8] = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) s[j] += w[i + j] * x[i + j];
-    float tail = 0.0f;
-    for (; i < n; i++) tail += w[i] * x[i];
-    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + tail;
+// Rows per block: a multiple of 8 that gives each thread several blocks, at most 64.
+static int row_block(int64_t OC, int n_threads) {
+    int64_t rb = (OC + 4 * (int64_t)n_threads - 1) / (4 * (int64_t)n_threads);
+    rb = (rb + 7) / 8 * 8;
+    return (int)(rb < 8 ? 8 : rb > 64 ? 64 : rb);
 }
 
-// Types whose vm_vec_dot is "widen to f32, then dot": a row is widened once per call and dotted
-// with all B tokens (B times less conversion). Used for every B, so a token gets the same bits
-// alone or in a batch. Quantised types keep vm_vec_dot (its activation handling is the type's).
-static int widens_exactly(vm_type t) { return t == VM_TYPE_F16 || t == VM_TYPE_BF16; }
+// Fallback when a scratch buffer cannot be had: the type's own f32-activation dot, element by element.
+static void matmul_plain(float *out, const float *inp, const vm_tensor *w, int B) {
+    const int64_t C = w->ne[0], OC = w->ne[1];
+    for (int64_t o = 0; o < OC; o++)
+        for (int b = 0; b < B; b++)
+            out[(size_t)b * (size_t)OC + (size_t)o] =
+                vm_vec_dot(w->type, (const char *)w->data + (size_t)o * w->nb[1], inp + (size_t)b * (size_t)C, C);
+}
+
+typedef struct mm_job {
+    const vm_simd_kernels *K;
+    float *out;
+    const float *inp;
+    const char *base, *xq;   // weight rows; int8 activations (quantised types)
+    size_t row, arow;
+    vm_type type;
+    int64_t C, OC;
+    int B, rb;
+} mm_job;
+
+// Row blocks [ib0, ib1) of the job; wbuf (rb * C floats) for F16/BF16 rows.
+static void mm_blocks(const mm_job *j, int64_t ib0, int64_t ib1, float *wbuf) {
+    for (int64_t ib = ib0; ib < ib1; ib++) {
+        const int64_t o0 = ib * j->rb;
+        const int R = (int)(j->OC - o0 < j->rb ? j->OC - o0 : j->rb);
+        const char *wr = j->base + (size_t)o0 * j->row;
+        float *ob = j->out + o0;
+        const size_t ldo = (size_t)j->OC, C = (size_t)j->C;
+        if (j->type == VM_TYPE_F32) {
+            j->K->f32_rows(ob, ldo, (const float *)wr, j->row / sizeof(float), j->inp, C, R, j->B, j->C);
+        } else if (j->type == VM_TYPE_F16 || j->type == VM_TYPE_BF16) {
+            for (int r = 0; r < R; r++)
+                (j->type == VM_TYPE_F16 ? j->K->f16_row : j->K->bf16_row)(wr + (size_t)r * j->row, wbuf + (size_t)r * C, j->C);
+            j->K->f32_rows(ob, ldo, wbuf, C, j->inp, C, R, j->B, j->C);
+        } else {
+            j->K->act_rows(j->type, ob, ldo, wr, j->row, j->xq, j->arow, R, j->B, j->C);
+        }
+    }
+}
 
 void vm_matmul_forward(float *out, const float *inp, const vm_tensor *w, const float *bias, int B) {
     const int64_t C = w->ne[0], OC = w->ne[1];
-    const size_t row = w->nb[1];
-    const char *base = (const char *)w->data;
+    if (B <= 0 || OC <= 0) return;
     const vm_type type = w->type;
-    #pragma omp parallel if (OC * (int64_t)B * C > 32768)
-    {
-        float *wrow = widens_exactly(type) ? malloc((size_t)C * sizeof(float)) : NULL;
-        #pragma omp for schedule(static)
-        for (int64_t o = 0; o < OC; o++) {
-            const void *wr = base + (size_t)o * row;
-            const float bo = bias ? bias[o] : 0.0f;
-            if (wrow) vm_dequant_row(type, wr, wrow, C);
-            for (int b = 0; b < B; b++) {
-                const float *x = inp + (size_t)b * (size_t)C;
-                float d = type == VM_TYPE_F32 ? dot_f32((const float *)wr, x, C)
-                        : wrow ? dot_f32(wrow, x, C) : vm_vec_dot(type, wr, x, C);
-                out[(size_t)b * (size_t)OC + (size_t)o] = d + bo;
-            }
+    const int widen = type == VM_TYPE_F16 || type == VM_TYPE_BF16;
+    // below ~10 us of work a fork/join costs more than it saves (and nothing parallel is entered)
+    const int parallel = OC * (int64_t)B * C > (1 << 17) && omp_get_max_threads() > 1;
+    mm_job j = { vm_simd_kernels_get(vm_simd_get()), out, inp, (const char *)w->data, NULL, w->nb[1],
+                 vm_act_row_size(type, C), type, C, OC, B, 0 };
+    j.rb = row_block(OC, parallel ? omp_get_max_threads() : 1);
+    const int64_t n_blk = (OC + j.rb - 1) / j.rb;
+
+    // quantised weights: int8 activations (B rows), computed once and shared by the threads;
+    // small ones on the stack (decode calls this for every matrix of every token)
+    char stack_xq[4096] __attribute__((aligned(32)));
+    char *xq = NULL;
+    if (type != VM_TYPE_F32 && !widen) {
+        if (j.arow == 0) { matmul_plain(out, inp, w, B); goto add_bias; }
+        xq = (size_t)B * j.arow <= sizeof stack_xq ? stack_xq : malloc((size_t)B * j.arow);
+        if (!xq) { matmul_plain(out, inp, w, B); goto add_bias; }
+        if (parallel && B > 1) {
+            #pragma omp parallel for schedule(static)
+            for (int b = 0; b < B; b++) j.K->act_quant(type, inp + (size_t)b * (size_t)C, xq + (size_t)b * j.arow, C);
+        } else {
+            for (int b = 0; b < B; b++) j.K->act_quant(type, inp + (size_t)b * (size_t)C, xq + (size_t)b * j.arow, C);
         }
-        free(wrow);
+        j.xq = xq;
     }
+
+    int failed = 0;
+    if (!parallel) {
+        float *wbuf = widen ? malloc((size_t)j.rb * (size_t)C * sizeof(float)) : NULL;
+        if (widen && !wbuf) failed = 1;
+        else mm_blocks(&j, 0, n_blk, wbuf);
+        free(wbuf);
+    } else {
+        #pragma omp parallel
+        {
+            float *wbuf = widen ? malloc((size_t)j.rb * (size_t)C * sizeof(float)) : NULL;
+            if (widen && !wbuf) {
+                #pragma omp atomic write
+                failed = 1;
+            }
+            #pragma omp for schedule(static)
+            for (int64_t ib = 0; ib < n_blk; ib++)
+                if (!widen || wbuf) mm_blocks(&j, ib, ib + 1, wbuf);
+            free(wbuf);
+        }
+    }
+    if (xq != stack_xq) free(xq);
+    if (failed) matmul_plain(out, inp, w, B);   // out of memory for the widened rows
+add_bias:
+    if (bias)
+        for (int b = 0; b < B; b++)
+            for (int64_t o = 0; o < OC; o++) out[(size_t)b * (size_t)OC + (size_t)o] += bias[o];
 }

@@ -20,3 +20,28 @@ void vm_swiglu_forward(float *out, const float *gate, const float *up, int n);
 // Query b sits at position n_past + b. att is scratch of (n_past+B) floats per thread.
 void vm_attention_forward(float *out, const float *q, const float *kc, const float *vc,
                           int n_past, int B, int n_head, int n_head_kv, int hd, float scale);
+
+// ---- backward kernels (kernels/backward.c): one per forward op, llm.c style. Gradients are named
+// d<thing> and accumulated (+=) unless said otherwise; the caller zeroes them.
+// dinp (B,C) += dout (B,OC) . W: the gradient through a frozen typed weight (any compute type).
+void vm_matmul_backward(float *dinp, const float *dout, const vm_tensor *w, int B);
+// dw (OC,C) += dout^T . inp, dbias (OC) += sum_b dout (NULL: none): for trainable f32 weights only.
+void vm_matmul_backward_weight(float *dw, float *dbias, const float *dout, const float *inp,
+                               int B, int C, int OC);
+// dinp (B,C) += d rmsnorm; dweight (C) += dout * inp / rms when non-NULL.
+void vm_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                         const float *weight, int B, int C, float eps);
+// In place on dx (B, n_head*head_dim): the inverse rotation (the rotation is orthogonal, so its
+// backward is the rotation by -theta). Same arguments as vm_rope_forward.
+void vm_rope_backward(float *dx, const int32_t *pos, int B, int n_head, int head_dim, int n_rot,
+                      float freq_base, float freq_scale, int neox);
+// dinp (n) += J^T dout for out = softmax(inp): dinp_i += out_i (dout_i - sum_j out_j dout_j).
+void vm_softmax_backward(float *dinp, const float *dout, const float *out, int n);
+// dgate, dup (n) += gradients of out = silu(gate) * up.
+void vm_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+                        const float *up, int n);
+// Backward of vm_attention_forward (same arguments): dq (B, n_head*hd) += ..., dk, dv
+// (n_past+B, n_head_kv*hd) += ... . The probabilities are recomputed from q and the cache.
+void vm_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                           const float *kc, const float *vc, int n_past, int B, int n_head,
+                           int n_head_kv, int hd, float scale);

@@ -2,6 +2,7 @@
 // per-sequence context (KV cache + activations) and the forward pass of a pre-norm decoder block
 // with attention, dense SwiGLU FFN or a routed mixture of SwiGLU experts.
 #include "model/model_internal.h"
+#include "model/train.h"
 #include "kernels/ops.h"
 #include "util/err.h"
 
@@ -253,54 +254,126 @@ const float *vm_ctx_last_logits(const vm_ctx *c) { return c && c->have_last ? c-
 
 // ---------------------------------------------------------------- forward
 
-static void emit(const vm_ctx *c, const char *name, int layer, int B, int ne, const float *f,
+static void emit(const vm_block_io *io, const char *name, int layer, int B, int ne, const float *f,
                  const int32_t *i) {
-    if (!c->trace) return;
-    vm_trace_ev ev = { name, layer, c->n_past, B, ne, f, i };
-    c->trace(c->ud, &ev);
+    if (!io->trace) return;
+    vm_trace_ev ev = { name, layer, io->n_past, B, ne, f, i };
+    io->trace(io->ud, &ev);
 }
 
-// ffn_out (B,D) = sum over selected experts e of gate * down_e(silu(gate_e xb) * up_e xb).
+// ffn_out (B,D) = sum over selected experts e of gate * down_e(silu(gate_e xb) * up_e xb), into io->ao.
 // Tokens are grouped per expert so each expert's weights are read once per batch; outputs are
 // summed in expert-index order, the same for any batching or thread count.
-static int moe_ffn(vm_ctx *c, int il, int B) {
-    const vm_model *m = c->m;
+static int moe_ffn(const vm_model *m, int il, const vm_block_io *io, int B, vm_rng *rng) {
     const vm_layer *ly = &m->layers[il];
     const vm_router_layer *L = &ly->rl;
     const int D = m->hp.n_embd, N = L->n_expert, K = L->n_expert_used, F = m->hp.n_ff_exp;
     vm_router *r = m->routers[il];
-    vm_router_out ro = { .logits = c->r_logits, .probs = c->r_probs, .sel = c->r_sel, .gates = c->r_gates };
+    vm_router_out ro = { .logits = io->r_logits, .probs = io->r_probs, .sel = io->r_sel, .gates = io->r_gates };
     if (!r || !r->ops || !r->ops->forward) return vm_err("model: layer %d has no router", il);
-    if (r->ops->forward(r, L, c->xb, B, &ro, &c->rng)) return vm_err_prefix("layer %d", il);
+    if (r->ops->forward(r, L, io->xb_ffn, B, &ro, rng)) return vm_err_prefix("layer %d", il);
     for (int t = 0; t < B * K; t++)
-        if (c->r_sel[t] < 0 || c->r_sel[t] >= N)
+        if (io->r_sel[t] < 0 || io->r_sel[t] >= N)
             return vm_err("model: router '%s' selected expert %d of %d (layer %d)", r->ops->name,
-                          c->r_sel[t], N, il);
-    emit(c, "ffn_moe_logits", il, B, N, c->r_logits, NULL);
-    emit(c, "ffn_moe_probs", il, B, N, c->r_probs, NULL);
-    emit(c, "ffn_moe_topk", il, B, K, NULL, c->r_sel);
-    emit(c, "ffn_moe_weights", il, B, K, c->r_gates, NULL);
-    memset(c->ao, 0, (size_t)B * D * sizeof(float));
+                          io->r_sel[t], N, il);
+    emit(io, "ffn_moe_logits", il, B, N, io->r_logits, NULL);
+    emit(io, "ffn_moe_probs", il, B, N, io->r_probs, NULL);
+    emit(io, "ffn_moe_topk", il, B, K, NULL, io->r_sel);
+    emit(io, "ffn_moe_weights", il, B, K, io->r_gates, NULL);
+    memset(io->ao, 0, (size_t)B * D * sizeof(float));
+    int off = 0;   // first slot of the current expert (stays 0 when slots are reused)
     for (int e = 0; e < N; e++) {
+        if (io->e_off) io->e_off[e] = off;
+        int32_t *tk = io->slot_tk + off;
         int n = 0;
         for (int t = 0; t < B; t++)
             for (int k = 0; k < K; k++)
-                if (c->r_sel[t * K + k] == e) {
-                    c->e_tok[n] = t;
-                    c->e_gate[n] = c->r_gates[t * K + k];
-                    memcpy(c->xe + (size_t)n * D, c->xb + (size_t)t * D, (size_t)D * sizeof(float));
+                if (io->r_sel[t * K + k] == e) {
+                    tk[n] = t * K + k;
+                    memcpy(io->xe + (size_t)n * D, io->xb_ffn + (size_t)t * D, (size_t)D * sizeof(float));
                     n++;
                 }
         if (n == 0) continue;
-        vm_matmul_forward(c->hb, c->xe, &ly->exp_gate[e], NULL, n);   // (n, F)
-        vm_matmul_forward(c->hb2, c->xe, &ly->exp_up[e], NULL, n);
-        vm_swiglu_forward(c->hb, c->hb, c->hb2, n * F);
-        vm_matmul_forward(c->ye, c->hb, &ly->exp_down[e], NULL, n);   // (n, D)
+        float *hb = io->hb + (size_t)off * F, *hb2 = io->hb2 + (size_t)off * F;
+        float *hs = io->hs + (size_t)off * F, *ye = io->ye + (size_t)off * D;
+        vm_matmul_forward(hb, io->xe, &ly->exp_gate[e], NULL, n);   // (n, F)
+        vm_matmul_forward(hb2, io->xe, &ly->exp_up[e], NULL, n);
+        vm_swiglu_forward(hs, hb, hb2, n * F);
+        vm_matmul_forward(ye, hs, &ly->exp_down[e], NULL, n);        // (n, D)
         for (int j = 0; j < n; j++) {
-            float *o = c->ao + (size_t)c->e_tok[j] * D;
-            const float *y = c->ye + (size_t)j * D, g = c->e_gate[j];
+            float *o = io->ao + (size_t)(tk[j] / K) * D;
+            const float *y = ye + (size_t)j * D, g = io->r_gates[tk[j]];
             for (int d = 0; d < D; d++) o[d] += g * y[d];
         }
+        if (io->keep) off += n;
+    }
+    if (io->e_off) io->e_off[N] = off;
+    return 0;
+}
+
+int vm_block_forward(const vm_model *m, int il, const vm_block_io *io, int B, vm_rng *rng) {
+    const vm_hparams *hp = &m->hp;
+    const vm_layer *ly = &m->layers[il];
+    const int D = hp->n_embd, hd = hp->head_dim;
+    const size_t kvd = (size_t)hp->n_head_kv * hd, nd = (size_t)B * D;
+    float *knew = io->kc + (size_t)io->n_past * kvd, *vnew = io->vc + (size_t)io->n_past * kvd;
+    // attention
+    vm_rmsnorm_forward(io->xb_att, io->x_in, ly->attn_norm, B, D, hp->norm_eps);
+    emit(io, "attn_norm", il, B, D, io->xb_att, NULL);
+    vm_matmul_forward(io->q, io->xb_att, &ly->wq, NULL, B);
+    vm_matmul_forward(knew, io->xb_att, &ly->wk, NULL, B);   // straight into the cache
+    vm_matmul_forward(vnew, io->xb_att, &ly->wv, NULL, B);
+    vm_rope_forward(io->q, io->pos, B, hp->n_head, hd, hp->n_rot, hp->rope_freq_base, hp->rope_freq_scale, hp->rope_neox);
+    vm_rope_forward(knew, io->pos, B, hp->n_head_kv, hd, hp->n_rot, hp->rope_freq_base, hp->rope_freq_scale, hp->rope_neox);
+    vm_attention_forward(io->att, io->q, io->kc, io->vc, io->n_past, B, hp->n_head, hp->n_head_kv, hd,
+                         1.0f / sqrtf((float)hd));
+    vm_matmul_forward(io->ao, io->att, &ly->wo, NULL, B);
+    emit(io, "attn_out", il, B, D, io->ao, NULL);
+    for (size_t i = 0; i < nd; i++) io->x_mid[i] = io->x_in[i] + io->ao[i];
+    emit(io, "ffn_inp", il, B, D, io->x_mid, NULL);
+    // feed-forward
+    vm_rmsnorm_forward(io->xb_ffn, io->x_mid, ly->ffn_norm, B, D, hp->norm_eps);
+    emit(io, "ffn_norm", il, B, D, io->xb_ffn, NULL);
+    if (ly->is_moe) {
+        if (moe_ffn(m, il, io, B, rng)) return -1;
+    } else {
+        const int F = hp->n_ff;
+        vm_matmul_forward(io->hb, io->xb_ffn, &ly->ffn_gate, NULL, B);
+        vm_matmul_forward(io->hb2, io->xb_ffn, &ly->ffn_up, NULL, B);
+        vm_swiglu_forward(io->hs, io->hb, io->hb2, B * F);
+        vm_matmul_forward(io->ao, io->hs, &ly->ffn_down, NULL, B);
+    }
+    emit(io, "ffn_out", il, B, D, io->ao, NULL);
+    for (size_t i = 0; i < nd; i++) io->x_out[i] = io->x_mid[i] + io->ao[i];
+    emit(io, "l_out", il, B, D, io->x_out, NULL);
+    return 0;
+}
+
+// Embeds B tokens at positions n_past .. n_past+B-1 into c->x and runs layers [0, n_layers).
+static int ctx_layers(vm_ctx *c, const int32_t *tokens, int B, int n_layers) {
+    const vm_model *m = c->m;
+    const vm_hparams *hp = &m->hp;
+    const int D = hp->n_embd;
+    const size_t kvd = (size_t)hp->n_head_kv * hp->head_dim;
+    for (int b = 0; b < B; b++) {
+        if (tokens[b] < 0 || tokens[b] >= hp->n_vocab)
+            return vm_err("model: token id %d out of range [0, %d) (position %d)", tokens[b],
+                          hp->n_vocab, c->n_past + b);
+        vm_dequant_row(m->tok_embd.type, (const char *)m->tok_embd.data + (size_t)tokens[b] * m->tok_embd.nb[1],
+                       c->x + (size_t)b * D, D);
+        c->pos[b] = c->n_past + b;
+    }
+    // one set of scratch for every layer; the residual stream is updated in place
+    vm_block_io io = { .x_in = c->x, .x_mid = c->x, .x_out = c->x, .xb_att = c->xb, .q = c->q,
+                       .att = c->att, .ao = c->ao, .xb_ffn = c->xb, .hb = c->hb, .hb2 = c->hb2,
+                       .hs = c->hb, .r_logits = c->r_logits, .r_probs = c->r_probs,
+                       .r_gates = c->r_gates, .r_sel = c->r_sel, .xe = c->xe, .ye = c->ye,
+                       .slot_tk = c->e_tok, .pos = c->pos, .n_past = c->n_past,
+                       .trace = c->trace, .ud = c->ud };
+    for (int il = 0; il < n_layers; il++) {
+        io.kc = c->kcache + (size_t)il * c->n_ctx * kvd;
+        io.vc = c->vcache + (size_t)il * c->n_ctx * kvd;
+        if (vm_block_forward(m, il, &io, B, &c->rng)) return -1;
     }
     return 0;
 }
@@ -310,56 +383,20 @@ static int moe_ffn(vm_ctx *c, int il, int B) {
 static int eval_chunk(vm_ctx *c, const int32_t *tokens, int B, float *logits, int last) {
     const vm_model *m = c->m;
     const vm_hparams *hp = &m->hp;
-    const int D = hp->n_embd, hd = hp->head_dim;
-    const size_t kvd = (size_t)hp->n_head_kv * hd;
-    for (int b = 0; b < B; b++) {
-        if (tokens[b] < 0 || tokens[b] >= hp->n_vocab)
-            return vm_err("model: token id %d out of range [0, %d) (position %d)", tokens[b],
-                          hp->n_vocab, c->n_past + b);
-        vm_dequant_row(m->tok_embd.type, (const char *)m->tok_embd.data + (size_t)tokens[b] * m->tok_embd.nb[1],
-                       c->x + (size_t)b * D, D);
-        c->pos[b] = c->n_past + b;
-    }
-    for (int il = 0; il < hp->n_layer; il++) {
-        const vm_layer *ly = &m->layers[il];
-        float *kc = c->kcache + (size_t)il * c->n_ctx * kvd, *vc = c->vcache + (size_t)il * c->n_ctx * kvd;
-        // attention
-        vm_rmsnorm_forward(c->xb, c->x, ly->attn_norm, B, D, hp->norm_eps);
-        emit(c, "attn_norm", il, B, D, c->xb, NULL);
-        vm_matmul_forward(c->q, c->xb, &ly->wq, NULL, B);
-        vm_matmul_forward(kc + (size_t)c->n_past * kvd, c->xb, &ly->wk, NULL, B);   // straight into the cache
-        vm_matmul_forward(vc + (size_t)c->n_past * kvd, c->xb, &ly->wv, NULL, B);
-        vm_rope_forward(c->q, c->pos, B, hp->n_head, hd, hp->n_rot, hp->rope_freq_base, hp->rope_freq_scale, hp->rope_neox);
-        vm_rope_forward(kc + (size_t)c->n_past * kvd, c->pos, B, hp->n_head_kv, hd, hp->n_rot,
-                        hp->rope_freq_base, hp->rope_freq_scale, hp->rope_neox);
-        vm_attention_forward(c->att, c->q, kc, vc, c->n_past, B, hp->n_head, hp->n_head_kv, hd,
-                             1.0f / sqrtf((float)hd));
-        vm_matmul_forward(c->ao, c->att, &ly->wo, NULL, B);
-        emit(c, "attn_out", il, B, D, c->ao, NULL);
-        for (size_t i = 0; i < (size_t)B * D; i++) c->x[i] += c->ao[i];
-        emit(c, "ffn_inp", il, B, D, c->x, NULL);
-        // feed-forward
-        vm_rmsnorm_forward(c->xb, c->x, ly->ffn_norm, B, D, hp->norm_eps);
-        emit(c, "ffn_norm", il, B, D, c->xb, NULL);
-        if (ly->is_moe) {
-            if (moe_ffn(c, il, B)) return -1;
-        } else {
-            const int F = hp->n_ff;
-            vm_matmul_forward(c->hb, c->xb, &ly->ffn_gate, NULL, B);
-            vm_matmul_forward(c->hb2, c->xb, &ly->ffn_up, NULL, B);
-            vm_swiglu_forward(c->hb, c->hb, c->hb2, B * F);
-            vm_matmul_forward(c->ao, c->hb, &ly->ffn_down, NULL, B);
-        }
-        emit(c, "ffn_out", il, B, D, c->ao, NULL);
-        for (size_t i = 0; i < (size_t)B * D; i++) c->x[i] += c->ao[i];
-        emit(c, "l_out", il, B, D, c->x, NULL);
-    }
+    const int D = hp->n_embd;
+    if (ctx_layers(c, tokens, B, hp->n_layer)) return -1;
     vm_rmsnorm_forward(c->xb, c->x, m->output_norm, B, D, hp->norm_eps);
-    emit(c, "result_norm", -1, B, D, c->xb, NULL);
+    if (c->trace) {
+        vm_trace_ev ev = { "result_norm", -1, c->n_past, B, D, c->xb, NULL };
+        c->trace(c->ud, &ev);
+    }
     const size_t V = (size_t)hp->n_vocab;
     if (logits) {
         vm_matmul_forward(logits, c->xb, &m->output, NULL, B);
-        emit(c, "result_output", -1, B, (int)V, logits, NULL);
+        if (c->trace) {
+            vm_trace_ev ev = { "result_output", -1, c->n_past, B, (int)V, logits, NULL };
+            c->trace(c->ud, &ev);
+        }
         if (last) memcpy(c->last_logits, logits + (size_t)(B - 1) * V, V * sizeof(float));
     } else if (last) {
         vm_matmul_forward(c->last_logits, c->xb + (size_t)(B - 1) * D, &m->output, NULL, 1);
@@ -387,6 +424,17 @@ int vm_ctx_eval(vm_ctx *c, const int32_t *tokens, int n, float *logits) {
         c->n_past += B;
     }
     return 0;
+}
+
+int vm_model_hidden(const vm_model *m, const int32_t *tokens, int T, int l0, float *h) {
+    if (!m || !tokens || !h || T <= 0) return vm_err("model: hidden state of %d tokens without model, tokens or output", T);
+    if (l0 < 0 || l0 > m->hp.n_layer) return vm_err("model: hidden state entering layer %d of %d", l0, m->hp.n_layer);
+    vm_ctx *c = vm_ctx_init(m, T, T);
+    if (!c) return -1;
+    int rc = ctx_layers(c, tokens, T, l0);
+    if (rc == 0) memcpy(h, c->x, (size_t)T * m->hp.n_embd * sizeof(float));
+    vm_ctx_free(c);
+    return rc;
 }
 
 int vm_model_n_vocab(const vm_model *m) { return m->hp.n_vocab; }

@@ -17,3 +17,39 @@ int vm_model_key_f32(const vm_model *m, const char *suffix, float *out, int requ
 
 // Per architecture: fills m->hp, allocates m->layers / m->routers / m->f32_store and the views.
 int vm_arch_llama_load(vm_model *m);
+
+// ---- the decoder block, shared by inference (model.c) and training (backward.c)
+
+// Where one block reads and writes its activations for B tokens at positions n_past .. n_past+B-1.
+// Inference points every layer at the same scratch and aliases the residual stream
+// (x_in == x_mid == x_out) and the SwiGLU output (hs == hb); training gives each layer its own
+// slices and keeps them for the backward pass (keep = 1).
+typedef struct vm_block_io {
+    const float *x_in;      // (B,D) residual stream entering the block
+    float *x_mid;           // (B,D) x_in + attention output ("ffn_inp"); may alias x_in
+    float *x_out;           // (B,D) x_mid + FFN output ("l_out"); may alias x_mid
+    float *xb_att;          // (B,D) attn_norm(x_in)
+    float *q;               // (B,qd) queries after rope
+    float *kc, *vc;         // (n_past+B, kvd) keys (after rope) and values; rows n_past.. are written
+    float *att;             // (B,qd) attention output before wo
+    float *ao;              // (B,D) scratch: attention output, then FFN output
+    float *xb_ffn;          // (B,D) ffn_norm(x_mid): the FFN input and the router input u
+    float *hb, *hb2;        // (rows,F) gate pre-activation and up projection; rows = B (dense),
+                            // per expert B (inference) or B*K slots (keep)
+    float *hs;              // (rows,F) silu(hb) * hb2; may alias hb when nothing is kept
+    // MoE only
+    float *r_logits, *r_probs, *r_gates;   // (B,N), (B,N), (B,K) router outputs
+    int32_t *r_sel;                        // (B,K)
+    float *xe;              // (B,D) scratch: the tokens routed to one expert
+    float *ye;              // (rows,D) expert outputs per slot
+    int32_t *slot_tk;       // (rows) slot -> t*K + k (token t's k-th choice)
+    int32_t *e_off;         // (N+1) keep: slots of expert e are [e_off[e], e_off[e+1]); else NULL
+    int keep;               // 1: slots are not reused across experts
+    const int32_t *pos;     // (B) positions
+    int n_past;
+    vm_trace_fn trace;      // trace points (NULL: none)
+    void *ud;
+} vm_block_io;
+
+// One pre-norm decoder block (attention, then dense SwiGLU FFN or routed SwiGLU experts).
+int vm_block_forward(const vm_model *m, int il, const vm_block_io *io, int B, vm_rng *rng);

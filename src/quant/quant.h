@@ -43,3 +43,22 @@ float vm_fp16_to_fp32(uint16_t h);
 uint16_t vm_fp32_to_fp16(float f);   // round to nearest even
 float vm_bf16_to_fp32(uint16_t h);
 uint16_t vm_fp32_to_bf16(float f);   // round to nearest even, NaN kept quiet
+
+// ---- int8 activations: integer dot products for quantised weights --------------------------------
+// A matmul over quantised weights quantises each activation row once to int8 blocks that match the
+// weight type's blocks (32 for Q8_0/Q4_0; 256 with 16-element sums, as ggml's Q8_K, for the K-quants),
+// then every weight block is an exact integer dot. This adds the activations' rounding error
+// (|x - d q| <= d/2 per element, d = blockmax/127) to the weights' own.
+typedef struct vm_q8a32 { float d; int8_t qs[32]; } vm_q8a32;
+typedef struct vm_q8a256 { float d; int16_t bsums[16]; int8_t qs[256]; } vm_q8a256;
+// Elements per activation block for weights of type wtype: 32, 256, or 0 (no int8 path: f32/f16/bf16).
+int vm_act_block(vm_type wtype);
+// Bytes of a quantised activation row of n elements for wtype (0 when no int8 path or bad n).
+size_t vm_act_row_size(vm_type wtype, int64_t n);
+// Quantises x (n) for dotting with rows of wtype. A non-finite x makes its block's scale NaN, so
+// the dot products come out NaN rather than silently finite. 0, or -1 with an error.
+int vm_act_quant_row(vm_type wtype, const float *x, void *dst, int64_t n);
+// Portable dot of a wtype row with a quantised activation row (NAN on an unsupported type). The
+// SIMD kernels (src/kernels/simd_*.c) reproduce its bits: the integer sums are exact and the float
+// operations happen in the same order (see q8act.c).
+float vm_vec_dot_act(vm_type wtype, const void *w, const void *xq, int64_t n);

@@ -15,7 +15,8 @@ static void quant_q8_0(const float *x, uint8_t *b, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += 32, b += QB_Q8_0) {
         float amax = 0;
         for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
-        float d = amax / 127, id = d ? 1.0f / d : 0.0f;
+        // a subnormal d overflows 1/d to inf (and its fp16 is 0 anyway): then every q is 0
+        float d = amax / 127, id = d && isfinite(1.0f / d) ? 1.0f / d : 0.0f;
         wr_u16(b, vm_fp32_to_fp16(d));
         for (int j = 0; j < 32; j++) b[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
     }
@@ -28,7 +29,7 @@ static void quant_q4_0(const float *x, uint8_t *b, int64_t nb) {
         float amax = 0, max = 0;
         for (int j = 0; j < 32; j++)
             if (amax < fabsf(x[j])) { amax = fabsf(x[j]); max = x[j]; }
-        float d = max / -8, id = d ? 1.0f / d : 0.0f;
+        float d = max / -8, id = d && isfinite(1.0f / d) ? 1.0f / d : 0.0f;   // as Q8_0
         wr_u16(b, vm_fp32_to_fp16(d));
         for (int j = 0; j < 16; j++) {
             int q0 = (int)(int8_t)(x[j] * id + 8.5f), q1 = (int)(int8_t)(x[j + 16] * id + 8.5f);
@@ -171,6 +172,12 @@ int vm_quant_row(vm_type type, const float *src, void *dst, int64_t n) {
     if (n < 0 || n % t->blck_size) return vm_err("quant: quant_row: n=%lld not a multiple of %s block %lld", (long long)n, t->name, (long long)t->blck_size);
     int64_t nb = n / t->blck_size;
     uint8_t *b = dst;
+    // A NaN/Inf has no block scale, and float->int of NaN is undefined behaviour in the quantisers.
+    int blocks = type == VM_TYPE_Q8_0 || type == VM_TYPE_Q4_0 || type == VM_TYPE_Q4_K ||
+                 type == VM_TYPE_Q5_K || type == VM_TYPE_Q6_K;
+    if (blocks)
+        for (int64_t i = 0; i < n; i++)
+            if (!isfinite(src[i])) return vm_err("quant: quant_row: non-finite value at %lld (%s)", (long long)i, t->name);
     switch (type) {
     case VM_TYPE_F32:  memcpy(b, src, (size_t)n * 4); return 0;
     case VM_TYPE_F16:  for (int64_t i = 0; i < n; i++) wr_u16(b + 2 * i, vm_fp32_to_fp16(src[i])); return 0;

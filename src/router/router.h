@@ -62,7 +62,10 @@ typedef struct vm_router_ops {
     int (*forward)(vm_router *r, const vm_router_layer *L, const float *u, int T,
                    vm_router_out *out, vm_rng *rng);
     void (*free)(vm_router *r);
-    // ---- training (NULL for kinds without trainable parameters) ----
+    // ---- training ----
+    // Every kind has a backward (the gates depend on u through W_r u even when nothing is trainable).
+    // Kinds keep their own copy of what backward needs (sampled logits, selection, noise), so `out`
+    // may be a buffer later layers have reused.
     // Backward of the most recent forward call (same L, u, T, out): given dgates (T,K) = dL/dgates,
     // accumulates (+=) dL/du into du (T,D) and parameter gradients into params[i].g. The kind's
     // regulariser, reg_weight * mean_t reg_t (KL for VGLR, -log T for VTSR), is included in both.
@@ -79,6 +82,8 @@ struct vm_router {
     int training;            // 1: training-mode forward (one reparameterised sample, caches for backward)
     int n_params;
     vm_param *params;        // owned by the kind; NULL when none
+    float beta;              // regulariser weight the fit loop should pass as reg_weight (from the opts;
+                             // 0 for kinds without a regulariser)
 };
 
 // The pretrained router: l = W_r u, then the layer's gate convention.
@@ -94,3 +99,37 @@ void vm_gate_from_logits(const vm_router_layer *L, const float *logits, float *p
                          int32_t *sel, float *gates);
 // One token, from given probabilities (e.g. the mean over posterior samples): selection and gates.
 void vm_gate_from_probs(const vm_router_layer *L, const float *probs, int32_t *sel, float *gates);
+
+// ---- The router family (method.md §3): create any kind by name ----
+typedef struct vm_router_opts {
+    int samples;          // S: inference samples of vglr-* and mcdropout (default 35)
+    float temp;           // temp-sample's fixed temperature (default 0.3)
+    float dropout;        // mcdropout's p on u (default 0.05)
+    int members;          // ensemble's M (default 5)
+    float member_noise;   // ensemble: member m = W_r + member_noise * rms(W_r) * N(0,1) (default 0.1)
+    int hidden;           // H of the vglr/vtsr heads; 0 = max(1, D/4)
+    float beta;           // regulariser weight; < 0 = the kind's default (vglr 0.01, vtsr 0.05)
+    uint64_t seed;        // parameter initialisation (streams per layer, see router.c)
+} vm_router_opts;
+
+void vm_router_opts_default(vm_router_opts *o);
+// kind: one of vm_router_kind_names(). L gives the shapes and W_r (f32 copies are taken where a
+// kind trains W_r). o may be NULL (defaults). NULL + vm_err on a bad kind or option.
+vm_router *vm_router_create(const char *kind, const vm_router_layer *L, const vm_router_opts *o);
+// NULL-terminated list of the kind names, in a fixed order (for the CLI's help and checks).
+const char *const *vm_router_kind_names(void);
+
+// ---- More shared building blocks (one token each unless said otherwise) ----
+// probs (N) from logits by the convention: softmax or sigmoid.
+void vm_gate_probs(const vm_router_layer *L, const float *logits, float *probs);
+// The convention's selection rule applied to logits (selection bias and groups included).
+void vm_gate_select(const vm_router_layer *L, const float *logits, int32_t *sel);
+// gates (K) by the convention from logits for a GIVEN selection sel (K distinct experts).
+void vm_gate_at(const vm_router_layer *L, const float *logits, const int32_t *sel, float *gates);
+// Backward of vm_gate_at (and of vm_gate_from_logits): dlogits (N) += (d gates / d logits)^T dgates.
+void vm_gate_backward(const vm_router_layer *L, const float *logits, const int32_t *sel,
+                      const float *dgates, float *dlogits);
+// du (T,D) += dlogits (T,N) W_r: the backward of vm_router_logits (any compute type of W_r).
+int vm_router_logits_backward(const vm_router_layer *L, const float *dlogits, int T, float *du);
+// Entropy (nats) of p normalised to sum 1 (the gate entropy read-out); 0 for an all-zero p.
+float vm_gate_entropy(const float *p, int n);

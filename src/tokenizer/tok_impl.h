@@ -28,6 +28,12 @@ struct vm_tokenizer {
     int32_t byte_tok[256];    // byte fallback: <0xXX> (or the 1-byte token), -1 when none
     int32_t *special;         // CONTROL/USER_DEFINED/UNKNOWN ids, longest text first
     int n_special;
+    // byte-level BPE (kind VM_TOK_BPE)
+    struct vm_pretok *pre;    // pre-tokenizer (regex family)
+    struct vm_tok_merge *merge;   // open addressing: (left id, right id) -> rank, result id
+    uint32_t merge_mask;      // table size - 1 (power of two); 0 when there is no table
+    int n_merges;             // merges in the table (those whose both sides are tokens)
+    int ignore_merges;        // a piece that is a whole token is emitted as is (Llama 3)
 };
 
 // Growable id list.
@@ -40,3 +46,38 @@ int32_t vm_tok_lookup(const vm_tokenizer *t, const char *s, size_t n);   // -1 w
 // SentencePiece-style merging of one fragment that is already escaped (spaces -> U+2581,
 // space prefix added); appends the ids. 0 or -1.
 int vm_tok_spm(const vm_tokenizer *t, const char *text, size_t len, vm_tok_ids *out);
+
+// ---- byte-level BPE (pretok.c, bpe.c) ----
+
+// A piece of the input: text[off, off+len); raw = bytes that are not well-formed UTF-8.
+typedef struct vm_tok_span { size_t off, len; int raw; } vm_tok_span;
+typedef struct vm_tok_spans { vm_tok_span *v; size_t n, cap; } vm_tok_spans;
+
+typedef struct vm_pretok vm_pretok;
+// Pre-tokenizer family by its tokenizer.ggml.pre name (NULL or "" = llama.cpp's "default");
+// NULL with an error naming it when unknown.
+vm_pretok *vm_pretok_init(const char *name);
+void vm_pretok_free(vm_pretok *p);
+int vm_pretok_known(const char *name);
+int vm_pretok_default_add_bos(const char *name);
+const char *vm_pretok_name(const vm_pretok *p);     // canonical family name
+int vm_pretok_ignore_merges(const vm_pretok *p);    // family defaults (llama.cpp)
+int vm_pretok_add_bos(const vm_pretok *p);
+// Appends the pieces of text[0, len) to out, in order, covering every byte. 0 or -1.
+// Family of a Hugging Face pre_tokenizer given as steps ("bytelevel:1", "split:<regex>", ...,
+// see pretok.c); NULL when none matches.
+const char *vm_pretok_from_hf(const char *const *steps, int n);
+int vm_pretok_split(const vm_pretok *p, const char *text, size_t len, vm_tok_spans *out);
+
+typedef struct vm_tok_merge { int32_t left, right, rank, result; } vm_tok_merge;   // left -1 = empty
+
+// GPT-2's byte <-> printable character map: writes the UTF-8 of byte b's stand-in (1 or 2
+// bytes) and returns its length.
+int vm_bpe_byte_encode(uint8_t b, char out[2]);
+// Decodes the character at s (n bytes left): returns the byte it stands for, or -1 when it
+// is no stand-in; *adv = the character's length in bytes (>= 1).
+int vm_bpe_byte_decode(const char *s, size_t n, size_t *adv);
+// Builds t->merge from "left right" strings (rank = index). 0 or -1.
+int vm_tok_bpe_merges(vm_tokenizer *t, const char *const *merges, const uint32_t *lens, int n);
+// Pre-tokenizes one text fragment (no special tokens in it) and appends its BPE ids.
+int vm_tok_bpe(const vm_tokenizer *t, const char *text, size_t len, vm_tok_ids *out);

@@ -1,5 +1,6 @@
 // vm_tokenize: split special tokens out of the text (llama.cpp's tokenizer_st_partition), then
-// run SentencePiece merging on each text fragment with its spaces escaped to U+2581.
+// run SentencePiece merging on each text fragment with its spaces escaped to U+2581, or
+// byte-level BPE (pre-tokenizer + merges, bpe.c) on each fragment.
 #include "tokenizer/tok_impl.h"
 
 #include <limits.h>
@@ -29,8 +30,35 @@ static int is_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }   /
 // One special token at a time, longest first: each text fragment is cut at every (leftmost,
 // non-overlapping) occurrence. USER_DEFINED tokens are always split out; CONTROL and UNKNOWN
 // ones only with parse_special (llama.cpp).
+// Which byte pairs (and single bytes) occur in the text: a special token with a pair that
+// does not occur cannot occur either, so its search is skipped (vocabularies such as
+// DeepSeek's carry thousands of user-defined tokens; the result is the same).
+typedef struct pairset { uint64_t pair[65536 / 64], byte[4]; } pairset;
+
+static int may_occur(const pairset *ps, const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = (uint8_t)s[i];
+        if (!(ps->byte[c >> 6] >> (c & 63) & 1)) return 0;
+        if (i + 1 < n) {
+            unsigned p = (unsigned)c << 8 | (uint8_t)s[i + 1];
+            if (!(ps->pair[p >> 6] >> (p & 63) & 1)) return 0;
+        }
+    }
+    return 1;
+}
+
 static int partition(const vm_tokenizer *t, const char *text, size_t len, int parse_special, frags *f) {
     if (frag_push(f, (frag){-1, 0, len})) return -1;
+    pairset *ps = t->n_special ? vm_calloc(1, sizeof *ps) : NULL;
+    if (t->n_special && !ps) return -1;
+    for (size_t i = 0; ps && i < len; i++) {
+        uint8_t c = (uint8_t)text[i];
+        ps->byte[c >> 6] |= 1ull << (c & 63);
+        if (i + 1 < len) {
+            unsigned p = (unsigned)c << 8 | (uint8_t)text[i + 1];
+            ps->pair[p >> 6] |= 1ull << (p & 63);
+        }
+    }
     frags next = {0};
     for (int k = 0; k < t->n_special; k++) {
         int32_t id = t->special[k];
@@ -38,6 +66,7 @@ static int partition(const vm_tokenizer *t, const char *text, size_t len, int pa
         if (!parse_special && (a & (VM_TATTR_CONTROL | VM_TATTR_UNKNOWN))) continue;
         const char *st = vm_tok_str(t, id);
         size_t sl = t->len[id];
+        if (!may_occur(ps, st, sl)) continue;
         next.n = 0;
         for (size_t i = 0; i < f->n; i++) {
             frag x = f->v[i];
@@ -59,9 +88,11 @@ static int partition(const vm_tokenizer *t, const char *text, size_t len, int pa
         frags tmp = *f; *f = next; next = tmp;
     }
     free(next.v);
+    free(ps);
     return 0;
 fail:
     free(next.v);
+    free(ps);
     return -1;
 }
 
@@ -86,7 +117,6 @@ int vm_tokenize(const vm_tokenizer *t, const char *text, size_t len, int add_bos
     if (!t) return vm_err("tokenizer: no tokenizer");
     if (!text && len) return vm_err("tokenizer: no text");
     if (max < 0 || (max > 0 && !out)) return vm_err("tokenizer: bad output buffer");
-    if (t->kind != VM_TOK_SPM) return vm_err("tokenizer: only SentencePiece-style vocabularies are supported");
     if (len > (size_t)INT_MAX / 4) return vm_err("tokenizer: text too long (%zu bytes)", len);
 
     frags f = {0};
@@ -101,6 +131,10 @@ int vm_tokenize(const vm_tokenizer *t, const char *text, size_t len, int add_bos
         if (f.v[i].token >= 0) {
             if (vm_tok_ids_push(&ids, f.v[i].token)) goto done;
             prev_special = 1;
+            continue;
+        }
+        if (t->kind == VM_TOK_BPE) {
+            if (vm_tok_bpe(t, text + f.v[i].off, f.v[i].len, &ids)) goto done;
             continue;
         }
         size_t el;

@@ -1,5 +1,6 @@
 // Tokenizers from GGUF vocabularies: SentencePiece-style (tokenizer.ggml.model = "llama") with
-// byte fallback and special tokens; byte-level BPE ("gpt2") arrives with its issue.
+// byte fallback and special tokens, and byte-level BPE ("gpt2") with llama.cpp's pre-tokenizer
+// families (tokenizer.ggml.pre); Hugging Face tokenizer.json import for converters.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -41,7 +42,7 @@ const char *vm_tokenizer_text(const vm_tokenizer *t, int32_t id);   // raw vocab
 // text is NUL-terminated; scores NULL = all 0; types NULL = all NORMAL. Ids are -1 when absent.
 // An empty text becomes "[EMPTY_<id>]" and a repeated text maps to its last id (as llama.cpp).
 typedef struct vm_tok_vocab {
-    vm_tok_kind kind;              // only VM_TOK_SPM for now
+    vm_tok_kind kind;
     int n_tokens;
     const char *const *texts;
     const uint32_t *lens;
@@ -49,7 +50,14 @@ typedef struct vm_tok_vocab {
     const int32_t *types;          // vm_token_attr values
     int32_t bos, eos, unk, pad;
     int add_bos;                   // tokenizer.ggml.add_bos_token
-    int add_space_prefix;          // tokenizer.ggml.add_space_prefix
+    int add_space_prefix;          // tokenizer.ggml.add_space_prefix (SPM only)
+    // byte-level BPE (kind VM_TOK_BPE, tokenizer.ggml.model "gpt2"): texts are byte-encoded
+    // (GPT-2's bytes_to_unicode) except USER_DEFINED/CONTROL ones, which are raw text.
+    const char *pre;               // pre-tokenizer family, tokenizer.ggml.pre; NULL or "" = "default"
+    const char *const *merges;     // n_merges "left right" strings, best (lowest rank) first
+    const uint32_t *merge_lens;    // NULL when every merge is NUL-terminated
+    int n_merges;
+    int ignore_merges;             // a piece that is a whole token stays one (on anyway for llama-bpe)
 } vm_tok_vocab;
 
 vm_tokenizer *vm_tokenizer_from_vocab(const vm_tok_vocab *v);
@@ -69,3 +77,30 @@ int vm_tokenizer_add_space_prefix(const vm_tokenizer *t);
 vm_token_attr vm_tokenizer_type(const vm_tokenizer *t, int32_t id);   // UNDEFINED for bad ids
 float vm_tokenizer_score(const vm_tokenizer *t, int32_t id);          // 0 for bad ids
 int32_t vm_tokenizer_find(const vm_tokenizer *t, const char *text, size_t len);   // exact text -> id, -1
+
+// ---- Hugging Face tokenizer.json (hf_json.c) ----
+
+// A byte-level BPE vocabulary read from tokenizer.json; v points into the storage below.
+// Added tokens: CONTROL when special (or <|...|>-shaped), else USER_DEFINED, raw text; ids no
+// entry names: "[PAD<id>]" UNUSED. bos/eos/unk/pad and add_bos come from tokenizer_config.json
+// in the same folder when present (else eos/bos are guessed from well-known texts, -1 when
+// none): converters may override them from config.json. v.ignore_merges = model.ignore_merges.
+// The NFC normalizer of some files is not applied (llama.cpp does not either).
+typedef struct vm_hf_vocab {
+    vm_tok_vocab v;
+    char pre[32];                 // pre-tokenizer family matched from pre_tokenizer
+    int n_merges;
+    char **texts_own, **merges_own;
+    uint32_t *lens_own, *mlens_own;
+    int32_t *types_own;
+} vm_hf_vocab;
+
+// Reads tokenizer.json (model.type BPE, merges as "a b" or [a, b]); 0, or -1 with the reason
+// (not BPE, byte_fallback, an unsupported pre_tokenizer shown step by step, bad entries).
+int vm_hf_vocab_read(const char *path, vm_hf_vocab *out);
+void vm_hf_vocab_free(vm_hf_vocab *h);
+vm_tokenizer *vm_tokenizer_from_hf_json(const char *path);
+// Writes the GGUF tokenizer keys of a vocabulary: tokenizer.ggml.model ("gpt2"/"llama"), pre,
+// tokens, token_type, scores (when given), merges (BPE), bos/eos/unknown/padding ids (when
+// >= 0), add_bos_token (and add_space_prefix for SPM). 0 or -1 (e.g. a NUL inside a token).
+int vm_tok_vocab_to_gguf(const vm_tok_vocab *v, vm_gguf_writer *w);

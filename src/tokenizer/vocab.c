@@ -87,7 +87,8 @@ static int build_derived(vm_tokenizer *t) {
 
 vm_tokenizer *vm_tokenizer_from_vocab(const vm_tok_vocab *v) {
     if (!v || v->n_tokens <= 0 || !v->texts) { vm_err("tokenizer: empty vocabulary"); return NULL; }
-    if (v->kind != VM_TOK_SPM) { vm_err("tokenizer: only SentencePiece-style (llama) vocabularies are supported"); return NULL; }
+    if (v->kind != VM_TOK_SPM && v->kind != VM_TOK_BPE) { vm_err("tokenizer: unknown vocabulary kind %d", (int)v->kind); return NULL; }
+    if (v->n_merges < 0 || (v->n_merges > 0 && !v->merges)) { vm_err("tokenizer: bad merge list"); return NULL; }
     if (v->n_tokens > (1 << 28)) { vm_err("tokenizer: vocabulary too large (%d tokens)", v->n_tokens); return NULL; }
     int32_t sid[4] = {v->bos, v->eos, v->unk, v->pad};
     for (int k = 0; k < 4; k++)
@@ -145,6 +146,12 @@ vm_tokenizer *vm_tokenizer_from_vocab(const vm_tok_vocab *v) {
         }
     }
     if (build_derived(t)) goto fail;
+    if (t->kind == VM_TOK_BPE) {
+        t->add_space_prefix = 0;   // byte-level BPE spells spaces out (Ġ), never adds one
+        if (!(t->pre = vm_pretok_init(v->pre))) goto fail;
+        t->ignore_merges = v->ignore_merges || vm_pretok_ignore_merges(t->pre);
+        if (vm_tok_bpe_merges(t, v->merges, v->merge_lens, v->n_merges)) goto fail;
+    }
     return t;
 fail:
     vm_tokenizer_free(t);
@@ -155,6 +162,7 @@ void vm_tokenizer_free(vm_tokenizer *t) {
     if (!t) return;
     free(t->arena); free(t->off); free(t->len); free(t->score); free(t->type); free(t->attr);
     free(t->table); free(t->special);
+    vm_pretok_free(t->pre); free(t->merge);
     free(t);
 }
 
@@ -194,8 +202,9 @@ static int get_id(const vm_gguf *g, const char *key, int32_t def, int n, int32_t
 }
 
 vm_tokenizer *vm_tokenizer_from_gguf(const vm_gguf *g) {
-    char *model = NULL, *name = NULL;
-    const char **texts = NULL;
+    char *model = NULL, *name = NULL, *pre = NULL;
+    const char **texts = NULL, **merges = NULL;
+    uint32_t *mlens = NULL;
     uint32_t *lens = NULL;
     float *scores = NULL;
     int32_t *types = NULL;
@@ -208,12 +217,9 @@ vm_tokenizer *vm_tokenizer_from_gguf(const vm_gguf *g) {
         if (r > 0) vm_err("%s: no tokenizer (key tokenizer.ggml.model is missing)", path);
         goto done;
     }
-    if (!strcmp(model, "gpt2")) {
-        vm_err("%s: tokenizer model 'gpt2' (byte-level BPE) is not supported yet", path);
-        goto done;
-    }
-    if (strcmp(model, "llama")) {
-        vm_err("%s: unknown tokenizer model '%s' (supported: llama)", path, model);
+    int bpe = !strcmp(model, "gpt2");
+    if (!bpe && strcmp(model, "llama")) {
+        vm_err("%s: unknown tokenizer model '%s' (supported: llama, gpt2)", path, model);
         goto done;
     }
     const vm_gguf_kv *kt = vm_gguf_get_kv(g, "tokenizer.ggml.tokens");
@@ -260,15 +266,44 @@ vm_tokenizer *vm_tokenizer_from_gguf(const vm_gguf *g) {
     }
     vm_tok_vocab v = {.kind = VM_TOK_SPM, .n_tokens = n, .texts = texts, .lens = lens,
                       .scores = scores, .types = types, .add_bos = 1, .add_space_prefix = 1};
-    // llama.cpp's SPM defaults: bos 1, eos 2, unk 0, no pad
-    if (get_id(g, "tokenizer.ggml.bos_token_id", 1, n, &v.bos) ||
-        get_id(g, "tokenizer.ggml.eos_token_id", 2, n, &v.eos) ||
-        get_id(g, "tokenizer.ggml.unknown_token_id", 0, n, &v.unk) ||
+    if (bpe) {
+        v.kind = VM_TOK_BPE;
+        v.add_space_prefix = 0;
+        if (vm_gguf_get_str(g, "tokenizer.ggml.pre", &pre) < 0) goto done;
+        if (!vm_pretok_known(pre)) {
+            vm_err("%s: unknown pre-tokenizer '%s' (tokenizer.ggml.pre)", path, pre);
+            goto done;
+        }
+        v.pre = pre;
+        v.add_bos = vm_pretok_default_add_bos(pre);
+        const vm_gguf_kv *km = vm_gguf_get_kv(g, "tokenizer.ggml.merges");
+        if (!km) { vm_err("%s: key tokenizer.ggml.merges is missing (needed by a gpt2 tokenizer)", path); goto done; }
+        if (km->type != VM_GGUF_TYPE_ARRAY || km->arr_type != VM_GGUF_TYPE_STRING || !km->strs || km->n > (1u << 28)) {
+            vm_err("%s: tokenizer.ggml.merges is not an array of strings", path);
+            goto done;
+        }
+        v.n_merges = (int)km->n;
+        merges = vm_malloc(sizeof *merges * (km->n ? km->n : 1));
+        mlens = vm_malloc(sizeof *mlens * (km->n ? km->n : 1));
+        if (!merges || !mlens) goto done;
+        for (uint64_t i = 0; i < km->n; i++) {
+            if (km->strs[i].n > UINT32_MAX / 2) { vm_err("%s: merge %llu is too long", path, (unsigned long long)i); goto done; }
+            merges[i] = km->strs[i].n ? km->strs[i].s : "";
+            mlens[i] = (uint32_t)km->strs[i].n;
+        }
+        v.merges = merges;
+        v.merge_lens = mlens;
+    }
+    // llama.cpp's defaults: SPM bos 1, eos 2, unk 0; BPE bos = eos = 11, no unk; no pad
+    if (get_id(g, "tokenizer.ggml.bos_token_id", bpe ? 11 : 1, n, &v.bos) ||
+        get_id(g, "tokenizer.ggml.eos_token_id", bpe ? 11 : 2, n, &v.eos) ||
+        get_id(g, "tokenizer.ggml.unknown_token_id", bpe ? -1 : 0, n, &v.unk) ||
         get_id(g, "tokenizer.ggml.padding_token_id", -1, n, &v.pad))
         goto done;   // the getters' messages name the file
     if (vm_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &v.add_bos) < 0 ||
         vm_gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &v.add_space_prefix) < 0)
         goto done;
+    if (bpe) v.add_space_prefix = 0;
     if (!(t = vm_tokenizer_from_vocab(&v))) { vm_err_prefix("%s", path); goto done; }
 
     for (size_t i = 0; i < sizeof eog_texts / sizeof *eog_texts; i++) {
@@ -288,6 +323,7 @@ vm_tokenizer *vm_tokenizer_from_gguf(const vm_gguf *g) {
     if (build_derived(t)) { vm_tokenizer_free(t); t = NULL; }
 done:
     free(model); free(name); free(texts); free(lens); free(scores); free(types);
+    free(pre); free(merges); free(mlens);
     return t;
 }
 
@@ -334,6 +370,12 @@ static int piece(const vm_tokenizer *t, int32_t id, char *buf, int size, int spe
     if (!special && (a & (VM_TATTR_UNKNOWN | VM_TATTR_CONTROL))) return 0;
     if (a & (VM_TATTR_UNKNOWN | VM_TATTR_CONTROL | VM_TATTR_USER_DEFINED)) {
         for (size_t i = 0; i < n; i++) PUT(s[i]);   // raw text, no unescaping (as llama.cpp)
+    } else if ((a & VM_TATTR_NORMAL) && t->kind == VM_TOK_BPE) {
+        for (size_t i = 0, k; i < n; i += k) {   // stand-in characters -> bytes
+            int b = vm_bpe_byte_decode(s + i, n - i, &k);
+            if (b >= 0) PUT((char)b);
+            else for (size_t j = 0; j < k; j++) PUT(s[i + j]);   // no stand-in: the text as is
+        }
     } else if (a & VM_TATTR_NORMAL) {
         for (size_t i = 0; i < n; i++) {
             if (n - i >= 3 && !memcmp(s + i, "\xe2\x96\x81", 3)) { PUT(' '); i += 2; }   // U+2581 -> space

@@ -53,7 +53,7 @@ else
 fi
 
 # errors: one line, exit 1
-refuse "gpt2" "$SHARED/tokenizers/ggml-vocab-gpt-2.gguf" "Hello"
+expect "15496 995" "$SHARED/tokenizers/ggml-vocab-gpt-2.gguf" "Hello world"
 refuse "nonexistent" "$tmp/nonexistent.gguf" "Hello"
 refuse "unknown option" "$VOCAB" --frobnicate "Hello"
 refuse "missing TEXT" "$VOCAB"

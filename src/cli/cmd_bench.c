@@ -1,0 +1,295 @@
+// vmoer bench MODEL.gguf [--threads LIST] [--batch LIST] [--json OUT]: prompt-processing and decode
+// throughput. vmoer bench --kernels [MODEL.gguf]: our f32 matmul against BLAS sgemm on the model's
+// shapes (when the binary is linked with a CBLAS, bench/Makefile), and Q8_0 vs F32 at batch 1.
+// The CBLAS functions are weak references: a normal build has none and skips that column.
+#include "cli/cli.h"
+#include "kernels/ops.h"
+#include "kernels/simd.h"
+#include "model/model.h"
+#include "util/err.h"
+#include "util/rng.h"
+
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *CMD = "bench";
+
+// CBLAS, present only when linked in (row-major = 101, no-trans = 111, trans = 112).
+extern void cblas_sgemm(int order, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                        const float *b, int ldb, float beta, float *c, int ldc) __attribute__((weak));
+extern void cblas_sgemv(int order, int ta, int m, int n, float alpha, const float *a, int lda, const float *x,
+                        int incx, float beta, float *y, int incy) __attribute__((weak));
+extern void openblas_set_num_threads(int n) __attribute__((weak));
+
+static void usage(void) {
+    printf("usage: vmoer bench MODEL.gguf [options]\n"
+           "       vmoer bench --kernels [MODEL.gguf] [options]\n\n"
+           "Model mode: prompt processing (a prompt of --n-prompt random tokens evaluated in chunks of\n"
+           "each --batch size, as evaluation runs prompts; only the last logits are computed) and decode\n"
+           "(--n-gen tokens one at a time), tokens/s for each --threads count; best of --reps runs.\n"
+           "Kernel mode: GFLOP/s of the f32 matmul on the model's matrix shapes (Granite-3B-like shapes\n"
+           "without a model) at batch 1 and --batch, against BLAS sgemm when linked in (bench/Makefile),\n"
+           "and Q8_0 / Q4_K / Q6_K weights against F32 at batch 1.\n\n"
+           "options:\n"
+           "  --threads LIST   thread counts, e.g. 1,2 (default: the OpenMP default)\n"
+           "  --batch LIST     prompt batch sizes (default 64); kernel mode uses the first\n"
+           "  --n-prompt N     prompt tokens (default 128)\n"
+           "  --n-gen N        decoded tokens (default 32)\n"
+           "  --reps N         repetitions, best kept (default 3)\n"
+           "  --json OUT       also write the results as JSON\n"
+           "  --kernels        kernel mode\n"
+           "  -h, --help       this text\n");
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+// ---- model mode ----------------------------------------------------------------------------------
+
+static int bench_model(const char *path, const int32_t *thr, int n_thr, const int32_t *bat, int n_bat,
+                       int n_prompt, int n_gen, int reps, FILE *js) {
+    vm_model *m = vm_model_load(path);
+    if (!m) return cli_fail(CMD, NULL);
+    const int V = vm_model_n_vocab(m), n_tok = n_prompt > n_gen ? n_prompt : n_gen;
+    int32_t *tok = malloc(sizeof *tok * (size_t)n_tok);
+    if (!tok) { vm_model_free(m); return cli_fail(CMD, "out of memory"); }
+    vm_rng r;
+    vm_rng_seed(&r, 1);
+    for (int i = 0; i < n_tok; i++) tok[i] = (int32_t)(vm_rng_u64(&r) % (uint64_t)V);
+    printf("model %s: %d layers, %d experts, simd %s\n", path, vm_model_n_layer(m), vm_model_n_expert(m),
+           vm_simd_name(vm_simd_get()));
+    printf("%8s %8s %14s %14s\n", "threads", "batch", "pp tok/s", "decode tok/s");
+    if (js) fprintf(js, "{\"model\": \"%s\", \"simd\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, \"runs\": [",
+                    path, vm_simd_name(vm_simd_get()), n_prompt, n_gen);
+    int rc = 0, first = 1;
+    for (int it = 0; it < n_thr && !rc; it++) {
+        omp_set_num_threads(thr[it]);
+        double best_tg = 0;
+        for (int ib = 0; ib < n_bat && !rc; ib++) {
+            vm_ctx *c = vm_ctx_init(m, n_tok + 1, bat[ib]);
+            if (!c) { rc = cli_fail(CMD, NULL); break; }
+            double best_pp = 1e30;
+            for (int rep = 0; rep < reps && !rc; rep++) {
+                vm_ctx_reset(c);
+                double t0 = now_s();
+                if (vm_ctx_eval(c, tok, n_prompt, NULL)) rc = cli_fail(CMD, NULL);
+                double dt = now_s() - t0;
+                if (dt < best_pp) best_pp = dt;
+            }
+            if (ib == 0)   // decode does not depend on the prompt batch size
+                for (int rep = 0; rep < reps && !rc; rep++) {
+                    vm_ctx_reset(c);
+                    double t0 = now_s();
+                    for (int i = 0; i < n_gen && !rc; i++)
+                        if (vm_ctx_eval(c, tok + i, 1, NULL)) rc = cli_fail(CMD, NULL);
+                    double tps = n_gen / (now_s() - t0);
+                    if (tps > best_tg) best_tg = tps;
+                }
+            vm_ctx_free(c);
+            if (rc) break;
+            printf("%8d %8d %14.1f %14.1f\n", thr[it], bat[ib], n_prompt / best_pp, best_tg);
+            if (js) fprintf(js, "%s\n  {\"threads\": %d, \"batch\": %d, \"pp_tok_s\": %.3f, \"decode_tok_s\": %.3f}",
+                            first ? "" : ",", thr[it], bat[ib], n_prompt / best_pp, best_tg);
+            first = 0;
+        }
+    }
+    if (js) fprintf(js, "\n]}\n");
+    free(tok);
+    vm_model_free(m);
+    return rc;
+}
+
+// ---- kernel mode ---------------------------------------------------------------------------------
+
+typedef struct shape { const char *name; int C, OC; } shape;
+
+// Seconds per call of fn: repeated until ~0.15 s, best of 3.
+typedef struct kjob { int kind; const vm_tensor *w; const float *x; float *y; int B; } kjob;
+static void kjob_run(const kjob *j) {
+    if (j->kind == 0) vm_matmul_forward(j->y, j->x, j->w, NULL, j->B);
+    else if (j->B == 1)   // the fair batch-1 reference is BLAS's matrix-vector product
+        cblas_sgemv(101, 111, (int)j->w->ne[1], (int)j->w->ne[0], 1.0f, (const float *)j->w->data, (int)j->w->ne[0],
+                    j->x, 1, 0.0f, j->y, 1);
+    else cblas_sgemm(101, 111, 112, j->B, (int)j->w->ne[1], (int)j->w->ne[0], 1.0f, j->x, (int)j->w->ne[0],
+                     (const float *)j->w->data, (int)j->w->ne[0], 0.0f, j->y, (int)j->w->ne[1]);
+}
+// Seconds per call of each job: calls are batched to ~20 ms, and the jobs take turns for 7 rounds
+// keeping each one's best, so a busy machine slows both sides of a ratio alike.
+static void time_jobs(const kjob *j, int n_jobs, double *best) {
+    int reps[8];
+    for (int k = 0; k < n_jobs; k++) {
+        kjob_run(&j[k]);   // warm-up
+        int n = 1;
+        for (;;) {
+            double t0 = now_s();
+            for (int i = 0; i < n; i++) kjob_run(&j[k]);
+            double t = now_s() - t0;
+            if (t > 0.02 || n > (1 << 20)) { best[k] = t / n; break; }
+            n *= 2;
+        }
+        reps[k] = n;
+    }
+    for (int round = 0; round < 7; round++)
+        for (int k = 0; k < n_jobs; k++) {
+            double t0 = now_s();
+            for (int i = 0; i < reps[k]; i++) kjob_run(&j[k]);
+            double t = (now_s() - t0) / reps[k];
+            if (t < best[k]) best[k] = t;
+        }
+}
+
+static int add_shape(shape *s, int n, const char *name, const vm_tensor *t) {
+    if (!t || !t->data || t->ne[0] <= 0 || t->ne[1] <= 0) return n;
+    for (int i = 0; i < n; i++)
+        if (s[i].C == t->ne[0] && s[i].OC == t->ne[1]) return n;
+    // the output matrix can be huge: a slice of its rows has the same per-row behaviour
+    s[n] = (shape){name, (int)t->ne[0], (int)(t->ne[1] > 16384 ? 16384 : t->ne[1])};
+    return n + 1;
+}
+
+static int bench_kernels(const char *path, const int32_t *thr, int n_thr, int B, FILE *js) {
+    shape sh[16];
+    int ns = 0;
+    vm_model *m = NULL;
+    if (path) {
+        if (!(m = vm_model_load(path))) return cli_fail(CMD, NULL);
+        const vm_layer *ly = &m->layers[0];
+        ns = add_shape(sh, ns, "attn_q", &ly->wq);
+        ns = add_shape(sh, ns, "attn_k", &ly->wk);
+        ns = add_shape(sh, ns, "attn_output", &ly->wo);
+        if (ly->is_moe) {
+            ns = add_shape(sh, ns, "ffn_gate_inp", &ly->ffn_gate_inp);
+            ns = add_shape(sh, ns, "ffn_up_exps", &ly->exp_up[0]);
+            ns = add_shape(sh, ns, "ffn_down_exps", &ly->exp_down[0]);
+        } else {
+            ns = add_shape(sh, ns, "ffn_up", &ly->ffn_up);
+            ns = add_shape(sh, ns, "ffn_down", &ly->ffn_down);
+        }
+        ns = add_shape(sh, ns, "output", &m->output);
+    } else {   // Granite-3B-A800M-like: D 1536, 24/8 heads of 64, 40 experts of 512, vocab 49155
+        const shape g[] = {{"attn_q", 1536, 1536}, {"attn_k", 1536, 512}, {"ffn_gate_inp", 1536, 40},
+                           {"ffn_up_exps", 1536, 512}, {"ffn_down_exps", 512, 1536}, {"output", 1536, 16384}};
+        memcpy(sh, g, sizeof g);
+        ns = (int)(sizeof g / sizeof *g);
+    }
+    const int blas = cblas_sgemm != NULL && cblas_sgemv != NULL;
+    printf("kernels: simd %s, BLAS %s, batch %d (GFLOP/s; ratios ours/BLAS and F32-time/quantised-time)\n",
+           vm_simd_name(vm_simd_get()), blas ? "linked" : "not linked (build bench/Makefile)", B);
+    printf("%-14s %6s %6s %3s | %8s %8s %6s | %8s %8s %6s | %7s %7s %7s\n", "matrix", "C", "OC", "thr",
+           "f32 B=1", "blas B=1", "ratio", "f32 B=n", "blas B=n", "ratio", "q8_0x", "q4_Kx", "q6_Kx");
+    if (js) fprintf(js, "{\"simd\": \"%s\", \"blas\": %s, \"batch\": %d, \"results\": [", vm_simd_name(vm_simd_get()),
+                    blas ? "true" : "false", B);
+    vm_rng r;
+    vm_rng_seed(&r, 3);
+    int rc = 0, first = 1;
+    for (int is = 0; is < ns && !rc; is++) {
+        const int C = sh[is].C, OC = sh[is].OC;
+        float *w = malloc(sizeof(float) * (size_t)C * OC), *x = malloc(sizeof(float) * (size_t)C * B),
+              *y = malloc(sizeof(float) * (size_t)OC * B);
+        const vm_type qt[3] = {VM_TYPE_Q8_0, VM_TYPE_Q4_K, VM_TYPE_Q6_K};
+        void *qd[3] = {0};
+        for (int k = 0; k < 3; k++)
+            if (vm_type_row_size(qt[k], C)) qd[k] = malloc(vm_type_row_size(qt[k], C) * (size_t)OC);
+        if (!w || !x || !y) { rc = cli_fail(CMD, "out of memory"); goto next; }
+        for (size_t i = 0; i < (size_t)C * OC; i++) w[i] = vm_rng_normal(&r) * 0.05f;
+        for (size_t i = 0; i < (size_t)C * B; i++) x[i] = vm_rng_normal(&r);
+        vm_tensor tw, tq[3];
+        vm_tensor_init(&tw, "w", VM_TYPE_F32, 2, (int64_t[]){C, OC}, w);
+        for (int k = 0; k < 3; k++)
+            if (qd[k]) {
+                const size_t row = vm_type_row_size(qt[k], C);
+                for (int o = 0; o < OC; o++) vm_quant_row(qt[k], w + (size_t)o * C, (char *)qd[k] + row * o, C);
+                vm_tensor_init(&tq[k], "q", qt[k], 2, (int64_t[]){C, OC}, qd[k]);
+            }
+        for (int it = 0; it < n_thr; it++) {
+            omp_set_num_threads(thr[it]);
+            if (openblas_set_num_threads) openblas_set_num_threads(thr[it]);
+            double f1 = 2.0 * C * OC, fn = f1 * B;
+            // batch 1: f32, blas, q8_0, q4_K, q6_K; batch B: f32, blas
+            // batch 1: f32, blas (or f32 again, unreported), then the quantised types the row length
+            // allows; batch B: f32, blas
+            kjob j1[5] = {{0, &tw, x, y, 1}, {blas, &tw, x, y, 1}};
+            int n1 = 2, slot[3] = {-1, -1, -1};
+            for (int k = 0; k < 3; k++)
+                if (qd[k]) { slot[k] = n1; j1[n1++] = (kjob){0, &tq[k], x, y, 1}; }
+            kjob jn[2] = {{0, &tw, x, y, B}, {1, &tw, x, y, B}};
+            double s1[5] = {0}, sn[2] = {0};
+            time_jobs(j1, n1, s1);
+            time_jobs(jn, blas ? 2 : 1, sn);
+            const double t1 = s1[0], b1 = s1[1], tn = sn[0], bn = sn[1];
+            double qx[3] = {0};
+            for (int k = 0; k < 3; k++)
+                if (slot[k] >= 0) qx[k] = t1 / s1[slot[k]];
+            printf("%-14s %6d %6d %3d | %8.2f %8.2f %6.2f | %8.2f %8.2f %6.2f | %7.2f %7.2f %7.2f\n", sh[is].name, C, OC,
+                   thr[it], f1 / t1 * 1e-9, blas ? f1 / b1 * 1e-9 : 0, blas ? b1 / t1 : 0, fn / tn * 1e-9,
+                   blas ? fn / bn * 1e-9 : 0, blas ? bn / tn : 0, qx[0], qx[1], qx[2]);
+            if (js)
+                fprintf(js, "%s\n  {\"matrix\": \"%s\", \"C\": %d, \"OC\": %d, \"threads\": %d, \"f32_gflops_b1\": %.3f, "
+                            "\"blas_gflops_b1\": %.3f, \"f32_gflops_bn\": %.3f, \"blas_gflops_bn\": %.3f, "
+                            "\"q8_0_speedup_b1\": %.3f, \"q4_K_speedup_b1\": %.3f, \"q6_K_speedup_b1\": %.3f}",
+                        first ? "" : ",", sh[is].name, C, OC, thr[it], f1 / t1 * 1e-9, blas ? f1 / b1 * 1e-9 : 0,
+                        fn / tn * 1e-9, blas ? fn / bn * 1e-9 : 0, qx[0], qx[1], qx[2]);
+            first = 0;
+        }
+    next:
+        free(w); free(x); free(y);
+        for (int k = 0; k < 3; k++) free(qd[k]);
+    }
+    if (js) fprintf(js, "\n]}\n");
+    vm_model_free(m);
+    return rc;
+}
+
+int cmd_bench(int argc, char **argv) {
+    const char *path = NULL, *json = NULL, *thr_arg = NULL, *bat_arg = NULL;
+    long n_prompt = 128, n_gen = 32, reps = 3;
+    int kernels = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); return 0; }
+        else if (!strcmp(a, "--kernels")) kernels = 1;
+        else if (!strcmp(a, "--threads")) { if (!(thr_arg = cli_value(CMD, argc, argv, &i))) return 1; }
+        else if (!strcmp(a, "--batch")) { if (!(bat_arg = cli_value(CMD, argc, argv, &i))) return 1; }
+        else if (!strcmp(a, "--json")) { if (!(json = cli_value(CMD, argc, argv, &i))) return 1; }
+        else if (!strcmp(a, "--n-prompt")) {
+            if (!(v = cli_value(CMD, argc, argv, &i)) || cli_long(CMD, a, v, 1, 1 << 20, &n_prompt)) return 1;
+        } else if (!strcmp(a, "--n-gen")) {
+            if (!(v = cli_value(CMD, argc, argv, &i)) || cli_long(CMD, a, v, 1, 1 << 20, &n_gen)) return 1;
+        } else if (!strcmp(a, "--reps")) {
+            if (!(v = cli_value(CMD, argc, argv, &i)) || cli_long(CMD, a, v, 1, 1000, &reps)) return 1;
+        } else if (a[0] == '-' && a[1]) {
+            return cli_fail(CMD, "unknown option '%s' (see --help)", a);
+        } else {
+            if (path) return cli_fail(CMD, "unexpected argument '%s' (see --help)", a);
+            path = a;
+        }
+    }
+    if (!path && !kernels) return cli_fail(CMD, "expected MODEL.gguf or --kernels (see --help)");
+    int32_t *thr = NULL, *bat = NULL;
+    int n_thr, n_bat;
+    int32_t thr_def = omp_get_max_threads(), bat_def = 64;
+    if (thr_arg) { if ((n_thr = cli_parse_ids(CMD, thr_arg, &thr)) < 0) return 1; }
+    else { thr = &thr_def; n_thr = 1; }
+    if (bat_arg) { if ((n_bat = cli_parse_ids(CMD, bat_arg, &bat)) < 0) { if (thr != &thr_def) free(thr); return 1; } }
+    else { bat = &bat_def; n_bat = 1; }
+    int rc = 0;
+    for (int i = 0; i < n_thr && !rc; i++)
+        if (thr[i] < 1 || thr[i] > 1024) rc = cli_fail(CMD, "--threads: %d out of range [1, 1024]", thr[i]);
+    for (int i = 0; i < n_bat && !rc; i++)
+        if (bat[i] < 1 || bat[i] > 4096) rc = cli_fail(CMD, "--batch: %d out of range [1, 4096]", bat[i]);
+    if (n_thr == 0 || n_bat == 0) rc = cli_fail(CMD, "empty --threads or --batch list");
+    FILE *js = NULL;
+    if (!rc && json && !(js = fopen(json, "w"))) rc = cli_fail(CMD, "cannot write %s", json);
+    if (!rc) rc = kernels ? bench_kernels(path, thr, n_thr, bat[0], js)
+                          : bench_model(path, thr, n_thr, bat, n_bat, (int)n_prompt, (int)n_gen, (int)reps, js);
+    if (js && fclose(js) && !rc) rc = cli_fail(CMD, "error writing %s", json);
+    if (thr != &thr_def) free(thr);
+    if (bat != &bat_def) free(bat);
+    return rc;
+}

@@ -1,0 +1,178 @@
+// Backward kernels: one per forward op of kernels/ops.h, llm.c style (gradients d<thing>,
+// accumulated +=). Weights of the network are frozen, so the matmul backward only needs dinp;
+// dW exists for the few trainable f32 matrices (router heads, LoRA). Sums that reduce over a row
+// or a sequence run in double: the gradient checks compare against finite differences, and these
+// reductions are where f32 loses the digits.
+#include "kernels/ops.h"
+#include "quant/quant.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+// Rows of W widened per tile: dinp rows are revisited once per tile instead of once per row of W.
+#define MM_TILE 16
+
+// dinp (B,C) += dout (B,OC) . W. Threads own disjoint token rows (no write races); each thread
+// widens the rows of W itself, which costs n_threads passes of dequantisation, small next to the
+// B*OC*C multiply-adds.
+void vm_matmul_backward(float *dinp, const float *dout, const vm_tensor *w, int B) {
+    const int64_t C = w->ne[0], OC = w->ne[1];
+    const size_t row = w->nb[1];
+    const char *base = (const char *)w->data;
+    const vm_type type = w->type;
+    #pragma omp parallel if ((int64_t)B * OC * C > 65536 && B > 1)
+    {
+        float *tile = type == VM_TYPE_F32 ? NULL : malloc((size_t)MM_TILE * (size_t)C * sizeof(float));
+        const int nt = omp_get_num_threads(), id = omp_get_thread_num();
+        const int b0 = (int)((int64_t)B * id / nt), b1 = (int)((int64_t)B * (id + 1) / nt);
+        if (type == VM_TYPE_F32 || tile) {
+            for (int64_t o0 = 0; o0 < OC; o0 += MM_TILE) {
+                const int n = (int)(OC - o0 < MM_TILE ? OC - o0 : MM_TILE);
+                const float *wt;
+                if (type == VM_TYPE_F32) {
+                    wt = (const float *)(base + (size_t)o0 * row);   // f32 rows are contiguous
+                } else {
+                    for (int j = 0; j < n; j++)
+                        vm_dequant_row(type, base + (size_t)(o0 + j) * row, tile + (size_t)j * C, C);
+                    wt = tile;
+                }
+                for (int b = b0; b < b1; b++) {
+                    float *di = dinp + (size_t)b * C;
+                    const float *go = dout + (size_t)b * OC + o0;
+                    for (int j = 0; j < n; j++) {
+                        const float g = go[j];
+                        if (g == 0.0f) continue;
+                        const float *wr = wt + (size_t)j * C;
+                        for (int64_t i = 0; i < C; i++) di[i] += g * wr[i];
+                    }
+                }
+            }
+        }
+        free(tile);
+    }
+}
+
+void vm_matmul_backward_weight(float *dw, float *dbias, const float *dout, const float *inp,
+                               int B, int C, int OC) {
+    #pragma omp parallel for schedule(static) if ((int64_t)B * OC * C > 65536)
+    for (int o = 0; o < OC; o++) {
+        float *dr = dw + (size_t)o * C;
+        double db = 0.0;
+        for (int b = 0; b < B; b++) {
+            const float g = dout[(size_t)b * OC + o];
+            db += g;
+            if (g == 0.0f) continue;
+            const float *x = inp + (size_t)b * C;
+            for (int i = 0; i < C; i++) dr[i] += g * x[i];
+        }
+        if (dbias) dbias[o] += (float)db;
+    }
+}
+
+// y_i = x_i r w_i with r = (mean x^2 + eps)^(-1/2), dr/dx_j = -r^3 x_j / C:
+// dx_j = r w_j dy_j - x_j r^3 / C * sum_i dy_i w_i x_i.
+void vm_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                         const float *weight, int B, int C, float eps) {
+    for (int b = 0; b < B; b++) {
+        const float *x = inp + (size_t)b * C, *dy = dout + (size_t)b * C;
+        float *dx = dinp + (size_t)b * C;
+        double ss = 0.0, dot = 0.0;
+        for (int i = 0; i < C; i++) { ss += (double)x[i] * x[i]; dot += (double)dy[i] * weight[i] * x[i]; }
+        const double r = 1.0 / sqrt(ss / C + eps);
+        const double c2 = dot * r * r * r / C;
+        for (int i = 0; i < C; i++) dx[i] += (float)(r * weight[i] * dy[i] - c2 * x[i]);
+        if (dweight)
+            for (int i = 0; i < C; i++) dweight[i] += (float)(dy[i] * x[i] * r);
+    }
+}
+
+// Forward: (a, d) -> (a c - d s, a s + d c). Backward is the transpose: (a, d) -> (a c + d s, -a s + d c).
+void vm_rope_backward(float *dx, const int32_t *pos, int B, int n_head, int head_dim, int n_rot,
+                      float freq_base, float freq_scale, int neox) {
+    const int half = n_rot / 2;
+    for (int b = 0; b < B; b++) {
+        const double p = (double)pos[b] * freq_scale;
+        for (int i = 0; i < half; i++) {
+            // the same cos/sin as the forward, bit for bit
+            const double theta = p * pow((double)freq_base, -2.0 * i / n_rot);
+            const float c = (float)cos(theta), s = (float)sin(theta);
+            const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
+            for (int h = 0; h < n_head; h++) {
+                float *v = dx + ((size_t)b * n_head + h) * head_dim;
+                const float a = v[i0], d = v[i1];
+                v[i0] = a * c + d * s;
+                v[i1] = -a * s + d * c;
+            }
+        }
+    }
+}
+
+void vm_softmax_backward(float *dinp, const float *dout, const float *out, int n) {
+    double dot = 0.0;
+    for (int i = 0; i < n; i++) dot += (double)out[i] * dout[i];
+    for (int i = 0; i < n; i++) dinp[i] += (float)(out[i] * (dout[i] - dot));
+}
+
+// silu(g) = g s(g) with s the logistic; silu'(g) = s(g) (1 + g (1 - s(g))).
+void vm_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+                        const float *up, int n) {
+    for (int i = 0; i < n; i++) {
+        const float g = gate[i], sg = 1.0f / (1.0f + expf(-g));
+        dgate[i] += dout[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
+        dup[i] += dout[i] * g * sg;
+    }
+}
+
+// Per query (b, h): p = softmax(scale q.k_t) over t <= n_past+b, out = sum_t p_t v_t.
+// dv_t += p_t dout; dp_t = dout.v_t; ds_t = p_t (dp_t - sum p dp); dq += scale ds_t k_t;
+// dk_t += scale ds_t q. Threads own whole KV heads, so dk/dv rows never race.
+void vm_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                           const float *kc, const float *vc, int n_past, int B, int n_head,
+                           int n_head_kv, int hd, float scale) {
+    const int group = n_head / n_head_kv, n_tot = n_past + B;
+    const size_t q_stride = (size_t)n_head * hd, kv_stride = (size_t)n_head_kv * hd;
+    #pragma omp parallel if (n_head_kv > 1 && (int64_t)n_tot * B * n_head * hd > 32768)
+    {
+        double *p = malloc((size_t)(n_tot > 0 ? n_tot : 1) * 2 * sizeof(double)), *dp = p + n_tot;
+        #pragma omp for schedule(static)
+        for (int hk = 0; hk < n_head_kv; hk++) {
+            if (!p) continue;
+            for (int h = hk * group; h < (hk + 1) * group; h++)
+                for (int b = 0; b < B; b++) {
+                    const float *qv = q + (size_t)b * q_stride + (size_t)h * hd;
+                    const float *go = dout + (size_t)b * q_stride + (size_t)h * hd;
+                    float *gq = dq + (size_t)b * q_stride + (size_t)h * hd;
+                    const int n_kv = n_past + b + 1;
+                    double mx = -INFINITY, sum = 0.0;
+                    for (int t = 0; t < n_kv; t++) {
+                        const float *k = kc + (size_t)t * kv_stride + (size_t)hk * hd;
+                        double s = 0.0;
+                        for (int d = 0; d < hd; d++) s += (double)qv[d] * k[d];
+                        p[t] = s * scale;
+                        if (p[t] > mx) mx = p[t];
+                    }
+                    for (int t = 0; t < n_kv; t++) { p[t] = exp(p[t] - mx); sum += p[t]; }
+                    double pdp = 0.0;
+                    for (int t = 0; t < n_kv; t++) {
+                        p[t] /= sum;
+                        const float *v = vc + (size_t)t * kv_stride + (size_t)hk * hd;
+                        float *gv = dv + (size_t)t * kv_stride + (size_t)hk * hd;
+                        double s = 0.0;
+                        for (int d = 0; d < hd; d++) { s += (double)go[d] * v[d]; gv[d] += (float)(p[t] * go[d]); }
+                        dp[t] = s;
+                        pdp += p[t] * s;
+                    }
+                    for (int t = 0; t < n_kv; t++) {
+                        const float ds = (float)(p[t] * (dp[t] - pdp) * scale);
+                        if (ds == 0.0f) continue;
+                        const float *k = kc + (size_t)t * kv_stride + (size_t)hk * hd;
+                        float *gk = dk + (size_t)t * kv_stride + (size_t)hk * hd;
+                        for (int d = 0; d < hd; d++) { gq[d] += ds * k[d]; gk[d] += ds * qv[d]; }
+                    }
+                }
+        }
+        free(p);
+    }
+}

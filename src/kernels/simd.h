@@ -1,0 +1,61 @@
+// Run-time SIMD dispatch for the forward kernels. Each level (simd_<level>.c) fills a table of
+// kernels; vm_matmul_forward and vm_attention_forward call the table of the current level.
+// Levels differ only in rounding order, and not at all for quantised weights (their int8-activation
+// dots reproduce vm_vec_dot_act's bits). Within one level, every output element is computed by one
+// thread in a fixed order: results do not depend on the thread count nor on the batching.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#include "quant/quant.h"
+
+typedef enum vm_simd_level {
+    VM_SIMD_SCALAR = 0,   // portable C
+    VM_SIMD_AVX2 = 1,     // AVX2 + FMA + F16C
+    VM_SIMD_AVX512 = 2,   // AVX-512F (+ the AVX2 set) for the f32 tiles; the rest as AVX2
+    VM_SIMD_COUNT
+} vm_simd_level;
+
+typedef struct vm_simd_kernels {
+    // out[t*ldo + r] = w_r . x_t for r < R, t < B: weight rows of C floats at stride ldw, token rows
+    // at stride ldx. R is small (a block of rows, <= 64); the kernel tiles it with the tokens in
+    // registers. Every element gets the same operations whatever its tile: same bits for a token
+    // alone or in a batch.
+    void (*f32_rows)(float *out, size_t ldo, const float *w, size_t ldw, const float *x, size_t ldx,
+                     int R, int B, int64_t C);
+    // out[t*ldo + r] = vm_vec_dot_act(type, w_r, x_t, C) (same bits): weight rows of `type` at byte
+    // stride ldw, quantised activation rows (vm_act_quant_row) at byte stride ldx.
+    void (*act_rows)(vm_type type, float *out, size_t ldo, const void *w, size_t ldw, const void *x,
+                     size_t ldx, int R, int B, int64_t C);
+    // As vm_act_quant_row (same bits) for a type with an int8 path and a valid n.
+    void (*act_quant)(vm_type type, const float *x, void *dst, int64_t n);
+    // dst (n) = F16 / BF16 src widened (exact).
+    void (*f16_row)(const void *src, float *dst, int64_t n);
+    void (*bf16_row)(const void *src, float *dst, int64_t n);
+    // As vm_attention_forward (kernels/ops.h).
+    void (*attention)(float *out, const float *q, const float *kc, const float *vc, int n_past, int B,
+                      int n_head, int n_head_kv, int hd, float scale);
+} vm_simd_kernels;
+
+// Best level this CPU supports (and vmoer has kernels for).
+vm_simd_level vm_simd_detect(void);
+// Current level: VMOER_SIMD=scalar|avx2|avx512 in the environment when supported, else detected,
+// unless changed by vm_simd_set.
+vm_simd_level vm_simd_get(void);
+// Forces a level (tests, benchmarks); -1 with an error when the CPU lacks it. Not thread-safe:
+// call between forward passes.
+int vm_simd_set(vm_simd_level level);
+int vm_simd_supported(vm_simd_level level);
+const char *vm_simd_name(vm_simd_level level);
+const vm_simd_kernels *vm_simd_kernels_get(vm_simd_level level);   // NULL when not compiled in
+
+// Per-level tables (defined in simd_<level>.c; NULL-equivalent when the compiler lacks the target).
+extern const vm_simd_kernels vm_simd_scalar;
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define VM_SIMD_X86 1
+extern const vm_simd_kernels vm_simd_avx2;
+extern const vm_simd_kernels vm_simd_avx512;
+void vm_avx512_f32_rows(float *out, size_t ldo, const float *w, size_t ldw, const float *x, size_t ldx,
+                        int R, int B, int64_t C);
+#endif
+void vm_attention_scalar(float *out, const float *q, const float *kc, const float *vc, int n_past, int B,
+                         int n_head, int n_head_kv, int hd, float scale);

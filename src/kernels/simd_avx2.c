@@ -1,0 +1,431 @@
+// AVX2 + FMA + F16C level, compiled for that target whatever the build flags; used only when
+// __builtin_cpu_supports says so (simd_dispatch.c).
+// - f32: register tiles of up to 4 weight rows x 3 tokens (8 rows x 1 token for a single token):
+//   one 8-lane FMA accumulator per output element over C, the same 256-bit horizontal sum, then the
+//   C % 8 tail in order. The operations an element gets do not depend on its tile.
+// - quantised weights x int8 activations: each weight block is unpacked once and dotted with up to
+//   4 tokens (vpmaddubsw/vpmaddwd); integer sums are exact and the float steps are those of
+//   vm_vec_dot_act (q8act.c), so the bits equal the portable level's.
+#include "kernels/simd.h"
+
+#ifdef VM_SIMD_X86
+#ifdef __clang__   // clang ignores GCC target pragmas
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#endif
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "quant/quant_impl.h"
+
+#define AI static inline __attribute__((always_inline))
+
+// ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)), as hsum_lanes in q8act.c
+AI float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+AI int32_t hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+    return _mm_cvtsi128_si32(s);
+}
+
+AI float half_f32(const uint8_t *p) { return _cvtsh_ss(rd_u16(p)); }
+
+// ---- f32 ---------------------------------------------------------------------------------------
+
+// R rows x T tokens (R*T <= 12 accumulators, constants after inlining).
+AI void f32_tile(float *out, size_t ldo, const float *w, size_t ldw, const float *x, size_t ldx,
+                 int64_t C, const int R, const int T) {
+    __m256 acc[8][3];
+    #pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+        #pragma GCC unroll 8
+        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= C; k += 8) {
+        __m256 xv[3];
+        #pragma GCC unroll 8
+        for (int t = 0; t < T; t++) xv[t] = _mm256_loadu_ps(x + (size_t)t * ldx + k);
+        #pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            const __m256 wv = _mm256_loadu_ps(w + (size_t)r * ldw + k);
+            #pragma GCC unroll 8
+            for (int t = 0; t < T; t++) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
+        }
+    }
+    #pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+        #pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            float s = hsum_ps(acc[r][t]);
+            for (int64_t j = k; j < C; j++) s += w[(size_t)r * ldw + j] * x[(size_t)t * ldx + j];
+            out[(size_t)t * ldo + r] = s;
+        }
+}
+
+#define TILE(R_, T_) f32_tile(out + (size_t)t0 * ldo + r0, ldo, w + (size_t)r0 * ldw, ldw, x + (size_t)t0 * ldx, ldx, C, R_, T_)
+
+static void f32_rows(float *out, size_t ldo, const float *w, size_t ldw, const float *x, size_t ldx,
+                     int R, int B, int64_t C) {
+    int t0 = 0;
+    for (; t0 + 3 <= B; t0 += 3) {
+        int r0 = 0;
+        for (; r0 + 4 <= R; r0 += 4) TILE(4, 3);
+        for (; r0 < R; r0++) TILE(1, 3);
+    }
+    const int T = B - t0;   // 0, 1 or 2 tokens left
+    if (T == 2) {
+        int r0 = 0;
+        for (; r0 + 6 <= R; r0 += 6) TILE(6, 2);
+        for (; r0 < R; r0++) TILE(1, 2);
+    } else if (T == 1) {
+        int r0 = 0;
+        for (; r0 + 8 <= R; r0 += 8) TILE(8, 1);
+        for (; r0 + 4 <= R; r0 += 4) TILE(4, 1);
+        for (; r0 < R; r0++) TILE(1, 1);
+    }
+}
+#undef TILE
+
+// ---- quantised weights x int8 activations ---------------------------------------------------------
+
+// sum of w*x per 4 bytes (int32 x 8) for signed w, x: vpmaddubsw needs an unsigned operand, so
+// |w| against x carrying w's sign (exact: |w| <= 128, |x| <= 127, no saturation).
+AI __m256i dot_i8(__m256i w, __m256i x) {
+    const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+// Q8_0 / Q4_0: R weight rows x T tokens (R*T <= 4 accumulators: with one token, 4 rows give the
+// independent add chains a single row lacks).
+AI __m256i q40_q80_unpack(const uint8_t *w, const int four) {
+    if (!four) return _mm256_loadu_si256((const __m256i *)(w + 2));
+    const __m128i b = _mm_loadu_si128((const __m128i *)(w + 2));
+    const __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), _mm256_set1_epi8(0x0f));
+    return _mm256_sub_epi8(q, _mm256_set1_epi8(8));
+}
+
+AI void q40_q80_tile(float *out, size_t ldo, const uint8_t *w, size_t ldw, const char *x, size_t ldx,
+                     int64_t nb, const int R, const int T, const int four) {
+    __m256 acc[4][4];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    const size_t bsz = four ? QB_Q4_0 : QB_Q8_0;
+    for (int64_t i = 0; i < nb; i++) {
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            const uint8_t *wb = w + (size_t)r * ldw + (size_t)i * bsz;
+            const __m256i qw = q40_q80_unpack(wb, four);
+            const float dw = half_f32(wb);
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++) {
+                const vm_q8a32 *xb = (const vm_q8a32 *)(x + (size_t)t * ldx) + i;
+                const __m256i s = dot_i8(qw, _mm256_loadu_si256((const __m256i *)xb->qs));
+                const __m256 d = _mm256_set1_ps(dw * xb->d);
+                acc[r][t] = _mm256_add_ps(acc[r][t], _mm256_mul_ps(d, _mm256_cvtepi32_ps(s)));
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) out[(size_t)t * ldo + r] = hsum_ps(acc[r][t]);
+}
+
+static void q40_q80_rows(int four, float *out, size_t ldo, const uint8_t *w, size_t ldw, const char *x,
+                         size_t ldx, int R, int B, int64_t nb) {
+#define QT(R_, T_) q40_q80_tile(out + (size_t)t0 * ldo + r0, ldo, w + (size_t)r0 * ldw, ldw, x + (size_t)t0 * ldx, ldx, nb, R_, T_, four)
+    int t0 = 0;
+    for (; t0 + 4 <= B; t0 += 4)
+        for (int r0 = 0; r0 < R; r0++) QT(1, 4);
+    for (; t0 < B; t0++) {
+        int r0 = 0;
+        for (; r0 + 4 <= R; r0 += 4) QT(4, 1);
+        for (; r0 < R; r0++) QT(1, 1);
+    }
+#undef QT
+}
+
+// Q4_K / Q5_K row against T tokens.
+AI void q45_K_row(float *out, size_t ldo, const uint8_t *w, const char *x, size_t ldx, int64_t nb,
+                  const int T, const int five) {
+    float acc[4] = {0};
+    const size_t bsz = five ? QB_Q5_K : QB_Q4_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    for (int64_t i = 0; i < nb; i++, w += bsz) {
+        uint8_t sc[8], mn[8];
+        #pragma GCC unroll 8
+        for (int s = 0; s < 8; s++) vm_kscale_get(w + 4, s, &sc[s], &mn[s]);
+        const uint8_t *qs = w + (five ? 48 : 16);
+        const __m256i hb = five ? _mm256_loadu_si256((const __m256i *)(w + 16)) : _mm256_setzero_si256();
+        __m256i sumi[4];
+        #pragma GCC unroll 8
+        for (int t = 0; t < T; t++) sumi[t] = _mm256_setzero_si256();
+        #pragma GCC unroll 8
+        for (int p = 0; p < 4; p++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * p));
+            __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            if (five) {
+                const __m256i b0 = _mm256_set1_epi8((char)(1 << (2 * p))), b1 = _mm256_set1_epi8((char)(1 << (2 * p + 1)));
+                const __m256i s16 = _mm256_set1_epi8(16);
+                lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, b0), b0), s16));
+                hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, b1), b1), s16));
+            }
+            const __m256i s0 = _mm256_set1_epi16(sc[2 * p]), s1 = _mm256_set1_epi16(sc[2 * p + 1]);
+            #pragma GCC unroll 8
+            for (int t = 0; t < T; t++) {
+                const int8_t *xq = ((const vm_q8a256 *)(x + (size_t)t * ldx) + i)->qs + 64 * p;
+                const __m256i x0 = _mm256_loadu_si256((const __m256i *)xq), x1 = _mm256_loadu_si256((const __m256i *)(xq + 32));
+                const __m256i d0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), s0);
+                const __m256i d1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), s1);
+                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(d0, d1));
+            }
+        }
+        const float d = half_f32(w), dmin = half_f32(w + 2);
+        #pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            const vm_q8a256 *xb = (const vm_q8a256 *)(x + (size_t)t * ldx) + i;
+            int32_t M = 0;
+            #pragma GCC unroll 8
+            for (int s = 0; s < 8; s++) M += mn[s] * (xb->bsums[2 * s] + xb->bsums[2 * s + 1]);
+            const int32_t A = hsum_epi32(sumi[t]);
+            const float dd = d * xb->d, dm = dmin * xb->d;
+            const float ta = dd * (float)A, tm = dm * (float)M;
+            acc[t] += ta;
+            acc[t] -= tm;
+        }
+    }
+    #pragma GCC unroll 8
+    for (int t = 0; t < T; t++) out[(size_t)t * ldo] = acc[t];
+}
+
+// Q6_K row against T tokens: unsigned 6-bit q against x, minus 32 * sum(scale * bsum) per block.
+AI void q6_K_row(float *out, size_t ldo, const uint8_t *w, const char *x, size_t ldx, int64_t nb, const int T) {
+    float acc[4] = {0};
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(3);
+    for (int64_t i = 0; i < nb; i++, w += QB_Q6_K) {
+        const int8_t *sc = (const int8_t *)(w + 192);
+        __m256i sumi[4];
+        #pragma GCC unroll 8
+        for (int t = 0; t < T; t++) sumi[t] = _mm256_setzero_si256();
+        #pragma GCC unroll 8
+        for (int h = 0; h < 2; h++) {
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w + 64 * h));
+            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(w + 64 * h + 32));
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(w + 128 + 32 * h));
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
+            #pragma GCC unroll 8
+            for (int k = 0; k < 4; k++) {
+                // int16 lanes 0-7 hold elements 0-15 (first scale), lanes 8-15 elements 16-31
+                const __m256i s = _mm256_set_m128i(_mm_set1_epi16(sc[8 * h + 2 * k + 1]), _mm_set1_epi16(sc[8 * h + 2 * k]));
+                #pragma GCC unroll 8
+                for (int t = 0; t < T; t++) {
+                    const int8_t *xq = ((const vm_q8a256 *)(x + (size_t)t * ldx) + i)->qs + 128 * h + 32 * k;
+                    const __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)xq));
+                    sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p, s));
+                }
+            }
+        }
+        const float d = half_f32(w + 208);
+        #pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            const vm_q8a256 *xb = (const vm_q8a256 *)(x + (size_t)t * ldx) + i;
+            int32_t off = 0;
+            for (int g = 0; g < 16; g++) off += sc[g] * xb->bsums[g];
+            const int32_t A = hsum_epi32(sumi[t]) - 32 * off;
+            const float dd = d * xb->d;
+            const float ta = dd * (float)A;
+            acc[t] += ta;
+        }
+    }
+    #pragma GCC unroll 8
+    for (int t = 0; t < T; t++) out[(size_t)t * ldo] = acc[t];
+}
+
+AI void act_row(vm_type type, float *out, size_t ldo, const uint8_t *w, const char *x, size_t ldx,
+                int64_t C, const int T) {
+    switch (type) {
+    case VM_TYPE_Q4_K: q45_K_row(out, ldo, w, x, ldx, C / 256, T, 0); break;
+    case VM_TYPE_Q5_K: q45_K_row(out, ldo, w, x, ldx, C / 256, T, 1); break;
+    case VM_TYPE_Q6_K: q6_K_row(out, ldo, w, x, ldx, C / 256, T); break;
+    default: for (int t = 0; t < T; t++) out[(size_t)t * ldo] = NAN; break;
+    }
+}
+
+static void act_rows(vm_type type, float *out, size_t ldo, const void *w, size_t ldw, const void *x,
+                     size_t ldx, int R, int B, int64_t C) {
+    const uint8_t *wb = w;
+    const char *xb = x;
+    if (type == VM_TYPE_Q8_0 || type == VM_TYPE_Q4_0) {
+        q40_q80_rows(type == VM_TYPE_Q4_0, out, ldo, wb, ldw, xb, ldx, R, B, C / 32);
+        return;
+    }
+    int t0 = 0;
+    for (; t0 + 4 <= B; t0 += 4)
+        #pragma GCC unroll 8
+        for (int r = 0; r < R; r++) act_row(type, out + (size_t)t0 * ldo + r, ldo, wb + (size_t)r * ldw, xb + (size_t)t0 * ldx, ldx, C, 4);
+    for (; t0 < B; t0++)
+        #pragma GCC unroll 8
+        for (int r = 0; r < R; r++) act_row(type, out + (size_t)t0 * ldo + r, ldo, wb + (size_t)r * ldw, xb + (size_t)t0 * ldx, ldx, C, 1);
+}
+
+// ---- activation quantisation: vm_act_quant_row's arithmetic (exact steps, so the same bits) ------
+
+// n (a multiple of 32) floats to int8 with scale d; returns d, NaN when x is not finite.
+AI float quant_block8(const float *x, int8_t *q, int n) {
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), big = _mm256_set1_ps(0x1.fffffep127f);
+    __m256 amax = _mm256_setzero_ps();
+    int finite = 1;
+    for (int i = 0; i < n; i += 8) {
+        const __m256 a = _mm256_and_ps(_mm256_loadu_ps(x + i), absmask);
+        const __m256 fin = _mm256_cmp_ps(a, big, _CMP_LE_OQ);   // false for inf and NaN
+        finite &= _mm256_movemask_ps(fin) == 0xff;
+        amax = _mm256_max_ps(amax, _mm256_and_ps(a, fin));
+    }
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    const float am = _mm_cvtss_f32(m);
+    const float d = am / 127.0f, id = am > 0.0f ? 127.0f / am : 0.0f;
+    const __m256 idv = _mm256_set1_ps(id), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+    const __m256 magic = _mm256_set1_ps(12582912.0f);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int i = 0; i < n; i += 32) {
+        __m256i v32[4];
+        for (int k = 0; k < 4; k++) {
+            __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * k), idv);
+            v = _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q));   // NaN -> 0
+            v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+            v = _mm256_sub_ps(_mm256_add_ps(v, magic), magic);
+            v32[k] = _mm256_cvtps_epi32(v);
+        }
+        const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(v32[0], v32[1]), _mm256_packs_epi32(v32[2], v32[3]));
+        _mm256_storeu_si256((__m256i *)(q + i), _mm256_permutevar8x32_epi32(p, perm));
+    }
+    return finite ? d : NAN;
+}
+
+static void act_quant(vm_type type, const float *x, void *dst, int64_t n) {
+    if (vm_act_block(type) == 32) {
+        vm_q8a32 *b = dst;
+        for (int64_t i = 0; i < n / 32; i++) b[i].d = quant_block8(x + 32 * i, b[i].qs, 32);
+    } else {
+        vm_q8a256 *b = dst;
+        for (int64_t i = 0; i < n / 256; i++) {
+            b[i].d = quant_block8(x + 256 * i, b[i].qs, 256);
+            for (int g = 0; g < 16; g++) {
+                int s = 0;
+                for (int l = 0; l < 16; l++) s += b[i].qs[16 * g + l];
+                b[i].bsums[g] = (int16_t)s;
+            }
+        }
+    }
+}
+
+// ---- F16 / BF16 widening ----------------------------------------------------------------------------
+
+static void f16_row(const void *src, float *dst, int64_t n) {
+    const uint8_t *s = src;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + 2 * i))));
+    for (; i < n; i++) dst[i] = fp16_to_f32(rd_u16(s + 2 * i));
+}
+
+static void bf16_row(const void *src, float *dst, int64_t n) {
+    const uint8_t *s = src;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(s + 2 * i)));
+        _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(h, 16)));
+    }
+    for (; i < n; i++) dst[i] = bf16_to_f32(rd_u16(s + 2 * i));
+}
+
+// ---- attention --------------------------------------------------------------------------------------
+
+enum { ATT_CHUNK = 64 };   // keys scored before one softmax rescale; chunks start at absolute positions
+
+AI float dot_hd(const float *a, const float *b, int n) {
+    __m256 acc = _mm256_setzero_ps();
+    int d = 0;
+    for (; d + 8 <= n; d += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + d), _mm256_loadu_ps(b + d), acc);
+    float s = hsum_ps(acc);
+    for (; d < n; d++) s += a[d] * b[d];
+    return s;
+}
+
+// o = o * r + e * v   (r = 1: plain accumulate)
+AI void scale_axpy(float *o, float r, float e, const float *v, int n) {
+    const __m256 rv = _mm256_set1_ps(r), ev = _mm256_set1_ps(e);
+    int d = 0;
+    for (; d + 8 <= n; d += 8)
+        _mm256_storeu_ps(o + d, _mm256_fmadd_ps(ev, _mm256_loadu_ps(v + d), _mm256_mul_ps(rv, _mm256_loadu_ps(o + d))));
+    for (; d < n; d++) { const float a = r * o[d], b = e * v[d]; o[d] = a + b; }
+}
+
+// One query head over n_kv cached positions: scores a chunk, rescales once per chunk when the
+// maximum grows, then accumulates exp(s - max) * v.
+static void attend_one(float *o, const float *qv, const float *kc, const float *vc, size_t kv_stride,
+                       int n_kv, int hd, float scale) {
+    float s[ATT_CHUNK];
+    float mx = -INFINITY, sum = 0.0f;
+    for (int d = 0; d < hd; d++) o[d] = 0.0f;
+    for (int t0 = 0; t0 < n_kv; t0 += ATT_CHUNK) {
+        const int n = n_kv - t0 < ATT_CHUNK ? n_kv - t0 : ATT_CHUNK;
+        float cmax = -INFINITY;
+        for (int j = 0; j < n; j++) {
+            s[j] = dot_hd(qv, kc + (size_t)(t0 + j) * kv_stride, hd) * scale;
+            if (s[j] > cmax) cmax = s[j];
+        }
+        float r = 1.0f;
+        if (cmax > mx) { r = expf(mx - cmax); sum *= r; mx = cmax; }
+        for (int j = 0; j < n; j++) {
+            const float e = expf(s[j] - mx);
+            sum += e;
+            scale_axpy(o, j == 0 ? r : 1.0f, e, vc + (size_t)(t0 + j) * kv_stride, hd);
+        }
+    }
+    const __m256 inv = _mm256_set1_ps(1.0f / sum);
+    int d = 0;
+    for (; d + 8 <= hd; d += 8) _mm256_storeu_ps(o + d, _mm256_mul_ps(inv, _mm256_loadu_ps(o + d)));
+    for (; d < hd; d++) o[d] *= 1.0f / sum;
+}
+
+static void attention(float *out, const float *q, const float *kc, const float *vc, int n_past, int B,
+                      int n_head, int n_head_kv, int hd, float scale) {
+    const int group = n_head / n_head_kv;
+    const size_t q_stride = (size_t)n_head * hd, kv_stride = (size_t)n_head_kv * hd;
+    const int64_t n_items = (int64_t)B * n_head;
+    #pragma omp parallel for schedule(static) if (n_items > 1 && (int64_t)(n_past + B) * n_items * hd > 32768)
+    for (int64_t it = 0; it < n_items; it++) {
+        const int b = (int)(it / n_head), h = (int)(it % n_head), hk = h / group;
+        attend_one(out + (size_t)b * q_stride + (size_t)h * hd, q + (size_t)b * q_stride + (size_t)h * hd,
+                   kc + (size_t)hk * hd, vc + (size_t)hk * hd, kv_stride, n_past + b + 1, hd, scale);
+    }
+}
+
+const vm_simd_kernels vm_simd_avx2 = { f32_rows, act_rows, act_quant, f16_row, bf16_row, attention };
+// AVX-512: wider f32 tiles (simd_avx512.c); the rest is this level's.
+const vm_simd_kernels vm_simd_avx512 = { vm_avx512_f32_rows, act_rows, act_quant, f16_row, bf16_row, attention };
+
+#ifdef __clang__
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#endif

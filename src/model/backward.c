@@ -1,0 +1,291 @@
+// Training forward and backward through layers [l0, L) of the frozen network (model/train.h).
+// The forward is the inference block (vm_block_forward) pointed at per-layer slices of one
+// allocation, so nothing is recomputed and nothing is written twice; the backward walks the
+// blocks in reverse with the backward kernels of kernels/ops.h.
+#include "model/train.h"
+#include "model/model_internal.h"
+#include "kernels/ops.h"
+#include "util/err.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+// What one block keeps for its backward (row counts for T = T_max; rows = T*K slots for MoE).
+typedef struct vm_tlayer {
+    float *x_in, *x_mid;        // (T,D) residual entering the block, and after attention
+    float *xb_att, *xb_ffn;     // (T,D) the two normalised inputs (xb_ffn = router input u)
+    float *q, *k, *v, *att;     // (T,qd), (T,kvd), (T,kvd), (T,qd); q and k after rope
+    float *hb, *hb2, *ye;       // (rows,F), (rows,F), (rows,D) (ye: MoE only)
+    float *r_logits, *r_probs, *r_gates;   // (T,N), (T,N), (T,K)
+    int32_t *r_sel, *slot_tk, *e_off;      // (T,K), (rows), (N+1)
+} vm_tlayer;
+
+struct vm_tctx {
+    const vm_model *m;
+    int l0, T_max;
+    int T, n_out, have_fwd;     // the last forward
+    void *arena;
+    vm_tlayer *ly;              // n_layer - l0 of them
+    float *x_final;             // (T,D) output of the last block
+    float *xf, *xfn;            // (T,D) final rows at out_pos, and after output_norm
+    int32_t *pos, *out_pos;     // (T), (T)
+    // forward scratch
+    float *ao, *xe, *hs;        // (T,D), (T,D), (rows,F)
+    // backward scratch
+    float *dx, *dxb, *du;       // (T,D)
+    float *dq, *datt;           // (T,qd)
+    float *dk, *dv;             // (T,kvd)
+    float *dhs, *dhb, *dhb2;    // (T,F): one expert's rows at a time
+    float *dye, *dxe;           // (T,D)
+    float *dgates;              // (T,K)
+};
+
+// Two-pass carving of one allocation (llm.c style): the first pass (base NULL) sums the sizes.
+typedef struct { char *base; size_t off; int overflow; } carver;
+
+static void *carve(carver *cv, size_t n, size_t elem) {
+    size_t bytes;
+    if (vm_size_mul(n ? n : 1, elem, &bytes) || vm_size_add(bytes, 63, &bytes)) { cv->overflow = 1; return NULL; }
+    bytes &= ~(size_t)63;
+    void *p = cv->base ? cv->base + cv->off : NULL;
+    if (vm_size_add(cv->off, bytes, &cv->off)) cv->overflow = 1;
+    return p;
+}
+
+static void layout(vm_tctx *c, carver *cv) {
+    const vm_hparams *hp = &c->m->hp;
+    const size_t T = (size_t)c->T_max, D = (size_t)hp->n_embd, F = (size_t)(hp->n_ff > hp->n_ff_exp ? hp->n_ff : hp->n_ff_exp);
+    const size_t qd = (size_t)hp->n_head * hp->head_dim, kvd = (size_t)hp->n_head_kv * hp->head_dim;
+    const size_t N = (size_t)(hp->n_expert > 0 ? hp->n_expert : 1);
+    const size_t K = (size_t)(hp->n_expert_used > 0 ? hp->n_expert_used : 1);
+    const size_t f4 = sizeof(float), i4 = sizeof(int32_t);
+    size_t rows_max = T;
+    for (int il = c->l0; il < hp->n_layer; il++) {
+        vm_tlayer *l = &c->ly[il - c->l0];
+        const int moe = c->m->layers[il].is_moe;
+        const size_t rows = moe ? T * K : T;
+        if (rows > rows_max) rows_max = rows;
+        l->x_in = carve(cv, T * D, f4);     l->x_mid = carve(cv, T * D, f4);
+        l->xb_att = carve(cv, T * D, f4);   l->xb_ffn = carve(cv, T * D, f4);
+        l->q = carve(cv, T * qd, f4);       l->att = carve(cv, T * qd, f4);
+        l->k = carve(cv, T * kvd, f4);      l->v = carve(cv, T * kvd, f4);
+        l->hb = carve(cv, rows * F, f4);    l->hb2 = carve(cv, rows * F, f4);
+        if (moe) {
+            l->ye = carve(cv, rows * D, f4);
+            l->r_logits = carve(cv, T * N, f4);  l->r_probs = carve(cv, T * N, f4);
+            l->r_gates = carve(cv, T * K, f4);   l->r_sel = carve(cv, T * K, i4);
+            l->slot_tk = carve(cv, rows, i4);    l->e_off = carve(cv, N + 1, i4);
+        }
+    }
+    c->x_final = carve(cv, T * D, f4);
+    c->xf = carve(cv, T * D, f4);   c->xfn = carve(cv, T * D, f4);
+    c->pos = carve(cv, T, i4);      c->out_pos = carve(cv, T, i4);
+    c->ao = carve(cv, T * D, f4);   c->xe = carve(cv, T * D, f4);
+    c->hs = carve(cv, rows_max * F, f4);
+    c->dx = carve(cv, T * D, f4);   c->dxb = carve(cv, T * D, f4);   c->du = carve(cv, T * D, f4);
+    c->dq = carve(cv, T * qd, f4);  c->datt = carve(cv, T * qd, f4);
+    c->dk = carve(cv, T * kvd, f4); c->dv = carve(cv, T * kvd, f4);
+    c->dhs = carve(cv, T * F, f4);  c->dhb = carve(cv, T * F, f4);   c->dhb2 = carve(cv, T * F, f4);
+    c->dye = carve(cv, T * D, f4);  c->dxe = carve(cv, T * D, f4);
+    c->dgates = carve(cv, T * K, f4);
+}
+
+vm_tctx *vm_tctx_init(const vm_model *m, int l0, int T_max) {
+    if (!m) { vm_err("tctx: no model"); return NULL; }
+    if (l0 < 0 || l0 >= m->hp.n_layer) { vm_err("tctx: lowest trained layer %d out of range [0, %d)", l0, m->hp.n_layer); return NULL; }
+    if (T_max <= 0) { vm_err("tctx: T_max %d must be positive", T_max); return NULL; }
+    vm_tctx *c = vm_calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->m = m; c->l0 = l0; c->T_max = T_max;
+    c->ly = vm_calloc((size_t)(m->hp.n_layer - l0), sizeof *c->ly);
+    if (!c->ly) goto fail;
+    carver cv = { 0 };
+    layout(c, &cv);
+    if (cv.overflow) { vm_err("tctx: activation size overflows"); goto fail; }
+    c->arena = vm_malloc(cv.off);
+    if (!c->arena) goto fail;
+    cv = (carver){ .base = c->arena };
+    layout(c, &cv);
+    for (int t = 0; t < T_max; t++) c->pos[t] = t;
+    return c;
+fail:
+    vm_err_prefix("tctx (l0 %d, T_max %d)", l0, T_max);
+    vm_tctx_free(c);
+    return NULL;
+}
+
+void vm_tctx_free(vm_tctx *c) {
+    if (!c) return;
+    free(c->arena);
+    free(c->ly);
+    free(c);
+}
+
+int vm_tctx_l0(const vm_tctx *c) { return c ? c->l0 : -1; }
+
+// ---------------------------------------------------------------- forward
+
+int vm_tctx_forward(vm_tctx *c, const float *h, int T, const int32_t *out_pos, int n_out,
+                    float *logits, vm_rng *rng) {
+    if (!c || !h || !logits || (n_out > 0 && !out_pos)) return vm_err("tctx: forward without context, input or output");
+    if (T <= 0 || T > c->T_max) return vm_err("tctx: %d tokens, expected 1..%d", T, c->T_max);
+    if (n_out <= 0 || n_out > c->T_max) return vm_err("tctx: %d output positions, expected 1..%d", n_out, c->T_max);
+    for (int i = 0; i < n_out; i++)
+        if (out_pos[i] < 0 || out_pos[i] >= T)
+            return vm_err("tctx: output position %d out of range [0, %d)", out_pos[i], T);
+    const vm_model *m = c->m;
+    const vm_hparams *hp = &m->hp;
+    const int D = hp->n_embd, L = hp->n_layer;
+    c->have_fwd = 0;
+    memcpy(c->ly[0].x_in, h, (size_t)T * D * sizeof(float));
+    for (int il = c->l0; il < L; il++) {
+        vm_tlayer *l = &c->ly[il - c->l0];
+        float *x_out = il + 1 < L ? c->ly[il + 1 - c->l0].x_in : c->x_final;
+        const vm_block_io io = { .x_in = l->x_in, .x_mid = l->x_mid, .x_out = x_out,
+                                 .xb_att = l->xb_att, .q = l->q, .kc = l->k, .vc = l->v,
+                                 .att = l->att, .ao = c->ao, .xb_ffn = l->xb_ffn, .hb = l->hb,
+                                 .hb2 = l->hb2, .hs = c->hs, .r_logits = l->r_logits,
+                                 .r_probs = l->r_probs, .r_gates = l->r_gates, .r_sel = l->r_sel,
+                                 .xe = c->xe, .ye = l->ye, .slot_tk = l->slot_tk, .e_off = l->e_off,
+                                 .keep = 1, .pos = c->pos, .n_past = 0 };
+        if (vm_block_forward(m, il, &io, T, rng)) return vm_err_prefix("tctx forward");
+    }
+    // the head only at the wanted rows: rmsnorm and matmul are per row, so these equal the
+    // inference logits of the same positions
+    for (int i = 0; i < n_out; i++)
+        memcpy(c->xf + (size_t)i * D, c->x_final + (size_t)out_pos[i] * D, (size_t)D * sizeof(float));
+    vm_rmsnorm_forward(c->xfn, c->xf, m->output_norm, n_out, D, hp->norm_eps);
+    vm_matmul_forward(logits, c->xfn, &m->output, NULL, n_out);
+    memcpy(c->out_pos, out_pos, (size_t)n_out * sizeof(int32_t));
+    c->T = T; c->n_out = n_out; c->have_fwd = 1;
+    return 0;
+}
+
+// ---------------------------------------------------------------- backward
+
+// dL/dx_out of a routed FFN is in c->dx; adds dL/dx_mid's FFN part to c->dx.
+static int moe_backward(vm_tctx *c, int il, float reg_weight) {
+    const vm_model *m = c->m;
+    const vm_layer *ly = &m->layers[il];
+    const vm_router_layer *L = &ly->rl;
+    const vm_tlayer *l = &c->ly[il - c->l0];
+    const int T = c->T, D = m->hp.n_embd, F = m->hp.n_ff_exp, N = L->n_expert, K = L->n_expert_used;
+    memset(c->du, 0, (size_t)T * D * sizeof(float));
+    memset(c->dgates, 0, (size_t)T * K * sizeof(float));
+    for (int e = 0; e < N; e++) {
+        const int off = l->e_off[e], n = l->e_off[e + 1] - off;
+        if (n == 0) continue;
+        const int32_t *tk = l->slot_tk + off;
+        // ffn_out[t] = sum_k gate[t,k] y[slot(t,k)]: dgate = <dout, y>, dy = gate * dout
+        for (int j = 0; j < n; j++) {
+            const float *go = c->dx + (size_t)(tk[j] / K) * D, *y = l->ye + (size_t)(off + j) * D;
+            const float g = l->r_gates[tk[j]];
+            float *dy = c->dye + (size_t)j * D;
+            double s = 0.0;
+            for (int d = 0; d < D; d++) { s += (double)go[d] * y[d]; dy[d] = g * go[d]; }
+            c->dgates[tk[j]] = (float)s;
+        }
+        memset(c->dhs, 0, (size_t)n * F * sizeof(float));
+        vm_matmul_backward(c->dhs, c->dye, &ly->exp_down[e], n);
+        memset(c->dhb, 0, (size_t)n * F * sizeof(float));
+        memset(c->dhb2, 0, (size_t)n * F * sizeof(float));
+        vm_swiglu_backward(c->dhb, c->dhb2, c->dhs, l->hb + (size_t)off * F, l->hb2 + (size_t)off * F, n * F);
+        memset(c->dxe, 0, (size_t)n * D * sizeof(float));
+        vm_matmul_backward(c->dxe, c->dhb, &ly->exp_gate[e], n);
+        vm_matmul_backward(c->dxe, c->dhb2, &ly->exp_up[e], n);
+        for (int j = 0; j < n; j++) {
+            float *du = c->du + (size_t)(tk[j] / K) * D;
+            const float *dxe = c->dxe + (size_t)j * D;
+            for (int d = 0; d < D; d++) du[d] += dxe[d];
+        }
+    }
+    vm_router *r = m->routers[il];
+    if (r && r->ops && r->ops->backward) {
+        const vm_router_out ro = { .logits = l->r_logits, .probs = l->r_probs, .sel = l->r_sel, .gates = l->r_gates };
+        if (r->ops->backward(r, L, l->xb_ffn, T, &ro, c->dgates, c->du, reg_weight))
+            return vm_err_prefix("tctx backward: layer %d router '%s'", il, r->ops->name);
+    }
+    vm_rmsnorm_backward(c->dx, NULL, c->du, l->x_mid, ly->ffn_norm, T, D, m->hp.norm_eps);
+    return 0;
+}
+
+static void dense_backward(vm_tctx *c, int il) {
+    const vm_model *m = c->m;
+    const vm_layer *ly = &m->layers[il];
+    const vm_tlayer *l = &c->ly[il - c->l0];
+    const int T = c->T, D = m->hp.n_embd, F = m->hp.n_ff;
+    memset(c->dhs, 0, (size_t)T * F * sizeof(float));
+    vm_matmul_backward(c->dhs, c->dx, &ly->ffn_down, T);
+    memset(c->dhb, 0, (size_t)T * F * sizeof(float));
+    memset(c->dhb2, 0, (size_t)T * F * sizeof(float));
+    vm_swiglu_backward(c->dhb, c->dhb2, c->dhs, l->hb, l->hb2, T * F);
+    memset(c->du, 0, (size_t)T * D * sizeof(float));
+    vm_matmul_backward(c->du, c->dhb, &ly->ffn_gate, T);
+    vm_matmul_backward(c->du, c->dhb2, &ly->ffn_up, T);
+    vm_rmsnorm_backward(c->dx, NULL, c->du, l->x_mid, ly->ffn_norm, T, D, m->hp.norm_eps);
+}
+
+// dL/dx_mid in c->dx; adds the attention branch, leaving dL/dx_in.
+static void attn_backward(vm_tctx *c, int il) {
+    const vm_model *m = c->m;
+    const vm_hparams *hp = &m->hp;
+    const vm_layer *ly = &m->layers[il];
+    const vm_tlayer *l = &c->ly[il - c->l0];
+    const int T = c->T, D = hp->n_embd, hd = hp->head_dim;
+    const size_t qd = (size_t)hp->n_head * hd, kvd = (size_t)hp->n_head_kv * hd;
+    memset(c->datt, 0, (size_t)T * qd * sizeof(float));
+    vm_matmul_backward(c->datt, c->dx, &ly->wo, T);
+    memset(c->dq, 0, (size_t)T * qd * sizeof(float));
+    memset(c->dk, 0, (size_t)T * kvd * sizeof(float));
+    memset(c->dv, 0, (size_t)T * kvd * sizeof(float));
+    vm_attention_backward(c->dq, c->dk, c->dv, c->datt, l->q, l->k, l->v, 0, T, hp->n_head,
+                          hp->n_head_kv, hd, 1.0f / sqrtf((float)hd));
+    vm_rope_backward(c->dq, c->pos, T, hp->n_head, hd, hp->n_rot, hp->rope_freq_base, hp->rope_freq_scale, hp->rope_neox);
+    vm_rope_backward(c->dk, c->pos, T, hp->n_head_kv, hd, hp->n_rot, hp->rope_freq_base, hp->rope_freq_scale, hp->rope_neox);
+    memset(c->dxb, 0, (size_t)T * D * sizeof(float));
+    vm_matmul_backward(c->dxb, c->dq, &ly->wq, T);
+    vm_matmul_backward(c->dxb, c->dk, &ly->wk, T);
+    vm_matmul_backward(c->dxb, c->dv, &ly->wv, T);
+    vm_rmsnorm_backward(c->dx, NULL, c->dxb, l->x_in, ly->attn_norm, T, D, hp->norm_eps);
+}
+
+int vm_tctx_backward(vm_tctx *c, const float *dlogits, float reg_weight, float *dh) {
+    if (!c || !dlogits) return vm_err("tctx: backward without context or dlogits");
+    if (!c->have_fwd) return vm_err("tctx: backward without a successful forward");
+    const vm_model *m = c->m;
+    const vm_hparams *hp = &m->hp;
+    const int T = c->T, D = hp->n_embd;
+    // head: logits = W_out . rmsnorm(x_final[out_pos])
+    memset(c->dx, 0, (size_t)T * D * sizeof(float));
+    memset(c->dxb, 0, (size_t)c->n_out * D * sizeof(float));
+    vm_matmul_backward(c->dxb, dlogits, &m->output, c->n_out);
+    memset(c->du, 0, (size_t)c->n_out * D * sizeof(float));
+    vm_rmsnorm_backward(c->du, NULL, c->dxb, c->xf, m->output_norm, c->n_out, D, hp->norm_eps);
+    for (int i = 0; i < c->n_out; i++) {
+        float *dx = c->dx + (size_t)c->out_pos[i] * D;
+        const float *g = c->du + (size_t)i * D;
+        for (int d = 0; d < D; d++) dx[d] += g[d];
+    }
+    // blocks in reverse; the residual stream passes dx through unchanged, branches add to it
+    for (int il = hp->n_layer - 1; il >= c->l0; il--) {
+        if (m->layers[il].is_moe) {
+            if (moe_backward(c, il, reg_weight)) return -1;
+        } else {
+            dense_backward(c, il);
+        }
+        attn_backward(c, il);
+    }
+    if (dh) memcpy(dh, c->dx, (size_t)T * D * sizeof(float));
+    return 0;
+}
+
+double vm_tctx_reg(const vm_tctx *c) {
+    if (!c) return 0.0;
+    double s = 0.0;
+    for (int il = c->l0; il < c->m->hp.n_layer; il++) {
+        const vm_router *r = c->m->routers[il];
+        if (c->m->layers[il].is_moe && r && r->ops && r->ops->reg) s += r->ops->reg(r);
+    }
+    return s;
+}

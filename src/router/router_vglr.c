@@ -1,0 +1,237 @@
+// VGLR, the Variational Gaussian Logit Router (method.md §3.1), mean-field ("vglr-mf") and
+// full-covariance ("vglr-fc") in one file: they share the trunk, the mean head and the sampling.
+//   h = ReLU(W_t u)                       W_t (H,D), no bias     "vglr.w_t"  ne = [D, H]
+//   dmu = W_mu h                          W_mu (N,H)             "vglr.w_mu" ne = [H, N]
+//   fc: v = W_L h (P = N(N+1)/2),         W_L (P,H)              "vglr.w_L"  ne = [H, P]
+//       L lower triangular filled row-major from v (L[i][j], j <= i, is v[i(i+1)/2 + j]),
+//       L_ii = exp(v_ii), Sigma = L L^T
+//   mf: s = W_s h, sigma = exp(s/2)       W_s (N,H)              "vglr.w_s"  ne = [H, N]
+//   q(l|u) = N(mu, Sigma), mu = l_det + dmu, l_det = W_r u (frozen); prior N(l_det, I).
+// Init: W_t Kaiming-uniform as torch.nn.Linear's default (U(-1/sqrt(D), 1/sqrt(D))), W_mu = 0,
+// W_L / W_s ~ N(0, 1e-3^2): q is the prior up to O(1e-3) and mu == l_det exactly.
+// Training (r->training): one reparameterised sample l = mu + L eps; gates = the base convention
+// on l (vm_gate_from_logits). Outputs: logits = the sample, probs = convention(sample).
+// Inference: S samples l_s = mu + L eps_s of the N-dim logits only (the trunk runs once per token);
+// p_bar = mean_s convention(l_s) (softmax, or sigmoid for sigmoid archs); selection and gates from
+// p_bar by the base convention (vm_gate_from_probs). Outputs: logits = mu, probs = p_bar.
+// Read-outs: ILV = tr(Sigma) (= ||L||_F^2, mf: sum sigma^2), gate entropy of probs (p_bar at
+// inference), disagreement = fraction of the S samples whose own top-K set differs from the final
+// one (NaN in training).
+// KL per token: fc 1/2[tr(L L^T) + dmu.dmu - N - 2 sum log L_ii]; mf 1/2 sum(sigma^2 + dmu^2 - 1 -
+// log sigma^2). reg() = its mean over the tokens of the last forward.
+// Random stream: per token in order; training: N normals eps_0..eps_{N-1}; inference: S*N normals,
+// sample-major (eps_{s,i} for s = 0..S-1, i = 0..N-1).
+#include "router/router_impl.h"
+
+#include <stdlib.h>
+
+typedef struct vglr_state {
+    int fc;                          // 1 full covariance, 0 mean-field
+    int H, P, S;                     // hidden width, covariance head width (P fc, N mf), samples
+    int T, trained;                  // tokens of the last forward; 1 when it was a training forward
+    double kl_sum;                   // sum over the tokens of the last forward
+    // caches of the last training forward (T rows each)
+    float *h; size_t h_cap;          // (T,H) trunk output
+    float *dmu; size_t dmu_cap;      // (T,N)
+    float *v; size_t v_cap;          // (T,P) covariance head output (v fc, s mf)
+    float *eps; size_t eps_cap;      // (T,N)
+    float *l; size_t l_cap;          // (T,N) sampled logits
+    int32_t *sel; size_t sel_cap;    // (T,K)
+} vglr_state;
+
+enum { W_T = 0, W_MU = 1, W_COV = 2 };
+
+// L (N,N) row-major, zero above the diagonal, from v.
+static void fill_L(const float *v, int N, float *Lm) {
+    int idx = 0;
+    for (int i = 0; i < N; i++) {
+        for (int j = 0; j <= i; j++, idx++) Lm[i * N + j] = j == i ? expf(v[idx]) : v[idx];
+        for (int j = i + 1; j < N; j++) Lm[i * N + j] = 0.0f;
+    }
+}
+
+// KL of one token and tr(Sigma) (the ILV read-out).
+static double token_kl(const vglr_state *s, int N, const float *dmu, const float *v, const float *Lm,
+                       double *ilv) {
+    double tr = 0.0, mm = 0.0, extra = 0.0;
+    for (int i = 0; i < N; i++) mm += (double)dmu[i] * dmu[i];
+    if (s->fc) {
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j <= i; j++) tr += (double)Lm[i * N + j] * Lm[i * N + j];
+        for (int i = 0; i < N; i++) extra += 2.0 * v[i * (i + 1) / 2 + i];   // 2 log L_ii
+    } else {
+        for (int i = 0; i < N; i++) { tr += exp((double)v[i]); extra += v[i]; }   // log sigma^2 = s
+    }
+    *ilv = tr;
+    return 0.5 * (tr + mm - N - extra);
+}
+
+// l (N) = mu + L eps (fc) or mu + sigma .* eps (mf)
+static void sample_logits(const vglr_state *s, int N, const float *mu, const float *Lm, const float *v,
+                          const float *eps, float *l) {
+    for (int i = 0; i < N; i++) {
+        float acc = mu[i];
+        if (s->fc) for (int j = 0; j <= i; j++) acc += Lm[i * N + j] * eps[j];
+        else acc += expf(0.5f * v[i]) * eps[i];
+        l[i] = acc;
+    }
+}
+
+static int vglr_forward(vm_router *r, const vm_router_layer *L, const float *u, int T,
+                        vm_router_out *out, vm_rng *rng) {
+    vglr_state *s = r->state;
+    const char *name = r->ops->name;
+    if (vm_rt_check_out(L, out, name)) return -1;
+    if (!rng) return vm_err("router %s: needs a random stream (layer %d)", name, L->layer);
+    const int D = L->n_embd, N = L->n_expert, K = L->n_expert_used, H = s->H, P = s->P, S = s->S;
+    const int train = r->training != 0;
+    s->T = 0; s->trained = 0; s->kl_sum = 0.0;
+    // the heads run batched over the T tokens (the caches double as scratch at inference)
+    if (!(s->h = vm_rt_grow(s->h, &s->h_cap, (size_t)T * H * sizeof(float))) ||
+        !(s->dmu = vm_rt_grow(s->dmu, &s->dmu_cap, (size_t)T * N * sizeof(float))) ||
+        !(s->v = vm_rt_grow(s->v, &s->v_cap, (size_t)T * P * sizeof(float))) ||
+        (train && (!(s->eps = vm_rt_grow(s->eps, &s->eps_cap, (size_t)T * N * sizeof(float))) ||
+                   !(s->l = vm_rt_grow(s->l, &s->l_cap, (size_t)T * N * sizeof(float))) ||
+                   !(s->sel = vm_rt_grow(s->sel, &s->sel_cap, (size_t)T * K * sizeof(int32_t)))))) return -1;
+    float *Lm = vm_malloc((size_t)N * N * sizeof(float));
+    float *ls = train ? NULL : vm_malloc((size_t)S * N * sizeof(float));
+    int32_t *ssel = train ? NULL : vm_malloc((size_t)S * K * sizeof(int32_t));
+    if (!Lm || (!train && (!ls || !ssel))) { free(Lm); free(ls); free(ssel); return -1; }
+    vm_rt_matmul(s->h, u, r->params[W_T].w, T, D, H);                 // (T,H)
+    for (size_t i = 0; i < (size_t)T * H; i++) if (!(s->h[i] > 0.0f)) s->h[i] = 0.0f;
+    vm_rt_matmul(s->dmu, s->h, r->params[W_MU].w, T, H, N);           // (T,N)
+    vm_rt_matmul(s->v, s->h, r->params[W_COV].w, T, H, P);            // (T,P)
+    vm_router_logits(L, u, T, out->logits);   // l_det, replaced per token below
+    float mu[N], eps[N], p[N];
+    for (int t = 0; t < T; t++) {
+        float *lo = out->logits + (size_t)t * N, *po = out->probs + (size_t)t * N;
+        int32_t *sel = out->sel + (size_t)t * K;
+        float *gates = out->gates + (size_t)t * K;
+        const float *dm = s->dmu + (size_t)t * N, *v = s->v + (size_t)t * P;
+        if (s->fc) fill_L(v, N, Lm);
+        for (int i = 0; i < N; i++) mu[i] = lo[i] + dm[i];
+        double ilv;
+        s->kl_sum += token_kl(s, N, dm, v, Lm, &ilv);
+        if (train) {
+            for (int i = 0; i < N; i++) eps[i] = vm_rng_normal(rng);
+            sample_logits(s, N, mu, Lm, v, eps, lo);
+            vm_gate_from_logits(L, lo, po, sel, gates);
+            memcpy(s->eps + (size_t)t * N, eps, sizeof eps);
+            memcpy(s->l + (size_t)t * N, lo, (size_t)N * sizeof(float));
+            memcpy(s->sel + (size_t)t * K, sel, (size_t)K * sizeof(int32_t));
+            vm_rt_unc(out->unc, t, (float)ilv, vm_gate_entropy(po, N), NAN, NAN);
+            continue;
+        }
+        double pbar[N];
+        for (int i = 0; i < N; i++) pbar[i] = 0.0;
+        for (int smp = 0; smp < S; smp++) {
+            float *l = ls + (size_t)smp * N;
+            for (int i = 0; i < N; i++) eps[i] = vm_rng_normal(rng);
+            sample_logits(s, N, mu, Lm, v, eps, l);
+        }
+        for (int smp = 0; smp < S; smp++) {
+            const float *l = ls + (size_t)smp * N;
+            vm_gate_probs(L, l, p);
+            for (int i = 0; i < N; i++) pbar[i] += p[i];
+            vm_gate_select(L, l, ssel + (size_t)smp * K);
+        }
+        for (int i = 0; i < N; i++) { po[i] = (float)(pbar[i] / S); lo[i] = mu[i]; }
+        vm_gate_from_probs(L, po, sel, gates);
+        int differ = 0;
+        for (int smp = 0; smp < S; smp++) differ += !vm_rt_same_set(ssel + (size_t)smp * K, sel, K);
+        vm_rt_unc(out->unc, t, (float)ilv, vm_gate_entropy(po, N), NAN, (float)differ / S);
+    }
+    free(Lm); free(ls); free(ssel);
+    s->T = T;
+    s->trained = train;
+    return 0;
+}
+
+static int vglr_backward(vm_router *r, const vm_router_layer *L, const float *u, int T,
+                         const vm_router_out *out, const float *dgates, float *du, float reg_weight) {
+    (void)out;
+    vglr_state *s = r->state;
+    const char *name = r->ops->name;
+    if (!s->trained || T != s->T)
+        return vm_err("router %s: backward needs a training-mode forward of the same %d tokens (layer %d)",
+                      name, T, L->layer);
+    const int D = L->n_embd, N = L->n_expert, K = L->n_expert_used, H = s->H, P = s->P;
+    const float c = T > 0 ? reg_weight / (float)T : 0.0f;   // d(reg_weight * mean_t KL_t)/d KL_t
+    vm_param *Wt = &r->params[W_T], *Wmu = &r->params[W_MU], *Wc = &r->params[W_COV];
+    float *dl_all = vm_calloc((size_t)T * N, sizeof(float)), *dm_all = vm_malloc((size_t)T * N * sizeof(float));
+    float *dv_all = vm_malloc((size_t)T * P * sizeof(float)), *dh = vm_calloc((size_t)T * H, sizeof(float));
+    float *Lm = vm_malloc((size_t)N * N * sizeof(float));
+    int rc = -1;
+    if (!dl_all || !dm_all || !dv_all || !dh || !Lm) goto done;
+    for (int t = 0; t < T; t++) {
+        const float *v = s->v + (size_t)t * P, *eps = s->eps + (size_t)t * N, *dmu = s->dmu + (size_t)t * N;
+        float *dl = dl_all + (size_t)t * N, *dm = dm_all + (size_t)t * N, *dv = dv_all + (size_t)t * P;
+        vm_gate_backward(L, s->l + (size_t)t * N, s->sel + (size_t)t * K, dgates + (size_t)t * K, dl);
+        // l = l_det + dmu + noise: dl reaches l_det (-> u through W_r, below) and dmu unchanged
+        for (int i = 0; i < N; i++) dm[i] = dl[i] + c * dmu[i];
+        if (s->fc) {
+            fill_L(v, N, Lm);
+            int idx = 0;
+            for (int i = 0; i < N; i++)
+                for (int j = 0; j <= i; j++, idx++) {
+                    const float Lij = Lm[i * N + j];
+                    const float dL = dl[i] * eps[j] + c * Lij;   // sample path + KL's 1/2 L_ij^2
+                    dv[idx] = j == i ? dL * Lij - c : dL;        // L_ii = exp(v_ii); KL's -v_ii
+                }
+        } else {
+            for (int i = 0; i < N; i++) {
+                const float sig = expf(0.5f * v[i]);
+                dv[i] = dl[i] * eps[i] * 0.5f * sig + c * 0.5f * (expf(v[i]) - 1.0f);
+            }
+        }
+    }
+    vm_rt_matmul_backward(Wmu->g, dh, Wmu->w, s->h, dm_all, T, H, N);
+    vm_rt_matmul_backward(Wc->g, dh, Wc->w, s->h, dv_all, T, H, P);
+    for (size_t i = 0; i < (size_t)T * H; i++) if (!(s->h[i] > 0.0f)) dh[i] = 0.0f;   // ReLU
+    vm_rt_matmul_backward(Wt->g, du, Wt->w, u, dh, T, D, H);
+    rc = vm_router_logits_backward(L, dl_all, T, du);
+done:
+    free(dl_all); free(dm_all); free(dv_all); free(dh); free(Lm);
+    return rc;
+}
+
+static double vglr_reg(const vm_router *r) {
+    const vglr_state *s = r->state;
+    return s->T > 0 ? s->kl_sum / s->T : 0.0;
+}
+
+static void vglr_free(vm_router *r) {
+    if (!r) return;
+    vglr_state *s = r->state;
+    if (s) { free(s->h); free(s->dmu); free(s->v); free(s->eps); free(s->l); free(s->sel); }
+    vm_rt_free(r);
+}
+
+static const vm_router_ops vglr_mf_ops = { .name = "vglr-mf", .forward = vglr_forward, .free = vglr_free,
+                                           .backward = vglr_backward, .reg = vglr_reg };
+static const vm_router_ops vglr_fc_ops = { .name = "vglr-fc", .forward = vglr_forward, .free = vglr_free,
+                                           .backward = vglr_backward, .reg = vglr_reg };
+
+static vm_router *vglr_create(const vm_router_layer *L, const vm_router_opts *o, int fc) {
+    vm_router *r = vm_rt_alloc(fc ? &vglr_fc_ops : &vglr_mf_ops, sizeof(vglr_state), 3);
+    if (!r) return NULL;
+    vglr_state *s = r->state;
+    const int D = L->n_embd, N = L->n_expert;
+    s->fc = fc;
+    s->H = o->hidden > 0 ? o->hidden : (D / 4 > 0 ? D / 4 : 1);
+    s->P = fc ? N * (N + 1) / 2 : N;
+    s->S = o->samples;
+    if (vm_rt_param(&r->params[W_T], "vglr.w_t", D, s->H) ||
+        vm_rt_param(&r->params[W_MU], "vglr.w_mu", s->H, N) ||
+        vm_rt_param(&r->params[W_COV], fc ? "vglr.w_L" : "vglr.w_s", s->H, s->P)) { vglr_free(r); return NULL; }
+    vm_rng g;
+    const float bound = 1.0f / sqrtf((float)D);
+    vm_rt_init_rng(&g, o->seed, L->layer, W_T);
+    for (size_t i = 0; i < (size_t)s->H * D; i++) r->params[W_T].w[i] = bound * (float)(2.0 * vm_rng_uniform(&g) - 1.0);
+    vm_rt_init_rng(&g, o->seed, L->layer, W_COV);
+    for (size_t i = 0; i < (size_t)s->P * s->H; i++) r->params[W_COV].w[i] = 1e-3f * vm_rng_normal(&g);
+    return r;   // W_mu stays 0
+}
+
+vm_router *vm_router_create_vglr_mf(const vm_router_layer *L, const vm_router_opts *o) { return vglr_create(L, o, 0); }
+vm_router *vm_router_create_vglr_fc(const vm_router_layer *L, const vm_router_opts *o) { return vglr_create(L, o, 1); }

@@ -1,0 +1,259 @@
+// SIMD levels against the portable level, and the int8-activation dots against independent sums.
+// Error bounds (documented here, checked below):
+// - f32 / f16 / bf16 weights: both levels are float sums over C terms in different orders, each
+//   within (C/8 + 8) u sum|w x| of the exact value (u = 2^-24: 8-lane partial sums of C/8 terms,
+//   then a 3-level reduction and the tail); we check |a - b| <= 2 (C/8 + 8) u sum|w x|.
+// - quantised weights: every level must give the SAME BITS (exact integer block sums, same float
+//   steps). Against the exact dot of the dequantised weights with the unquantised activations the
+//   int8 activations add at most sum_i |w_i| d_i / 2 (d_i = the scale of x_i's block = blockmax/127,
+//   rounding to nearest), plus float rounding, bounded by 1e-5 sum|w x| + 1e-5 sum|w| d.
+// - against the exact dot of the dequantised weights with the DEQUANTISED activations (d q), the
+//   int8 path is exact up to float rounding: |err| <= 1e-5 sum|w xhat| (checks the bit unpacking).
+// - attention: normalised by sum |v| (per output): 1e-5.
+// Plus, for every level: same bits for a token alone or in a batch, and with 1 or 2 threads.
+#include "test.h"
+#include "kernels/ops.h"
+#include "kernels/simd.h"
+#include "model/tensor.h"
+#include "quant/quant.h"
+#include "util/rng.h"
+
+#include <omp.h>
+#include <string.h>
+
+static vm_rng rng;
+static void fill(float *x, size_t n, float s) {
+    for (size_t i = 0; i < n; i++) x[i] = s * vm_rng_normal(&rng);
+}
+
+static const vm_type qtypes[] = {VM_TYPE_Q8_0, VM_TYPE_Q4_0, VM_TYPE_Q4_K, VM_TYPE_Q5_K, VM_TYPE_Q6_K};
+static const vm_type ftypes[] = {VM_TYPE_F32, VM_TYPE_F16, VM_TYPE_BF16};
+
+// A random (C, OC) weight tensor of `type` (data malloc'd) and its dequantised f32 copy.
+static void make_weights(vm_tensor *t, float **deq, vm_type type, int64_t C, int64_t OC) {
+    float *src = malloc((size_t)(C * OC) * sizeof(float));
+    fill(src, (size_t)(C * OC), 0.5f);
+    // a few outliers so block scales differ a lot
+    for (int64_t i = 0; i < C * OC; i += 97) src[i] *= 8.0f;
+    const size_t row = vm_type_row_size(type, C);
+    void *data = malloc(row * (size_t)OC);
+    *deq = malloc((size_t)(C * OC) * sizeof(float));
+    for (int64_t o = 0; o < OC; o++) {
+        vm_quant_row(type, src + o * C, (char *)data + o * row, C);
+        vm_dequant_row(type, (char *)data + o * row, *deq + o * C, C);
+    }
+    free(src);
+    vm_tensor_init(t, "w", type, 2, (int64_t[]){C, OC}, data);
+}
+
+static int run_level(vm_simd_level l, float *out, const float *inp, const vm_tensor *w, const float *bias, int B) {
+    if (vm_simd_set(l)) return -1;
+    vm_matmul_forward(out, inp, w, bias, B);
+    return 0;
+}
+
+// Every level vs scalar for one type and shape; invariances within each level.
+static void check_matmul(vm_type type, int64_t C, int64_t OC, int B) {
+    vm_tensor w;
+    float *deq;
+    make_weights(&w, &deq, type, C, OC);
+    float *inp = malloc((size_t)B * C * sizeof(float)), *bias = malloc((size_t)OC * sizeof(float));
+    fill(inp, (size_t)B * C, 1.0f);
+    fill(bias, (size_t)OC, 0.1f);
+    const size_t n = (size_t)B * OC;
+    float *ref = malloc(n * sizeof(float)), *out = malloc(n * sizeof(float)), *one = malloc((size_t)OC * sizeof(float));
+    run_level(VM_SIMD_SCALAR, ref, inp, &w, bias, B);
+    const int quant = vm_act_block(type) != 0;
+    char what[96];
+    for (int l = 0; l < VM_SIMD_COUNT; l++) {
+        if (!vm_simd_supported((vm_simd_level)l)) continue;
+        snprintf(what, sizeof what, "%s %s C=%lld OC=%lld B=%d", vm_simd_name((vm_simd_level)l),
+                 vm_type_name(type), (long long)C, (long long)OC, B);
+        omp_set_num_threads(2);
+        run_level((vm_simd_level)l, out, inp, &w, bias, B);
+        if (quant) {
+            CHECK(memcmp(out, ref, n * sizeof(float)) == 0, "%s: bits differ from the scalar level", what);
+        } else {
+            double worst = 0;
+            for (int b = 0; b < B; b++)
+                for (int64_t o = 0; o < OC; o++) {
+                    double mag = 0;
+                    for (int64_t i = 0; i < C; i++) mag += fabs((double)deq[o * C + i] * inp[b * C + i]);
+                    const double e = fabs((double)out[b * OC + o] - ref[b * OC + o]) / (mag + 1e-30);
+                    if (e > worst) worst = e;
+                }
+            const double bound = 2.0 * ((double)C / 8 + 8) * 0x1p-24;
+            CHECK(worst <= bound, "%s: normalised error %g > %g", what, worst, bound);
+        }
+        // a token alone gives the bits it gets in the batch; one thread gives the bits of two
+        for (int b = 0; b < B; b += (B > 3 ? B / 3 : 1)) {
+            vm_matmul_forward(one, inp + (size_t)b * C, &w, bias, 1);
+            CHECK(memcmp(one, out + (size_t)b * OC, (size_t)OC * sizeof(float)) == 0, "%s: token %d alone differs", what, b);
+        }
+        omp_set_num_threads(1);
+        float *o1 = malloc(n * sizeof(float));
+        vm_matmul_forward(o1, inp, &w, bias, B);
+        CHECK(memcmp(o1, out, n * sizeof(float)) == 0, "%s: 1 thread differs from 2", what);
+        free(o1);
+    }
+    vm_simd_set(vm_simd_detect());
+    free(ref); free(out); free(one); free(inp); free(bias); free(deq); free((void *)w.data);
+}
+
+// The int8 path against exact (double) sums of the dequantised weights: bounded by the activation
+// quantisation error, and exact up to float rounding once the activations are dequantised too.
+static void check_act_dot(vm_type type, int64_t C) {
+    vm_tensor w;
+    float *deq;
+    make_weights(&w, &deq, type, C, 4);
+    float *x = malloc((size_t)C * sizeof(float)), *xhat = malloc((size_t)C * sizeof(float)), *dx = malloc((size_t)C * sizeof(float));
+    void *xq = malloc(vm_act_row_size(type, C));
+    const int bs = vm_act_block(type);
+    for (int rep = 0; rep < 4; rep++) {
+        fill(x, (size_t)C, rep == 3 ? 100.0f : 1.0f);
+        CHECK(vm_act_quant_row(type, x, xq, C) == 0, "act_quant_row %s", vm_type_name(type));
+        for (int64_t i = 0; i < C; i++) {   // dequantised activations and block scales
+            const int64_t blk = i / bs;
+            const float d = bs == 32 ? ((vm_q8a32 *)xq)[blk].d : ((vm_q8a256 *)xq)[blk].d;
+            const int8_t q = bs == 32 ? ((vm_q8a32 *)xq)[blk].qs[i % 32] : ((vm_q8a256 *)xq)[blk].qs[i % 256];
+            xhat[i] = d * q;
+            dx[i] = d;
+        }
+        if (bs == 256) {   // the 16-element sums
+            int bad = 0;
+            for (int64_t blk = 0; blk < C / 256; blk++)
+                for (int g = 0; g < 16; g++) {
+                    int s = 0;
+                    for (int l = 0; l < 16; l++) s += ((vm_q8a256 *)xq)[blk].qs[16 * g + l];
+                    bad += s != ((vm_q8a256 *)xq)[blk].bsums[g];
+                }
+            CHECK(bad == 0, "%s: %d wrong bsums", vm_type_name(type), bad);
+        }
+        for (int o = 0; o < 4; o++) {
+            const float *wr = deq + o * C;
+            double exact = 0, exact_hat = 0, mag = 0, mag_hat = 0, qbound = 0;
+            for (int64_t i = 0; i < C; i++) {
+                exact += (double)wr[i] * x[i];
+                exact_hat += (double)wr[i] * xhat[i];
+                mag += fabs((double)wr[i] * x[i]);
+                mag_hat += fabs((double)wr[i] * xhat[i]);
+                qbound += fabs((double)wr[i]) * dx[i] / 2;
+            }
+            const float got = vm_vec_dot_act(type, (const char *)w.data + o * w.nb[1], xq, C);
+            CHECK(fabs(got - exact_hat) <= 1e-5 * mag_hat + 1e-30, "%s C=%lld: int8 dot %.9g vs dequantised %.9g",
+                  vm_type_name(type), (long long)C, got, exact_hat);
+            CHECK(fabs(got - exact) <= qbound * (1 + 1e-5) + 1e-5 * mag, "%s C=%lld: int8 dot %.9g vs exact %.9g beyond bound %g",
+                  vm_type_name(type), (long long)C, got, exact, qbound);
+            if (rep == 0 && o == 0)
+                printf("%-5s C=%-5lld int8-activation error %.3g of sum|wx| (bound %.3g)\n", vm_type_name(type),
+                       (long long)C, fabs(got - exact) / mag, qbound / mag);
+        }
+    }
+    // a non-finite activation makes the result NaN, not silently finite
+    x[1] = NAN;
+    vm_act_quant_row(type, x, xq, C);
+    CHECK(isnan(vm_vec_dot_act(type, w.data, xq, C)), "%s: NaN activation lost", vm_type_name(type));
+    x[1] = INFINITY;
+    vm_act_quant_row(type, x, xq, C);
+    CHECK(!isfinite(vm_vec_dot_act(type, w.data, xq, C)), "%s: inf activation lost", vm_type_name(type));
+    CHECK(vm_act_quant_row(type, x, xq, C + 1) == -1, "%s: bad n accepted", vm_type_name(type));
+    free(x); free(xhat); free(dx); free(xq); free(deq); free((void *)w.data);
+}
+
+// Non-finite activations reach the outputs of quantised matmuls at every level (not rounded away).
+static void check_nan(vm_type type) {
+    enum { C = 512, OC = 8 };
+    vm_tensor w;
+    float *deq, x[C], out[OC];
+    make_weights(&w, &deq, type, C, OC);
+    fill(x, C, 1.0f);
+    for (int l = 0; l < VM_SIMD_COUNT; l++) {
+        if (vm_simd_set((vm_simd_level)l)) continue;
+        x[300] = NAN;
+        vm_matmul_forward(out, x, &w, NULL, 1);
+        int n = 0;
+        for (int o = 0; o < OC; o++) n += isnan(out[o]);
+        CHECK(n == OC, "%s %s: %d of %d outputs NaN for a NaN input", vm_simd_name((vm_simd_level)l), vm_type_name(type), n, OC);
+        x[300] = -INFINITY;
+        vm_matmul_forward(out, x, &w, NULL, 1);
+        n = 0;
+        for (int o = 0; o < OC; o++) n += !isfinite(out[o]);
+        CHECK(n == OC, "%s %s: %d of %d outputs non-finite for an inf input", vm_simd_name((vm_simd_level)l), vm_type_name(type), n, OC);
+    }
+    vm_simd_set(vm_simd_detect());
+    free(deq); free((void *)w.data);
+}
+
+static void check_attention(int n_past, int B, int H, int HK, int HD) {
+    const int ctx = n_past + B;
+    const size_t qn = (size_t)B * H * HD, kvn = (size_t)ctx * HK * HD;
+    float *q = malloc(qn * sizeof(float)), *kc = malloc(kvn * sizeof(float)), *vc = malloc(kvn * sizeof(float));
+    float *ref = malloc(qn * sizeof(float)), *out = malloc(qn * sizeof(float)), *o1 = malloc(qn * sizeof(float));
+    fill(q, qn, 1.0f); fill(kc, kvn, 1.0f); fill(vc, kvn, 1.0f);
+    for (size_t i = 0; i < kvn; i += 7) kc[i] *= 6.0f;   // peaky scores: the running maximum moves
+    const float scale = 1.0f / sqrtf((float)HD);
+    vm_simd_set(VM_SIMD_SCALAR);
+    vm_attention_forward(ref, q, kc, vc, n_past, B, H, HK, HD, scale);
+    for (int l = 1; l < VM_SIMD_COUNT; l++) {
+        if (vm_simd_set((vm_simd_level)l)) continue;
+        omp_set_num_threads(2);
+        vm_attention_forward(out, q, kc, vc, n_past, B, H, HK, HD, scale);
+        double worst = 0;
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++)
+                for (int d = 0; d < HD; d++) {
+                    double mag = 0;   // outputs are convex combinations of v: normalise by max |v|
+                    for (int t = 0; t <= n_past + b; t++) mag = fmax(mag, fabs(vc[(size_t)t * HK * HD + (size_t)(h / (H / HK)) * HD + d]));
+                    const size_t i = ((size_t)b * H + h) * HD + d;
+                    worst = fmax(worst, fabs((double)out[i] - ref[i]) / (mag + 1e-30));
+                }
+        CHECK(worst <= 1e-5, "%s attention n_past=%d B=%d H=%d/%d hd=%d: normalised error %g", vm_simd_name((vm_simd_level)l),
+              n_past, B, H, HK, HD, worst);
+        // the last query alone (decode) gives its batch bits; one thread gives two threads' bits
+        const size_t row = (size_t)H * HD;
+        vm_attention_forward(o1, q + (B - 1) * row, kc, vc, n_past + B - 1, 1, H, HK, HD, scale);
+        CHECK(memcmp(o1, out + (B - 1) * row, row * sizeof(float)) == 0, "%s attention: decode row differs", vm_simd_name((vm_simd_level)l));
+        omp_set_num_threads(1);
+        vm_attention_forward(o1, q, kc, vc, n_past, B, H, HK, HD, scale);
+        CHECK(memcmp(o1, out, qn * sizeof(float)) == 0, "%s attention: 1 thread differs from 2", vm_simd_name((vm_simd_level)l));
+    }
+    vm_simd_set(vm_simd_detect());
+    free(q); free(kc); free(vc); free(ref); free(out); free(o1);
+}
+
+int main(void) {
+    vm_rng_seed(&rng, 7);
+    const int saved = omp_get_max_threads();
+    printf("simd levels on this CPU:");
+    for (int l = 0; l < VM_SIMD_COUNT; l++)
+        if (vm_simd_supported((vm_simd_level)l)) printf(" %s", vm_simd_name((vm_simd_level)l));
+    printf(" (default %s)\n", vm_simd_name(vm_simd_get()));
+    CHECK(vm_simd_set(VM_SIMD_COUNT) == -1, "bad level accepted");
+    CHECK(vm_simd_kernels_get(VM_SIMD_SCALAR) != NULL, "scalar table");
+
+    // f32/f16/bf16: tails (C % 8), odd row counts, every token-tile remainder
+    const int64_t fC[] = {8, 37, 64, 300};
+    const int64_t fOC[] = {1, 13, 70};
+    const int fB[] = {1, 2, 3, 5, 7};
+    for (size_t t = 0; t < sizeof ftypes / sizeof *ftypes; t++)
+        for (size_t i = 0; i < 4; i++)
+            for (size_t j = 0; j < 3; j++)
+                for (size_t k = 0; k < 5; k++) check_matmul(ftypes[t], fC[i], fOC[j], fB[k]);
+    check_matmul(VM_TYPE_F32, 1536, 200, 9);   // above the parallel threshold, several row blocks
+    // quantised types
+    for (size_t t = 0; t < sizeof qtypes / sizeof *qtypes; t++) {
+        const int64_t C = vm_act_block(qtypes[t]) == 32 ? 96 : 512;
+        for (int B = 1; B <= 6; B++) check_matmul(qtypes[t], C, 19, B);
+        check_matmul(qtypes[t], 1024, 150, 9);
+        check_act_dot(qtypes[t], 256);
+        check_act_dot(qtypes[t], 2048);
+        check_nan(qtypes[t]);
+    }
+    // attention: head dims with and without a vector tail, GQA, contexts across chunk boundaries
+    check_attention(0, 5, 4, 4, 8);
+    check_attention(60, 9, 8, 2, 32);
+    check_attention(130, 3, 4, 1, 12);
+    check_attention(200, 17, 8, 4, 64);
+    omp_set_num_threads(saved);
+    return TEST_SUMMARY();
+}
