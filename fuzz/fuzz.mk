@@ -16,7 +16,7 @@ FUZZ_CFLAGS := -std=c11 -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) -Wall -Wextra
                $(FUZZ_PKG_CFLAGS) -MMD -MP
 
 FUZZ_LIB_SRC := $(sort $(wildcard src/util/*.c src/gguf/*.c src/quant/*.c src/kernels/*.c \
-                  src/router/*.c src/model/*.c src/tokenizer/*.c src/convert/*.c src/eval/*.c \
+                  src/router/*.c src/model/*.c src/tokenizer/*.c src/convert/*.c src/data/*.c src/eval/*.c \
                   src/train/*.c src/report/*.c))
 # FUZZ_EXCLUDE=src/x/y.c leaves a file out (a work-in-progress file clang cannot compile yet)
 FUZZ_LIB_SRC := $(filter-out $(FUZZ_EXCLUDE),$(FUZZ_LIB_SRC))

@@ -2,7 +2,7 @@
 // the format (and with it a realistic path) and the options; the rest is the file. A successful
 // load must give items that keep the header's promises.
 #include "fuzz_common.h"
-#include "eval/dataset.h"
+#include "data/dataset.h"
 #include "util/err.h"
 
 // Paths as the real files are named, so auto-detection and the MMLU subject logic run too.

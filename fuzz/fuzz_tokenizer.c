@@ -4,7 +4,7 @@
 // Besides "no crash", checks the SPM round trip: valid UTF-8 without special parsing detokenizes
 // back to the same bytes (llama.cpp's behaviour with byte fallback); exceptions below.
 #include "fuzz_common.h"
-#include "eval/dataset.h"
+#include "data/dataset.h"
 #include "gguf/gguf.h"
 #include "tokenizer/tokenizer.h"
 #include "util/err.h"

@@ -2,7 +2,7 @@
 // decoded by Python's json/csv (tests/reference/dataset_golden.py -> tests/golden/dataset/spot.json),
 // SciQ shuffle, filters, and hostile fixtures in tests/data/dataset/.
 #include "test.h"
-#include "eval/dataset.h"
+#include "data/dataset.h"
 #include "util/err.h"
 #include "util/fileio.h"
 #include "util/rng.h"

@@ -1,6 +1,6 @@
 // Shared pieces of the dataset readers (dataset.c, dataset_jsonl.c, dataset_csv.c). Not public.
 #pragma once
-#include "eval/dataset.h"
+#include "data/dataset.h"
 #include "util/rng.h"
 
 typedef struct vm_dsi_loader {

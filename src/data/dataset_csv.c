@@ -1,7 +1,7 @@
 // MMLU CSV: no header, records "question,A,B,C,D,answer-letter". Fields follow RFC 4180: a field
 // that starts with a quote runs to the next lone quote, "" inside it is one quote, and commas,
 // CR and LF inside it are text. Records end at LF or CRLF; the last record needs no line end.
-#include "eval/dataset_internal.h"
+#include "data/dataset_internal.h"
 #include "util/err.h"
 
 #include <limits.h>

@@ -1,7 +1,7 @@
 // Multiple-choice datasets: loading driver (files, folders, format detection) and the steps after
 // parsing (subject filter, seeded shuffle, limit). The record parsers live in dataset_jsonl.c and
 // dataset_csv.c.
-#include "eval/dataset_internal.h"
+#include "data/dataset_internal.h"
 #include "util/err.h"
 #include "util/fileio.h"
 #include "util/rng.h"

@@ -1,6 +1,6 @@
 // JSON-lines dataset formats: OpenBookQA / ARC, SciQ, MedMCQA and the generic
 // {question, choices, answer} form. One record per line; see dataset.h for the schemas.
-#include "eval/dataset_internal.h"
+#include "data/dataset_internal.h"
 #include "util/err.h"
 #include "util/rng.h"
 
