@@ -24,24 +24,6 @@ static void usage(void) {
            "  -h, --help          this text\n");
 }
 
-static int prompt_tokens(const vm_tokenizer *tok, const char *text, int32_t **out) {
-    size_t len = strlen(text);
-    if (len > INT_MAX / 2) return vm_err("prompt too long");
-    int max = (int)len + 8;
-    int32_t *ids = vm_malloc(sizeof *ids * (size_t)max);
-    if (!ids) return -1;
-    int n = vm_tokenize(tok, text, len, 1, 0, ids, max);
-    if (n > max) {
-        int32_t *more = realloc(ids, sizeof *ids * (size_t)n);
-        if (!more) { free(ids); return vm_err("out of memory"); }
-        ids = more;
-        n = vm_tokenize(tok, text, len, 1, 0, ids, n);
-    }
-    if (n < 0) { free(ids); return -1; }
-    *out = ids;
-    return n;
-}
-
 int cmd_logits(int argc, char **argv) {
     const char *path = NULL, *prompt = NULL, *ids_arg = NULL, *out = NULL;
     for (int i = 1; i < argc; i++) {
@@ -75,7 +57,7 @@ int cmd_logits(int argc, char **argv) {
     if (ids_arg && (n = cli_parse_ids(CMD, ids_arg, &ids)) < 0) return 1;
     if (!(m = vm_model_load(path))) { cli_fail(CMD, NULL); goto done; }
     if (prompt) {
-        if (!(tok = vm_tokenizer_from_gguf(m->gguf)) || (n = prompt_tokens(tok, prompt, &ids)) < 0) { cli_fail(CMD, NULL); goto done; }
+        if (!(tok = vm_tokenizer_from_gguf(m->gguf)) || (n = vm_tokenize_alloc(tok, prompt, strlen(prompt), 1, 0, &ids)) < 0) { cli_fail(CMD, NULL); goto done; }
         if (n == 0) { cli_fail(CMD, "empty prompt and no BOS token: no positions"); goto done; }
     }
     int n_vocab = m->hp.n_vocab;

@@ -43,24 +43,6 @@ static double now_ms(void) {
 
 // BOS (when the vocabulary adds it) + prompt tokens; malloc'd, count returned, -1 on error.
 // parse_special: a rendered chat turns its role markers and in-history BOS/EOS into their tokens.
-static int prompt_tokens(const vm_tokenizer *tok, const char *text, int parse_special, int32_t **out) {
-    size_t len = strlen(text);
-    if (len > INT_MAX / 2) return vm_err("prompt too long");
-    int max = (int)len + 8;
-    int32_t *ids = vm_malloc(sizeof *ids * (size_t)max);
-    if (!ids) return -1;
-    int n = vm_tokenize(tok, text, len, 1, parse_special, ids, max);
-    if (n > max) {
-        int32_t *more = realloc(ids, sizeof *ids * (size_t)n);
-        if (!more) { free(ids); return vm_err("out of memory"); }
-        ids = more;
-        n = vm_tokenize(tok, text, len, 1, parse_special, ids, n);
-    }
-    if (n < 0) { free(ids); return -1; }
-    *out = ids;
-    return n;
-}
-
 static void print_piece(const vm_tokenizer *tok, int32_t id) {
     char buf[256];
     int n = vm_token_to_piece(tok, id, buf, sizeof buf);
@@ -147,7 +129,7 @@ int cmd_run(int argc, char **argv) {
         if (note[0]) fprintf(stderr, "vmoer run: note: %s\n", note);
         prompt = rendered;
     }
-    int n_prompt = prompt_tokens(tok, prompt, chat != NULL, &ids);
+    int n_prompt = vm_tokenize_alloc(tok, prompt, strlen(prompt), 1, chat != NULL, &ids);
     if (n_prompt < 0) { cli_fail(CMD, NULL); goto done; }
     if (n_prompt == 0) { cli_fail(CMD, "empty prompt and no BOS token: nothing to condition on"); goto done; }
     int n_ctx_max = m->hp.n_ctx_train > 0 ? m->hp.n_ctx_train : INT_MAX;

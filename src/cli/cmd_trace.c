@@ -29,24 +29,6 @@ static void usage(void) {
            "  -h, --help          this text\n");
 }
 
-static int prompt_tokens(const vm_tokenizer *tok, const char *text, int32_t **out) {
-    size_t len = strlen(text);
-    if (len > INT_MAX / 2) return vm_err("prompt too long");
-    int max = (int)len + 8;
-    int32_t *ids = vm_malloc(sizeof *ids * (size_t)max);
-    if (!ids) return -1;
-    int n = vm_tokenize(tok, text, len, 1, 0, ids, max);
-    if (n > max) {
-        int32_t *more = realloc(ids, sizeof *ids * (size_t)n);
-        if (!more) { free(ids); return vm_err("out of memory"); }
-        ids = more;
-        n = vm_tokenize(tok, text, len, 1, 0, ids, n);
-    }
-    if (n < 0) { free(ids); return -1; }
-    *out = ids;
-    return n;
-}
-
 // Everything the trace callback stores: per (layer, pos) N logits, N probs, K experts, K gates.
 typedef struct trace_buf {
     int n_layer, n_tok, N, K;
@@ -126,7 +108,7 @@ int cmd_trace(int argc, char **argv) {
         goto done;
     }
     if (!(tok = vm_tokenizer_from_gguf(m->gguf))) { cli_fail(CMD, NULL); goto done; }
-    int n = prompt_tokens(tok, prompt, &ids);
+    int n = vm_tokenize_alloc(tok, prompt, strlen(prompt), 1, 0, &ids);
     if (n < 0) { cli_fail(CMD, NULL); goto done; }
     if (n == 0) { cli_fail(CMD, "empty prompt and no BOS token: no positions"); goto done; }
     if (m->hp.n_ctx_train > 0 && n > m->hp.n_ctx_train) { cli_fail(CMD, "%d tokens exceed the context length %d", n, m->hp.n_ctx_train); goto done; }

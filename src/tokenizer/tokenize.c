@@ -153,3 +153,22 @@ done:
     free(ids.v);
     return rc;
 }
+
+int vm_tokenize_alloc(const vm_tokenizer *t, const char *text, size_t len, int add_bos,
+                      int parse_special, int32_t **out) {
+    *out = NULL;
+    if (len > INT_MAX / 2) return vm_err("tokenize: text of %zu bytes is too long", len);
+    int max = (int)len + 8;   // SPM and BPE give at most one token per byte, plus BOS/prefix
+    int32_t *ids = vm_malloc(sizeof *ids * (size_t)max);
+    if (!ids) return -1;
+    int n = vm_tokenize(t, text, len, add_bos, parse_special, ids, max);
+    if (n > max) {   // not expected, but the contract allows it: retry with the size asked for
+        int32_t *more = realloc(ids, sizeof *ids * (size_t)n);
+        if (!more) { free(ids); return vm_err("tokenize: out of memory"); }
+        ids = more;
+        n = vm_tokenize(t, text, len, add_bos, parse_special, ids, n);
+    }
+    if (n < 0) { free(ids); return -1; }
+    *out = ids;
+    return n;
+}

@@ -26,6 +26,10 @@ void vm_tokenizer_free(vm_tokenizer *t);
 // or -1 on error.
 int vm_tokenize(const vm_tokenizer *t, const char *text, size_t len, int add_bos, int parse_special,
                 int32_t *out, int max);
+// As vm_tokenize, into a malloc'd array of exactly the needed size (*out; free() it).
+// Returns the token count or -1.
+int vm_tokenize_alloc(const vm_tokenizer *t, const char *text, size_t len, int add_bos,
+                      int parse_special, int32_t **out);
 // The bytes a token stands for (byte tokens -> their byte, U+2581 -> space); returns the length
 // (written up to size), or -1 for an id out of range.
 int vm_token_to_piece(const vm_tokenizer *t, int32_t id, char *buf, int size);
