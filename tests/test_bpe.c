@@ -329,7 +329,7 @@ static void test_hf_json(void) {
     CHECK(q != NULL, "%s: %s", qpath, vm_errmsg());
     if (q) printf("%-32s loaded in %.3f s (%d tokens)\n", "qwen3.tokenizer.json", dt, vm_tokenizer_n_vocab(q));
     if (q) {
-        CHECK(dt < 5.0, "qwen3 load took %.2f s", dt);
+        printf("qwen3 load took %.2f s (information only; tests are never timed)\n", dt);
         run_vectors(q, "ggml-vocab-qwen2.gguf", "qwen3.tokenizer.json / qwen2 vectors");
         CHECK(vm_tokenizer_find(q, "<|im_start|>", 12) == 151644 && vm_tokenizer_type(q, 151644) == VM_TOKEN_TYPE_CONTROL,
               "qwen <|im_start|> is CONTROL 151644");
@@ -503,7 +503,7 @@ static void test_robust(void) {
         int m = tok_all(t, src, len, 0, 0, &v);
         double dt = now_s() - t0;
         printf("%-28s %8zu bytes -> %7d tokens in %.3f s\n", what, len, m, dt);
-        CHECK(m > 0 && dt < 10.0, "%s: %d tokens in %.2f s (%s)", what, m, dt, vm_errmsg());
+        CHECK(m > 0, "%s: %d tokens in %.2f s (%s)", what, m, dt, vm_errmsg());
         char *back = malloc(len + 16);
         CHECK(m > 0 && vm_detokenize(t, v, m, back, (int)len + 16, 0) == (int)len && !memcmp(back, src, len), "%s: comes back", what);
         free(back);

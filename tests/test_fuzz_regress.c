@@ -30,13 +30,31 @@
 #define LLVMFuzzerTestOneInput fuzz_quant_one
 #include "../fuzz/fuzz_quant.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_safetensors_one
+#include "../fuzz/fuzz_safetensors.c"
+#undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_convert_hf_one
+#include "../fuzz/fuzz_convert_hf.c"
+#undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_bpe_one
+#define LLVMFuzzerInitialize fuzz_bpe_init
+#include "../fuzz/fuzz_bpe.c"
+#undef LLVMFuzzerTestOneInput
+#undef LLVMFuzzerInitialize
+#define LLVMFuzzerTestOneInput fuzz_hf_json_one
+#include "../fuzz/fuzz_hf_json.c"
+#undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_chat_one
+#include "../fuzz/fuzz_chat.c"
+#undef LLVMFuzzerTestOneInput
 
 typedef struct target { const char *name; int (*one)(const uint8_t *, size_t); } target;
 
 static const target targets_[] = {
     {"gguf", fuzz_gguf_one}, {"dataset", fuzz_dataset_one}, {"tokenizer", fuzz_tokenizer_one},
     {"llama2c", fuzz_llama2c_one}, {"npy", fuzz_npy_one}, {"metrics", fuzz_metrics_one},
-    {"quant", fuzz_quant_one},
+    {"quant", fuzz_quant_one}, {"safetensors", fuzz_safetensors_one}, {"convert_hf", fuzz_convert_hf_one},
+    {"bpe", fuzz_bpe_one}, {"hf_json", fuzz_hf_json_one}, {"chat", fuzz_chat_one},
 };
 
 static uint8_t *slurp(const char *path, size_t *n) {
@@ -102,11 +120,28 @@ static void test_quant_non_finite(void) {
         }
 }
 
+// Found by fuzz_hf_json: one huge id in a tiny tokenizer.json made the reader allocate 2^28
+// entries (libFuzzer's malloc limit reports it; gcc's build would only be slow), so the limit
+// itself is tested: a too sparse vocabulary is refused before any allocation.
+static void test_hf_json_sparse(void) {
+    char path[300];
+    fuzz_tmp_path(path, sizeof path, "sparse_tokenizer.json");
+    static const char j[] = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":268435455},\"merges\":[]},"
+                            "\"pre_tokenizer\":{\"type\":\"ByteLevel\"}}";
+    CHECK(fuzz_write_file(path, (const uint8_t *)j, sizeof j - 1) == 0, "cannot write %s", path);
+    vm_hf_vocab h;
+    vm_err_clear();
+    CHECK(vm_hf_vocab_read(path, &h) == -1 && strstr(vm_errmsg(), "too sparse"), "sparse ids: %s", vm_errmsg());
+    remove(path);
+}
+
 int main(void) {
     test_quant_non_finite();
+    test_hf_json_sparse();
     int argc = 0;
     char **argv = NULL;
     fuzz_tokenizer_init(&argc, &argv);
+    fuzz_bpe_init(&argc, &argv);
     int crashes = 0;
     for (size_t i = 0; i < sizeof targets_ / sizeof targets_[0]; i++) {
         const target *t = &targets_[i];
@@ -117,7 +152,7 @@ int main(void) {
         snprintf(prefix, sizeof prefix, "%s_", t->name);
         int c = replay_dir(t, "tests/data/fuzz", prefix);
         crashes += c;
-        printf("%-10s %3d seeds, %d former crashes replayed\n", t->name, seeds, c);
+        printf("%-11s %3d seeds, %d former crashes replayed\n", t->name, seeds, c);
     }
     CHECK(crashes >= 1, "no former crash inputs found in tests/data/fuzz");
     return TEST_SUMMARY();

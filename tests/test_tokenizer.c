@@ -332,7 +332,7 @@ static void time_one(const vm_tokenizer *t, const char *what, const char *s, siz
     double dt = now_s() - t0;
     printf("%-28s %8zu bytes -> %7d tokens in %.3f s\n", what, n, m, dt);
     CHECK(m > 0, "%s: tokenize failed: %s", what, vm_errmsg());
-    CHECK(dt < 10.0, "%s: %.2f s for %zu bytes", what, dt, n);
+    // Times are printed for information only: tests are never timed (benchmarks measure speed).
     if (check_roundtrip && m > 0) {
         char *back = malloc(n + 16);
         int bl = vm_detokenize(t, ids + 1, m - 1, back, (int)n + 16, 0);

@@ -2,6 +2,7 @@
 // throughput. vmoer bench --kernels [MODEL.gguf]: our f32 matmul against BLAS sgemm on the model's
 // shapes (when the binary is linked with a CBLAS, bench/Makefile), and Q8_0 vs F32 at batch 1.
 // The CBLAS functions are weak references: a normal build has none and skips that column.
+#include "cli/bench_router.h"
 #include "cli/cli.h"
 #include "kernels/ops.h"
 #include "kernels/simd.h"
@@ -26,13 +27,24 @@ extern void openblas_set_num_threads(int n) __attribute__((weak));
 
 static void usage(void) {
     printf("usage: vmoer bench MODEL.gguf [options]\n"
-           "       vmoer bench --kernels [MODEL.gguf] [options]\n\n"
+           "       vmoer bench --kernels [MODEL.gguf] [options]\n"
+           "       vmoer bench --routers [options]\n"
+           "       vmoer bench --gen-granite OUT.gguf [--type q8_0|q4_0] [--layers N] [--vocab N]\n"
+           "       vmoer bench MODEL.gguf --ab KIND [--bayes-layers N] [--samples S] [options]\n\n"
            "Model mode: prompt processing (a prompt of --n-prompt random tokens evaluated in chunks of\n"
            "each --batch size, as evaluation runs prompts; only the last logits are computed) and decode\n"
            "(--n-gen tokens one at a time), tokens/s for each --threads count; best of --reps runs.\n"
            "Kernel mode: GFLOP/s of the f32 matmul on the model's matrix shapes (Granite-3B-like shapes\n"
            "without a model) at batch 1 and --batch, against BLAS sgemm when linked in (bench/Makefile),\n"
-           "and Q8_0 / Q4_K / Q6_K weights against F32 at batch 1.\n\n"
+           "and Q8_0 / Q4_K / Q6_K weights against F32 at batch 1.\n"
+           "Router mode (--routers): us per token per layer of every router kind on D 1536 / N 40 / K 8\n"
+           "and D 2048 / N 64 / K 8, a batch of --batch tokens, --samples S.\n"
+           "--gen-granite writes a random-weight llama-arch MoE with Granite-3B-like shapes (D 1536,\n"
+           "40 experts, top-8, n_ff_exp 512, heads 24/8; default 32 layers, vocab 49155, q8_0).\n"
+           "--ab KIND: prompt processing (--n-prompt tokens in --batch chunks, first --threads count)\n"
+           "with the deterministic router vs KIND on the last --bayes-layers MoE layers (default 5),\n"
+           "interleaved --reps times (weights mlock'ed): wall-time, CPU-time and matrix-product FLOPs\n"
+           "ratios, peak RSS (VmHWM) vs the file size.\n\n"
            "options:\n"
            "  --threads LIST   thread counts, e.g. 1,2 (default: the OpenMP default)\n"
            "  --batch LIST     prompt batch sizes (default 64); kernel mode uses the first\n"
@@ -41,6 +53,8 @@ static void usage(void) {
            "  --reps N         repetitions, best kept (default 3)\n"
            "  --json OUT       also write the results as JSON\n"
            "  --kernels        kernel mode\n"
+           "  --routers        router mode\n"
+           "  --samples S      samples of the sampled routers (default 35)\n"
            "  -h, --help       this text\n");
 }
 
@@ -249,11 +263,26 @@ static int bench_kernels(const char *path, const int32_t *thr, int n_thr, int B,
 int cmd_bench(int argc, char **argv) {
     const char *path = NULL, *json = NULL, *thr_arg = NULL, *bat_arg = NULL;
     long n_prompt = 128, n_gen = 32, reps = 3;
-    int kernels = 0;
+    int kernels = 0, routers = 0;
+    const char *gen = NULL, *ab = NULL, *qtype = "q8_0";
+    long n_layers = 32, n_vocab = 49155, bayes_layers = 5, samples = 35;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); return 0; }
         else if (!strcmp(a, "--kernels")) kernels = 1;
+        else if (!strcmp(a, "--routers")) routers = 1;
+        else if (!strcmp(a, "--gen-granite")) { if (!(gen = cli_value(CMD, argc, argv, &i))) return 1; }
+        else if (!strcmp(a, "--ab")) { if (!(ab = cli_value(CMD, argc, argv, &i))) return 1; }
+        else if (!strcmp(a, "--type")) { if (!(qtype = cli_value(CMD, argc, argv, &i))) return 1; }
+        else if (!strcmp(a, "--layers")) {
+            if (!(v = cli_value(CMD, argc, argv, &i)) || cli_long(CMD, a, v, 1, 1024, &n_layers)) return 1;
+        } else if (!strcmp(a, "--vocab")) {
+            if (!(v = cli_value(CMD, argc, argv, &i)) || cli_long(CMD, a, v, 1, 1 << 20, &n_vocab)) return 1;
+        } else if (!strcmp(a, "--bayes-layers")) {
+            if (!(v = cli_value(CMD, argc, argv, &i)) || cli_long(CMD, a, v, 1, 1 << 16, &bayes_layers)) return 1;
+        } else if (!strcmp(a, "--samples")) {
+            if (!(v = cli_value(CMD, argc, argv, &i)) || cli_long(CMD, a, v, 1, 100000, &samples)) return 1;
+        }
         else if (!strcmp(a, "--threads")) { if (!(thr_arg = cli_value(CMD, argc, argv, &i))) return 1; }
         else if (!strcmp(a, "--batch")) { if (!(bat_arg = cli_value(CMD, argc, argv, &i))) return 1; }
         else if (!strcmp(a, "--json")) { if (!(json = cli_value(CMD, argc, argv, &i))) return 1; }
@@ -270,7 +299,12 @@ int cmd_bench(int argc, char **argv) {
             path = a;
         }
     }
-    if (!path && !kernels) return cli_fail(CMD, "expected MODEL.gguf or --kernels (see --help)");
+    if (gen) {
+        if (path || kernels || routers || ab) return cli_fail(CMD, "--gen-granite takes no other mode (see --help)");
+        return bench_gen_granite(gen, qtype, (int)n_layers, (int)n_vocab);
+    }
+    if (!path && !kernels && !routers) return cli_fail(CMD, "expected MODEL.gguf, --kernels or --routers (see --help)");
+    if (ab && !path) return cli_fail(CMD, "--ab needs MODEL.gguf (see --help)");
     int32_t *thr = NULL, *bat = NULL;
     int n_thr, n_bat;
     int32_t thr_def = omp_get_max_threads(), bat_def = 64;
@@ -286,8 +320,11 @@ int cmd_bench(int argc, char **argv) {
     if (n_thr == 0 || n_bat == 0) rc = cli_fail(CMD, "empty --threads or --batch list");
     FILE *js = NULL;
     if (!rc && json && !(js = fopen(json, "w"))) rc = cli_fail(CMD, "cannot write %s", json);
-    if (!rc) rc = kernels ? bench_kernels(path, thr, n_thr, bat[0], js)
-                          : bench_model(path, thr, n_thr, bat, n_bat, (int)n_prompt, (int)n_gen, (int)reps, js);
+    if (!rc) rc = routers ? bench_routers(thr, n_thr, bat[0], (int)samples, (int)reps, js)
+                : kernels ? bench_kernels(path, thr, n_thr, bat[0], js)
+                : ab ? bench_router_ab(path, ab, (int)bayes_layers, (int)samples, thr[0], bat[0], (int)n_prompt,
+                                       (int)reps, js)
+                : bench_model(path, thr, n_thr, bat, n_bat, (int)n_prompt, (int)n_gen, (int)reps, js);
     if (js && fclose(js) && !rc) rc = cli_fail(CMD, "error writing %s", json);
     if (thr != &thr_def) free(thr);
     if (bat != &bat_def) free(bat);

@@ -1,6 +1,7 @@
 // vmoer logits MODEL.gguf (-p PROMPT | --ids 1,2,3) -o OUT.npy
 // float32 [n_tokens, n_vocab]: row t holds the logits after token t (all positions, one batch).
 #include "cli/cli.h"
+#include "train/adapter.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "util/err.h"
@@ -20,12 +21,14 @@ static void usage(void) {
            "  -p, --prompt TEXT   text; BOS is added when the vocabulary asks for it (as in run)\n"
            "  --ids LIST          comma-separated token ids, used exactly as given\n"
            "  -o, --output FILE   output .npy (written atomically; required)\n"
+           "  --adapter A.gguf    routers fitted by vmoer fit (refused if fitted for another model)\n"
            "  --threads N         worker threads\n"
            "  -h, --help          this text\n");
 }
 
 int cmd_logits(int argc, char **argv) {
     const char *path = NULL, *prompt = NULL, *ids_arg = NULL, *out = NULL;
+    const char *adapter = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); return 0; }
@@ -35,6 +38,8 @@ int cmd_logits(int argc, char **argv) {
             if (!(ids_arg = cli_value(CMD, argc, argv, &i))) return 1;
         } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
             if (!(out = cli_value(CMD, argc, argv, &i))) return 1;
+        } else if (!strcmp(a, "--adapter")) {
+            if (!(adapter = cli_value(CMD, argc, argv, &i))) return 1;
         } else if (!strcmp(a, "--threads")) {
             if (!(v = cli_value(CMD, argc, argv, &i)) || cli_threads(CMD, v)) return 1;
         } else if (a[0] == '-' && a[1]) {
@@ -56,6 +61,7 @@ int cmd_logits(int argc, char **argv) {
     vm_ctx *c = NULL;
     if (ids_arg && (n = cli_parse_ids(CMD, ids_arg, &ids)) < 0) return 1;
     if (!(m = vm_model_load(path))) { cli_fail(CMD, NULL); goto done; }
+    if (adapter && vm_adapter_apply(m, adapter)) { cli_fail(CMD, NULL); goto done; }
     if (prompt) {
         if (!(tok = vm_tokenizer_from_gguf(m->gguf)) || (n = vm_tokenize_alloc(tok, prompt, strlen(prompt), 1, 0, &ids)) < 0) { cli_fail(CMD, NULL); goto done; }
         if (n == 0) { cli_fail(CMD, "empty prompt and no BOS token: no positions"); goto done; }

@@ -2,6 +2,7 @@
 //           [--chat-template NAME|auto|none]
 // Prints the prompt, then each generated piece as soon as it is sampled; timing goes to stderr.
 #include "cli/cli.h"
+#include "train/adapter.h"
 #include "model/model.h"
 #include "model/sample.h"
 #include "tokenizer/chat.h"
@@ -27,6 +28,7 @@ static void usage(void) {
            "  --top-k K           keep the K most probable tokens (default 0 = off)\n"
            "  --top-p P           nucleus sampling mass (default 1 = off)\n"
            "  --seed S            sampling seed (default 0)\n"
+           "  --adapter A.gguf    routers fitted by vmoer fit (refused if fitted for another model)\n"
            "  --threads N         worker threads\n"
            "  --chat-template T   render the prompt as one user message of a chat, with the generation\n"
            "                      prompt: T = auto (the model's tokenizer.chat_template; an unknown one is\n"
@@ -82,6 +84,7 @@ int cmd_run(int argc, char **argv) {
     long n_gen = 256, top_k = 0;
     double temp = 0.8, top_p = 1;
     uint64_t seed = 0;
+    const char *adapter = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); return 0; }
@@ -97,6 +100,8 @@ int cmd_run(int argc, char **argv) {
             if (!(v = cli_value(CMD, argc, argv, &i)) || cli_float(CMD, a, v, 1e-6, 1, &top_p)) return 1;
         } else if (!strcmp(a, "--seed")) {
             if (!(v = cli_value(CMD, argc, argv, &i)) || cli_u64(CMD, a, v, &seed)) return 1;
+        } else if (!strcmp(a, "--adapter")) {
+            if (!(adapter = cli_value(CMD, argc, argv, &i))) return 1;
         } else if (!strcmp(a, "--threads")) {
             if (!(v = cli_value(CMD, argc, argv, &i)) || cli_threads(CMD, v)) return 1;
         } else if (!strcmp(a, "--chat-template")) {
@@ -123,6 +128,7 @@ int cmd_run(int argc, char **argv) {
     vm_sampler smp;
     if (vm_sampler_init(&smp, (float)temp, (int)top_k, (float)top_p, seed)) return cli_fail(CMD, NULL);
     if (!(m = vm_model_load(path)) || !(tok = vm_tokenizer_from_gguf(m->gguf))) { cli_fail(CMD, NULL); goto done; }
+    if (adapter && vm_adapter_apply(m, adapter)) { cli_fail(CMD, NULL); goto done; }
     if (chat) {
         char note[256];
         if (!(rendered = chat_prompt(m, tok, chat, prompt, note, sizeof note))) { cli_fail(CMD, NULL); goto done; }

@@ -3,6 +3,7 @@
 // {"pos","token","piece","layer","logits":[N],"probs":[N],"experts":[K],"gates":[K]}
 // collected from the model's trace points ffn_moe_logits / _probs / _topk / _weights.
 #include "cli/cli.h"
+#include "train/adapter.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "util/err.h"
@@ -25,6 +26,7 @@ static void usage(void) {
            "options:\n"
            "  -p, --prompt TEXT   prompt (required)\n"
            "  -o, --output FILE   output .jsonl (written atomically; required)\n"
+           "  --adapter A.gguf    routers fitted by vmoer fit (refused if fitted for another model)\n"
            "  --threads N         worker threads\n"
            "  -h, --help          this text\n");
 }
@@ -73,6 +75,7 @@ static json_t *jpiece(const vm_tokenizer *tok, int32_t id) {
 
 int cmd_trace(int argc, char **argv) {
     const char *path = NULL, *prompt = NULL, *out = NULL;
+    const char *adapter = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); return 0; }
@@ -80,6 +83,8 @@ int cmd_trace(int argc, char **argv) {
             if (!(prompt = cli_value(CMD, argc, argv, &i))) return 1;
         } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
             if (!(out = cli_value(CMD, argc, argv, &i))) return 1;
+        } else if (!strcmp(a, "--adapter")) {
+            if (!(adapter = cli_value(CMD, argc, argv, &i))) return 1;
         } else if (!strcmp(a, "--threads")) {
             if (!(v = cli_value(CMD, argc, argv, &i)) || cli_threads(CMD, v)) return 1;
         } else if (a[0] == '-' && a[1]) {
@@ -101,6 +106,7 @@ int cmd_trace(int argc, char **argv) {
     trace_buf b = {0};
     vm_afile af = {0};
     if (!(m = vm_model_load(path))) { cli_fail(CMD, NULL); goto done; }
+    if (adapter && vm_adapter_apply(m, adapter)) { cli_fail(CMD, NULL); goto done; }
     int n_moe = 0;
     for (int l = 0; l < m->hp.n_layer; l++) n_moe += m->layers[l].is_moe;
     if (n_moe == 0 || m->hp.n_expert < 1 || m->hp.n_expert_used < 1) {

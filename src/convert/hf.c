@@ -352,17 +352,29 @@ static int emit_experts(hf_ctx *x, int il, const char *P, const char *const name
     char g[96], h[256], h2[256];
     size_t per = (size_t)(F * D);
     float *out[3] = {0};   // gate, up, down: (E, F, D), (E, F, D), (E, D, F)
-    for (int k = 0; k < 3; k++)
-        if (!(out[k] = vm_malloc(per * (size_t)E * sizeof(float)))) goto fail;
-    const vm_st_tensor *t, *td;
+    const vm_st_tensor *t = NULL, *td = NULL;
     NAME(h, "%s.experts.gate_up_proj", P);        // transformers v5 fused layout
     NAME(h2, "%s.input_linear.weight", P);        // Granite (JetMoe parallel experts)
     const char *fused = vm_st_find(x->st, h) ? h : vm_st_find(x->st, h2) ? h2 : NULL;
+    // Every source tensor is found and shape-checked before anything is allocated, so the
+    // buffers are as large as tensors the file holds, never just as config.json claims
+    // (a 1 KB config could otherwise ask for terabytes: found by fuzz_convert_hf).
     if (fused) {
         const char *down = fused == h ? "%s.experts.down_proj" : "%s.output_linear.weight";
-        if (get(x, fused, 3, (int64_t[]){E, 2 * F, D}, 1, &t)) goto fail;
+        if (get(x, fused, 3, (int64_t[]){E, 2 * F, D}, 1, &t)) return -1;
         NAME(h2, down, P);
-        if (get(x, h2, 3, (int64_t[]){E, D, F}, 1, &td)) goto fail;
+        if (get(x, h2, 3, (int64_t[]){E, D, F}, 1, &td)) return -1;
+    } else {
+        for (int64_t e = 0; e < E; e++)
+            for (int k = 0; k < 3; k++) {
+                NAME(h, "%s.experts.%lld.%s.weight", P, (long long)e, names[k]);
+                int64_t sh[2] = {k == 2 ? D : F, k == 2 ? F : D};
+                if (get(x, h, 2, sh, 1, &t)) return -1;
+            }
+    }
+    for (int k = 0; k < 3; k++)
+        if (!(out[k] = vm_malloc(per * (size_t)E * sizeof(float)))) goto fail;
+    if (fused) {
         float *gu = read_f32(t);
         if (!gu) goto fail;
         for (int64_t e = 0; e < E; e++) {   // first F rows gate, next F up
@@ -375,8 +387,7 @@ static int emit_experts(hf_ctx *x, int il, const char *P, const char *const name
         for (int64_t e = 0; e < E; e++)
             for (int k = 0; k < 3; k++) {
                 NAME(h, "%s.experts.%lld.%s.weight", P, (long long)e, names[k]);
-                int64_t sh[2] = {k == 2 ? D : F, k == 2 ? F : D};
-                if (get(x, h, 2, sh, 1, &t) || vm_st_read_f32(t, out[k] + e * per)) goto fail;
+                if (!(t = vm_st_find(x->st, h)) || vm_st_read_f32(t, out[k] + e * per)) goto fail;
             }
     }
     static const char *const gn[3] = {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"};
@@ -736,13 +747,19 @@ int vm_convert_hf(const char *dir, const char *out_path, const vm_convert_hf_opt
     if (!o->no_tokenizer) {
         if (vm_hf_vocab_read(tokpath, &hv)) goto done;
         have_vocab = 1;
-        if (write_vocab(&hv, dir, c.n_vocab, x.w)) goto done;
+        if (hv.v.n_tokens > c.n_vocab) {
+            vm_err("%s/tokenizer.json: %d tokens but config.json vocab_size is %d", dir, hv.v.n_tokens, c.n_vocab);
+            goto done;
+        }
     }
     const int64_t D = c.n_embd, V = c.n_vocab;
     if (emit(&x, "token_embd.weight", "model.embed_tokens.weight", 2, (int64_t[]){V, D}, K_MAT, 0, 1) ||
         emit(&x, "output_norm.weight", "model.norm.weight", 1, (int64_t[]){D}, K_NORM, 0, 1) ||
         (!c.tie && emit(&x, "output.weight", "lm_head.weight", 2, (int64_t[]){V, D}, K_MAT, 0, 1)))
         goto done;
+    // padded to vocab_size only now that the [V, D] embedding in the file vouches for it
+    // (config.json alone could ask for 2^24 padding tokens)
+    if (have_vocab && write_vocab(&hv, dir, c.n_vocab, x.w)) goto done;
     for (int il = 0; il < c.n_layer; il++)
         if (emit_layer(&x, il)) goto done;
     if (check_unused(&x, o->allow_unused)) goto done;

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int load_hparams(vm_model *m) {
+int vm_arch_llama_hparams(vm_model *m) {
     vm_hparams *hp = &m->hp;
     const int BIG = 1 << 24;
     if (vm_model_key_int(m, "context_length", &hp->n_ctx_train, 1, 1, 1 << 30) ||
@@ -73,7 +73,7 @@ static int load_hparams(vm_model *m) {
     return 0;
 }
 
-static int load_experts(vm_model *m, int il, vm_layer *ly) {
+int vm_arch_load_experts(vm_model *m, int il, vm_layer *ly) {
     const vm_hparams *hp = &m->hp;
     const int64_t D = hp->n_embd, F = hp->n_ff_exp, N = hp->n_expert;
     char name[96];
@@ -110,7 +110,7 @@ static int load_experts(vm_model *m, int il, vm_layer *ly) {
 }
 
 int vm_arch_llama_load(vm_model *m) {
-    if (load_hparams(m)) return -1;
+    if (vm_arch_llama_hparams(m)) return -1;
     vm_hparams *hp = &m->hp;
     const int64_t D = hp->n_embd, qd = (int64_t)hp->n_head * hp->head_dim;
     const int64_t kvd = (int64_t)hp->n_head_kv * hp->head_dim, N = hp->n_expert;
@@ -161,7 +161,7 @@ int vm_arch_llama_load(vm_model *m) {
         }
         ly->is_moe = 1;
         T2(ffn_gate_inp, "ffn_gate_inp", D, N);
-        if (load_experts(m, il, ly)) return -1;
+        if (vm_arch_load_experts(m, il, ly)) return -1;
         ly->rl = (vm_router_layer){ .layer = il, .n_embd = hp->n_embd, .n_expert = hp->n_expert,
                                     .n_expert_used = hp->n_expert_used, .conv = hp->gate_conv,
                                     .w_gate = &ly->ffn_gate_inp, .weights_scale = 1.0f };

@@ -4,6 +4,7 @@
 // blocks in reverse with the backward kernels of kernels/ops.h.
 #include "model/train.h"
 #include "model/model_internal.h"
+#include "model/attn_mla.h"
 #include "kernels/ops.h"
 #include "util/err.h"
 
@@ -19,6 +20,9 @@ typedef struct vm_tlayer {
     float *hb, *hb2, *ye;       // (rows,F), (rows,F), (rows,D) (ye: MoE only)
     float *r_logits, *r_probs, *r_gates;   // (T,N), (T,N), (T,K)
     int32_t *r_sel, *slot_tk, *e_off;      // (T,K), (rows), (N+1)
+    float *q_pre, *k_pre;       // (T,qd), (T,kvd) Q/K projections before their RMSNorm (hp.qk_norm)
+    float *sh_hb, *sh_hb2;      // (T,Fs) shared expert gate pre-activation and up projection
+    float *sh_y, *sh_g;         // (T,D) its output before the gate, (T) the gate
 } vm_tlayer;
 
 struct vm_tctx {
@@ -39,6 +43,9 @@ struct vm_tctx {
     float *dhs, *dhb, *dhb2;    // (T,F): one expert's rows at a time
     float *dye, *dxe;           // (T,D)
     float *dgates;              // (T,K)
+    float *dxs;                 // (T,D) dL/d(branch output) = residual_scale * dx (µP)
+    float *dq2, *dk2;           // (T,qd), (T,kvd) gradients before the Q/K norm
+    float *mla, *mla_bwd;       // deepseek2 attention scratch: forward, backward (attn_mla.h)
 };
 
 // Two-pass carving of one allocation (llm.c style): the first pass (base NULL) sums the sizes.
@@ -55,7 +62,9 @@ static void *carve(carver *cv, size_t n, size_t elem) {
 
 static void layout(vm_tctx *c, carver *cv) {
     const vm_hparams *hp = &c->m->hp;
-    const size_t T = (size_t)c->T_max, D = (size_t)hp->n_embd, F = (size_t)(hp->n_ff > hp->n_ff_exp ? hp->n_ff : hp->n_ff_exp);
+    const size_t T = (size_t)c->T_max, D = (size_t)hp->n_embd, Fs = (size_t)hp->n_ff_shexp;
+    size_t F = (size_t)(hp->n_ff > hp->n_ff_exp ? hp->n_ff : hp->n_ff_exp);
+    if (Fs > F) F = Fs;   // the shared expert uses the same scratch
     const size_t qd = (size_t)hp->n_head * hp->head_dim, kvd = (size_t)hp->n_head_kv * hp->head_dim;
     const size_t N = (size_t)(hp->n_expert > 0 ? hp->n_expert : 1);
     const size_t K = (size_t)(hp->n_expert_used > 0 ? hp->n_expert_used : 1);
@@ -77,6 +86,11 @@ static void layout(vm_tctx *c, carver *cv) {
             l->r_gates = carve(cv, T * K, f4);   l->r_sel = carve(cv, T * K, i4);
             l->slot_tk = carve(cv, rows, i4);    l->e_off = carve(cv, N + 1, i4);
         }
+        if (hp->qk_norm) { l->q_pre = carve(cv, T * qd, f4); l->k_pre = carve(cv, T * kvd, f4); }
+        if (c->m->layers[il].has_shexp) {
+            l->sh_hb = carve(cv, T * Fs, f4);  l->sh_hb2 = carve(cv, T * Fs, f4);
+            l->sh_y = carve(cv, T * D, f4);    l->sh_g = carve(cv, T, f4);
+        }
     }
     c->x_final = carve(cv, T * D, f4);
     c->xf = carve(cv, T * D, f4);   c->xfn = carve(cv, T * D, f4);
@@ -89,6 +103,12 @@ static void layout(vm_tctx *c, carver *cv) {
     c->dhs = carve(cv, T * F, f4);  c->dhb = carve(cv, T * F, f4);   c->dhb2 = carve(cv, T * F, f4);
     c->dye = carve(cv, T * D, f4);  c->dxe = carve(cv, T * D, f4);
     c->dgates = carve(cv, T * K, f4);
+    c->dxs = carve(cv, T * D, f4);
+    if (hp->qk_norm) { c->dq2 = carve(cv, T * qd, f4); c->dk2 = carve(cv, T * kvd, f4); }
+    if (c->m->mla) {
+        c->mla = carve(cv, T * vm_mla_scratch(c->m), f4);
+        c->mla_bwd = carve(cv, T * vm_mla_backward_scratch(c->m), f4);
+    }
 }
 
 vm_tctx *vm_tctx_init(const vm_model *m, int l0, int T_max) {
@@ -148,7 +168,10 @@ int vm_tctx_forward(vm_tctx *c, const float *h, int T, const int32_t *out_pos, i
                                  .hb2 = l->hb2, .hs = c->hs, .r_logits = l->r_logits,
                                  .r_probs = l->r_probs, .r_gates = l->r_gates, .r_sel = l->r_sel,
                                  .xe = c->xe, .ye = l->ye, .slot_tk = l->slot_tk, .e_off = l->e_off,
-                                 .keep = 1, .pos = c->pos, .n_past = 0 };
+                                 .keep = 1, .pos = c->pos, .n_past = 0,
+                                 .q_pre = l->q_pre, .k_pre = l->k_pre, .sh_hb = l->sh_hb,
+                                 .sh_hb2 = l->sh_hb2, .sh_hs = c->hs, .sh_y = l->sh_y, .sh_g = l->sh_g,
+                                 .mla = c->mla };
         if (vm_block_forward(m, il, &io, T, rng)) return vm_err_prefix("tctx forward");
     }
     // the head only at the wanted rows: rmsnorm and matmul are per row, so these equal the
@@ -157,6 +180,7 @@ int vm_tctx_forward(vm_tctx *c, const float *h, int T, const int32_t *out_pos, i
         memcpy(c->xf + (size_t)i * D, c->x_final + (size_t)out_pos[i] * D, (size_t)D * sizeof(float));
     vm_rmsnorm_forward(c->xfn, c->xf, m->output_norm, n_out, D, hp->norm_eps);
     vm_matmul_forward(logits, c->xfn, &m->output, NULL, n_out);
+    vm_model_scale_logits(m, logits, n_out);
     memcpy(c->out_pos, out_pos, (size_t)n_out * sizeof(int32_t));
     c->T = T; c->n_out = n_out; c->have_fwd = 1;
     return 0;
@@ -164,8 +188,35 @@ int vm_tctx_forward(vm_tctx *c, const float *h, int T, const int32_t *out_pos, i
 
 // ---------------------------------------------------------------- backward
 
-// dL/dx_out of a routed FFN is in c->dx; adds dL/dx_mid's FFN part to c->dx.
-static int moe_backward(vm_tctx *c, int il, float reg_weight) {
+// The shared expert's part of the FFN: given dout (T,D) = dL/d(ffn output), adds dL/du to c->du.
+static void shexp_backward(vm_tctx *c, int il, const float *dout) {
+    const vm_layer *ly = &c->m->layers[il];
+    const vm_tlayer *l = &c->ly[il - c->l0];
+    const int T = c->T, D = c->m->hp.n_embd, Fs = c->m->hp.n_ff_shexp;
+    // out_t = g_t y_t: dy_t = g_t dout_t; dg_t = <dout_t, y_t>; g = sigmoid(w . u): dz = dg g (1 - g)
+    for (int t = 0; t < T; t++) {
+        const float *go = dout + (size_t)t * D, *y = l->sh_y + (size_t)t * D;
+        float *dy = c->dye + (size_t)t * D;
+        const float g = l->sh_g[t];
+        double dg = 0.0;
+        for (int d = 0; d < D; d++) { dg += (double)go[d] * y[d]; dy[d] = g * go[d]; }
+        if (ly->ffn_gate_inp_shexp) {
+            const float dz = (float)(dg * g * (1.0 - g));
+            float *du = c->du + (size_t)t * D;
+            for (int d = 0; d < D; d++) du[d] += dz * ly->ffn_gate_inp_shexp[d];
+        }
+    }
+    memset(c->dhs, 0, (size_t)T * Fs * sizeof(float));
+    vm_matmul_backward(c->dhs, c->dye, &ly->ffn_down_shexp, T);
+    memset(c->dhb, 0, (size_t)T * Fs * sizeof(float));
+    memset(c->dhb2, 0, (size_t)T * Fs * sizeof(float));
+    vm_swiglu_backward(c->dhb, c->dhb2, c->dhs, l->sh_hb, l->sh_hb2, T * Fs);
+    vm_matmul_backward(c->du, c->dhb, &ly->ffn_gate_shexp, T);
+    vm_matmul_backward(c->du, c->dhb2, &ly->ffn_up_shexp, T);
+}
+
+// dout (T,D) = dL/d(FFN output) (c->dx times the residual scale); adds dL/dx_mid's FFN part to c->dx.
+static int moe_backward(vm_tctx *c, int il, float reg_weight, const float *dout) {
     const vm_model *m = c->m;
     const vm_layer *ly = &m->layers[il];
     const vm_router_layer *L = &ly->rl;
@@ -179,7 +230,7 @@ static int moe_backward(vm_tctx *c, int il, float reg_weight) {
         const int32_t *tk = l->slot_tk + off;
         // ffn_out[t] = sum_k gate[t,k] y[slot(t,k)]: dgate = <dout, y>, dy = gate * dout
         for (int j = 0; j < n; j++) {
-            const float *go = c->dx + (size_t)(tk[j] / K) * D, *y = l->ye + (size_t)(off + j) * D;
+            const float *go = dout + (size_t)(tk[j] / K) * D, *y = l->ye + (size_t)(off + j) * D;
             const float g = l->r_gates[tk[j]];
             float *dy = c->dye + (size_t)j * D;
             double s = 0.0;
@@ -200,6 +251,7 @@ static int moe_backward(vm_tctx *c, int il, float reg_weight) {
             for (int d = 0; d < D; d++) du[d] += dxe[d];
         }
     }
+    if (ly->has_shexp) shexp_backward(c, il, dout);
     vm_router *r = m->routers[il];
     if (r && r->ops && r->ops->backward) {
         const vm_router_out ro = { .logits = l->r_logits, .probs = l->r_probs, .sel = l->r_sel, .gates = l->r_gates };
@@ -210,13 +262,13 @@ static int moe_backward(vm_tctx *c, int il, float reg_weight) {
     return 0;
 }
 
-static void dense_backward(vm_tctx *c, int il) {
+static void dense_backward(vm_tctx *c, int il, const float *dout) {
     const vm_model *m = c->m;
     const vm_layer *ly = &m->layers[il];
     const vm_tlayer *l = &c->ly[il - c->l0];
     const int T = c->T, D = m->hp.n_embd, F = m->hp.n_ff;
     memset(c->dhs, 0, (size_t)T * F * sizeof(float));
-    vm_matmul_backward(c->dhs, c->dx, &ly->ffn_down, T);
+    vm_matmul_backward(c->dhs, dout, &ly->ffn_down, T);
     memset(c->dhb, 0, (size_t)T * F * sizeof(float));
     memset(c->dhb2, 0, (size_t)T * F * sizeof(float));
     vm_swiglu_backward(c->dhb, c->dhb2, c->dhs, l->hb, l->hb2, T * F);
@@ -226,28 +278,57 @@ static void dense_backward(vm_tctx *c, int il) {
     vm_rmsnorm_backward(c->dx, NULL, c->du, l->x_mid, ly->ffn_norm, T, D, m->hp.norm_eps);
 }
 
-// dL/dx_mid in c->dx; adds the attention branch, leaving dL/dx_in.
-static void attn_backward(vm_tctx *c, int il) {
+// dL/dx_mid in c->dx, dout = dL/d(attention output) (c->dx times the residual scale); adds the
+// attention branch, leaving dL/dx_in.
+static void attn_backward(vm_tctx *c, int il, const float *dout) {
     const vm_model *m = c->m;
     const vm_hparams *hp = &m->hp;
     const vm_layer *ly = &m->layers[il];
     const vm_tlayer *l = &c->ly[il - c->l0];
     const int T = c->T, D = hp->n_embd, hd = hp->head_dim;
     const size_t qd = (size_t)hp->n_head * hd, kvd = (size_t)hp->n_head_kv * hd;
+    if (m->mla) {   // deepseek2: multi-head latent attention (attn_mla.c)
+        memset(c->dxb, 0, (size_t)T * D * sizeof(float));
+        vm_mla_backward(m, il, dout, l->xb_att, l->q, l->k, c->pos, T, c->dxb, c->mla_bwd);
+        vm_rmsnorm_backward(c->dx, NULL, c->dxb, l->x_in, ly->attn_norm, T, D, hp->norm_eps);
+        return;
+    }
     memset(c->datt, 0, (size_t)T * qd * sizeof(float));
-    vm_matmul_backward(c->datt, c->dx, &ly->wo, T);
+    vm_matmul_backward(c->datt, dout, &ly->wo, T);
     memset(c->dq, 0, (size_t)T * qd * sizeof(float));
     memset(c->dk, 0, (size_t)T * kvd * sizeof(float));
     memset(c->dv, 0, (size_t)T * kvd * sizeof(float));
     vm_attention_backward(c->dq, c->dk, c->dv, c->datt, l->q, l->k, l->v, 0, T, hp->n_head,
-                          hp->n_head_kv, hd, 1.0f / sqrtf((float)hd));
+                          hp->n_head_kv, hd, vm_model_kq_scale(hp));
     vm_rope_backward(c->dq, c->pos, T, hp->n_head, hd, hp->n_rot, hp->rope_freq_base, hp->rope_freq_scale, hp->rope_neox);
     vm_rope_backward(c->dk, c->pos, T, hp->n_head_kv, hd, hp->n_rot, hp->rope_freq_base, hp->rope_freq_scale, hp->rope_neox);
+    const float *dqp = c->dq, *dkp = c->dk;   // gradients of the projections (biases pass them on)
+    if (hp->qk_norm) {
+        memset(c->dq2, 0, (size_t)T * qd * sizeof(float));
+        memset(c->dk2, 0, (size_t)T * kvd * sizeof(float));
+        if (hp->qk_norm == 1) {   // per head
+            vm_rmsnorm_backward(c->dq2, NULL, c->dq, l->q_pre, ly->attn_q_norm, T * hp->n_head, hd, hp->norm_eps);
+            vm_rmsnorm_backward(c->dk2, NULL, c->dk, l->k_pre, ly->attn_k_norm, T * hp->n_head_kv, hd, hp->norm_eps);
+        } else {                  // whole projection
+            vm_rmsnorm_backward(c->dq2, NULL, c->dq, l->q_pre, ly->attn_q_norm, T, (int)qd, hp->norm_eps);
+            vm_rmsnorm_backward(c->dk2, NULL, c->dk, l->k_pre, ly->attn_k_norm, T, (int)kvd, hp->norm_eps);
+        }
+        dqp = c->dq2; dkp = c->dk2;
+    }
     memset(c->dxb, 0, (size_t)T * D * sizeof(float));
-    vm_matmul_backward(c->dxb, c->dq, &ly->wq, T);
-    vm_matmul_backward(c->dxb, c->dk, &ly->wk, T);
+    vm_matmul_backward(c->dxb, dqp, &ly->wq, T);
+    vm_matmul_backward(c->dxb, dkp, &ly->wk, T);
     vm_matmul_backward(c->dxb, c->dv, &ly->wv, T);
     vm_rmsnorm_backward(c->dx, NULL, c->dxb, l->x_in, ly->attn_norm, T, D, hp->norm_eps);
+}
+
+// x_out = x_in + residual_scale * branch: the branch's output gradient is c->dx scaled (µP).
+static const float *branch_grad(vm_tctx *c) {
+    const float rs = c->m->hp.f_residual_scale;
+    if (rs == 1.0f) return c->dx;
+    const size_t n = (size_t)c->T * c->m->hp.n_embd;
+    for (size_t i = 0; i < n; i++) c->dxs[i] = rs * c->dx[i];
+    return c->dxs;
 }
 
 int vm_tctx_backward(vm_tctx *c, const float *dlogits, float reg_weight, float *dh) {
@@ -260,6 +341,8 @@ int vm_tctx_backward(vm_tctx *c, const float *dlogits, float reg_weight, float *
     memset(c->dx, 0, (size_t)T * D * sizeof(float));
     memset(c->dxb, 0, (size_t)c->n_out * D * sizeof(float));
     vm_matmul_backward(c->dxb, dlogits, &m->output, c->n_out);
+    if (hp->f_logit_scale != 1.0f)   // logits = W x / logit_scale
+        for (size_t i = 0; i < (size_t)c->n_out * D; i++) c->dxb[i] /= hp->f_logit_scale;
     memset(c->du, 0, (size_t)c->n_out * D * sizeof(float));
     vm_rmsnorm_backward(c->du, NULL, c->dxb, c->xf, m->output_norm, c->n_out, D, hp->norm_eps);
     for (int i = 0; i < c->n_out; i++) {
@@ -270,11 +353,11 @@ int vm_tctx_backward(vm_tctx *c, const float *dlogits, float reg_weight, float *
     // blocks in reverse; the residual stream passes dx through unchanged, branches add to it
     for (int il = hp->n_layer - 1; il >= c->l0; il--) {
         if (m->layers[il].is_moe) {
-            if (moe_backward(c, il, reg_weight)) return -1;
+            if (moe_backward(c, il, reg_weight, branch_grad(c))) return -1;
         } else {
-            dense_backward(c, il);
+            dense_backward(c, il, branch_grad(c));
         }
-        attn_backward(c, il);
+        attn_backward(c, il, branch_grad(c));
     }
     if (dh) memcpy(dh, c->dx, (size_t)T * D * sizeof(float));
     return 0;

@@ -3,6 +3,7 @@
 // with attention, dense SwiGLU FFN or a routed mixture of SwiGLU experts.
 #include "model/model_internal.h"
 #include "model/train.h"
+#include "model/attn_mla.h"
 #include "kernels/ops.h"
 #include "util/err.h"
 
@@ -100,6 +101,18 @@ vm_model *vm_model_load(const char *path) {
     return vm_model_from_gguf(g);
 }
 
+// general.architecture -> loader (arch_<name>.c)
+static const struct { const char *name; vm_arch arch; int (*load)(vm_model *m); } arch_loaders[] = {
+    { "llama", VM_ARCH_LLAMA, vm_arch_llama_load },
+    { "granitemoe", VM_ARCH_GRANITEMOE, vm_arch_granitemoe_load },
+    { "qwen2moe", VM_ARCH_QWEN2MOE, vm_arch_qwen2moe_load },
+    { "qwen3moe", VM_ARCH_QWEN3MOE, vm_arch_qwen3moe_load },
+    { "olmoe", VM_ARCH_OLMOE, vm_arch_olmoe_load },
+    { "deepseek", VM_ARCH_DEEPSEEK, vm_arch_deepseek_load },
+    { "deepseek2", VM_ARCH_DEEPSEEK2, vm_arch_deepseek2_load },
+};
+#define VM_N_ARCH_LOADERS ((int)(sizeof arch_loaders / sizeof arch_loaders[0]))
+
 vm_model *vm_model_from_gguf(vm_gguf *g) {
     if (!g) { vm_err("model: no GGUF given"); return NULL; }
     vm_model *m = vm_calloc(1, sizeof *m);
@@ -112,16 +125,25 @@ vm_model *vm_model_from_gguf(vm_gguf *g) {
         goto fail;
     }
     snprintf(m->hp.arch_name, sizeof m->hp.arch_name, "%s", arch);
-    if (strcmp(arch, "llama") == 0) {
-        m->hp.arch = VM_ARCH_LLAMA;
-        free(arch);
-        if (vm_arch_llama_load(m)) goto fail_ctx;
-    } else {
-        vm_err("model: %s: architecture '%s' is not supported (supported: llama)",
-               g->path ? g->path : "?", arch);
+    int ia = 0;
+    while (ia < VM_N_ARCH_LOADERS && strcmp(arch, arch_loaders[ia].name) != 0) ia++;
+    if (ia == VM_N_ARCH_LOADERS) {
+        char list[256];
+        int o = 0;
+        for (int i = 0; i < VM_N_ARCH_LOADERS && o >= 0 && (size_t)o < sizeof list; i++)
+            o += snprintf(list + o, sizeof list - (size_t)o, "%s%s", i ? ", " : "", arch_loaders[i].name);
+        vm_err("model: %s: architecture '%s' is not supported (supported: %s)",
+               g->path ? g->path : "?", arch, list);
         free(arch);
         goto fail;
     }
+    free(arch);
+    m->hp.arch = arch_loaders[ia].arch;
+    // what the llama block does; families with µP multipliers override them
+    m->hp.f_embedding_scale = m->hp.f_residual_scale = m->hp.f_logit_scale = 1.0f;
+    m->hp.f_attention_scale = 0.0f;
+    m->hp.expert_weights_scale = 1.0f;
+    if (arch_loaders[ia].load(m)) goto fail_ctx;
     return m;
 fail_ctx:
     vm_err_prefix("%s", g->path ? g->path : "?");
@@ -138,6 +160,7 @@ void vm_model_free(vm_model *m) {
     if (m->layers) free(m->layers[0].exp_gate);   // one array holds every layer's expert views
     free(m->layers);
     free(m->f32_store);
+    vm_mla_free(m->mla);
     vm_gguf_free(m->gguf);
     free(m);
 }
@@ -174,10 +197,13 @@ struct vm_ctx {
     float *e_gate;            // (nb) their gates
     int32_t *pos;             // (nb)
     float *last_logits;       // (n_vocab)
+    float *mla;               // (nb, vm_mla_scratch) deepseek2 attention scratch, else NULL
     int have_last;
     vm_trace_fn trace;
     void *ud;
     vm_rng rng;
+    float embd_sigma;         // > 0: N(0, sigma^2) noise added to the embedding output (eval stability)
+    vm_rng embd_rng;          // its own stream, so sampled routers draw the same numbers either way
 };
 
 static int carve_add(size_t *total, size_t n_elems) {
@@ -204,12 +230,13 @@ vm_ctx *vm_ctx_init(const vm_model *m, int n_ctx, int n_batch) {
     c->m = m; c->n_ctx = n_ctx; c->n_batch = n_batch;
     const size_t nb = (size_t)n_batch, D = (size_t)hp->n_embd;
     const size_t qd = (size_t)hp->n_head * hp->head_dim, kvd = (size_t)hp->n_head_kv * hp->head_dim;
-    const size_t ff = (size_t)(hp->n_ff > hp->n_ff_exp ? hp->n_ff : hp->n_ff_exp);
+    size_t ff = (size_t)(hp->n_ff > hp->n_ff_exp ? hp->n_ff : hp->n_ff_exp);
+    if ((size_t)hp->n_ff_shexp > ff) ff = (size_t)hp->n_ff_shexp;   // the shared expert reuses hb/hb2
     const size_t N = (size_t)(hp->n_expert > 0 ? hp->n_expert : 1);
     const size_t K = (size_t)(hp->n_expert_used > 0 ? hp->n_expert_used : 1);
     const size_t V = (size_t)hp->n_vocab;
     const size_t sizes[] = { nb * D, nb * D, nb * qd, nb * qd, nb * D, nb * ff, nb * ff, nb * N, nb * N,
-                             nb * K, nb * K, nb * D, nb * D, nb, nb, nb, V };
+                             nb * K, nb * K, nb * D, nb * D, nb, nb, nb, V, nb * vm_mla_scratch(m) };
     size_t total = 0, kv;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         if (carve_add(&total, sizes[i])) goto fail;
@@ -225,10 +252,11 @@ vm_ctx *vm_ctx_init(const vm_model *m, int n_ctx, int n_batch) {
     c->ye = carve(&cur, nb * D);         c->e_tok = carve(&cur, nb);
     c->e_gate = carve(&cur, nb);         c->pos = carve(&cur, nb);
     c->last_logits = carve(&cur, V);
+    if (m->mla) c->mla = carve(&cur, nb * vm_mla_scratch(m));
     if (vm_size_mul((size_t)hp->n_layer * (size_t)n_ctx, kvd, &kv) || vm_size_mul(kv, sizeof(float), &kv))
         goto fail;
     c->kcache = vm_malloc(kv ? kv : 1);
-    c->vcache = vm_malloc(kv ? kv : 1);
+    c->vcache = vm_malloc(kv && !m->mla ? kv : 1);   // MLA: values are read from the key cache
     if (!c->kcache || !c->vcache) goto fail;
     vm_rng_seed(&c->rng, 0);
     return c;
@@ -250,6 +278,9 @@ void vm_ctx_reset(vm_ctx *c) { if (c) { c->n_past = 0; c->have_last = 0; } }
 int vm_ctx_n_past(const vm_ctx *c) { return c ? c->n_past : 0; }
 void vm_ctx_set_trace(vm_ctx *c, vm_trace_fn fn, void *ud) { if (c) { c->trace = fn; c->ud = ud; } }
 void vm_ctx_set_seed(vm_ctx *c, uint64_t seed) { if (c) vm_rng_seed(&c->rng, seed); }
+void vm_ctx_set_embd_noise(vm_ctx *c, float sigma, uint64_t seed) {
+    if (c) { c->embd_sigma = sigma > 0.0f ? sigma : 0.0f; vm_rng_seed(&c->embd_rng, seed); }
+}
 const float *vm_ctx_last_logits(const vm_ctx *c) { return c && c->have_last ? c->last_logits : NULL; }
 
 // ---------------------------------------------------------------- forward
@@ -311,31 +342,85 @@ static int moe_ffn(const vm_model *m, int il, const vm_block_io *io, int B, vm_r
     return 0;
 }
 
-int vm_block_forward(const vm_model *m, int il, const vm_block_io *io, int B, vm_rng *rng) {
+float vm_model_kq_scale(const vm_hparams *hp) {
+    return hp->f_attention_scale != 0.0f ? hp->f_attention_scale : 1.0f / sqrtf((float)hp->head_dim);
+}
+
+// Self-attention of the block: io->xb_att (B,D) -> io->ao (B,D); keys and values into the cache.
+// Optional pieces by family: QKV biases, RMSNorm of Q and K before RoPE (per head or over the
+// whole projection), the attention scale.
+static void attn_forward(const vm_model *m, int il, const vm_block_io *io, int B) {
     const vm_hparams *hp = &m->hp;
     const vm_layer *ly = &m->layers[il];
-    const int D = hp->n_embd, hd = hp->head_dim;
-    const size_t kvd = (size_t)hp->n_head_kv * hd, nd = (size_t)B * D;
+    const int hd = hp->head_dim;
+    const size_t kvd = (size_t)hp->n_head_kv * hd;
     float *knew = io->kc + (size_t)io->n_past * kvd, *vnew = io->vc + (size_t)io->n_past * kvd;
-    // attention
-    vm_rmsnorm_forward(io->xb_att, io->x_in, ly->attn_norm, B, D, hp->norm_eps);
-    emit(io, "attn_norm", il, B, D, io->xb_att, NULL);
-    vm_matmul_forward(io->q, io->xb_att, &ly->wq, NULL, B);
-    vm_matmul_forward(knew, io->xb_att, &ly->wk, NULL, B);   // straight into the cache
-    vm_matmul_forward(vnew, io->xb_att, &ly->wv, NULL, B);
+    // with a Q/K norm the projections land in q_pre/k_pre when kept, else are normalised in place
+    float *qp = hp->qk_norm && io->q_pre ? io->q_pre : io->q;
+    float *kp = hp->qk_norm && io->k_pre ? io->k_pre : knew;
+    vm_matmul_forward(qp, io->xb_att, &ly->wq, ly->bq, B);
+    vm_matmul_forward(kp, io->xb_att, &ly->wk, ly->bk, B);   // straight into the cache
+    vm_matmul_forward(vnew, io->xb_att, &ly->wv, ly->bv, B);
+    if (hp->qk_norm == 1) {          // each head's hd values: rows of (B*n_head, hd)
+        vm_rmsnorm_forward(io->q, qp, ly->attn_q_norm, B * hp->n_head, hd, hp->norm_eps);
+        vm_rmsnorm_forward(knew, kp, ly->attn_k_norm, B * hp->n_head_kv, hd, hp->norm_eps);
+    } else if (hp->qk_norm == 2) {   // the whole projection: rows of (B, n_head*hd)
+        vm_rmsnorm_forward(io->q, qp, ly->attn_q_norm, B, hp->n_head * hd, hp->norm_eps);
+        vm_rmsnorm_forward(knew, kp, ly->attn_k_norm, B, (int)kvd, hp->norm_eps);
+    }
     vm_rope_forward(io->q, io->pos, B, hp->n_head, hd, hp->n_rot, hp->rope_freq_base, hp->rope_freq_scale, hp->rope_neox);
     vm_rope_forward(knew, io->pos, B, hp->n_head_kv, hd, hp->n_rot, hp->rope_freq_base, hp->rope_freq_scale, hp->rope_neox);
     vm_attention_forward(io->att, io->q, io->kc, io->vc, io->n_past, B, hp->n_head, hp->n_head_kv, hd,
-                         1.0f / sqrtf((float)hd));
+                         vm_model_kq_scale(hp));
     vm_matmul_forward(io->ao, io->att, &ly->wo, NULL, B);
+}
+
+// The shared expert of a MoE layer, added to io->ao: g * down(silu(gate u) * up u) with
+// g = sigmoid(ffn_gate_inp_shexp . u) (qwen2moe) or 1.
+static void shexp_forward(const vm_model *m, int il, const vm_block_io *io, int B) {
+    const vm_layer *ly = &m->layers[il];
+    const int D = m->hp.n_embd, Fs = m->hp.n_ff_shexp;
+    vm_matmul_forward(io->sh_hb, io->xb_ffn, &ly->ffn_gate_shexp, NULL, B);
+    vm_matmul_forward(io->sh_hb2, io->xb_ffn, &ly->ffn_up_shexp, NULL, B);
+    vm_swiglu_forward(io->sh_hs, io->sh_hb, io->sh_hb2, B * Fs);
+    vm_matmul_forward(io->sh_y, io->sh_hs, &ly->ffn_down_shexp, NULL, B);
+    for (int t = 0; t < B; t++) {
+        const float *u = io->xb_ffn + (size_t)t * D, *y = io->sh_y + (size_t)t * D;
+        float g = 1.0f;
+        if (ly->ffn_gate_inp_shexp) {
+            double z = 0.0;
+            for (int d = 0; d < D; d++) z += (double)ly->ffn_gate_inp_shexp[d] * u[d];
+            g = (float)(1.0 / (1.0 + exp(-z)));
+        }
+        io->sh_g[t] = g;
+        float *o = io->ao + (size_t)t * D;
+        for (int d = 0; d < D; d++) o[d] += g * y[d];
+    }
+}
+
+int vm_block_forward(const vm_model *m, int il, const vm_block_io *io, int B, vm_rng *rng) {
+    const vm_hparams *hp = &m->hp;
+    const vm_layer *ly = &m->layers[il];
+    const int D = hp->n_embd;
+    const size_t nd = (size_t)B * D;
+    const float rs = hp->f_residual_scale;   // µP: branch outputs are scaled before the residual add
+    // attention
+    vm_rmsnorm_forward(io->xb_att, io->x_in, ly->attn_norm, B, D, hp->norm_eps);
+    emit(io, "attn_norm", il, B, D, io->xb_att, NULL);
+    if (m->mla) {
+        if (vm_mla_forward(m, il, io, B)) return -1;
+    } else {
+        attn_forward(m, il, io, B);
+    }
     emit(io, "attn_out", il, B, D, io->ao, NULL);
-    for (size_t i = 0; i < nd; i++) io->x_mid[i] = io->x_in[i] + io->ao[i];
+    for (size_t i = 0; i < nd; i++) io->x_mid[i] = io->x_in[i] + rs * io->ao[i];
     emit(io, "ffn_inp", il, B, D, io->x_mid, NULL);
     // feed-forward
     vm_rmsnorm_forward(io->xb_ffn, io->x_mid, ly->ffn_norm, B, D, hp->norm_eps);
     emit(io, "ffn_norm", il, B, D, io->xb_ffn, NULL);
     if (ly->is_moe) {
         if (moe_ffn(m, il, io, B, rng)) return -1;
+        if (ly->has_shexp) shexp_forward(m, il, io, B);
     } else {
         const int F = hp->n_ff;
         vm_matmul_forward(io->hb, io->xb_ffn, &ly->ffn_gate, NULL, B);
@@ -344,7 +429,7 @@ int vm_block_forward(const vm_model *m, int il, const vm_block_io *io, int B, vm
         vm_matmul_forward(io->ao, io->hs, &ly->ffn_down, NULL, B);
     }
     emit(io, "ffn_out", il, B, D, io->ao, NULL);
-    for (size_t i = 0; i < nd; i++) io->x_out[i] = io->x_mid[i] + io->ao[i];
+    for (size_t i = 0; i < nd; i++) io->x_out[i] = io->x_mid[i] + rs * io->ao[i];
     emit(io, "l_out", il, B, D, io->x_out, NULL);
     return 0;
 }
@@ -361,7 +446,11 @@ static int ctx_layers(vm_ctx *c, const int32_t *tokens, int B, int n_layers) {
                           hp->n_vocab, c->n_past + b);
         vm_dequant_row(m->tok_embd.type, (const char *)m->tok_embd.data + (size_t)tokens[b] * m->tok_embd.nb[1],
                        c->x + (size_t)b * D, D);
+        if (hp->f_embedding_scale != 1.0f)   // µP (granitemoe)
+            for (int d = 0; d < D; d++) c->x[(size_t)b * D + d] *= hp->f_embedding_scale;
         c->pos[b] = c->n_past + b;
+        if (c->embd_sigma > 0.0f)
+            for (int d = 0; d < D; d++) c->x[(size_t)b * D + d] += c->embd_sigma * vm_rng_normal(&c->embd_rng);
     }
     // one set of scratch for every layer; the residual stream is updated in place
     vm_block_io io = { .x_in = c->x, .x_mid = c->x, .x_out = c->x, .xb_att = c->xb, .q = c->q,
@@ -369,13 +458,22 @@ static int ctx_layers(vm_ctx *c, const int32_t *tokens, int B, int n_layers) {
                        .hs = c->hb, .r_logits = c->r_logits, .r_probs = c->r_probs,
                        .r_gates = c->r_gates, .r_sel = c->r_sel, .xe = c->xe, .ye = c->ye,
                        .slot_tk = c->e_tok, .pos = c->pos, .n_past = c->n_past,
+                       .sh_hb = c->hb, .sh_hb2 = c->hb2, .sh_hs = c->hb, .sh_y = c->ye, .sh_g = c->e_gate,
+                       .mla = c->mla,
                        .trace = c->trace, .ud = c->ud };
     for (int il = 0; il < n_layers; il++) {
         io.kc = c->kcache + (size_t)il * c->n_ctx * kvd;
-        io.vc = c->vcache + (size_t)il * c->n_ctx * kvd;
+        io.vc = m->mla ? io.kc : c->vcache + (size_t)il * c->n_ctx * kvd;
         if (vm_block_forward(m, il, &io, B, &c->rng)) return -1;
     }
     return 0;
+}
+
+void vm_model_scale_logits(const vm_model *m, float *logits, int B) {
+    const float ls = m->hp.f_logit_scale;
+    if (ls == 1.0f) return;
+    const size_t n = (size_t)B * m->hp.n_vocab;
+    for (size_t i = 0; i < n; i++) logits[i] /= ls;   // divided, as llama.cpp and HF granite do
 }
 
 // One chunk of B tokens at positions n_past .. n_past+B-1; logits (B, n_vocab) or NULL (then only
@@ -393,6 +491,7 @@ static int eval_chunk(vm_ctx *c, const int32_t *tokens, int B, float *logits, in
     const size_t V = (size_t)hp->n_vocab;
     if (logits) {
         vm_matmul_forward(logits, c->xb, &m->output, NULL, B);
+        vm_model_scale_logits(m, logits, B);
         if (c->trace) {
             vm_trace_ev ev = { "result_output", -1, c->n_past, B, (int)V, logits, NULL };
             c->trace(c->ud, &ev);
@@ -400,6 +499,7 @@ static int eval_chunk(vm_ctx *c, const int32_t *tokens, int B, float *logits, in
         if (last) memcpy(c->last_logits, logits + (size_t)(B - 1) * V, V * sizeof(float));
     } else if (last) {
         vm_matmul_forward(c->last_logits, c->xb + (size_t)(B - 1) * D, &m->output, NULL, 1);
+        vm_model_scale_logits(m, c->last_logits, 1);
         if (c->trace) {
             vm_trace_ev ev = { "result_output", -1, c->n_past + B - 1, 1, (int)V, c->last_logits, NULL };
             c->trace(c->ud, &ev);

@@ -8,7 +8,16 @@
 #include "router/router.h"
 #include "vmoer.h"
 
-typedef enum vm_arch { VM_ARCH_LLAMA = 0, VM_ARCH_COUNT } vm_arch;
+typedef enum vm_arch {
+    VM_ARCH_LLAMA = 0,
+    VM_ARCH_GRANITEMOE,        // µP multipliers, softmax over the selected logits, optional shared expert
+    VM_ARCH_QWEN2MOE,          // QKV bias, full softmax unrenormalised, sigmoid-gated shared expert
+    VM_ARCH_QWEN3MOE,          // per-head Q/K RMSNorm, renormalised gates
+    VM_ARCH_OLMOE,             // Q/K RMSNorm over the whole projection, unrenormalised
+    VM_ARCH_DEEPSEEK,          // v1 MoE: leading dense blocks, ungated shared experts, unrenormalised
+    VM_ARCH_DEEPSEEK2,         // multi-head latent attention (attn_mla.c), V2/V3 gating (arch_deepseek2.c)
+    VM_ARCH_COUNT
+} vm_arch;
 
 typedef struct vm_hparams {
     vm_arch arch;
@@ -20,6 +29,14 @@ typedef struct vm_hparams {
     float norm_eps, rope_freq_base, rope_freq_scale;
     int rope_neox;             // 0: ggml "normal" (adjacent pairs), 1: NeoX (halves)
     vm_gate_conv gate_conv;
+    // µP multipliers (granitemoe); the defaults set before the arch loader runs leave the llama
+    // block unchanged: 1, and attention scale 0 = 1/sqrt(head_dim)
+    float f_embedding_scale, f_residual_scale, f_attention_scale, f_logit_scale;
+    float expert_weights_scale;   // routed gates times this (1 unless the file says otherwise)
+    int n_ff_shexp;               // shared-expert FFN width (0: no shared expert)
+    int n_layer_dense_lead;       // the first blocks are dense (deepseek); 0 elsewhere
+    int qk_norm;                  // Q/K RMSNorm before RoPE: 0 none, 1 per head (qwen3moe),
+                                  // 2 over the whole projection (olmoe)
 } vm_hparams;
 
 typedef struct vm_layer {
@@ -30,6 +47,11 @@ typedef struct vm_layer {
     vm_tensor ffn_gate_inp;                 // router W_r [n_embd, n_expert]
     vm_tensor *exp_gate, *exp_up, *exp_down;// n_expert views each (stacked *_exps or per-expert)
     vm_router_layer rl;                     // static routing description
+    const float *bq, *bk, *bv;              // optional Q/K/V biases (qwen2moe), NULL when absent
+    const float *attn_q_norm, *attn_k_norm; // Q/K RMSNorm weights (hp.qk_norm), else NULL
+    int has_shexp;                          // shared expert: always on, added to the routed output
+    vm_tensor ffn_gate_shexp, ffn_up_shexp, ffn_down_shexp;
+    const float *ffn_gate_inp_shexp;        // (n_embd) its sigmoid gate (qwen2moe), or NULL: ungated
 } vm_layer;
 
 typedef struct vm_model {
@@ -40,6 +62,7 @@ typedef struct vm_model {
     vm_layer *layers;
     vm_router **routers;       // per layer; NULL for dense layers; deterministic by default
     float *f32_store;          // norm weights converted to f32 at load (tiny)
+    struct vm_mla *mla;        // deepseek2: multi-head latent attention (model/attn_mla.h), else NULL
 } vm_model;
 
 vm_model *vm_model_load(const char *path);
@@ -62,6 +85,9 @@ void vm_ctx_reset(vm_ctx *c);                  // empties the KV cache
 int vm_ctx_n_past(const vm_ctx *c);
 void vm_ctx_set_trace(vm_ctx *c, vm_trace_fn fn, void *ud);
 void vm_ctx_set_seed(vm_ctx *c, uint64_t seed);  // the stream sampled routers draw from
+// Adds eps ~ N(0, sigma^2 I) to every embedding row from now on (routing stability, method.md §5.4),
+// drawn from a stream seeded here, token-major; sigma <= 0 turns it off.
+void vm_ctx_set_embd_noise(vm_ctx *c, float sigma, uint64_t seed);
 // Appends n tokens (n may exceed n_batch: processed in chunks). Writes the logits of every new
 // position to logits (n, n_vocab) when non-NULL; the last row is always kept.
 int vm_ctx_eval(vm_ctx *c, const int32_t *tokens, int n, float *logits);

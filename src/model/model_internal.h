@@ -17,6 +17,31 @@ int vm_model_key_f32(const vm_model *m, const char *suffix, float *out, int requ
 
 // Per architecture: fills m->hp, allocates m->layers / m->routers / m->f32_store and the views.
 int vm_arch_llama_load(vm_model *m);
+int vm_arch_granitemoe_load(vm_model *m);
+int vm_arch_qwen2moe_load(vm_model *m);
+int vm_arch_qwen3moe_load(vm_model *m);
+int vm_arch_olmoe_load(vm_model *m);
+int vm_arch_deepseek_load(vm_model *m);
+int vm_arch_deepseek2_load(vm_model *m);   // arch_deepseek2.c (+ attn_mla.c)
+// Pieces of the llama loader the other families reuse (arch_llama.c): the common hyper-parameter
+// keys (rope_neox 0, gate_conv softmax-selected: the caller overrides) and one layer's experts
+// (stacked *_exps or per-expert), into ly->exp_gate/up/down.
+int vm_arch_llama_hparams(vm_model *m);
+int vm_arch_load_experts(vm_model *m, int il, vm_layer *ly);
+
+// What differs between the llama-like MoE families, for the shared loader (arch_moe.c).
+typedef struct vm_arch_moe_spec {
+    int norm_default;     // renormalise the K gates when expert_weights_norm is absent
+    int norm_selected;    // renormalised means softmax over the selected logits (same numbers;
+                          // the convention name method.md uses for the family)
+    int shexp;            // 0 none, 1 optional (tensors present => used), 2 required
+    int shexp_gated;      // the shared expert has a sigmoid gate ffn_gate_inp_shexp
+    int ff_exp_default;   // expert_feed_forward_length absent: 0 = n_ff, 1 = n_ff / n_expert_used
+} vm_arch_moe_spec;
+// Reads the MoE keys (expert_weights_norm/scale, leading_dense_block_count, shared expert sizes),
+// then every tensor: llama's plus optional QKV biases, Q/K norms (hp.qk_norm set by the caller),
+// dense leading blocks and the shared expert. hp.rope_neox and the µP scales are set by the caller.
+int vm_arch_moe_load(vm_model *m, const vm_arch_moe_spec *spec);
 
 // ---- the decoder block, shared by inference (model.c) and training (backward.c)
 
@@ -37,6 +62,13 @@ typedef struct vm_block_io {
     float *hb, *hb2;        // (rows,F) gate pre-activation and up projection; rows = B (dense),
                             // per expert B (inference) or B*K slots (keep)
     float *hs;              // (rows,F) silu(hb) * hb2; may alias hb when nothing is kept
+    float *q_pre, *k_pre;   // (B,qd), (B,kvd) Q and K projections before their RMSNorm (hp.qk_norm),
+                            // kept for the backward; NULL: normalised in place
+    // shared expert (ly->has_shexp): out = g * down(silu(gate u) * up u), g = sigmoid(w . u) or 1
+    float *sh_hb, *sh_hb2;  // (B,Fs) its gate pre-activation and up projection
+    float *sh_hs;           // (B,Fs) silu(sh_hb) * sh_hb2; may alias sh_hb
+    float *sh_y;            // (B,D) its output before the gate
+    float *sh_g;            // (B) the gate g
     // MoE only
     float *r_logits, *r_probs, *r_gates;   // (B,N), (B,N), (B,K) router outputs
     int32_t *r_sel;                        // (B,K)
@@ -44,6 +76,7 @@ typedef struct vm_block_io {
     float *ye;              // (rows,D) expert outputs per slot
     int32_t *slot_tk;       // (rows) slot -> t*K + k (token t's k-th choice)
     int32_t *e_off;         // (N+1) keep: slots of expert e are [e_off[e], e_off[e+1]); else NULL
+    float *mla;             // (B, vm_mla_scratch(m)) deepseek2 attention scratch; NULL elsewhere
     int keep;               // 1: slots are not reused across experts
     const int32_t *pos;     // (B) positions
     int n_past;
@@ -53,3 +86,7 @@ typedef struct vm_block_io {
 
 // One pre-norm decoder block (attention, then dense SwiGLU FFN or routed SwiGLU experts).
 int vm_block_forward(const vm_model *m, int il, const vm_block_io *io, int B, vm_rng *rng);
+// The attention's q.k scale: attention.scale when the family has one (granitemoe), else 1/sqrt(head_dim).
+float vm_model_kq_scale(const vm_hparams *hp);
+// logits (B, n_vocab) /= logit_scale (granitemoe µP; 1 elsewhere).
+void vm_model_scale_logits(const vm_model *m, float *logits, int B);

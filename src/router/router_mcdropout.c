@@ -2,15 +2,23 @@
 // with m_s ~ Bernoulli(1 - p)^D (inverted dropout), mean logits l_bar = mean_s l_s, then the base
 // convention's top-K and gates from l_bar. Same in training and inference; no parameters.
 // Because the router is linear, l_bar = W_r (u .* m_bar) with m_bar = mean_s m_s / (1 - p), and
-// l_s = (l_det - sum_{d dropped} u_d W_r[:,d]) / (1 - p): only the ~pD dropped columns are touched
-// per sample. With p = 0 l_bar == l_det bit for bit.
+// l_s = (l_det - sum_{d dropped} u_d W_r[:,d]) / (1 - p): only the ~pD dropped columns matter per
+// sample, and l_bar needs only how often each input was dropped (one pass over the dropped columns
+// per token; the samples' own logits are formed only for the disagreement read-out). Tokens run in
+// parallel. With p = 0 l_bar == l_det bit for bit.
 // Outputs: logits = l_bar, probs = convention(l_bar). Read-outs: gate entropy of probs,
 // disagreement = fraction of the S samples whose own top-K set differs from the final one.
-// Random stream: per token in order, per sample s = 0..S-1: the dropped inputs in increasing order,
-// each as one uniform U giving the gap floor(log(1-U) / log(1-p)) to the next (Bernoulli(p) per
-// input, drawn as geometric gaps), until the next drop would lie past D. No draws when p = 0.
+// Random stream: one vm_rng_u64 of the caller's stream gives `base`; token t draws from its own
+// stream vm_rng_seed2(base, t) (tokens run in parallel: same result for any thread count): per
+// sample s = 0..S-1 the dropped inputs in increasing order, each as one uniform u in (0, 1] giving
+// the gap floor(log(u) / log(1-p)) to the next (Bernoulli(p) per input, drawn as geometric gaps),
+// until the next drop would lie past D. Uniforms: 24 bits, two per u64 (high then low), made in
+// blocks of 256 for a vectorised log (router_vec.h); the blocks run on across the samples of a
+// token (u >= 2^-24 drops a tail of probability 6e-8 per gap). No draws when p = 0.
 #include "router/router_impl.h"
+#include "router/router_vec.h"
 
+#include <omp.h>
 #include <stdlib.h>
 
 typedef struct mcd_state {
@@ -22,53 +30,116 @@ typedef struct mcd_state {
     int32_t *sel; size_t sel_cap;    // (T,K)
 } mcd_state;
 
+// The next gap of token stream g: refilled GAPS at a time (two per u64, 24-bit uniforms u in
+// (0, 1], gap = floor(log(u) / log(1 - p)), capped at 1e9), vectorised.
+enum { GAPS = 256 };
+typedef struct gap_src { vm_rng g; float inv_lp; int next; int32_t gap[GAPS]; float u[GAPS]; } gap_src;
+
+static int32_t next_gap(gap_src *q) {
+    if (q->next == GAPS) {
+        for (int k = 0; k < GAPS; k += 2) {
+            const uint64_t x = vm_rng_u64(&q->g);
+            q->u[k] = (float)((x >> 40) + 1) * 0x1.0p-24f;
+            q->u[k + 1] = (float)((x & 0xffffff) + 1) * 0x1.0p-24f;
+        }
+        const float inv_lp = q->inv_lp;
+        #pragma omp simd
+        for (int k = 0; k < GAPS; k++) {
+            const float gf = vm_vec_log(q->u[k]) * inv_lp;
+            q->gap[k] = (int32_t)vm_vec_sel(gf > 1e9f, 1e9f, gf);
+        }
+        q->next = 0;
+    }
+    return q->gap[q->next++];
+}
+
+// One token: S samples as sparse corrections of l_det, l_bar, selection, gates, read-outs.
+// ws: N (acc) + N (sum) + N (a sample) floats; ndrop: D ints; ssel: S*K when out->unc.
+static void mcd_token(const mcd_state *s, const vm_router_layer *L, const float *ut, int t, gap_src *q,
+                      float *ws, int *ndrop, int32_t *ssel, vm_router_out *out) {
+    const int D = L->n_embd, N = L->n_expert, K = L->n_expert_used, S = s->S;
+    const double keep = 1.0 - s->p;
+    float *acc = ws, *sum = ws + N, *ls = ws + 2 * N;
+    float *l = out->logits + (size_t)t * N;
+    int32_t *sel = out->sel + (size_t)t * K;
+    for (int i = 0; i < N; i++) sum[i] = 0.0f;
+    for (int d = 0; d < D; d++) ndrop[d] = 0;
+    for (int smp = 0; smp < S; smp++) {
+        for (int i = 0; i < N; i++) acc[i] = 0.0f;
+        // the dropped inputs as gaps of a geometric distribution: ~pD draws instead of D
+        for (int d = -1; s->p > 0.0f;) {
+            const int32_t gap = next_gap(q);
+            if (gap >= D - 1 - d) break;
+            d += 1 + gap;
+            ndrop[d]++;
+            if (!out->unc) continue;   // the sample's own logits serve the disagreement read-out only
+            const float ud = ut[d], *col = s->wt + (size_t)d * N;
+            #pragma omp simd
+            for (int i = 0; i < N; i++) acc[i] -= ud * col[i];
+        }
+        if (out->unc) {
+            for (int i = 0; i < N; i++) ls[i] = (float)((l[i] + acc[i]) / keep);
+            vm_gate_select(L, ls, ssel + (size_t)smp * K);
+        }
+    }
+    // sum over the samples of their corrections: each dropped input once, weighted by its count
+    // (fewer products than sample by sample, and the same bits whether read-outs are wanted or not)
+    for (int d = 0; d < D; d++) {
+        if (!ndrop[d]) continue;
+        const float f = -(float)ndrop[d] * ut[d], *col = s->wt + (size_t)d * N;
+        #pragma omp simd
+        for (int i = 0; i < N; i++) sum[i] += f * col[i];
+    }
+    for (int i = 0; i < N; i++) l[i] = (float)(((double)S * l[i] + sum[i]) / ((double)S * keep));
+    float *mb = s->mbar + (size_t)t * D;
+    for (int d = 0; d < D; d++) mb[d] = (float)((double)(S - ndrop[d]) / ((double)S * keep));
+    vm_gate_from_logits(L, l, out->probs + (size_t)t * N, sel, out->gates + (size_t)t * K);
+    memcpy(s->lbar + (size_t)t * N, l, (size_t)N * sizeof(float));
+    memcpy(s->sel + (size_t)t * K, sel, (size_t)K * sizeof(int32_t));
+    if (out->unc) {
+        int differ = 0;
+        for (int smp = 0; smp < S; smp++) differ += !vm_rt_same_set(ssel + (size_t)smp * K, sel, K);
+        vm_rt_unc(out->unc, t, NAN, vm_gate_entropy(out->probs + (size_t)t * N, N), NAN, (float)differ / S);
+    }
+}
+
 static int mcd_forward(vm_router *r, const vm_router_layer *L, const float *u, int T,
                        vm_router_out *out, vm_rng *rng) {
     mcd_state *s = r->state;
     if (vm_rt_check_out(L, out, "mcdropout")) return -1;
     if (!rng) return vm_err("router mcdropout: needs a random stream (layer %d)", L->layer);
-    const int D = L->n_embd, N = L->n_expert, K = L->n_expert_used, S = s->S;
-    const double keep = 1.0 - s->p, lp = log1p(-(double)s->p);
+    const int D = L->n_embd, N = L->n_expert, K = L->n_expert_used;
     if (!(s->mbar = vm_rt_grow(s->mbar, &s->mbar_cap, (size_t)T * D * sizeof(float))) ||
         !(s->lbar = vm_rt_grow(s->lbar, &s->lbar_cap, (size_t)T * N * sizeof(float))) ||
         !(s->sel = vm_rt_grow(s->sel, &s->sel_cap, (size_t)T * K * sizeof(int32_t)))) return -1;
-    int32_t *ssel = vm_malloc((size_t)S * K * sizeof(int32_t));
-    int *ndrop = vm_malloc((size_t)D * sizeof(int));
-    if (!ssel || !ndrop) { free(ssel); free(ndrop); return -1; }
     s->T = T;
     vm_router_logits(L, u, T, out->logits);   // l_det, replaced by l_bar below
-    double acc[N], sum[N];
-    float ls[N];
-    for (int t = 0; t < T; t++) {
-        const float *ut = u + (size_t)t * D;
-        float *l = out->logits + (size_t)t * N;
-        for (int i = 0; i < N; i++) sum[i] = 0.0;
-        for (int d = 0; d < D; d++) ndrop[d] = 0;
-        for (int smp = 0; smp < S; smp++) {
-            for (int i = 0; i < N; i++) acc[i] = 0.0;
-            // the dropped inputs as gaps of a geometric distribution: ~pD draws instead of D
-            for (int d = -1; s->p > 0.0f;) {
-                const double gap = floor(log(1.0 - vm_rng_uniform(rng)) / lp);
-                if (gap >= (double)(D - 1 - d)) break;
-                d += 1 + (int)gap;
-                ndrop[d]++;
-                const float *col = s->wt + (size_t)d * N;
-                for (int i = 0; i < N; i++) acc[i] -= (double)ut[d] * col[i];
-            }
-            for (int i = 0; i < N; i++) { sum[i] += acc[i]; ls[i] = (float)((l[i] + acc[i]) / keep); }
-            vm_gate_select(L, ls, ssel + (size_t)smp * K);
+    // tokens in parallel, token t drawing from its own stream (base, t): thread-count independent
+    const uint64_t base = vm_rng_u64(rng);
+    const float inv_lp = s->p > 0.0f ? (float)(1.0 / log1p(-(double)s->p)) : 0.0f;
+    int failed = 0;
+    #pragma omp parallel if (T > 1 && omp_get_max_threads() > 1)
+    {
+        gap_src *q = malloc(sizeof *q);
+        float *ws = malloc(sizeof(float) * 3 * (size_t)N);
+        int *ndrop = malloc(sizeof(int) * (size_t)D);
+        int32_t *ssel = out->unc ? malloc(sizeof(int32_t) * (size_t)s->S * (size_t)K) : NULL;
+        const int ok = q && ws && ndrop && (ssel || !out->unc);
+        if (!ok) {
+            #pragma omp atomic write
+            failed = 1;
         }
-        for (int i = 0; i < N; i++) l[i] = (float)(((double)S * l[i] + sum[i]) / ((double)S * keep));
-        for (int d = 0; d < D; d++) s->mbar[(size_t)t * D + d] = (float)((double)(S - ndrop[d]) / ((double)S * keep));
-        int32_t *sel = out->sel + (size_t)t * K;
-        vm_gate_from_logits(L, l, out->probs + (size_t)t * N, sel, out->gates + (size_t)t * K);
-        memcpy(s->lbar + (size_t)t * N, l, (size_t)N * sizeof(float));
-        memcpy(s->sel + (size_t)t * K, sel, (size_t)K * sizeof(int32_t));
-        int differ = 0;
-        for (int smp = 0; smp < S; smp++) differ += !vm_rt_same_set(ssel + (size_t)smp * K, sel, K);
-        vm_rt_unc(out->unc, t, NAN, vm_gate_entropy(out->probs + (size_t)t * N, N), NAN, (float)differ / S);
+        #pragma omp for schedule(static)
+        for (int t = 0; t < T; t++) {
+            if (!ok) continue;
+            vm_rng_seed2(&q->g, base, (uint64_t)t);
+            q->inv_lp = inv_lp;
+            q->next = GAPS;
+            mcd_token(s, L, u + (size_t)t * D, t, q, ws, ndrop, ssel, out);
+        }
+        free(q); free(ws); free(ndrop); free(ssel);
     }
-    free(ssel); free(ndrop);
+    if (failed) { s->T = 0; return vm_err("router mcdropout: out of memory (layer %d)", L->layer); }
     return 0;
 }
 

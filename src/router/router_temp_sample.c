@@ -3,10 +3,14 @@
 // experts by the base convention. No parameters; backward flows through l_det = W_r u.
 // Outputs: logits = l_det (what the gates come from), probs = the convention's probabilities of
 // l_det / T (what the selection was drawn from). Read-out: gate entropy H(softmax(l_det / T)).
-// Random stream: per token in order, N Gumbel draws (expert 0..N-1).
+// Random stream: one vm_rng_u64 of the caller's stream gives `base`; token t draws its N Gumbels
+// (expert 0..N-1; N rounded up to even) from its own stream vm_rng_seed2(base, t) by
+// vm_vec_gumbels (router_vec.h). Tokens run in parallel: same result for any thread count.
 #include "router/router_impl.h"
+#include "router/router_vec.h"
 #include "kernels/ops.h"
 
+#include <omp.h>
 #include <stdlib.h>
 
 typedef struct ts_state {
@@ -24,19 +28,28 @@ static int ts_forward(vm_router *r, const vm_router_layer *L, const float *u, in
     if (!(s->sel = vm_rt_grow(s->sel, &s->sel_cap, (size_t)T * K * sizeof(int32_t)))) return -1;
     s->T = T;
     vm_router_logits(L, u, T, out->logits);
-    float z[N], zg[N];
-    for (int t = 0; t < T; t++) {
-        const float *l = out->logits + (size_t)t * N;
-        int32_t *sel = out->sel + (size_t)t * K;
-        for (int i = 0; i < N; i++) { z[i] = l[i] / s->temp; zg[i] = z[i] + vm_rng_gumbel(rng); }
-        vm_gate_select(L, zg, sel);
-        vm_gate_at(L, l, sel, out->gates + (size_t)t * K);
-        vm_gate_probs(L, z, out->probs + (size_t)t * N);
-        memcpy(s->sel + (size_t)t * K, sel, (size_t)K * sizeof(int32_t));
-        if (out->unc) {
-            float sm[N];
-            vm_softmax_forward(sm, z, N);
-            vm_rt_unc(out->unc, t, NAN, vm_gate_entropy(sm, N), s->temp, NAN);
+    // tokens in parallel, token t drawing from its own stream (base, t): thread-count independent
+    const uint64_t base = vm_rng_u64(rng);
+    const int Np = (N + 1) & ~1;
+    #pragma omp parallel if (T > 1 && omp_get_max_threads() > 1)
+    {
+        float gum[Np], scr[Np], z[N], zg[N], sm[N];
+        #pragma omp for schedule(static)
+        for (int t = 0; t < T; t++) {
+            const float *l = out->logits + (size_t)t * N;
+            int32_t *sel = out->sel + (size_t)t * K;
+            vm_rng g;
+            vm_rng_seed2(&g, base, (uint64_t)t);
+            vm_vec_gumbels(&g, gum, scr, Np);
+            for (int i = 0; i < N; i++) { z[i] = l[i] / s->temp; zg[i] = z[i] + gum[i]; }
+            vm_gate_select(L, zg, sel);
+            vm_gate_at(L, l, sel, out->gates + (size_t)t * K);
+            vm_gate_probs(L, z, out->probs + (size_t)t * N);
+            memcpy(s->sel + (size_t)t * K, sel, (size_t)K * sizeof(int32_t));
+            if (out->unc) {
+                vm_softmax_forward(sm, z, N);
+                vm_rt_unc(out->unc, t, NAN, vm_gate_entropy(sm, N), s->temp, NAN);
+            }
         }
     }
     return 0;

@@ -19,10 +19,16 @@
 // one (NaN in training).
 // KL per token: fc 1/2[tr(L L^T) + dmu.dmu - N - 2 sum log L_ii]; mf 1/2 sum(sigma^2 + dmu^2 - 1 -
 // log sigma^2). reg() = its mean over the tokens of the last forward.
-// Random stream: per token in order; training: N normals eps_0..eps_{N-1}; inference: S*N normals,
-// sample-major (eps_{s,i} for s = 0..S-1, i = 0..N-1).
+// Random stream: training: per token in order, N normals eps_0..eps_{N-1} from the caller's stream.
+// Inference: one vm_rng_u64 of the caller's stream gives `base`; token t draws from its own stream
+// vm_rng_seed2(base, t) (tokens run in parallel: same result for any thread count) N * Sp normals
+// (Sp = S rounded up to 8; vm_vec_normals' Box-Muller), eps_{i,c} expert-major (i = 0..N-1,
+// c = 0..Sp-1); sample c < S is l_c = mu + L eps_{.,c}, columns c >= S are drawn but unused.
+// The S samples are one (N,Sp) block per token, exp/log vectorised (router_vec.h).
 #include "router/router_impl.h"
+#include "router/router_vec.h"
 
+#include <omp.h>
 #include <stdlib.h>
 
 typedef struct vglr_state {
@@ -37,6 +43,7 @@ typedef struct vglr_state {
     float *eps; size_t eps_cap;      // (T,N)
     float *l; size_t l_cap;          // (T,N) sampled logits
     int32_t *sel; size_t sel_cap;    // (T,K)
+    double *klt; size_t klt_cap;     // (T) per-token KL at inference (summed in token order)
 } vglr_state;
 
 enum { W_T = 0, W_MU = 1, W_COV = 2 };
@@ -77,6 +84,113 @@ static void sample_logits(const vglr_state *s, int N, const float *mu, const flo
     }
 }
 
+// Floats of one thread's scratch for inference tokens (Sp = S rounded up to 8).
+static size_t infer_ws_floats(int N, int Sp) {
+    return (size_t)N * N + 3 * (size_t)N * Sp + 2 * (size_t)Sp + 2 * (size_t)N;
+}
+
+// One token at inference: S samples of the logits as the columns of Z (N,Sp), p_bar, selection,
+// gates and read-outs; returns the token's KL. g is the token's own stream.
+static double infer_token(const vglr_state *s, const vm_router_layer *L, int t, const float *dm,
+                          const float *v, vm_rng *g, float *ws, vm_router_out *out) {
+    const int N = L->n_expert, K = L->n_expert_used, S = s->S, Sp = (S + 7) & ~7;
+    const int sigm = L->conv == VM_GATE_SIGMOID || L->conv == VM_GATE_SIGMOID_NORM;
+    float *Lm = ws, *E = Lm + (size_t)N * N, *Z = E + (size_t)N * Sp, *P = Z + (size_t)N * Sp;
+    float *mx = P + (size_t)N * Sp, *den = mx + Sp, *mu = den + Sp, *col = mu + N;
+    float *lo = out->logits + (size_t)t * N, *po = out->probs + (size_t)t * N;
+    int32_t *sel = out->sel + (size_t)t * K;
+    if (s->fc) fill_L(v, N, Lm);
+    for (int i = 0; i < N; i++) mu[i] = lo[i] + dm[i];
+    double ilv;
+    const double kl = token_kl(s, N, dm, v, Lm, &ilv);
+    vm_vec_normals(g, E, P, N * Sp);   // eps (N,Sp), expert-major; columns >= S are padding
+    // Z (N,Sp) = mu + L E: one sample per column, vectorised along the samples
+    for (int i = 0; i < N; i++) {
+        float *zi = Z + (size_t)i * Sp;
+        const float m = mu[i];
+        if (s->fc) {
+            const float *Li = Lm + (size_t)i * N;
+            #pragma omp simd
+            for (int c = 0; c < Sp; c++) zi[c] = m;
+            for (int j = 0; j <= i; j++) {
+                const float lij = Li[j], *ej = E + (size_t)j * Sp;
+                #pragma omp simd
+                for (int c = 0; c < Sp; c++) zi[c] += lij * ej[c];
+            }
+        } else {
+            const float sd = expf(0.5f * v[i]), *ei = E + (size_t)i * Sp;
+            #pragma omp simd
+            for (int c = 0; c < Sp; c++) zi[c] = m + sd * ei[c];
+        }
+    }
+    // each column's probabilities by the convention; p_bar = their mean over the S real columns
+    if (!sigm) {
+        for (int c = 0; c < Sp; c++) { mx[c] = Z[c]; den[c] = 0.0f; }
+        for (int i = 1; i < N; i++) {
+            const float *zi = Z + (size_t)i * Sp;
+            #pragma omp simd
+            for (int c = 0; c < Sp; c++) mx[c] = vm_vec_sel(zi[c] > mx[c], zi[c], mx[c]);
+        }
+        for (int i = 0; i < N; i++) {
+            const float *zi = Z + (size_t)i * Sp;
+            float *pi = P + (size_t)i * Sp;
+            #pragma omp simd
+            for (int c = 0; c < Sp; c++) { pi[c] = vm_vec_exp(zi[c] - mx[c]); den[c] += pi[c]; }
+        }
+        #pragma omp simd
+        for (int c = 0; c < Sp; c++) den[c] = 1.0f / den[c];
+    } else {
+        for (int i = 0; i < N; i++) {
+            const float *zi = Z + (size_t)i * Sp;
+            float *pi = P + (size_t)i * Sp;
+            #pragma omp simd
+            for (int c = 0; c < Sp; c++) pi[c] = 1.0f / (1.0f + vm_vec_exp(-zi[c]));
+        }
+        for (int c = 0; c < Sp; c++) den[c] = 1.0f;
+    }
+    for (int i = 0; i < N; i++) {
+        const float *pi = P + (size_t)i * Sp;
+        float acc = 0.0f;
+        #pragma omp simd reduction(+:acc)
+        for (int c = 0; c < S; c++) acc += pi[c] * den[c];
+        po[i] = acc / (float)S;
+        lo[i] = mu[i];
+    }
+    vm_gate_from_probs(L, po, sel, out->gates + (size_t)t * K);
+    if (!out->unc) return kl;
+    // disagreement: a sample keeps the final set iff each selected logit beats each other one; where
+    // the selection ranks the logits themselves (softmax, no bias, no groups) that is a min/max test,
+    // else (and on ties or NaN) the sample's own selection is computed
+    const int fast = !sigm && !L->sel_bias && !(L->n_group > 1);
+    unsigned char in[N];
+    memset(in, 0, (size_t)N);
+    for (int k = 0; k < K; k++) in[sel[k]] = 1;
+    int differ = 0;
+    for (int c = 0; c < S; c++) {
+        int same = -1;
+        if (fast) {
+            float mn = INFINITY, mo = -INFINITY;
+            int nan = 0;
+            for (int i = 0; i < N; i++) {
+                const float z = Z[(size_t)i * Sp + c];
+                nan |= z != z;
+                if (in[i]) mn = z < mn ? z : mn;
+                else mo = z > mo ? z : mo;
+            }
+            if (!nan) same = mn > mo ? 1 : mn < mo ? 0 : -1;
+        }
+        if (same < 0) {
+            int32_t ss[K];
+            for (int i = 0; i < N; i++) col[i] = Z[(size_t)i * Sp + c];
+            vm_gate_select(L, col, ss);
+            same = vm_rt_same_set(ss, sel, K);
+        }
+        differ += !same;
+    }
+    vm_rt_unc(out->unc, t, (float)ilv, vm_gate_entropy(po, N), NAN, (float)differ / S);
+    return kl;
+}
+
 static int vglr_forward(vm_router *r, const vm_router_layer *L, const float *u, int T,
                         vm_router_out *out, vm_rng *rng) {
     vglr_state *s = r->state;
@@ -90,60 +204,64 @@ static int vglr_forward(vm_router *r, const vm_router_layer *L, const float *u, 
     if (!(s->h = vm_rt_grow(s->h, &s->h_cap, (size_t)T * H * sizeof(float))) ||
         !(s->dmu = vm_rt_grow(s->dmu, &s->dmu_cap, (size_t)T * N * sizeof(float))) ||
         !(s->v = vm_rt_grow(s->v, &s->v_cap, (size_t)T * P * sizeof(float))) ||
+        !(s->klt = vm_rt_grow(s->klt, &s->klt_cap, (size_t)T * sizeof(double))) ||
         (train && (!(s->eps = vm_rt_grow(s->eps, &s->eps_cap, (size_t)T * N * sizeof(float))) ||
                    !(s->l = vm_rt_grow(s->l, &s->l_cap, (size_t)T * N * sizeof(float))) ||
                    !(s->sel = vm_rt_grow(s->sel, &s->sel_cap, (size_t)T * K * sizeof(int32_t)))))) return -1;
-    float *Lm = vm_malloc((size_t)N * N * sizeof(float));
-    float *ls = train ? NULL : vm_malloc((size_t)S * N * sizeof(float));
-    int32_t *ssel = train ? NULL : vm_malloc((size_t)S * K * sizeof(int32_t));
-    if (!Lm || (!train && (!ls || !ssel))) { free(Lm); free(ls); free(ssel); return -1; }
     vm_rt_matmul(s->h, u, r->params[W_T].w, T, D, H);                 // (T,H)
     for (size_t i = 0; i < (size_t)T * H; i++) if (!(s->h[i] > 0.0f)) s->h[i] = 0.0f;
     vm_rt_matmul(s->dmu, s->h, r->params[W_MU].w, T, H, N);           // (T,N)
     vm_rt_matmul(s->v, s->h, r->params[W_COV].w, T, H, P);            // (T,P)
     vm_router_logits(L, u, T, out->logits);   // l_det, replaced per token below
-    float mu[N], eps[N], p[N];
-    for (int t = 0; t < T; t++) {
-        float *lo = out->logits + (size_t)t * N, *po = out->probs + (size_t)t * N;
-        int32_t *sel = out->sel + (size_t)t * K;
-        float *gates = out->gates + (size_t)t * K;
-        const float *dm = s->dmu + (size_t)t * N, *v = s->v + (size_t)t * P;
-        if (s->fc) fill_L(v, N, Lm);
-        for (int i = 0; i < N; i++) mu[i] = lo[i] + dm[i];
-        double ilv;
-        s->kl_sum += token_kl(s, N, dm, v, Lm, &ilv);
-        if (train) {
+    if (train) {
+        float *Lm = vm_malloc((size_t)N * N * sizeof(float));
+        if (!Lm) return -1;
+        float mu[N], eps[N];
+        for (int t = 0; t < T; t++) {
+            float *lo = out->logits + (size_t)t * N, *po = out->probs + (size_t)t * N;
+            int32_t *sel = out->sel + (size_t)t * K;
+            const float *dm = s->dmu + (size_t)t * N, *v = s->v + (size_t)t * P;
+            if (s->fc) fill_L(v, N, Lm);
+            for (int i = 0; i < N; i++) mu[i] = lo[i] + dm[i];
+            double ilv;
+            s->kl_sum += token_kl(s, N, dm, v, Lm, &ilv);
             for (int i = 0; i < N; i++) eps[i] = vm_rng_normal(rng);
             sample_logits(s, N, mu, Lm, v, eps, lo);
-            vm_gate_from_logits(L, lo, po, sel, gates);
+            vm_gate_from_logits(L, lo, po, sel, out->gates + (size_t)t * K);
             memcpy(s->eps + (size_t)t * N, eps, sizeof eps);
             memcpy(s->l + (size_t)t * N, lo, (size_t)N * sizeof(float));
             memcpy(s->sel + (size_t)t * K, sel, (size_t)K * sizeof(int32_t));
             vm_rt_unc(out->unc, t, (float)ilv, vm_gate_entropy(po, N), NAN, NAN);
-            continue;
         }
-        double pbar[N];
-        for (int i = 0; i < N; i++) pbar[i] = 0.0;
-        for (int smp = 0; smp < S; smp++) {
-            float *l = ls + (size_t)smp * N;
-            for (int i = 0; i < N; i++) eps[i] = vm_rng_normal(rng);
-            sample_logits(s, N, mu, Lm, v, eps, l);
-        }
-        for (int smp = 0; smp < S; smp++) {
-            const float *l = ls + (size_t)smp * N;
-            vm_gate_probs(L, l, p);
-            for (int i = 0; i < N; i++) pbar[i] += p[i];
-            vm_gate_select(L, l, ssel + (size_t)smp * K);
-        }
-        for (int i = 0; i < N; i++) { po[i] = (float)(pbar[i] / S); lo[i] = mu[i]; }
-        vm_gate_from_probs(L, po, sel, gates);
-        int differ = 0;
-        for (int smp = 0; smp < S; smp++) differ += !vm_rt_same_set(ssel + (size_t)smp * K, sel, K);
-        vm_rt_unc(out->unc, t, (float)ilv, vm_gate_entropy(po, N), NAN, (float)differ / S);
+        free(Lm);
+        s->T = T;
+        s->trained = 1;
+        return 0;
     }
-    free(Lm); free(ls); free(ssel);
+    // inference: tokens in parallel, token t drawing from its own stream (base, t), base being one
+    // draw of the caller's stream: the result does not depend on the thread count
+    const uint64_t base = vm_rng_u64(rng);
+    const size_t wsn = infer_ws_floats(N, (S + 7) & ~7);
+    int failed = 0;
+    #pragma omp parallel if (T > 1 && omp_get_max_threads() > 1)
+    {
+        float *ws = malloc(wsn * sizeof(float));
+        if (!ws) {
+            #pragma omp atomic write
+            failed = 1;
+        }
+        #pragma omp for schedule(static)
+        for (int t = 0; t < T; t++) {
+            if (!ws) continue;
+            vm_rng g;
+            vm_rng_seed2(&g, base, (uint64_t)t);
+            s->klt[t] = infer_token(s, L, t, s->dmu + (size_t)t * N, s->v + (size_t)t * P, &g, ws, out);
+        }
+        free(ws);
+    }
+    if (failed) return vm_err("router %s: out of memory for the sampling scratch (layer %d)", name, L->layer);
+    for (int t = 0; t < T; t++) s->kl_sum += s->klt[t];   // in token order
     s->T = T;
-    s->trained = train;
     return 0;
 }
 
@@ -203,7 +321,7 @@ static double vglr_reg(const vm_router *r) {
 static void vglr_free(vm_router *r) {
     if (!r) return;
     vglr_state *s = r->state;
-    if (s) { free(s->h); free(s->dmu); free(s->v); free(s->eps); free(s->l); free(s->sel); }
+    if (s) { free(s->h); free(s->dmu); free(s->v); free(s->eps); free(s->l); free(s->sel); free(s->klt); }
     vm_rt_free(r);
 }
 

@@ -12,10 +12,14 @@
 // Regulariser: reg_t = -log T(u_t), reg() = mean over the tokens of the last forward.
 // Outputs: logits = z (the scaled logits the gates come from), probs = convention(z).
 // Read-outs: temperature T, gate entropy H(softmax(z)) (the distribution the draws come from).
-// Random stream: per token in order, N Gumbel draws (expert 0..N-1).
+// Random stream: one vm_rng_u64 of the caller's stream gives `base`; token t draws its N Gumbels
+// (expert 0..N-1; N rounded up to even) from its own stream vm_rng_seed2(base, t) by
+// vm_vec_gumbels (router_vec.h). Tokens run in parallel: same result for any thread count.
 #include "router/router_impl.h"
+#include "router/router_vec.h"
 #include "kernels/ops.h"
 
+#include <omp.h>
 #include <stdlib.h>
 
 #define VTSR_B2_INIT 0.5413f
@@ -45,34 +49,44 @@ static int vtsr_forward(vm_router *r, const vm_router_layer *L, const float *u, 
         !(s->temp = vm_rt_grow(s->temp, &s->temp_cap, (size_t)T * sizeof(float))) ||
         !(s->z = vm_rt_grow(s->z, &s->z_cap, (size_t)T * N * sizeof(float))) ||
         !(s->sel = vm_rt_grow(s->sel, &s->sel_cap, (size_t)T * K * sizeof(int32_t)))) return -1;
-    const float *W1 = r->params[W_1].w, *b1 = r->params[B_1].w, *w2 = r->params[W_2].w, b2 = r->params[B_2].w[0];
+    const float *b1 = r->params[B_1].w, *w2 = r->params[W_2].w, b2 = r->params[B_2].w[0];
     vm_router_logits(L, u, T, out->logits);   // l_det, replaced by z below
-    vm_rt_matmul(s->h, u, W1, T, D, H);   // (T,H), bias and ReLU below
-    float zg[N], sm[N];
-    for (int t = 0; t < T; t++) {
-        float *h = s->h + (size_t)t * H, *z = out->logits + (size_t)t * N;
-        int32_t *sel = out->sel + (size_t)t * K;
-        float o = b2;
-        for (int j = 0; j < H; j++) {
-            h[j] += b1[j];
-            if (!(h[j] > 0.0f)) h[j] = 0.0f;
-            o += w2[j] * h[j];
-        }
-        const float temp = vm_rt_softplus(o) + VTSR_T_MIN;
-        for (int i = 0; i < N; i++) { z[i] /= temp; zg[i] = z[i] + vm_rng_gumbel(rng); }
-        vm_gate_select(L, zg, sel);
-        vm_gate_at(L, z, sel, out->gates + (size_t)t * K);
-        vm_gate_probs(L, z, out->probs + (size_t)t * N);
-        s->o[t] = o;
-        s->temp[t] = temp;
-        s->reg_sum += -log((double)temp);
-        memcpy(s->z + (size_t)t * N, z, (size_t)N * sizeof(float));
-        memcpy(s->sel + (size_t)t * K, sel, (size_t)K * sizeof(int32_t));
-        if (out->unc) {
-            vm_softmax_forward(sm, z, N);
-            vm_rt_unc(out->unc, t, NAN, vm_gate_entropy(sm, N), temp, NAN);
+    vm_rt_matmul(s->h, u, r->params[W_1].w, T, D, H);   // (T,H), bias and ReLU below
+    // tokens in parallel, token t drawing from its own stream (base, t): thread-count independent
+    const uint64_t base = vm_rng_u64(rng);
+    const int Np = (N + 1) & ~1;
+    #pragma omp parallel if (T > 1 && omp_get_max_threads() > 1)
+    {
+        float gum[Np], scr[Np], zg[N], sm[N];
+        #pragma omp for schedule(static)
+        for (int t = 0; t < T; t++) {
+            float *h = s->h + (size_t)t * H, *z = out->logits + (size_t)t * N;
+            int32_t *sel = out->sel + (size_t)t * K;
+            float o = b2;
+            for (int j = 0; j < H; j++) {
+                h[j] += b1[j];
+                if (!(h[j] > 0.0f)) h[j] = 0.0f;
+                o += w2[j] * h[j];
+            }
+            const float temp = vm_rt_softplus(o) + VTSR_T_MIN;
+            vm_rng g;
+            vm_rng_seed2(&g, base, (uint64_t)t);
+            vm_vec_gumbels(&g, gum, scr, Np);
+            for (int i = 0; i < N; i++) { z[i] /= temp; zg[i] = z[i] + gum[i]; }
+            vm_gate_select(L, zg, sel);
+            vm_gate_at(L, z, sel, out->gates + (size_t)t * K);
+            vm_gate_probs(L, z, out->probs + (size_t)t * N);
+            s->o[t] = o;
+            s->temp[t] = temp;
+            memcpy(s->z + (size_t)t * N, z, (size_t)N * sizeof(float));
+            memcpy(s->sel + (size_t)t * K, sel, (size_t)K * sizeof(int32_t));
+            if (out->unc) {
+                vm_softmax_forward(sm, z, N);
+                vm_rt_unc(out->unc, t, NAN, vm_gate_entropy(sm, N), temp, NAN);
+            }
         }
     }
+    for (int t = 0; t < T; t++) s->reg_sum += -log((double)s->temp[t]);   // in token order
     s->T = T;
     return 0;
 }

@@ -80,7 +80,10 @@ int vm_tok_bpe_merges(vm_tokenizer *t, const char *const *merges, const uint32_t
         size_t len = s ? (lens ? lens[k] : strlen(s)) : 0;
         // "left right": the separator is the first space after the first byte (llama.cpp)
         const char *sp = len > 1 ? memchr(s + 1, ' ', len - 1) : NULL;
-        if (!sp) return vm_err("tokenizer: merge %d ('%.*s') is not 'left right'", k, (int)(len < 40 ? len : 40), s ? s : "");
+        if (!sp) {   // (the merge-text buffer leaked here: found by fuzz_hf_json)
+            free(buf);
+            return vm_err("tokenizer: merge %d ('%.*s') is not 'left right'", k, (int)(len < 40 ? len : 40), s ? s : "");
+        }
         size_t ll = (size_t)(sp - s), rl = len - ll - 1;
         int32_t l = vm_tok_lookup(t, s, ll), r = vm_tok_lookup(t, sp + 1, rl);
         if (l < 0 || r < 0) continue;   // a side that is no token can never be formed

@@ -158,6 +158,13 @@ int vm_hf_vocab_read(const char *path, vm_hf_vocab *h) {
         if (json_integer_value(id) > maxid) maxid = json_integer_value(id);
     }
     if (maxid < 0) { vm_err("%s: empty vocabulary", path); goto done; }
+    // ids nobody names become "[PAD<id>]" tokens: allow as many as there are entries (plus some),
+    // not 2^28 of them from one large id in a 100-byte file (found by fuzz_hf_json)
+    size_t n_entries = json_object_size(vocab) + (json_is_array(added) ? json_array_size(added) : 0);
+    if ((uint64_t)maxid >= 2 * (uint64_t)n_entries + 1024) {
+        vm_err("%s: ids up to %lld for %zu entries (too sparse)", path, (long long)maxid, n_entries);
+        goto done;
+    }
     int n = (int)maxid + 1;
     h->texts_own = vm_calloc((size_t)n, sizeof *h->texts_own);
     h->lens_own = vm_calloc((size_t)n, sizeof *h->lens_own);
@@ -202,6 +209,14 @@ int vm_hf_vocab_read(const char *path, vm_hf_vocab *h) {
             a = json_string_value(json_array_get(m, 0)); la = json_string_length(json_array_get(m, 0));
             b = json_string_value(json_array_get(m, 1)); lb = json_string_length(json_array_get(m, 1));
         } else { vm_err("%s: model.merges[%zu] is neither \"a b\" nor [a, b]", path, i); goto done; }
+        // GGUF stores a merge as "left right": both sides non-empty, split at the one space
+        // (found by fuzz_convert_hf: a merge without a space converted but did not reload)
+        const char *sp = b ? NULL : memchr(a, ' ', la);
+        if (b ? (la == 0 || lb == 0 || memchr(a, ' ', la) || memchr(b, ' ', lb))
+              : (!sp || sp == a || sp == a + la - 1 || memchr(sp + 1, ' ', la - (size_t)(sp - a) - 1))) {
+            vm_err("%s: model.merges[%zu] is not two non-empty parts without spaces", path, i);
+            goto done;
+        }
         size_t tl = la + (b ? lb + 1 : 0);
         char *s = h->merges_own[i] = vm_malloc(tl + 1);
         if (!s) goto done;
@@ -298,7 +313,9 @@ int vm_tok_vocab_to_gguf(const vm_tok_vocab *v, vm_gguf_writer *w) {
     if (v->eos >= 0) vm_gguf_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)v->eos);
     if (v->unk >= 0) vm_gguf_set_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)v->unk);
     if (v->pad >= 0) vm_gguf_set_u32(w, "tokenizer.ggml.padding_token_id", (uint32_t)v->pad);
-    vm_gguf_set_bool(w, "tokenizer.ggml.add_bos_token", v->add_bos != 0);
+    // without a BOS id a reader falls back to llama.cpp's default id (11 for BPE, 1 for SPM): it
+    // must not be told to add a BOS that does not exist (found by fuzz_hf_json)
+    vm_gguf_set_bool(w, "tokenizer.ggml.add_bos_token", v->add_bos != 0 && v->bos >= 0);
     if (v->kind == VM_TOK_SPM) vm_gguf_set_bool(w, "tokenizer.ggml.add_space_prefix", v->add_space_prefix != 0);
     rc = 0;
 done:

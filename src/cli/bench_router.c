@@ -1,0 +1,395 @@
+// Router benchmarks of `vmoer bench` (see bench_router.h). Numbers from a busy machine are noise:
+// the comparisons interleave their two sides so that drift slows both alike.
+#include "cli/bench_router.h"
+#include "cli/cli.h"
+#include "gguf/gguf.h"
+#include "kernels/ops.h"
+#include "kernels/simd.h"
+#include "model/model.h"
+#include "quant/quant.h"
+#include "router/router.h"
+#include "util/err.h"
+#include "util/rng.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+
+static const char *CMD = "bench";
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+// CPU seconds of the whole process (all threads): on a shared machine a steadier measure of work.
+static double cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+// Peak resident set size of this process (kB), or -1.
+static long vm_hwm_kb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) kb = strtol(line + 6, NULL, 10);
+    fclose(f);
+    return kb;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// ---- the router kinds alone ----------------------------------------------------------------------
+
+typedef struct rb_shape { int D, N, K; } rb_shape;
+
+int bench_routers(const int32_t *thr, int n_thr, int T, int S, int reps, FILE *js) {
+    const rb_shape shapes[] = { { 1536, 40, 8 }, { 2048, 64, 8 } };
+    const char *const *kinds = vm_router_kind_names();
+    int n_kinds = 0;
+    while (kinds[n_kinds]) n_kinds++;
+    printf("router forward (inference), T = %d tokens, S = %d, simd %s: us per token per layer\n"
+           "(1 thread: process CPU time, steady on a shared machine; more threads: wall time)\n", T, S,
+           vm_simd_name(vm_simd_get()));
+    printf("%8s %6s %4s %3s", "threads", "D", "N", "K");
+    for (int k = 0; k < n_kinds; k++) printf(" %13s", kinds[k]);
+    printf("\n");
+    if (js) fprintf(js, "{\"mode\": \"routers\", \"simd\": \"%s\", \"tokens\": %d, \"samples\": %d, \"runs\": [",
+                    vm_simd_name(vm_simd_get()), T, S);
+    int rc = 0, first = 1;
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0] && !rc; si++) {
+        const int D = shapes[si].D, N = shapes[si].N, K = shapes[si].K;
+        float *w = malloc(sizeof(float) * (size_t)N * D), *u = malloc(sizeof(float) * (size_t)T * D);
+        float *lo = malloc(sizeof(float) * (size_t)T * N), *pr = malloc(sizeof(float) * (size_t)T * N);
+        float *ga = malloc(sizeof(float) * (size_t)T * K);
+        int32_t *se = malloc(sizeof(int32_t) * (size_t)T * K);
+        vm_router **rs = calloc((size_t)n_kinds, sizeof *rs);
+        double *best = malloc(sizeof(double) * (size_t)n_kinds);
+        if (!w || !u || !lo || !pr || !ga || !se || !rs || !best) { rc = cli_fail(CMD, "out of memory"); goto next; }
+        vm_rng g;
+        vm_rng_seed(&g, 7);
+        for (size_t i = 0; i < (size_t)N * D; i++) w[i] = vm_rng_normal(&g) / sqrtf((float)D);
+        for (size_t i = 0; i < (size_t)T * D; i++) u[i] = vm_rng_normal(&g);
+        vm_tensor wt;
+        vm_tensor_init(&wt, "ffn_gate_inp", VM_TYPE_F32, 2, (int64_t[]){ D, N }, w);
+        const vm_router_layer L = { .layer = 0, .n_embd = D, .n_expert = N, .n_expert_used = K,
+                                    .conv = VM_GATE_SOFTMAX_SELECTED, .w_gate = &wt, .weights_scale = 1.0f };
+        vm_router_opts o;
+        vm_router_opts_default(&o);
+        o.samples = S;
+        for (int k = 0; k < n_kinds && !rc; k++)
+            if (!(rs[k] = vm_router_create(kinds[k], &L, &o))) rc = cli_fail(CMD, NULL);
+        vm_router_out out = { lo, pr, se, ga, NULL };
+        for (int it = 0; it < n_thr && !rc; it++) {
+            omp_set_num_threads(thr[it]);
+            double (*clk)(void) = thr[it] == 1 ? cpu_s : now_s;
+            int calls[64];
+            // calls per round: ~30 ms each; then the kinds take turns, best round kept
+            for (int k = 0; k < n_kinds && !rc; k++) {
+                rs[k]->ops->forward(rs[k], &L, u, T, &out, &g);   // warm-up
+                int n = 1;
+                for (;;) {
+                    double t0 = clk();
+                    for (int i = 0; i < n && !rc; i++)
+                        if (rs[k]->ops->forward(rs[k], &L, u, T, &out, &g)) rc = cli_fail(CMD, NULL);
+                    const double t = clk() - t0;
+                    if (t > 0.03 || n >= (1 << 16) || rc) { best[k] = t / n; break; }
+                    n *= 2;
+                }
+                calls[k < 64 ? k : 63] = n;
+            }
+            for (int round = 0; round < reps && !rc; round++)
+                for (int k = 0; k < n_kinds && !rc; k++) {
+                    const int n = calls[k < 64 ? k : 63];
+                    double t0 = clk();
+                    for (int i = 0; i < n; i++) rs[k]->ops->forward(rs[k], &L, u, T, &out, &g);
+                    const double t = (clk() - t0) / n;
+                    if (t < best[k]) best[k] = t;
+                }
+            if (rc) break;
+            printf("%8d %6d %4d %3d", thr[it], D, N, K);
+            for (int k = 0; k < n_kinds; k++) printf(" %13.2f", best[k] / T * 1e6);
+            printf("\n");
+            for (int k = 0; k < n_kinds && js; k++) {
+                fprintf(js, "%s\n  {\"threads\": %d, \"D\": %d, \"N\": %d, \"K\": %d, \"kind\": \"%s\", "
+                        "\"us_per_token\": %.4f}", first ? "" : ",", thr[it], D, N, K, kinds[k], best[k] / T * 1e6);
+                first = 0;
+            }
+        }
+    next:
+        if (rs) for (int k = 0; k < n_kinds; k++) vm_router_free(rs[k]);
+        free(rs); free(best); free(w); free(u); free(lo); free(pr); free(ga); free(se);
+    }
+    if (js) fprintf(js, "\n]}\n");
+    return rc;
+}
+
+// ---- Granite-3B-shaped random model ----------------------------------------------------------------
+
+enum { G_D = 1536, G_F = 512, G_N = 40, G_K = 8, G_NH = 24, G_NKV = 8, G_HD = 64, G_VARIANTS = 2 };
+
+// rows x cols (cols contiguous) of U(-a, a), a = sqrt(3) sd, quantised to `type`; rows in parallel,
+// each from its own stream, so the bytes do not depend on the thread count.
+static void *rand_matrix(vm_type type, int64_t rows, int64_t cols, float sd, uint64_t seed, size_t *nbytes) {
+    const size_t rs = vm_type_row_size(type, cols);
+    *nbytes = rs * (size_t)rows;
+    char *buf = malloc(*nbytes);
+    if (!buf) return NULL;
+    const float a = sqrtf(3.0f) * sd;
+    int failed = 0;
+    #pragma omp parallel
+    {
+        float *row = malloc(sizeof(float) * (size_t)cols);
+        if (!row) {
+            #pragma omp atomic write
+            failed = 1;
+        }
+        #pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            if (!row) continue;
+            vm_rng g;
+            vm_rng_seed2(&g, seed, (uint64_t)r);
+            for (int64_t c = 0; c < cols; c++) row[c] = a * (float)(2.0 * vm_rng_uniform(&g) - 1.0);
+            if (type == VM_TYPE_F32) memcpy(buf + (size_t)r * rs, row, rs);
+            else vm_quant_row(type, row, buf + (size_t)r * rs, cols);
+        }
+        free(row);
+    }
+    if (failed) { free(buf); return NULL; }
+    return buf;
+}
+
+int bench_gen_granite(const char *path, const char *type_name, int n_layer, int n_vocab) {
+    const int t = vm_type_from_name(type_name);
+    if (t != VM_TYPE_Q8_0 && t != VM_TYPE_Q4_0)
+        return cli_fail(CMD, "--type: '%s' (expected q8_0 or q4_0)", type_name);
+    const vm_type type = (vm_type)t;
+    const int64_t D = G_D, F = G_F, N = G_N, QD = G_NH * G_HD, KVD = G_NKV * G_HD, V = n_vocab;
+    vm_gguf_writer *w = vm_gguf_writer_init();
+    if (!w) return cli_fail(CMD, NULL);
+    // the big matrices come in G_VARIANTS random variants that the layers take in turn (the file
+    // still holds every layer's own copy, read from its own place); routers differ per layer
+    enum { M_Q, M_K, M_V, M_O, M_GATE, M_UP, M_DOWN, M_COUNT };
+    const int64_t rows[M_COUNT] = { QD, KVD, KVD, D, F * N, F * N, D * N };
+    const int64_t cols[M_COUNT] = { D, D, D, QD, D, D, F };
+    void *mat[M_COUNT][G_VARIANTS] = { { 0 } };
+    size_t mbytes[M_COUNT][G_VARIANTS] = { { 0 } };
+    size_t eb = 0, rb = 0;
+    float *ones = malloc(sizeof(float) * (size_t)D);
+    float *routers = rand_matrix(VM_TYPE_F32, N * n_layer, D, 1.0f / sqrtf((float)D), 77, &rb);
+    void *embd = rand_matrix(type, V, D, 1.0f, 1000, &eb);
+    int rc = 0;
+    if (!ones || !routers || !embd) { rc = cli_fail(CMD, "out of memory"); goto done; }
+    for (int64_t i = 0; i < D; i++) ones[i] = 1.0f;
+    for (int mi = 0; mi < M_COUNT && !rc; mi++)
+        for (int v = 0; v < G_VARIANTS && !rc; v++)
+            if (!(mat[mi][v] = rand_matrix(type, rows[mi], cols[mi], 1.0f / sqrtf((float)cols[mi]),
+                                           (uint64_t)(100 * mi + v + 1), &mbytes[mi][v])))
+                rc = cli_fail(CMD, "out of memory");
+    if (rc) goto done;
+    vm_gguf_set_str(w, "general.architecture", "llama");
+    vm_gguf_set_str(w, "general.name", "granite-3b-shaped random MoE (vmoer bench)");
+    vm_gguf_set_u32(w, "llama.context_length", 4096);
+    vm_gguf_set_u32(w, "llama.embedding_length", (uint32_t)D);
+    vm_gguf_set_u32(w, "llama.block_count", (uint32_t)n_layer);
+    vm_gguf_set_u32(w, "llama.feed_forward_length", (uint32_t)F);
+    vm_gguf_set_u32(w, "llama.expert_feed_forward_length", (uint32_t)F);
+    vm_gguf_set_u32(w, "llama.attention.head_count", G_NH);
+    vm_gguf_set_u32(w, "llama.attention.head_count_kv", G_NKV);
+    vm_gguf_set_u32(w, "llama.expert_count", (uint32_t)N);
+    vm_gguf_set_u32(w, "llama.expert_used_count", G_K);
+    vm_gguf_set_u32(w, "llama.rope.dimension_count", G_HD);
+    vm_gguf_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-6f);
+    vm_gguf_set_f32(w, "llama.rope.freq_base", 10000.0f);
+    const size_t nb_d = sizeof(float) * (size_t)D;
+    vm_gguf_add_tensor(w, "token_embd.weight", type, 2, (int64_t[]){ D, V }, embd, eb);   // tied output
+    vm_gguf_add_tensor(w, "output_norm.weight", VM_TYPE_F32, 1, (int64_t[]){ D }, ones, nb_d);
+    char name[96];
+    for (int il = 0; il < n_layer; il++) {
+        const int v = il % G_VARIANTS;
+#define ADD(suffix, nd, ne, data, nbytes) do { snprintf(name, sizeof name, "blk.%d." suffix ".weight", il); \
+        if (vm_gguf_add_tensor(w, name, type_of, nd, ne, data, nbytes)) rc = 1; } while (0)
+        vm_type type_of = VM_TYPE_F32;
+        ADD("attn_norm", 1, ((int64_t[]){ D }), ones, nb_d);
+        ADD("ffn_norm", 1, ((int64_t[]){ D }), ones, nb_d);
+        ADD("ffn_gate_inp", 2, ((int64_t[]){ D, N }), routers + (size_t)il * N * D, nb_d * (size_t)N);
+        type_of = type;
+        ADD("attn_q", 2, ((int64_t[]){ D, QD }), mat[M_Q][v], mbytes[M_Q][v]);
+        ADD("attn_k", 2, ((int64_t[]){ D, KVD }), mat[M_K][v], mbytes[M_K][v]);
+        ADD("attn_v", 2, ((int64_t[]){ D, KVD }), mat[M_V][v], mbytes[M_V][v]);
+        ADD("attn_output", 2, ((int64_t[]){ QD, D }), mat[M_O][v], mbytes[M_O][v]);
+        ADD("ffn_gate_exps", 3, ((int64_t[]){ D, F, N }), mat[M_GATE][v], mbytes[M_GATE][v]);
+        ADD("ffn_up_exps", 3, ((int64_t[]){ D, F, N }), mat[M_UP][v], mbytes[M_UP][v]);
+        ADD("ffn_down_exps", 3, ((int64_t[]){ F, D, N }), mat[M_DOWN][v], mbytes[M_DOWN][v]);
+#undef ADD
+    }
+    if (vm_gguf_write(w, path)) rc = cli_fail(CMD, NULL);
+    else {
+        struct stat st;
+        printf("wrote %s: %d layers, vocab %d, %s, %.2f GB\n", path, n_layer, n_vocab, vm_type_name(type),
+               stat(path, &st) ? 0.0 : (double)st.st_size / 1e9);
+    }
+done:
+    vm_gguf_writer_free(w);
+    for (int mi = 0; mi < M_COUNT; mi++) for (int v = 0; v < G_VARIANTS; v++) free(mat[mi][v]);
+    free(ones); free(routers); free(embd);
+    return rc;
+}
+
+// ---- deterministic vs Bayesian prompt processing -----------------------------------------------------
+
+// Matrix-product FLOPs (2 per multiply-add) of a prompt of n tokens: every weight matrix, attention
+// scores and values over the causal context, the router, the K selected experts, the last row's
+// output head; elementwise work (norms, softmax, rope, swiglu, exp of the samples) is not counted.
+static double flops_base(const vm_hparams *hp, const vm_model *m, int n) {
+    const double D = hp->n_embd, qd = (double)hp->n_head * hp->head_dim, kvd = (double)hp->n_head_kv * hp->head_dim;
+    double per_tok = 0.0;
+    for (int il = 0; il < hp->n_layer; il++) {
+        per_tok += 2.0 * D * qd + 2.0 * 2.0 * D * kvd + 2.0 * qd * D;
+        if (m->layers[il].is_moe)
+            per_tok += 2.0 * D * hp->n_expert + hp->n_expert_used * 6.0 * D * hp->n_ff_exp;
+        else
+            per_tok += 6.0 * D * hp->n_ff;
+    }
+    const double att = (double)hp->n_layer * 4.0 * qd * ((double)n * (n + 1) / 2.0);
+    return per_tok * n + att + 2.0 * D * hp->n_vocab;
+}
+
+// Extra matrix-product FLOPs per token of one layer routed by `kind` instead of the deterministic
+// router (method.md §3; H = opts hidden or D/4).
+static double flops_extra(const char *kind, const vm_hparams *hp, const vm_router_opts *o) {
+    const double D = hp->n_embd, N = hp->n_expert, S = o->samples;
+    const double H = o->hidden > 0 ? o->hidden : (hp->n_embd / 4 > 0 ? hp->n_embd / 4 : 1);
+    if (!strcmp(kind, "vglr-fc")) return 2.0 * H * D + 2.0 * H * N + 2.0 * H * N * (N + 1) / 2.0 + S * N * (N + 1);
+    if (!strcmp(kind, "vglr-mf")) return 2.0 * H * D + 4.0 * H * N + 2.0 * S * N;
+    if (!strcmp(kind, "vtsr")) return 2.0 * H * D + 2.0 * H;
+    if (!strcmp(kind, "mcdropout")) return 2.0 * S * o->dropout * D * N;   // the dropped columns only
+    if (!strcmp(kind, "ensemble")) return 2.0 * (o->members - 1) * D * N;
+    return 0.0;   // deterministic, map, temp-sample: the same product
+}
+
+static int install(vm_model *m, const int *layers, int n, const char *kind, const vm_router_opts *o) {
+    for (int i = 0; i < n; i++) {
+        const vm_router_layer *L = &m->layers[layers[i]].rl;
+        vm_router *r = kind ? vm_router_create(kind, L, o) : vm_router_deterministic();
+        if (!r || vm_model_set_router(m, layers[i], r)) return -1;
+    }
+    return 0;
+}
+
+int bench_router_ab(const char *path, const char *kind, int n_bayes, int S, int threads, int batch,
+                    int n_prompt, int reps, FILE *js) {
+    if (threads > 0) omp_set_num_threads(threads);
+    vm_model *m = vm_model_load(path);
+    if (!m) return cli_fail(CMD, NULL);
+    const vm_hparams *hp = &m->hp;
+    int *layers = malloc(sizeof(int) * (size_t)hp->n_layer), n_moe = 0;
+    int32_t *tok = malloc(sizeof *tok * (size_t)n_prompt);
+    double *tt[2] = { malloc(sizeof(double) * (size_t)reps), malloc(sizeof(double) * (size_t)reps) };
+    double *tc[2] = { malloc(sizeof(double) * (size_t)reps), malloc(sizeof(double) * (size_t)reps) };
+    vm_ctx *c = NULL;
+    int rc = 0;
+    if (!layers || !tok || !tt[0] || !tt[1] || !tc[0] || !tc[1]) { rc = cli_fail(CMD, "out of memory"); goto done; }
+    // pin the mapped weights: a proactive reclaimer (DAMON) or memory pressure would otherwise drop
+    // pages between passes and the timings would measure the disk
+    const vm_gguf *gg = vm_model_gguf(m);
+    const int locked = gg && gg->base && mlock(gg->base, gg->size) == 0;
+    if (!locked) fprintf(stderr, "vmoer bench: note: could not mlock the weights; timings may include page-ins\n");
+    // the last n_bayes MoE layers
+    for (int il = hp->n_layer - 1; il >= 0 && n_moe < n_bayes; il--)
+        if (m->layers[il].is_moe) layers[n_moe++] = il;
+    if (n_moe == 0) { rc = cli_fail(CMD, "%s has no MoE layer", path); goto done; }
+    vm_router_opts o;
+    vm_router_opts_default(&o);
+    o.samples = S;
+    o.seed = 1;
+    vm_rng g;
+    vm_rng_seed(&g, 1);
+    for (int i = 0; i < n_prompt; i++) tok[i] = (int32_t)(vm_rng_u64(&g) % (uint64_t)hp->n_vocab);
+    if (!(c = vm_ctx_init(m, n_prompt + 1, batch))) { rc = cli_fail(CMD, NULL); goto done; }
+    printf("model %s: %d layers (%d MoE routed by %s, S = %d), D %d, N %d, K %d, threads %d, batch %d, "
+           "prompt %d, simd %s\n", path, hp->n_layer, n_moe, kind, S, hp->n_embd, hp->n_expert,
+           hp->n_expert_used, omp_get_max_threads(), batch, n_prompt, vm_simd_name(vm_simd_get()));
+    // warm-up (maps the weights in) with each side once
+    for (int side = 0; side < 2 && !rc; side++) {
+        if (install(m, layers, n_moe, side ? kind : NULL, &o)) { rc = cli_fail(CMD, NULL); break; }
+        vm_ctx_reset(c);
+        if (vm_ctx_eval(c, tok, n_prompt, NULL)) rc = cli_fail(CMD, NULL);
+    }
+    // ABBA: rep 0 det, bayes; rep 1 bayes, det; ...
+    for (int rep = 0; rep < reps && !rc; rep++)
+        for (int k = 0; k < 2 && !rc; k++) {
+            const int side = (rep % 2) ^ k;
+            if (install(m, layers, n_moe, side ? kind : NULL, &o)) { rc = cli_fail(CMD, NULL); break; }
+            vm_ctx_reset(c);
+            vm_ctx_set_seed(c, (uint64_t)rep);
+            const double t0 = now_s(), c0 = cpu_s();
+            if (vm_ctx_eval(c, tok, n_prompt, NULL)) { rc = cli_fail(CMD, NULL); break; }
+            tt[side][rep] = now_s() - t0;
+            tc[side][rep] = cpu_s() - c0;
+        }
+    if (rc) goto done;
+    {
+        double best[2] = { 1e30, 1e30 }, med[2], cbest[2] = { 1e30, 1e30 }, cmed[2];
+        for (int side = 0; side < 2; side++) {
+            for (int r = 0; r < reps; r++) {
+                if (tt[side][r] < best[side]) best[side] = tt[side][r];
+                if (tc[side][r] < cbest[side]) cbest[side] = tc[side][r];
+            }
+            med[side] = median(tt[side], reps);
+            cmed[side] = median(tc[side], reps);
+        }
+        const double fb = flops_base(hp, m, n_prompt);
+        const double fx = flops_extra(kind, hp, &o) * n_moe * n_prompt;
+        struct stat st;
+        const double fsize = stat(path, &st) ? 0.0 : (double)st.st_size;
+        const long hwm = vm_hwm_kb();
+        printf("weights %s\n", locked ? "locked in memory (mlock)" : "NOT locked");
+        printf("%-14s %12s %12s %12s %12s %12s\n", "router", "median s", "best s", "cpu med s", "cpu best s",
+               "pp tok/s");
+        printf("%-14s %12.3f %12.3f %12.3f %12.3f %12.1f\n", "deterministic", med[0], best[0], cmed[0], cbest[0],
+               n_prompt / med[0]);
+        printf("%-14s %12.3f %12.3f %12.3f %12.3f %12.1f\n", kind, med[1], best[1], cmed[1], cbest[1],
+               n_prompt / med[1]);
+        printf("wall time: %s / deterministic = %.4f (median), %.4f (best): %+.2f %% extra\n", kind,
+               med[1] / med[0], best[1] / best[0], 100.0 * (med[1] / med[0] - 1.0));
+        printf("cpu time:  %s / deterministic = %.4f (median), %.4f (best): %+.2f %% extra\n", kind,
+               cmed[1] / cmed[0], cbest[1] / cbest[0], 100.0 * (cmed[1] / cmed[0] - 1.0));
+        printf("matrix-product FLOPs: deterministic %.4g per prompt (%.4g per token), %s adds %.4g: %+.3f %% extra\n",
+               fb, fb / n_prompt, kind, fx, 100.0 * fx / fb);
+        printf("peak RSS (VmHWM) %.3f GB, file %.3f GB: %+.2f %% of the file size\n", hwm * 1024.0 / 1e9,
+               fsize / 1e9, fsize > 0 ? 100.0 * (hwm * 1024.0 / fsize - 1.0) : 0.0);
+        if (js)
+            fprintf(js, "{\"mode\": \"router-ab\", \"model\": \"%s\", \"kind\": \"%s\", \"samples\": %d, "
+                    "\"bayes_layers\": %d, \"threads\": %d, \"batch\": %d, \"n_prompt\": %d, \"reps\": %d, "
+                    "\"simd\": \"%s\", \"det_s_median\": %.6f, \"bayes_s_median\": %.6f, \"det_s_best\": %.6f, "
+                    "\"bayes_s_best\": %.6f, \"wall_ratio\": %.6f, \"cpu_ratio\": %.6f, \"locked\": %d, \"flops_det\": %.6g, \"flops_extra\": %.6g, "
+                    "\"flops_ratio\": %.6f, \"vm_hwm_bytes\": %.0f, \"file_bytes\": %.0f}\n",
+                    path, kind, S, n_moe, omp_get_max_threads(), batch, n_prompt, reps,
+                    vm_simd_name(vm_simd_get()), med[0], med[1], best[0], best[1], med[1] / med[0],
+                    cmed[1] / cmed[0], locked, fb, fx,
+                    1.0 + fx / fb, hwm * 1024.0, fsize);
+    }
+done:
+    vm_ctx_free(c);
+    vm_model_free(m);
+    free(layers); free(tok); free(tt[0]); free(tt[1]); free(tc[0]); free(tc[1]);
+    return rc;
+}

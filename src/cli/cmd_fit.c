@@ -1,0 +1,170 @@
+// vmoer fit MODEL.gguf --data TRAIN --router KIND [options] -o ADAPTER.gguf
+// Trains Bayesian (or MAP/ensemble) routers of some MoE layers on an MCQA training set and writes
+// an adapter (train/fit.h, train/adapter.h).
+#include "cli/cli.h"
+#include "data/dataset.h"
+#include "data/task.h"
+#include "model/model.h"
+#include "tokenizer/chat.h"
+#include "tokenizer/tokenizer.h"
+#include "train/fit.h"
+#include "util/err.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *CMD = "fit";
+
+static void usage(void) {
+    printf("usage: vmoer fit MODEL.gguf --data TRAIN --router KIND -o ADAPTER.gguf [options]\n\n"
+           "Fits the routers of some MoE layers on a multiple-choice training set (answer cross-entropy\n"
+           "+ beta * regulariser), keeps the parameters with the best validation NLL, writes an adapter.\n\n"
+           "options:\n"
+           "  --data PATH          training items (OBQA/ARC/SciQ/MedMCQA JSONL, MMLU CSV, generic JSONL)\n"
+           "  --format NAME        data format (default: detect)\n"
+           "  --limit N            use only the first N items of the file\n"
+           "  --router KIND        map, ensemble, vglr-mf, vglr-fc, vtsr (kinds with parameters)\n"
+           "  --layers SPEC        e.g. 27-31 or 3,5,7, or 'auto' (least stable under embedding noise);\n"
+           "                       default: the last 5 MoE layers\n"
+           "  --beta B             regulariser weight (default: the kind's, vglr 0.01, vtsr 0.05)\n"
+           "  --samples S          inference samples stored in the adapter (default 35)\n"
+           "  --hidden H           head width (default n_embd/4)\n"
+           "  --members M          ensemble members (default 5)\n"
+           "  --epochs E           (default 3)\n"
+           "  --lr LR              peak learning rate, AdamW, 5%% warm-up, cosine decay (default 1e-3)\n"
+           "  --wd WD              weight decay on 2-D head weights (default 0.01)\n"
+           "  --batch B            effective batch, gradients accumulated (default 16)\n"
+           "  --seed S             (default 0)\n"
+           "  --val-frac F         validation fraction split off the training items (default 0.1)\n"
+           "  --patience P         epochs without validation improvement before stopping (default 2)\n"
+           "  --score MODE         letter (the paper's prompt) or loglik (lm-eval-harness) (default letter)\n"
+           "  --chat-template T    template name, 'auto' (from the model) or 'none' (default auto)\n"
+           "  --resume             continue from the checkpoint (default ADAPTER.gguf.ckpt)\n"
+           "  --ckpt PATH          checkpoint file\n"
+           "  --ckpt-every N       also checkpoint every N steps\n"
+           "  --stop-after N       stop after N steps in total, leaving a checkpoint (testing)\n"
+           "  --no-cache           recompute the frozen lower layers every step (benchmark)\n"
+           "  --quiet              no progress output\n"
+           "  --threads N          worker threads\n"
+           "  -o, --output FILE    adapter to write (required)\n"
+           "  -h, --help           this text\n");
+}
+
+// "27-31", "3,5,7", "2-3,6": ascending distinct layers.
+static int parse_layers(const char *s, int *out, int max) {
+    int n = 0;
+    const char *p = s;
+    while (*p) {
+        char *e;
+        long a = strtol(p, &e, 10), b = a;
+        if (e == p || a < 0 || a > 100000) return -1;
+        p = e;
+        if (*p == '-') {
+            b = strtol(p + 1, &e, 10);
+            if (e == p + 1 || b < a || b > 100000) return -1;
+            p = e;
+        }
+        for (long x = a; x <= b; x++) { if (n >= max) return -1; out[n++] = (int)x; }
+        if (*p == ',') p++;
+        else if (*p) return -1;
+    }
+    return n;
+}
+
+int cmd_fit(int argc, char **argv) {
+    const char *path = NULL, *data = NULL, *out = NULL, *fmt = NULL, *chat = "auto", *layers = NULL;
+    vm_fit_opts o;
+    vm_fit_opts_default(&o);
+    o.kind = NULL;
+    long lv;
+    double dv;
+    uint64_t uv;
+    size_t limit = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); return 0; }
+#define VAL() if (!(v = cli_value(CMD, argc, argv, &i))) return 1
+        else if (!strcmp(a, "--data")) { VAL(); data = v; }
+        else if (!strcmp(a, "--format")) { VAL(); fmt = v; }
+        else if (!strcmp(a, "--limit")) { VAL(); if (cli_long(CMD, a, v, 1, INT_MAX, &lv)) return 1; limit = (size_t)lv; }
+        else if (!strcmp(a, "--router")) { VAL(); o.kind = v; }
+        else if (!strcmp(a, "--layers")) { VAL(); layers = v; }
+        else if (!strcmp(a, "--beta")) { VAL(); if (cli_float(CMD, a, v, 0, 1e6, &dv)) return 1; o.beta = (float)dv; }
+        else if (!strcmp(a, "--samples")) { VAL(); if (cli_long(CMD, a, v, 1, 100000, &lv)) return 1; o.samples = (int)lv; }
+        else if (!strcmp(a, "--hidden")) { VAL(); if (cli_long(CMD, a, v, 1, 1 << 20, &lv)) return 1; o.hidden = (int)lv; }
+        else if (!strcmp(a, "--members")) { VAL(); if (cli_long(CMD, a, v, 1, 1000, &lv)) return 1; o.members = (int)lv; }
+        else if (!strcmp(a, "--epochs")) { VAL(); if (cli_long(CMD, a, v, 1, 100000, &lv)) return 1; o.epochs = (int)lv; }
+        else if (!strcmp(a, "--lr")) { VAL(); if (cli_float(CMD, a, v, 1e-12, 10, &dv)) return 1; o.lr = (float)dv; }
+        else if (!strcmp(a, "--wd")) { VAL(); if (cli_float(CMD, a, v, 0, 10, &dv)) return 1; o.wd = (float)dv; }
+        else if (!strcmp(a, "--batch")) { VAL(); if (cli_long(CMD, a, v, 1, 1 << 20, &lv)) return 1; o.batch = (int)lv; }
+        else if (!strcmp(a, "--seed")) { VAL(); if (cli_u64(CMD, a, v, &uv)) return 1; o.seed = uv; }
+        else if (!strcmp(a, "--val-frac")) { VAL(); if (cli_float(CMD, a, v, 0, 0.9, &dv)) return 1; o.val_frac = (float)dv; }
+        else if (!strcmp(a, "--patience")) { VAL(); if (cli_long(CMD, a, v, 1, 100000, &lv)) return 1; o.patience = (int)lv; }
+        else if (!strcmp(a, "--score")) { VAL(); if (vm_task_mode_parse(v, &o.mode)) return cli_fail(CMD, NULL); }
+        else if (!strcmp(a, "--chat-template")) { VAL(); chat = v; }
+        else if (!strcmp(a, "--resume")) o.resume = 1;
+        else if (!strcmp(a, "--ckpt")) { VAL(); o.ckpt_path = v; }
+        else if (!strcmp(a, "--ckpt-every")) { VAL(); if (cli_long(CMD, a, v, 1, INT_MAX, &lv)) return 1; o.ckpt_every = (int)lv; }
+        else if (!strcmp(a, "--stop-after")) { VAL(); if (cli_long(CMD, a, v, 1, LONG_MAX, &lv)) return 1; o.stop_after = lv; }
+        else if (!strcmp(a, "--no-cache")) o.no_cache = 1;
+        else if (!strcmp(a, "--quiet")) o.progress = 2;
+        else if (!strcmp(a, "--threads")) { VAL(); if (cli_threads(CMD, v)) return 1; }
+        else if (!strcmp(a, "-o") || !strcmp(a, "--output")) { VAL(); out = v; }
+#undef VAL
+        else if (a[0] == '-' && a[1]) return cli_fail(CMD, "unknown option '%s' (see --help)", a);
+        else {
+            if (path) return cli_fail(CMD, "unexpected argument '%s' (see --help)", a);
+            path = a;
+        }
+    }
+    if (!path) return cli_fail(CMD, "expected MODEL.gguf (see --help)");
+    if (!data) return cli_fail(CMD, "--data TRAIN is required");
+    if (!o.kind) return cli_fail(CMD, "--router KIND is required (map, ensemble, vglr-mf, vglr-fc, vtsr)");
+    if (!out) return cli_fail(CMD, "-o ADAPTER.gguf is required");
+    if (layers) {
+        if (!strcmp(layers, "auto")) o.layers_auto = 1;
+        else if ((o.n_layers = parse_layers(layers, o.layers, VM_ADAPTER_MAX_LAYERS)) <= 0)
+            return cli_fail(CMD, "--layers: expected e.g. 27-31, 3,5,7 or auto, got '%s'", layers);
+    }
+    vm_dataset_opts dop;
+    vm_dataset_opts_default(&dop);
+    dop.limit = limit;
+    if (fmt && vm_mcq_format_parse(fmt, &dop.format)) return cli_fail(CMD, NULL);
+
+    int rc = 1;
+    vm_model *m = NULL;
+    vm_tokenizer *tok = NULL;
+    vm_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    char note[256] = "";
+    if (!(m = vm_model_load(path)) || !(tok = vm_tokenizer_from_gguf(m->gguf))) { cli_fail(CMD, NULL); goto done; }
+    if ((o.tmpl = vm_chat_pick_gguf(m->gguf, strcmp(chat, "auto") ? chat : NULL, note, sizeof note)) < 0) { cli_fail(CMD, NULL); goto done; }
+    if (note[0] && o.progress != 2) fprintf(stderr, "fit: %s\n", note);
+    if (vm_dataset_load(&ds, data, &dop)) { cli_fail(CMD, NULL); goto done; }
+    vm_fit_stats st;
+    if (vm_fit_run(m, tok, &ds, &o, out, &st)) { cli_fail(CMD, NULL); goto done; }
+    if (st.interrupted) {
+        printf("stopped after %lld/%lld steps; continue with --resume\n", (long long)st.steps, (long long)st.total_steps);
+    } else {
+        printf("wrote %s: %s on %d layers (", out, o.kind, st.n_layers);
+        for (int i = 0; i < st.n_layers; i++) printf("%s%d", i ? "," : "", st.layers[i]);
+        printf("), %lld steps, %d epochs, best epoch %d\n", (long long)st.steps, st.epochs_run, st.best_epoch);
+        printf("train ce %.4f -> %.4f; val nll %.4f -> %.4f, val acc %.3f -> %.3f; %.0f tok/s\n",
+               st.train_ce_first, st.train_ce_last, st.val_nll_init, st.val_nll_best, st.val_acc_init,
+               st.val_acc_best, st.tokens_per_s);
+        if (o.layers_auto) {
+            printf("layer jaccard (gamma %.3g):", (double)o.auto_gamma);
+            for (int il = 0; il < m->hp.n_layer && il < VM_ADAPTER_MAX_LAYERS; il++)
+                if (st.jaccard[il] == st.jaccard[il]) printf(" %d:%.4f", il, st.jaccard[il]);
+            printf("\n");
+        }
+    }
+    rc = 0;
+done:
+    vm_dataset_free(&ds);
+    vm_tokenizer_free(tok);
+    vm_model_free(m);
+    return rc;
+}

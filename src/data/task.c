@@ -1,0 +1,303 @@
+// MCQA items -> token sequences and answer distributions (see task.h for the two modes).
+#include "data/task.h"
+#include "model/model.h"
+#include "util/err.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *vm_task_mode_name(vm_task_mode m) { return m == VM_TASK_LOGLIK ? "loglik" : "letter"; }
+
+int vm_task_mode_parse(const char *s, vm_task_mode *out) {
+    if (s && !strcmp(s, "letter")) { *out = VM_TASK_LETTER; return 0; }
+    if (s && !strcmp(s, "loglik")) { *out = VM_TASK_LOGLIK; return 0; }
+    return vm_err("task: unknown scoring mode '%s' (letter, loglik)", s ? s : "(null)");
+}
+
+void vm_task_init(vm_task *t, const vm_tokenizer *tok, vm_task_mode mode, int tmpl, int max_tokens) {
+    memset(t, 0, sizeof *t);
+    t->tok = tok; t->mode = mode; t->tmpl = tmpl; t->max_tokens = max_tokens;
+    int32_t b = vm_tokenizer_bos(tok), e = vm_tokenizer_eos(tok);
+    t->chat.bos = b >= 0 ? vm_tokenizer_text(tok, b) : NULL;
+    t->chat.eos = e >= 0 ? vm_tokenizer_text(tok, e) : NULL;
+}
+
+// ---- text building ----
+
+typedef struct sbuf { char *s; size_t n, cap; int bad; } sbuf;
+
+static void sb_add(sbuf *b, const char *s, size_t n) {
+    if (b->bad) return;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = (b->n + n + 1) * 2;
+        char *p = realloc(b->s, cap);
+        if (!p) { b->bad = 1; return; }
+        b->s = p; b->cap = cap;
+    }
+    memcpy(b->s + b->n, s, n); b->n += n; b->s[b->n] = 0;
+}
+static void sb_str(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
+
+// Renders the messages with the template; "none" joins system and user with a blank line.
+static char *render(const vm_task *t, const char *system, const char *user) {
+    if (t->tmpl == VM_CHAT_NONE) {
+        sbuf b = {0};
+        if (system) { sb_str(&b, system); sb_str(&b, "\n\n"); }
+        sb_str(&b, user);
+        if (b.bad || !b.s) { free(b.s); vm_err("task: out of memory"); return NULL; }
+        return b.s;
+    }
+    vm_chat_msg msgs[2]; int n = 0;
+    if (system) msgs[n++] = (vm_chat_msg){ "system", system };
+    msgs[n++] = (vm_chat_msg){ "user", user };
+    char *out = NULL;
+    if (vm_chat_render_ex(t->tmpl, msgs, n, 1, &t->chat, &out) < 0) return NULL;
+    return out;
+}
+
+// Tokenises into a malloc'd array; returns the count or -1.
+static int tokenize(const vm_task *t, const char *text, size_t len, int32_t **out) {
+    int special = t->tmpl != VM_CHAT_NONE;
+    int cap = (int)(len < 1000000 ? len : 1000000) + 8;
+    int32_t *ids = vm_malloc((size_t)cap * sizeof *ids);
+    if (!ids) return -1;
+    int n = vm_tokenize(t->tok, text, len, 1, special, ids, cap);
+    if (n > cap) {
+        free(ids); cap = n;
+        if (!(ids = vm_malloc((size_t)cap * sizeof *ids))) return -1;
+        n = vm_tokenize(t->tok, text, len, 1, special, ids, cap);
+    }
+    if (n < 0) { free(ids); return -1; }
+    *out = ids;
+    return n;
+}
+
+void vm_task_input_free(vm_task_input *in) {
+    if (!in) return;
+    for (int s = 0; s < in->n_seq; s++) free(in->seq[s].tokens);
+    free(in->text);
+    memset(in, 0, sizeof *in);
+}
+
+static int too_long(const vm_task *t, const vm_mcq_item *it, int n) {
+    if (t->max_tokens > 0 && n > t->max_tokens)
+        return vm_err("task: item %s: %d tokens, longer than the limit %d", it->id, n, t->max_tokens);
+    return 0;
+}
+
+// Letter ids with one separator between the prompt and the letter (see task.h); 0, or -1 with the
+// reason (letters colliding) and in/s unchanged.
+static int letter_ids(const vm_task *t, const vm_mcq_item *it, const char *p, size_t plen, const char *sep,
+                      vm_task_input *in, vm_task_seq *s) {
+    char *probe = vm_malloc(plen + 3);
+    int32_t *ids[VM_MCQ_MAX_CHOICES] = {0};
+    int nid[VM_MCQ_MAX_CHOICES], rc = 0, base = s->n;
+    if (!probe) return -1;
+    for (int c = 0; c < in->n_choices && !rc; c++) {
+        snprintf(probe, plen + 3, "%s%s%c", p, sep, 'A' + c);
+        if ((nid[c] = tokenize(t, probe, strlen(probe), &ids[c])) < 0) { rc = vm_err_prefix("task: item %s", it->id); break; }
+        int i = 0;
+        while (i < nid[c] && i < s->n && ids[c][i] == s->tokens[i]) i++;
+        if (i < base) base = i;
+    }
+    int cp = 0;
+    if (!rc) {
+        for (;; cp++) {   // tokens shared by every letter's continuation
+            int same = base + cp < nid[0];
+            for (int c = 1; c < in->n_choices && same; c++) same = base + cp < nid[c] && ids[c][base + cp] == ids[0][base + cp];
+            if (!same) break;
+        }
+        for (int c = 0; c < in->n_choices && !rc; c++) {
+            if (base + cp >= nid[c]) { rc = vm_err("task: item %s: letter %c adds no token of its own", it->id, 'A' + c); break; }
+            in->letter_ids[c] = ids[c][base + cp];
+            for (int d = 0; d < c; d++)
+                if (in->letter_ids[d] == in->letter_ids[c])
+                    rc = vm_err("task: item %s: letters %c and %c share token %d", it->id, 'A' + d, 'A' + c, in->letter_ids[c]);
+        }
+    }
+    if (!rc && (base != s->n || cp > 0)) {   // the scored sequence: what every letter shares
+        int32_t *seq = vm_malloc((size_t)(base + cp) * sizeof *seq);
+        if (!seq) rc = -1;
+        else {
+            memcpy(seq, ids[0], (size_t)(base + cp) * sizeof *seq);
+            free(s->tokens); s->tokens = seq; s->n = s->n_ctx = base + cp;
+            if (s->n == 0) rc = vm_err("task: item %s: empty prompt", it->id);
+            else rc = too_long(t, it, s->n);
+        }
+    }
+    for (int c = 0; c < in->n_choices; c++) free(ids[c]);
+    free(probe);
+    return rc;
+}
+
+static int build_letter(const vm_task *t, const vm_mcq_item *it, vm_task_input *in) {
+    sbuf u = {0};
+    sb_str(&u, "Question: "); sb_str(&u, it->question); sb_str(&u, "\nChoices:\n");
+    for (int c = 0; c < it->n_choices; c++) {
+        char head[4] = { (char)('A' + c), '.', ' ', 0 };
+        sb_str(&u, head); sb_str(&u, it->choices[c]); sb_str(&u, "\n");
+    }
+    sb_str(&u, "Answer:");
+    if (u.bad) { free(u.s); return vm_err("task: out of memory"); }
+    char *p = render(t, t->system ? t->system : VM_TASK_SYSTEM, u.s);
+    free(u.s);
+    if (!p) return vm_err_prefix("task: item %s", it->id);
+    in->text = p;
+    size_t plen = strlen(p);
+    vm_task_seq *s = &in->seq[0];
+    in->n_seq = 1;
+    if ((s->n = tokenize(t, p, plen, &s->tokens)) < 0) return vm_err_prefix("task: item %s", it->id);
+    s->n_ctx = s->n;
+    if (s->n == 0) return vm_err("task: item %s: empty prompt", it->id);
+    if (too_long(t, it, s->n)) return -1;
+    // letter ids: tokenise prompt + sep + letter for every letter; past the part all of them share
+    // with the prompt (base) and with each other (cp, e.g. SPM's lone "▁"), the next token is the
+    // letter's; the shared tokens are appended to the scored sequence. The natural separator first,
+    // then the other one when letters collide (tok512 merges " B" but splits " A" into "▁" "A").
+    const int ws = plen && isspace((unsigned char)p[plen - 1]);
+    if (letter_ids(t, it, p, plen, ws ? "" : " ", in, s) == 0) return 0;
+    if (letter_ids(t, it, p, plen, ws ? " " : "", in, s) == 0) { vm_err_clear(); return 0; }
+    return -1;
+}
+
+static int build_loglik(const vm_task *t, const vm_mcq_item *it, vm_task_input *in) {
+    sbuf u = {0};
+    sb_str(&u, "Question: "); sb_str(&u, it->question); sb_str(&u, "\nAnswer:");
+    if (u.bad) { free(u.s); return vm_err("task: out of memory"); }
+    char *ctx = render(t, NULL, u.s);
+    free(u.s);
+    if (!ctx) return vm_err_prefix("task: item %s", it->id);
+    in->text = ctx;
+    int32_t *cids = NULL;
+    int nc = tokenize(t, ctx, strlen(ctx), &cids);
+    if (nc < 0) return vm_err_prefix("task: item %s", it->id);
+    if (nc == 0) { free(cids); return vm_err("task: item %s: empty context (and no BOS)", it->id); }
+    for (int c = 0; c < in->n_choices; c++) {
+        sbuf w = {0};
+        sb_str(&w, ctx); sb_str(&w, " "); sb_str(&w, it->choices[c]);
+        if (w.bad) { free(w.s); free(cids); return vm_err("task: out of memory"); }
+        vm_task_seq *s = &in->seq[c];
+        in->n_seq = c + 1;
+        s->n = tokenize(t, w.s, w.n, &s->tokens);
+        free(w.s);
+        if (s->n < 0) { s->n = 0; free(cids); return vm_err_prefix("task: item %s", it->id); }
+        s->n_ctx = nc < s->n ? nc : s->n;
+        s->cont_bytes = 1 + strlen(it->choices[c]);
+        if (s->n_ctx >= s->n) { free(cids); return vm_err("task: item %s: choice %c adds no token", it->id, 'A' + c); }
+        if (too_long(t, it, s->n)) { free(cids); return -1; }
+    }
+    free(cids);
+    return 0;
+}
+
+int vm_task_build(const vm_task *t, const vm_mcq_item *it, vm_task_input *in) {
+    memset(in, 0, sizeof *in);
+    in->mode = t->mode;
+    in->n_choices = it->n_choices;
+    in->answer = it->answer;
+    for (int c = 0; c < VM_MCQ_MAX_CHOICES; c++) in->letter_ids[c] = -1;
+    if (it->n_choices < VM_MCQ_MIN_CHOICES || it->n_choices > VM_MCQ_MAX_CHOICES || it->answer < 0 ||
+        it->answer >= it->n_choices)
+        return vm_err("task: item %s: bad choice count or answer", it->id);
+    int rc = t->mode == VM_TASK_LOGLIK ? build_loglik(t, it, in) : build_letter(t, it, in);
+    if (rc < 0) vm_task_input_free(in);
+    return rc;
+}
+
+int vm_task_positions(const vm_task_input *in, int s, int32_t *pos, int32_t *tgt) {
+    const vm_task_seq *q = &in->seq[s];
+    if (in->mode == VM_TASK_LETTER) {
+        pos[0] = q->n - 1; tgt[0] = in->letter_ids[in->answer];
+        return 1;
+    }
+    int k = 0;
+    for (int i = q->n_ctx; i < q->n; i++, k++) { pos[k] = i - 1; tgt[k] = q->tokens[i]; }
+    return k;
+}
+
+// ---- scores ----
+
+double vm_task_letter_probs(const vm_task_input *in, const float *row, double *probs,
+                            float *dlogits, float scale) {
+    const int n = in->n_choices;
+    double mx = -INFINITY, z = 0, p[VM_MCQ_MAX_CHOICES];
+    for (int c = 0; c < n; c++) if (row[in->letter_ids[c]] > mx) mx = row[in->letter_ids[c]];
+    for (int c = 0; c < n; c++) { p[c] = exp(row[in->letter_ids[c]] - mx); z += p[c]; }
+    for (int c = 0; c < n; c++) { p[c] /= z; if (probs) probs[c] = p[c]; }
+    // d(-log p_y)/dl_c = p_c - 1[c = y]
+    if (dlogits)
+        for (int c = 0; c < n; c++) dlogits[in->letter_ids[c]] += scale * (float)(p[c] - (c == in->answer));
+    return row[in->letter_ids[in->answer]] - mx - log(z);
+}
+
+double vm_task_seq_loglik(const vm_task_input *in, int s, const float *logits, int V,
+                          float *dlogits, float scale) {
+    const vm_task_seq *q = &in->seq[s];
+    double ll = 0;
+    for (int i = q->n_ctx, k = 0; i < q->n; i++, k++) {
+        const float *r = logits + (size_t)k * V;
+        double mx = -INFINITY, z = 0;
+        for (int v = 0; v < V; v++) if (r[v] > mx) mx = r[v];
+        for (int v = 0; v < V; v++) z += exp(r[v] - mx);
+        const double lz = mx + log(z);
+        ll += r[q->tokens[i]] - lz;
+        if (dlogits) {   // d log p_t / d r_v = 1[v = t] - softmax_v
+            float *d = dlogits + (size_t)k * V;
+            for (int v = 0; v < V; v++) d[v] -= scale * (float)exp(r[v] - lz);
+            d[q->tokens[i]] += scale;
+        }
+    }
+    return ll;
+}
+
+double vm_task_choice_softmax(const double *ll, int n, int answer, double *probs) {
+    double mx = -INFINITY, z = 0;
+    for (int c = 0; c < n; c++) if (ll[c] > mx) mx = ll[c];
+    for (int c = 0; c < n; c++) z += exp(ll[c] - mx);
+    for (int c = 0; c < n; c++) probs[c] = exp(ll[c] - mx) / z;
+    return -(ll[answer] - mx - log(z));
+}
+
+static int argmax_d(const double *x, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++) if (x[i] > x[b]) b = i;
+    return b;
+}
+
+int vm_task_score(const vm_model *m, vm_ctx *c, const vm_task_input *in, vm_task_result *r) {
+    memset(r, 0, sizeof *r);
+    const int n = in->n_choices, V = vm_model_n_vocab(m);
+    r->n_choices = n; r->answer = in->answer;
+    if (in->mode == VM_TASK_LETTER) {
+        vm_ctx_reset(c);
+        if (vm_ctx_eval(c, in->seq[0].tokens, in->seq[0].n, NULL) < 0) return -1;
+        vm_task_letter_probs(in, vm_ctx_last_logits(c), r->probs, NULL, 0);
+        for (int k = 0; k < n; k++) r->ll[k] = log(r->probs[k] > 0 ? r->probs[k] : 1e-300);
+        r->pred = r->pred_norm = argmax_d(r->probs, n);
+    } else {
+        int maxn = 0;
+        for (int s = 0; s < in->n_seq; s++) if (in->seq[s].n > maxn) maxn = in->seq[s].n;
+        size_t sz;
+        if (vm_size_mul((size_t)maxn, (size_t)V * sizeof(float), &sz)) return -1;
+        float *lg = vm_malloc(sz);
+        if (!lg) return -1;
+        double norm[VM_MCQ_MAX_CHOICES];
+        for (int s = 0; s < in->n_seq; s++) {
+            const vm_task_seq *q = &in->seq[s];
+            vm_ctx_reset(c);
+            if (vm_ctx_eval(c, q->tokens, q->n, lg) < 0) { free(lg); return -1; }
+            r->ll[s] = vm_task_seq_loglik(in, s, lg + (size_t)(q->n_ctx - 1) * V, V, NULL, 0);
+            norm[s] = r->ll[s] / (double)(q->cont_bytes ? q->cont_bytes : 1);
+        }
+        free(lg);
+        vm_task_choice_softmax(r->ll, n, in->answer, r->probs);
+        r->pred = argmax_d(r->ll, n);
+        r->pred_norm = argmax_d(norm, n);
+    }
+    const double py = r->probs[in->answer];
+    r->nll = -log(py > 1e-12 ? py : 1e-12);
+    return 0;
+}

@@ -1,0 +1,108 @@
+// Multiple-choice QA as model inputs and scores (method.md §5.1), shared by `fit` and `eval`.
+//
+// Two scoring modes:
+//   VM_TASK_LETTER (the paper's): system message VM_TASK_SYSTEM + user message
+//     "Question: {q}\nChoices:\nA. {a}\nB. {b}\n...\nAnswer:" rendered with the model's chat template,
+//     generation prompt added. Choices are always lettered A, B, C, .. in file order (files that label
+//     them "1".."4" are shown as A..D). Template "none" (raw text) = system + "\n\n" + user.
+//     Answer distribution = softmax over the logits of the letter tokens at the last prompt position.
+//     Letter token ids (SPM and BPE alike, found per item): tokenise prompt + sep + letter for each
+//     letter, where sep is "" when the rendered prompt ends in whitespace (chat templates'
+//     "assistant\n") and " " otherwise (raw "Answer:" is followed by " A"). Past the tokens all of
+//     them share with the tokenised prompt and with each other (e.g. a lone SPM "▁" in a small
+//     vocabulary such as tok512), the next token is the letter's; the shared tokens are appended to
+//     the scored sequence, so the letter logits are read at the position where the letters differ
+//     (P(" A") = P(shared) P(A | shared), and the shared factor cancels in the letter softmax).
+//     SPM then gives e.g. "▁A", byte-level BPE "ĠA" (or "A" after a newline). When two letters
+//     still share a token (tok512 merges " B" into "▁B" but splits " A" into "▁" "A"), the other
+//     separator is tried ("Answer:A"); if that fails too the item is an error.
+//     Two letters mapping to one id is an error (the item cannot be scored).
+//   VM_TASK_LOGLIK (lm-evaluation-harness log-likelihood scoring): context = "Question: {q}\nAnswer:"
+//     (harness ARC format; rendered as one user message with the template when it is not "none",
+//     no system message), continuation_c = " {choice_c}". As the harness: whole = tok(ctx + cont),
+//     ctx_enc = tok(ctx), continuation tokens = whole[len(ctx_enc):]. ll_c = sum of log-probs of the
+//     continuation tokens; acc = argmax ll_c, acc_norm = argmax ll_c / bytes(continuation_c).
+//     Answer distribution = softmax_c(ll_c) (what NLL/ECE and the fit loss use).
+// Tokenisation: BOS as the vocabulary says (add_bos = 1), parse_special = 1 for templated text (role
+// markers become their tokens), 0 for raw text.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#include "data/dataset.h"
+#include "tokenizer/chat.h"
+#include "tokenizer/tokenizer.h"
+
+typedef struct vm_ctx vm_ctx;
+typedef struct vm_model vm_model;
+
+#define VM_TASK_SYSTEM "You are a multiple-choice quiz answer generator. Respond with ONLY the letter " \
+                       "of the correct option, for example, 'A', 'B', 'C', or 'D'."
+
+typedef enum vm_task_mode { VM_TASK_LETTER = 0, VM_TASK_LOGLIK = 1 } vm_task_mode;
+
+const char *vm_task_mode_name(vm_task_mode m);            // "letter", "loglik"
+int vm_task_mode_parse(const char *s, vm_task_mode *out); // 0, or -1 with an error
+
+typedef struct vm_task {
+    const vm_tokenizer *tok;   // borrowed
+    vm_task_mode mode;
+    int tmpl;                  // chat template id (vm_chat_pick_gguf); VM_CHAT_NONE = raw text
+    const char *system;        // letter mode system message; NULL = VM_TASK_SYSTEM
+    int max_tokens;            // longest sequence accepted (0 = no limit); longer -> build error
+    vm_chat_opts chat;         // bos/eos texts for templates (filled by vm_task_init from tok)
+} vm_task;
+
+// Fills t (no allocation; tok must outlive t).
+void vm_task_init(vm_task *t, const vm_tokenizer *tok, vm_task_mode mode, int tmpl, int max_tokens);
+
+// One token sequence to run: letter mode has one (the prompt); loglik one per choice.
+typedef struct vm_task_seq {
+    int32_t *tokens;           // (n) BOS included when the vocabulary adds one
+    int n;
+    int n_ctx;                 // loglik: tokens [n_ctx, n) are the continuation; letter: n
+    size_t cont_bytes;         // loglik: byte length of the continuation text (acc_norm)
+} vm_task_seq;
+
+typedef struct vm_task_input {
+    vm_task_mode mode;
+    int n_choices, answer;     // answer: 0-based (from the item)
+    int n_seq;                 // letter: 1; loglik: n_choices
+    vm_task_seq seq[VM_MCQ_MAX_CHOICES];
+    int32_t letter_ids[VM_MCQ_MAX_CHOICES];   // letter mode: token id of letter c (else -1)
+    char *text;                // rendered prompt (letter) or context (loglik), for display
+} vm_task_input;
+
+// Builds one item's inputs. 0, or -1 with "task: item <id>: what is wrong" (too long, letters collide).
+int vm_task_build(const vm_task *t, const vm_mcq_item *it, vm_task_input *in);
+void vm_task_input_free(vm_task_input *in);
+
+// Logit positions a sequence is scored at and the token scored there (the training targets):
+// letter: 1 position (n-1), target = letter_ids[answer]; loglik: n - n_ctx positions n_ctx-1 .. n-2,
+// targets tokens[n_ctx .. n). pos/tgt need room for seq->n entries. Returns the count.
+int vm_task_positions(const vm_task_input *in, int s, int32_t *pos, int32_t *tgt);
+
+// ---- scores from logits (no model needed) ----
+// Letter mode: probs (n_choices) = softmax of the letter logits in row (V). Returns the
+// log-softmax at the answer (minus the answer cross-entropy). When dlogits (V) is non-NULL it
+// receives += scale * d(-log p_answer)/d row (the fit loss gradient; zero off the letter ids).
+double vm_task_letter_probs(const vm_task_input *in, const float *row, double *probs,
+                            float *dlogits, float scale);
+// Loglik mode: sum of log-softmax(logits[i])[tgt[i]] over the sequence's scored positions, logits
+// (n - n_ctx, V) in vm_task_positions order. dlogits (same shape) non-NULL: += scale * d ll / d logits.
+double vm_task_seq_loglik(const vm_task_input *in, int s, const float *logits, int V,
+                          float *dlogits, float scale);
+// softmax of ll (n) into probs; returns -log probs[answer] (the choice cross-entropy).
+double vm_task_choice_softmax(const double *ll, int n, int answer, double *probs);
+
+// ---- scoring with a model ----
+typedef struct vm_task_result {
+    int n_choices, answer;
+    double probs[VM_MCQ_MAX_CHOICES];   // answer distribution
+    double ll[VM_MCQ_MAX_CHOICES];      // loglik: summed log-likelihoods; letter: letter log-softmax
+    int pred;                           // argmax probs (lowest index on ties) -> acc
+    int pred_norm;                      // loglik: argmax ll/cont_bytes -> acc_norm; letter: = pred
+    double nll;                         // -log max(probs[answer], 1e-12)
+} vm_task_result;
+
+// Runs every sequence of in through c (a context of m; reset before each) and fills r. 0 or -1.
+int vm_task_score(const vm_model *m, vm_ctx *c, const vm_task_input *in, vm_task_result *r);

@@ -1,0 +1,263 @@
+// Scoring a dataset with every uncertainty score per question (eval.h). The router read-outs come
+// from a thin "probe" router wrapped around each MoE layer's router for the run: it asks the inner
+// router for its read-outs (vm_router_out.unc, which the model itself does not request) and keeps
+// them for the trace callback, which knows the positions and copies the row of the target token.
+#include "eval/eval_internal.h"
+#include "util/err.h"
+#include "util/rng.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *const unc_names[VM_EVAL_UNC_COUNT] = {
+    "entropy", "neg_maxprob", "mi", "ilv", "gate_entropy", "temperature", "base_gate_entropy",
+};
+const char *vm_eval_unc_name(int u) { return u >= 0 && u < VM_EVAL_UNC_COUNT ? unc_names[u] : "?"; }
+
+int vm_eval_kind_sampled(const char *kind) {
+    static const char *const sampled[] = { "temp-sample", "mcdropout", "vglr-mf", "vglr-fc", "vtsr" };
+    if (!kind) return 0;
+    for (size_t i = 0; i < sizeof sampled / sizeof *sampled; i++)
+        if (!strcmp(kind, sampled[i])) return 1;
+    return 0;
+}
+
+// Adapters usually replace only some layers: the other layers' deterministic routers do not count.
+const char *vm_eval_model_router(const vm_model *m) {
+    const char *name = NULL;
+    int any = 0;
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        const vm_router *r = m->routers[l];
+        if (!m->layers[l].is_moe || !r || !r->ops) continue;
+        any = 1;
+        const char *n = vm_eval_router_inner(r)->ops->name;
+        if (!strcmp(n, "deterministic")) continue;
+        if (!name) name = n;
+        else if (strcmp(name, n)) return "mixed";
+    }
+    return name ? name : any ? "deterministic" : NULL;
+}
+
+double vm_eval_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// ---------------------------------------------------------------- the probe router
+
+typedef struct probe_state {
+    vm_router *inner;
+    float *unc; size_t unc_cap;   // (T, VM_UNC_COUNT) read-outs of the latest forward
+    int T;
+} probe_state;
+
+static int probe_forward(vm_router *r, const vm_router_layer *L, const float *u, int T,
+                         vm_router_out *out, vm_rng *rng) {
+    probe_state *s = r->state;
+    size_t need = (size_t)T * VM_UNC_COUNT * sizeof(float);
+    if (need > s->unc_cap) {
+        free(s->unc);
+        s->unc_cap = 0;
+        if (!(s->unc = vm_malloc(need))) return -1;
+        s->unc_cap = need;
+    }
+    for (size_t i = 0; i < (size_t)T * VM_UNC_COUNT; i++) s->unc[i] = NAN;
+    vm_router_out o = *out;
+    o.unc = s->unc;
+    s->T = 0;
+    if (s->inner->ops->forward(s->inner, L, u, T, &o, rng)) return -1;
+    s->T = T;
+    return 0;
+}
+
+static void probe_free(vm_router *r) {
+    if (!r) return;
+    probe_state *s = r->state;
+    if (s) { vm_router_free(s->inner); free(s->unc); free(s); }
+    free(r);
+}
+
+static const vm_router_ops probe_ops = { .name = "probe", .forward = probe_forward, .free = probe_free };
+
+const vm_router *vm_eval_router_inner(const vm_router *r) {
+    return r && r->ops == &probe_ops ? ((const probe_state *)r->state)->inner : r;
+}
+
+int vm_eval_probe_install(vm_model *m) {
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        vm_router *in = m->routers[l];
+        if (!m->layers[l].is_moe || !in || in->ops == &probe_ops) continue;
+        vm_router *p = vm_calloc(1, sizeof *p);
+        probe_state *s = vm_calloc(1, sizeof *s);
+        if (!p || !s) { free(p); free(s); vm_eval_probe_remove(m); return -1; }
+        s->inner = in;
+        p->ops = &probe_ops;
+        p->state = s;
+        m->routers[l] = p;
+    }
+    return 0;
+}
+
+void vm_eval_probe_remove(vm_model *m) {
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        vm_router *p = m->routers[l];
+        if (!p || p->ops != &probe_ops) continue;
+        probe_state *s = p->state;
+        m->routers[l] = s->inner;
+        s->inner = NULL;
+        probe_free(p);
+    }
+}
+
+// ---------------------------------------------------------------- trace: read-outs at one token
+
+typedef struct readout_acc {
+    const vm_model *m;
+    int target;                              // position whose read-outs are collected (-1: none)
+    double sum[VM_EVAL_UNC_COUNT];
+    int cnt[VM_EVAL_UNC_COUNT];
+} readout_acc;
+
+static void readout_cb(void *ud, const vm_trace_ev *ev) {
+    readout_acc *a = ud;
+    if (a->target < ev->pos0 || a->target >= ev->pos0 + ev->n_tokens || ev->layer < 0) return;
+    const int t = a->target - ev->pos0;
+    const vm_model *m = a->m;
+    if (!strcmp(ev->name, "ffn_norm") && m->layers[ev->layer].is_moe && ev->f) {
+        // baseline: the frozen router's distribution at this token
+        const vm_router_layer *L = &m->layers[ev->layer].rl;
+        const int N = L->n_expert;
+        float lg[N], p[N];
+        vm_router_logits(L, ev->f + (size_t)t * ev->ne, 1, lg);
+        vm_gate_probs(L, lg, p);
+        const double h = vm_gate_entropy(p, N);
+        if (isfinite(h)) { a->sum[VM_EVAL_UNC_BASE_GATE_ENTROPY] += h; a->cnt[VM_EVAL_UNC_BASE_GATE_ENTROPY]++; }
+    } else if (!strcmp(ev->name, "ffn_moe_logits")) {
+        const vm_router *r = m->routers[ev->layer];
+        if (!r || r->ops != &probe_ops) return;
+        const probe_state *s = r->state;
+        if (t >= s->T) return;
+        static const int map[3][2] = { { VM_UNC_ILV, VM_EVAL_UNC_ILV },
+                                       { VM_UNC_GATE_ENTROPY, VM_EVAL_UNC_GATE_ENTROPY },
+                                       { VM_UNC_TEMPERATURE, VM_EVAL_UNC_TEMPERATURE } };
+        for (int k = 0; k < 3; k++) {
+            const float v = s->unc[(size_t)t * VM_UNC_COUNT + map[k][0]];
+            if (isfinite(v)) { a->sum[map[k][1]] += v; a->cnt[map[k][1]]++; }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- scoring
+
+static double entropy(const double *p, int n) {
+    double h = 0.0;
+    for (int i = 0; i < n; i++) if (p[i] > 0.0) h -= p[i] * log(p[i]);
+    return h;
+}
+
+static int argmax(const double *x, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++) if (x[i] > x[b]) b = i;
+    return b;
+}
+
+uint64_t vm_eval_stream_seed(uint64_t seed, uint64_t stream) {
+    vm_rng g;
+    vm_rng_seed2(&g, seed, stream);
+    return vm_rng_u64(&g);
+}
+
+void vm_eval_set_free(vm_eval_set *s) {
+    if (!s) return;
+    free(s->name);
+    free(s->items);
+    free(s->skip_msg);
+    memset(s, 0, sizeof *s);
+}
+
+int vm_eval_run(vm_model *m, const vm_task *task, const vm_dataset *ds, const char *name,
+                const vm_eval_opts *o, vm_eval_set *out) {
+    memset(out, 0, sizeof *out);
+    if (!m || !task || !ds || ds->n == 0) return vm_err("eval: nothing to evaluate");
+    if (ds->n > 10000000) return vm_err("eval: %zu items is too many", ds->n);
+    const char *kind = vm_eval_model_router(m);
+    const int sampled = vm_eval_kind_sampled(kind) || (kind && !strcmp(kind, "mixed"));
+    const int P = sampled ? (o && o->passes > 0 ? o->passes : VM_EVAL_PASSES) : 1;
+    const uint64_t seed = o ? o->seed : 0;
+    out->name = vm_strdup(name ? name : "id");
+    out->items = vm_calloc(ds->n, sizeof *out->items);
+    if (!out->name || !out->items) { vm_eval_set_free(out); return -1; }
+    if (vm_eval_probe_install(m)) { vm_eval_set_free(out); return -1; }
+    const int n_ctx = m->hp.n_ctx_train;   // task->max_tokens should not exceed it
+    vm_ctx *c = vm_ctx_init(m, n_ctx, n_ctx);
+    int rc = c ? 0 : -1;
+    readout_acc acc = { .m = m, .target = -1 };
+    if (c) vm_ctx_set_trace(c, readout_cb, &acc);
+    const double t0 = vm_eval_now();
+    for (size_t i = 0; i < ds->n && rc == 0; i++) {
+        const vm_mcq_item *it = &ds->items[i];
+        vm_task_input in;
+        if (vm_task_build(task, it, &in)) {
+            if (!out->n_skipped++) out->skip_msg = vm_strdup(vm_errmsg());
+            continue;
+        }
+        vm_eval_item *e = &out->items[out->n];
+        const int C = in.n_choices;
+        double pbar[VM_MCQ_MAX_CHOICES] = {0}, llbar[VM_MCQ_MAX_CHOICES] = {0}, hsum = 0.0;
+        memset(&acc.sum, 0, sizeof acc.sum);
+        memset(&acc.cnt, 0, sizeof acc.cnt);
+        acc.target = in.seq[0].n_ctx - 1;   // loglik: every choice sequence shares the context length
+        int ntok = 0;
+        for (int s = 0; s < in.n_seq; s++) {
+            if (in.seq[s].n > ntok) ntok = in.seq[s].n;
+            out->n_tokens += (long long)in.seq[s].n * P;
+        }
+        for (int q = 0; q < P && rc == 0; q++) {
+            vm_task_result r;
+            vm_ctx_set_seed(c, vm_eval_stream_seed(seed, (uint64_t)i * 65536u + (uint64_t)q));
+            if (vm_task_score(m, c, &in, &r)) { rc = vm_err_prefix("eval %s: item %s", out->name, it->id); break; }
+            for (int k = 0; k < C; k++) { pbar[k] += r.probs[k] / P; llbar[k] += r.ll[k] / P; }
+            hsum += entropy(r.probs, C);
+        }
+        if (rc == 0) {
+            e->id = it->id;
+            e->n_choices = C;
+            e->answer = in.answer;
+            e->n_tokens = ntok;
+            for (int k = 0; k < C; k++) {
+                e->probs[k] = pbar[k];
+                e->logp[k] = log(pbar[k] > 1e-300 ? pbar[k] : 1e-300);
+                e->ll[k] = llbar[k];
+            }
+            e->pred = argmax(pbar, C);
+            if (in.mode == VM_TASK_LOGLIK) {
+                double norm[VM_MCQ_MAX_CHOICES];
+                for (int k = 0; k < C; k++)
+                    norm[k] = llbar[k] / (double)(in.seq[k].cont_bytes ? in.seq[k].cont_bytes : 1);
+                e->pred_norm = argmax(norm, C);
+            } else {
+                e->pred_norm = e->pred;
+            }
+            const double H = entropy(pbar, C);
+            e->unc[VM_EVAL_UNC_ENTROPY] = H;
+            e->unc[VM_EVAL_UNC_NEG_MAXPROB] = -pbar[e->pred];
+            e->unc[VM_EVAL_UNC_MI] = P > 1 ? fmax(0.0, H - hsum / P) : NAN;
+            for (int k = VM_EVAL_UNC_ILV; k < VM_EVAL_UNC_COUNT; k++)
+                e->unc[k] = acc.cnt[k] ? acc.sum[k] / acc.cnt[k] : NAN;
+            out->n++;
+        }
+        vm_task_input_free(&in);
+    }
+    if (rc == 0 && out->n == 0)
+        rc = vm_err("eval %s: no item could be scored (%d skipped; first: %s)", out->name, out->n_skipped,
+                    out->skip_msg ? out->skip_msg : "?");
+    out->seconds = vm_eval_now() - t0;
+    vm_ctx_free(c);
+    vm_eval_probe_remove(m);
+    if (rc) vm_eval_set_free(out);
+    return rc;
+}

@@ -1,0 +1,134 @@
+// `vmoer eval` as a library (method.md §5, issue 5): score MCQA items with a model under a router,
+// collect every uncertainty score per question, measure routing stability under embedding noise
+// (stability.c) and the cost of the method (cost.c), then write JSONL / metrics.json / CSVs /
+// report.html (eval_write.c).
+//
+// Passes: a router is "sampled" when its forward draws random numbers (temp-sample, mcdropout,
+// vglr-*, vtsr). Each question is then scored P times (opts.passes, default VM_EVAL_PASSES) with
+// independent router streams; the answer distribution is the mean p_bar of the P pass
+// distributions and the mutual information MI = H(p_bar) - mean_q H(p_q) (nats). Deterministic
+// routers (deterministic, map, ensemble) run once and have MI = NaN.
+// Router read-outs (ILV, gate entropy, T) are taken at the last prompt token (letter mode) or the
+// last context token of every choice sequence (loglik), averaged over the MoE layers whose router
+// gives that read-out, then over passes (and choice sequences). The baseline gate entropy is the
+// entropy of the frozen router's distribution convention(W_r u) at the same token, whatever router
+// runs (so it is the deterministic model's score, seen through this method's hidden states).
+#pragma once
+#include <stdint.h>
+
+#include "data/dataset.h"
+#include "data/task.h"
+#include "model/model.h"
+#include "router/router.h"
+
+#define VM_EVAL_PASSES 8
+
+// Per-question uncertainty scores; higher = more uncertain (so also the OOD score direction).
+typedef enum vm_eval_unc {
+    VM_EVAL_UNC_ENTROPY = 0,     // predictive entropy H(p_bar), nats
+    VM_EVAL_UNC_NEG_MAXPROB,     // -max_c p_bar (the max-prob score, negated: higher = more OOD)
+    VM_EVAL_UNC_MI,              // mutual information (sampled routers; NaN otherwise)
+    VM_EVAL_UNC_ILV,             // VGLR inferred logit variance tr(Sigma)
+    VM_EVAL_UNC_GATE_ENTROPY,    // the router's own gate entropy read-out
+    VM_EVAL_UNC_TEMPERATURE,     // VTSR T(u)
+    VM_EVAL_UNC_BASE_GATE_ENTROPY, // entropy of convention(W_r u)
+    VM_EVAL_UNC_COUNT
+} vm_eval_unc;
+const char *vm_eval_unc_name(int u);   // "entropy", "neg_maxprob", "mi", "ilv", "gate_entropy", ...
+
+typedef struct vm_eval_item {
+    const char *id;                      // borrowed from the dataset
+    int n_choices, answer;
+    double probs[VM_MCQ_MAX_CHOICES];    // p_bar
+    double logp[VM_MCQ_MAX_CHOICES];     // log p_bar (temperature scaling fits on these)
+    double ll[VM_MCQ_MAX_CHOICES];       // loglik: mean over passes of the summed log-likelihoods
+    int pred, pred_norm;                 // argmax p_bar; loglik: argmax ll/bytes (acc_norm)
+    double unc[VM_EVAL_UNC_COUNT];
+    int n_tokens;                        // prompt (letter) or longest sequence (loglik) length
+} vm_eval_item;
+
+typedef struct vm_eval_set {
+    char *name;                          // "id" for the in-distribution set, else the OOD name
+    int n;
+    vm_eval_item *items;
+    double seconds;                      // wall time of scoring (all passes)
+    long long n_tokens;                  // tokens evaluated (all passes, all sequences)
+    int n_skipped;                       // items that could not be built (too long for the context, ...)
+    char *skip_msg;                      // the first such message
+} vm_eval_set;
+
+typedef struct vm_eval_opts {
+    int passes;          // P for sampled routers (0 = VM_EVAL_PASSES); deterministic ones always 1
+    uint64_t seed;       // router streams: pass q of item i uses vm_rng_seed2(seed, i * 65536 + q)
+} vm_eval_opts;
+
+// 1 when the kind draws random numbers at inference.
+int vm_eval_kind_sampled(const char *kind);
+// Name of the router kind running in the model's MoE layers, deterministic layers aside (an adapter
+// replaces some layers); "mixed" when two other kinds run, "deterministic" when all are, NULL if none.
+const char *vm_eval_model_router(const vm_model *m);
+
+// Scores every item of ds. An item that cannot be built (longer than the model's context, letters
+// that collide) is skipped and counted. out is filled (free with vm_eval_set_free). 0 or -1
+// (also when every item was skipped).
+int vm_eval_run(vm_model *m, const vm_task *task, const vm_dataset *ds, const char *name,
+                const vm_eval_opts *o, vm_eval_set *out);
+void vm_eval_set_free(vm_eval_set *s);
+
+// ---- routing stability (method.md §5.4, stability.c) ----
+#define VM_EVAL_GAMMA_HEADLINE 0.01
+typedef struct vm_stability {
+    int n_gamma, n_layer;     // n_layer = the model's MoE layers
+    double *gamma;            // (n_gamma)
+    int *layers;              // (n_layer) block index of each MoE layer
+    double L_bar;             // mean L2 norm of the input token embeddings over the prompts
+    double *jac;              // (n_gamma, n_layer) mean Jaccard over every prompt token
+    double *jac_mean;         // (n_gamma) mean over layers
+    double *changed;          // (n_gamma) fraction of (token, layer) pairs whose set changed
+    long long n_tokens;       // tokens per layer averaged over
+} vm_stability;
+
+// For each gamma, every prompt of `task` over ds (letter prompt; loglik: the context of choice 0)
+// runs clean and with eps ~ N(0, (gamma L_bar)^2 I) added to the embedding output; the same
+// standard-normal draws per prompt for every gamma (common random numbers), and the same router
+// stream in the clean and the noisy pass, so only the noise differs. 0 or -1.
+int vm_stability_run(vm_model *m, const vm_task *task, const vm_dataset *ds, int n_gamma,
+                     const double *gamma, uint64_t seed, vm_stability *out);
+void vm_stability_free(vm_stability *s);
+
+// ---- cost (method.md §5.5, cost.c) ----
+typedef struct vm_cost {
+    double flops_base;        // per token, deterministic model (every matrix product)
+    double flops_method;      // per token, one pass with the model's current routers
+    double flops_router_base, flops_router_method;   // the router parts of those, all MoE layers
+    double ctx_mean;          // mean attention span used for the attention products
+    int passes;               // model passes per question
+    long long params_extra;   // trainable router parameters of the current routers
+    long long params_base;    // parameters of the model
+    double sec_method, sec_base;   // measured: one pass over the same prompts
+} vm_cost;
+// Analytic per-token FLOPs (2 per multiply-add) of a forward at mean attention span ctx_mean,
+// for the model's routers (method) and for the deterministic router (base). Router kinds by name:
+// deterministic/map/temp-sample 2DN; mcdropout 2DN + S * 2pDN (only dropped columns are touched);
+// ensemble M * 2DN; vglr 2DN + 2DH + 2HN + 2HP + S * (fc: N(N+1), mf: 2N) for the samples;
+// vtsr 2DN + 2DH + 2H. o: the options the routers were created with (NULL = defaults).
+int vm_cost_flops(const vm_model *m, const vm_router_opts *o, double ctx_mean, vm_cost *c);
+// Times one pass over the prompts with the current routers and with deterministic ones (swapped in
+// and back), same prompts, same threads. Fills sec_method / sec_base.
+int vm_cost_time(vm_model *m, const vm_task *task, const vm_dataset *ds, int max_items, vm_cost *c);
+
+// ---- outputs (eval_write.c) ----
+typedef struct vm_eval_write_opts {
+    const char *outdir;
+    const char *model_path, *adapter_path, *data_path, *router, *score, *val_path;
+    int bins;            // ECE bins (10 or 15)
+    int boot;            // bootstrap replicates
+    uint64_t seed;
+    int passes;
+} vm_eval_write_opts;
+
+// Writes questions.jsonl, metrics.json, metrics.csv, reliability.csv, risk_coverage.csv, ood.csv,
+// roc.csv, stability.csv and report.html into outdir (created). sets[0] is the in-distribution
+// set, sets[1..] OOD. val (may be NULL): the validation set temperature scaling is fitted on.
+int vm_eval_write(const vm_eval_write_opts *o, int n_sets, const vm_eval_set *sets,
+                  const vm_eval_set *val, const vm_stability *st, const vm_cost *cost);

@@ -1,0 +1,142 @@
+// Routing stability under embedding noise (method.md §5.4): Jaccard index of the selected expert
+// sets of a clean and a noisy pass, per token and MoE layer, for a grid of noise levels gamma.
+#include "eval/eval_internal.h"
+#include "quant/quant.h"
+#include "util/err.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct sel_buf {
+    int n_moe, T, K;
+    const int *moe_of_layer;   // block -> MoE index, -1 for dense
+    int32_t *sel;              // (n_moe, T, K)
+    int bad;
+} sel_buf;
+
+static void sel_cb(void *ud, const vm_trace_ev *ev) {
+    sel_buf *b = ud;
+    if (strcmp(ev->name, "ffn_moe_topk") || ev->layer < 0) return;
+    const int li = b->moe_of_layer[ev->layer];
+    if (li < 0 || !ev->i || ev->ne != b->K || ev->pos0 < 0 || ev->pos0 + ev->n_tokens > b->T) { b->bad = 1; return; }
+    memcpy(b->sel + ((size_t)li * b->T + (size_t)ev->pos0) * b->K, ev->i,
+           (size_t)ev->n_tokens * b->K * sizeof(int32_t));
+}
+
+// |A ∩ B| / |A ∪ B| of two sets of K distinct experts
+static double jaccard(const int32_t *a, const int32_t *b, int K) {
+    int inter = 0;
+    for (int i = 0; i < K; i++)
+        for (int j = 0; j < K; j++) inter += a[i] == b[j];
+    return (double)inter / (double)(2 * K - inter);
+}
+
+void vm_stability_free(vm_stability *s) {
+    if (!s) return;
+    free(s->gamma); free(s->layers); free(s->jac); free(s->jac_mean); free(s->changed);
+    memset(s, 0, sizeof *s);
+}
+
+// Prompt tokens of an item: the letter prompt, or the loglik context (shared by every choice).
+static int prompt_of(const vm_task *task, const vm_mcq_item *it, vm_task_input *in, int *T) {
+    if (vm_task_build(task, it, in)) return -1;
+    *T = in->seq[0].n_ctx;
+    return 0;
+}
+
+int vm_stability_run(vm_model *m, const vm_task *task, const vm_dataset *ds, int n_gamma,
+                     const double *gamma, uint64_t seed, vm_stability *out) {
+    memset(out, 0, sizeof *out);
+    if (!m || !task || !ds || ds->n == 0 || n_gamma < 1 || !gamma) return vm_err("stability: nothing to measure");
+    const vm_hparams *hp = &m->hp;
+    const int D = hp->n_embd, K = hp->n_expert_used, n_ctx = hp->n_ctx_train;
+    int moe_of_layer[hp->n_layer], n_moe = 0;
+    for (int l = 0; l < hp->n_layer; l++) moe_of_layer[l] = m->layers[l].is_moe ? n_moe++ : -1;
+    if (n_moe == 0) return vm_err("stability: the model has no MoE layer");
+    for (int g = 0; g < n_gamma; g++)
+        if (!(gamma[g] >= 0.0) || !isfinite(gamma[g])) return vm_err("stability: noise level %g is not >= 0", gamma[g]);
+    out->n_gamma = n_gamma; out->n_layer = n_moe;
+    out->gamma = vm_malloc((size_t)n_gamma * sizeof(double));
+    out->layers = vm_malloc((size_t)n_moe * sizeof(int));
+    out->jac = vm_calloc((size_t)n_gamma * n_moe, sizeof(double));
+    out->jac_mean = vm_calloc((size_t)n_gamma, sizeof(double));
+    out->changed = vm_calloc((size_t)n_gamma, sizeof(double));
+    float *row = vm_malloc((size_t)D * sizeof(float));
+    int32_t *clean = vm_malloc((size_t)n_moe * n_ctx * (K > 0 ? K : 1) * sizeof(int32_t));
+    int32_t *noisy = vm_malloc((size_t)n_moe * n_ctx * (K > 0 ? K : 1) * sizeof(int32_t));
+    vm_ctx *c = vm_ctx_init(m, n_ctx, n_ctx);
+    int rc = out->gamma && out->layers && out->jac && out->jac_mean && out->changed && row && clean &&
+             noisy && c ? 0 : -1;
+    if (rc == 0) {
+        memcpy(out->gamma, gamma, (size_t)n_gamma * sizeof(double));
+        for (int l = 0; l < hp->n_layer; l++) if (moe_of_layer[l] >= 0) out->layers[moe_of_layer[l]] = l;
+    }
+    // L_bar: mean L2 norm of the embedding rows of every prompt token
+    double norm_sum = 0.0;
+    long long n_tok = 0;
+    for (size_t i = 0; i < ds->n && rc == 0; i++) {
+        vm_task_input in;
+        int T;
+        if (prompt_of(task, &ds->items[i], &in, &T)) continue;   // skipped by the scoring too
+        if (T > n_ctx) { vm_task_input_free(&in); continue; }
+        for (int t = 0; t < T; t++) {
+            vm_dequant_row(m->tok_embd.type, (const char *)m->tok_embd.data + (size_t)in.seq[0].tokens[t] * m->tok_embd.nb[1], row, D);
+            double s = 0.0;
+            for (int d = 0; d < D; d++) s += (double)row[d] * row[d];
+            norm_sum += sqrt(s);
+        }
+        n_tok += T;
+        vm_task_input_free(&in);
+    }
+    if (rc == 0 && n_tok == 0) rc = vm_err("stability: no prompt tokens");
+    if (rc == 0) out->L_bar = norm_sum / (double)n_tok;
+    long long *changed = vm_calloc((size_t)n_gamma, sizeof(long long));
+    if (!changed) rc = -1;
+    sel_buf sb = { .n_moe = n_moe, .K = K, .moe_of_layer = moe_of_layer };
+    if (rc == 0) vm_ctx_set_trace(c, sel_cb, &sb);
+    for (size_t i = 0; i < ds->n && rc == 0; i++) {
+        vm_task_input in;
+        int T;
+        if (prompt_of(task, &ds->items[i], &in, &T)) continue;
+        if (T > n_ctx) { vm_task_input_free(&in); continue; }
+        const uint64_t rseed = vm_eval_stream_seed(seed, 2 * (uint64_t)i);       // router stream
+        const uint64_t nseed = vm_eval_stream_seed(seed, 2 * (uint64_t)i + 1);   // noise draws
+        sb.T = T;
+        for (int g = -1; g < n_gamma && rc == 0; g++) {   // g = -1: the clean pass
+            sb.sel = g < 0 ? clean : noisy;
+            sb.bad = 0;
+            vm_ctx_reset(c);
+            vm_ctx_set_seed(c, rseed);
+            vm_ctx_set_embd_noise(c, g < 0 ? 0.0f : (float)(gamma[g] * out->L_bar), nseed);
+            if (vm_ctx_eval(c, in.seq[0].tokens, T, NULL)) { rc = vm_err_prefix("stability: item %s", ds->items[i].id); break; }
+            if (sb.bad) { rc = vm_err("stability: unexpected routing trace (item %s)", ds->items[i].id); break; }
+            if (g < 0) continue;
+            for (int li = 0; li < n_moe; li++)
+                for (int t = 0; t < T; t++) {
+                    const size_t at = ((size_t)li * T + t) * K;
+                    const double j = jaccard(clean + at, noisy + at, K);
+                    out->jac[(size_t)g * n_moe + li] += j;
+                    changed[g] += j < 1.0;
+                }
+        }
+        vm_ctx_set_embd_noise(c, 0.0f, 0);
+        out->n_tokens += T;
+        vm_task_input_free(&in);
+    }
+    if (rc == 0) {
+        for (int g = 0; g < n_gamma; g++) {
+            double s = 0.0;
+            for (int li = 0; li < n_moe; li++) {
+                out->jac[(size_t)g * n_moe + li] /= (double)out->n_tokens;
+                s += out->jac[(size_t)g * n_moe + li];
+            }
+            out->jac_mean[g] = s / n_moe;
+            out->changed[g] = (double)changed[g] / ((double)out->n_tokens * n_moe);
+        }
+    }
+    free(changed); free(row); free(clean); free(noisy);
+    vm_ctx_free(c);
+    if (rc) vm_stability_free(out);
+    return rc;
+}

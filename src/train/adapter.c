@@ -1,0 +1,178 @@
+// Adapter GGUF writer and loader (format in adapter.h).
+#include "train/adapter.h"
+#include "util/err.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) { h ^= b[i]; h *= 1099511628211ull; }
+    return h;
+}
+static uint64_t fnv_i(uint64_t h, int64_t v) { return fnv(h, &v, sizeof v); }
+
+uint64_t vm_model_router_checksum(const vm_model *m) {
+    const vm_hparams *hp = &m->hp;
+    uint64_t h = 14695981039346656037ull;
+    h = fnv(h, hp->arch_name, strlen(hp->arch_name));
+    h = fnv_i(h, hp->n_layer); h = fnv_i(h, hp->n_embd); h = fnv_i(h, hp->n_expert);
+    h = fnv_i(h, hp->n_expert_used); h = fnv_i(h, hp->n_vocab); h = fnv_i(h, hp->gate_conv);
+    for (int il = 0; il < hp->n_layer; il++) {
+        const vm_layer *l = &m->layers[il];
+        if (!l->is_moe) continue;
+        const vm_tensor *w = &l->ffn_gate_inp;
+        h = fnv_i(h, il); h = fnv_i(h, w->type); h = fnv_i(h, w->ne[0]); h = fnv_i(h, w->ne[1]);
+        if (w->data) h = fnv(h, w->data, vm_tensor_nbytes(w));
+    }
+    return h;
+}
+
+int vm_adapter_write(const vm_model *m, const vm_adapter_info *a, const char *path,
+                     void (*extra)(vm_gguf_writer *w, void *ud), void *ud) {
+    if (a->n_layers <= 0 || a->n_layers > VM_ADAPTER_MAX_LAYERS) return vm_err("adapter: %d layers", a->n_layers);
+    vm_gguf_writer *w = vm_gguf_writer_init();
+    if (!w) return -1;
+    const vm_hparams *hp = &m->hp;
+    vm_gguf_set_str(w, "general.type", "adapter");
+    vm_gguf_set_str(w, "general.architecture", hp->arch_name);
+    vm_gguf_set_str(w, "vmoer.router.kind", a->kind);
+    uint32_t ls[VM_ADAPTER_MAX_LAYERS];
+    for (int i = 0; i < a->n_layers; i++) ls[i] = (uint32_t)a->layers[i];
+    vm_gguf_set_arr(w, "vmoer.router.layers", VM_GGUF_TYPE_UINT32, ls, (uint64_t)a->n_layers);
+    vm_gguf_set_f32(w, "vmoer.router.beta", a->opts.beta);
+    vm_gguf_set_u32(w, "vmoer.router.samples", (uint32_t)a->opts.samples);
+    vm_gguf_set_u32(w, "vmoer.router.hidden", (uint32_t)a->opts.hidden);
+    vm_gguf_set_u32(w, "vmoer.router.members", (uint32_t)a->opts.members);
+    vm_gguf_set_f32(w, "vmoer.router.temp", a->opts.temp);
+    vm_gguf_set_f32(w, "vmoer.router.dropout", a->opts.dropout);
+    vm_gguf_set_f32(w, "vmoer.router.member_noise", a->opts.member_noise);
+    vm_gguf_set_str(w, "vmoer.base.arch", hp->arch_name);
+    vm_gguf_set_u32(w, "vmoer.base.n_layer", (uint32_t)hp->n_layer);
+    vm_gguf_set_u32(w, "vmoer.base.n_embd", (uint32_t)hp->n_embd);
+    vm_gguf_set_u32(w, "vmoer.base.n_expert", (uint32_t)hp->n_expert);
+    vm_gguf_set_u32(w, "vmoer.base.n_expert_used", (uint32_t)hp->n_expert_used);
+    vm_gguf_set_u32(w, "vmoer.base.n_vocab", (uint32_t)hp->n_vocab);
+    vm_gguf_set_u64(w, "vmoer.base.checksum", vm_model_router_checksum(m));
+    int rc = 0;
+    for (int i = 0; i < a->n_layers && !rc; i++) {
+        const int il = a->layers[i];
+        const vm_router *r = il >= 0 && il < hp->n_layer ? m->routers[il] : NULL;
+        if (!r || r->n_params <= 0) { rc = vm_err("adapter: layer %d has no trained router", il); break; }
+        for (int j = 0; j < r->n_params && !rc; j++) {
+            const vm_param *p = &r->params[j];
+            char name[VM_GGUF_MAX_NAME + 16];
+            snprintf(name, sizeof name, "blk.%d.%s", il, p->name);
+            const size_t nb = (size_t)(p->ne[0] * (p->n_dims > 1 ? p->ne[1] : 1)) * sizeof(float);
+            rc = vm_gguf_add_tensor(w, name, VM_TYPE_F32, p->n_dims, p->ne, p->w, nb);
+        }
+    }
+    if (!rc && extra) extra(w, ud);
+    if (!rc) rc = vm_gguf_write(w, path);
+    vm_gguf_writer_free(w);
+    return rc ? vm_err_prefix("adapter %s", path) : 0;
+}
+
+static int get_u32(const vm_gguf *g, const char *key, int *out, int required) {
+    uint32_t v;
+    int rc = vm_gguf_get_u32(g, key, &v);
+    if (rc < 0) return -1;
+    if (rc == 1) return required ? vm_err("missing key %s", key) : 0;
+    *out = (int)v;
+    return 0;
+}
+static int get_f32(const vm_gguf *g, const char *key, float *out) {
+    return vm_gguf_get_f32(g, key, out) < 0 ? -1 : 0;
+}
+
+// Reads and checks the adapter's keys against m.
+static int read_info(const vm_model *m, const vm_gguf *g, vm_adapter_info *a) {
+    char *s = NULL;
+    memset(a, 0, sizeof *a);
+    vm_router_opts_default(&a->opts);
+    if (vm_gguf_get_str(g, "general.type", &s) != 0 || strcmp(s, "adapter")) {
+        free(s); return vm_err("not a vmoer adapter (general.type is not \"adapter\")");
+    }
+    free(s); s = NULL;
+    if (vm_gguf_get_str(g, "vmoer.router.kind", &s) != 0) { free(s); return vm_err("missing vmoer.router.kind"); }
+    snprintf(a->kind, sizeof a->kind, "%s", s);
+    free(s); s = NULL;
+    // base model identity first: the clearest message for the commonest mistake
+    const vm_hparams *hp = &m->hp;
+    int nl = -1, ne = -1, nx = -1, nu = -1, nv = -1;
+    if (vm_gguf_get_str(g, "vmoer.base.arch", &s) != 0) { free(s); return vm_err("missing vmoer.base.arch"); }
+    if (get_u32(g, "vmoer.base.n_layer", &nl, 1) || get_u32(g, "vmoer.base.n_embd", &ne, 1) ||
+        get_u32(g, "vmoer.base.n_expert", &nx, 1) || get_u32(g, "vmoer.base.n_expert_used", &nu, 1) ||
+        get_u32(g, "vmoer.base.n_vocab", &nv, 0)) { free(s); return -1; }
+    int rc = 0;
+    if (strcmp(s, hp->arch_name) || nl != hp->n_layer || ne != hp->n_embd || nx != hp->n_expert ||
+        nu != hp->n_expert_used || (nv >= 0 && nv != hp->n_vocab))
+        rc = vm_err("fitted for another model (%s, %d layers, n_embd %d, %d experts, top-%d; this model: "
+                    "%s, %d layers, n_embd %d, %d experts, top-%d)", s, nl, ne, nx, nu, hp->arch_name,
+                    hp->n_layer, hp->n_embd, hp->n_expert, hp->n_expert_used);
+    free(s);
+    if (rc) return -1;
+    int64_t ck;
+    if (vm_gguf_get_i64(g, "vmoer.base.checksum", &ck) != 0) {
+        const vm_gguf_kv *kv = vm_gguf_get_kv(g, "vmoer.base.checksum");
+        if (!kv || kv->type != VM_GGUF_TYPE_UINT64) return vm_err("missing vmoer.base.checksum");
+        uint64_t u; memcpy(&u, kv->data, 8); ck = (int64_t)u;
+        vm_err_clear();
+    }
+    const uint64_t mine = vm_model_router_checksum(m);
+    if ((uint64_t)ck != mine)
+        return vm_err("fitted for another model: base router checksum %016llx, this model's is %016llx "
+                      "(same shape, different router weights)", (unsigned long long)ck, (unsigned long long)mine);
+    vm_gguf_type t; uint64_t n; const void *d;
+    if (vm_gguf_get_arr(g, "vmoer.router.layers", &t, &n, &d) != 0) return vm_err("missing vmoer.router.layers");
+    if (n == 0 || n > VM_ADAPTER_MAX_LAYERS) return vm_err("vmoer.router.layers has %llu entries", (unsigned long long)n);
+    const vm_gguf_kv *kv = vm_gguf_get_kv(g, "vmoer.router.layers");
+    a->n_layers = (int)n;
+    for (uint64_t i = 0; i < n; i++) {
+        const double v = vm_gguf_arr_num(kv, i);
+        if (!(v >= 0 && v < hp->n_layer)) return vm_err("vmoer.router.layers[%llu] out of range", (unsigned long long)i);
+        a->layers[i] = (int)v;
+        if (i && a->layers[i] <= a->layers[i - 1]) return vm_err("vmoer.router.layers must be ascending and distinct");
+        if (!m->layers[a->layers[i]].is_moe) return vm_err("layer %d of this model is not a MoE layer", a->layers[i]);
+    }
+    if (get_f32(g, "vmoer.router.beta", &a->opts.beta) || get_u32(g, "vmoer.router.samples", &a->opts.samples, 0) ||
+        get_u32(g, "vmoer.router.hidden", &a->opts.hidden, 0) || get_u32(g, "vmoer.router.members", &a->opts.members, 0) ||
+        get_f32(g, "vmoer.router.temp", &a->opts.temp) || get_f32(g, "vmoer.router.dropout", &a->opts.dropout) ||
+        get_f32(g, "vmoer.router.member_noise", &a->opts.member_noise)) return -1;
+    return 0;
+}
+
+int vm_adapter_apply_ex(vm_model *m, const char *path, int samples, vm_adapter_info *info) {
+    vm_gguf *g = vm_gguf_open(path);
+    if (!g) return -1;
+    vm_adapter_info a;
+    vm_router *rs[VM_ADAPTER_MAX_LAYERS] = {0};
+    int rc = read_info(m, g, &a);
+    if (!rc && samples > 0) a.opts.samples = samples;
+    for (int i = 0; i < a.n_layers && !rc; i++) {
+        const int il = a.layers[i];
+        if (!(rs[i] = vm_router_create(a.kind, &m->layers[il].rl, &a.opts))) { rc = -1; break; }
+        if (rs[i]->n_params <= 0) { rc = vm_err("router kind '%s' has no parameters to load", a.kind); break; }
+        for (int j = 0; j < rs[i]->n_params && !rc; j++) {
+            vm_param *p = &rs[i]->params[j];
+            char name[VM_GGUF_MAX_NAME + 16];
+            snprintf(name, sizeof name, "blk.%d.%s", il, p->name);
+            const vm_gguf_tensor_info *ti = vm_gguf_find_tensor(g, name);
+            const int64_t ne1 = p->n_dims > 1 ? p->ne[1] : 1;
+            if (!ti) { rc = vm_err("tensor %s missing", name); break; }
+            if (ti->t.type != VM_TYPE_F32 || ti->t.ne[0] != p->ne[0] || ti->t.ne[1] != ne1 || ti->t.ne[2] != 1)
+                { rc = vm_err("tensor %s: expected f32 [%lld, %lld]", name, (long long)p->ne[0], (long long)ne1); break; }
+            memcpy(p->w, ti->t.data, (size_t)(p->ne[0] * ne1) * sizeof(float));
+        }
+    }
+    if (!rc) {
+        for (int i = 0; i < a.n_layers; i++) { vm_model_set_router(m, a.layers[i], rs[i]); rs[i] = NULL; }
+        if (info) *info = a;
+    }
+    for (int i = 0; i < VM_ADAPTER_MAX_LAYERS; i++) vm_router_free(rs[i]);
+    vm_gguf_free(g);
+    return rc ? vm_err_prefix("adapter %s", path) : 0;
+}
+
+int vm_adapter_apply(vm_model *m, const char *path) { return vm_adapter_apply_ex(m, path, 0, NULL); }

@@ -1,0 +1,38 @@
+// Adapter files: the trained router parameters of some layers of one base model, as a GGUF.
+//   general.type = "adapter", general.architecture = the base arch
+//   vmoer.router.kind (str), vmoer.router.layers (u32 array, ascending), vmoer.router.beta (f32),
+//   vmoer.router.samples, .hidden, .members (u32), .temp, .dropout, .member_noise (f32): the options
+//   the routers are re-created with (vm_router_opts)
+//   vmoer.base.arch (str), vmoer.base.n_layer, .n_embd, .n_expert, .n_expert_used, .n_vocab (u32),
+//   vmoer.base.checksum (u64, vm_model_router_checksum)
+//   tensors blk.<layer>.<param name> (f32), one per router parameter (e.g. blk.3.vglr.w_t).
+// vm_adapter_apply refuses an adapter whose base keys or checksum differ from the model's.
+#pragma once
+#include <stdint.h>
+#include "gguf/gguf.h"
+#include "model/model.h"
+#include "router/router.h"
+
+#define VM_ADAPTER_MAX_LAYERS 512
+
+typedef struct vm_adapter_info {
+    char kind[32];
+    int n_layers;
+    int layers[VM_ADAPTER_MAX_LAYERS];
+    vm_router_opts opts;   // beta = the weight actually used (>= 0)
+} vm_adapter_info;
+
+// Identity of a base model's routing without reading the whole file: FNV-1a 64 over the
+// architecture name, n_layer, n_embd, n_expert, n_expert_used, n_vocab and gate convention, then
+// for every MoE layer its index, W_r's type, shape and raw bytes (only the router tensors are read).
+uint64_t vm_model_router_checksum(const vm_model *m);
+
+// Writes the parameters of m's routers at a->layers (the routers must be of kind a->kind and have
+// parameters). extra (may be NULL) adds more keys (e.g. fit statistics) before writing. Atomic.
+int vm_adapter_write(const vm_model *m, const vm_adapter_info *a, const char *path,
+                     void (*extra)(vm_gguf_writer *w, void *ud), void *ud);
+// Reads an adapter, checks it belongs to m, creates the routers and loads their parameters, and
+// installs them. samples > 0 overrides the stored inference sample count. info may be NULL.
+// On failure m is unchanged.
+int vm_adapter_apply_ex(vm_model *m, const char *path, int samples, vm_adapter_info *info);
+int vm_adapter_apply(vm_model *m, const char *path);

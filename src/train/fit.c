@@ -1,0 +1,543 @@
+// The fit loop (fit.h): task building, split, layer choice, hidden-state cache, training with
+// gradient accumulation and AdamW, validation and early stopping, checkpoints, adapter output.
+#include "train/fit.h"
+#include "train/checkpoint.h"
+#include "train/optim.h"
+#include "model/train.h"
+#include "util/err.h"
+#include "util/rng.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+void vm_fit_opts_default(vm_fit_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->kind = "vglr-mf"; o->auto_count = 5; o->auto_gamma = 0.01f; o->auto_prompts = 32;
+    o->beta = -1.0f; o->epochs = 3; o->lr = 1e-3f; o->batch = 16; o->val_frac = 0.1f;
+    o->patience = 2; o->mode = VM_TASK_LETTER; o->tmpl = VM_CHAT_NONE; o->wd = 0.01f;
+    o->warmup_frac = 0.05f; o->progress = -1;
+}
+
+int vm_fit_split(int n, float val_frac, uint64_t seed, int *order, int *n_val) {
+    if (n <= 0) return vm_err("fit: no items to split");
+    if (!(val_frac >= 0.0f && val_frac < 1.0f)) return vm_err("fit: validation fraction %g not in [0, 1)", (double)val_frac);
+    for (int i = 0; i < n; i++) order[i] = i;
+    vm_rng r;
+    vm_rng_seed2(&r, seed, VM_FIT_STREAM_SPLIT);
+    for (int i = n - 1; i > 0; i--) {   // Fisher-Yates
+        const int j = (int)(vm_rng_u64(&r) % (uint64_t)(i + 1));
+        const int t = order[i]; order[i] = order[j]; order[j] = t;
+    }
+    int v = (int)lround(val_frac * n);
+    if (val_frac > 0.0f && v < 1 && n >= 2) v = 1;
+    if (v > n - 1) v = n - 1;
+    *n_val = v;
+    return 0;
+}
+
+int vm_fit_default_layers(const vm_model *m, int max, int *layers) {
+    int n = 0;
+    for (int il = m->hp.n_layer - 1; il >= 0 && n < max; il--)
+        if (m->layers[il].is_moe) layers[n++] = il;
+    for (int i = 0; i < n / 2; i++) { int t = layers[i]; layers[i] = layers[n - 1 - i]; layers[n - 1 - i] = t; }
+    return n;
+}
+
+// ---------------------------------------------------------------- routing stability
+
+typedef struct sel_rec { int K, T, L; int32_t *sel; } sel_rec;   // sel (L, T, K)
+
+static void rec_trace(void *ud, const vm_trace_ev *ev) {
+    sel_rec *r = ud;
+    if (strcmp(ev->name, "ffn_moe_topk") || !ev->i || ev->layer < 0 || ev->layer >= r->L || ev->ne != r->K) return;
+    for (int t = 0; t < ev->n_tokens; t++) {
+        const int p = ev->pos0 + t;
+        if (p < 0 || p >= r->T) continue;
+        memcpy(r->sel + ((size_t)ev->layer * r->T + p) * r->K, ev->i + (size_t)t * r->K, (size_t)r->K * sizeof(int32_t));
+    }
+}
+
+int vm_fit_layer_stability(const vm_model *m, const vm_task_input *ins, int n, float gamma,
+                           uint64_t seed, double *jacc) {
+    const vm_hparams *hp = &m->hp;
+    const int L = hp->n_layer, K = hp->n_expert_used, D = hp->n_embd;
+    for (int il = 0; il < L; il++) jacc[il] = NAN;
+    if (n <= 0 || K <= 0) return vm_err("fit: no prompts or no MoE layers to rank");
+    int Tmax = 0;
+    double norm_sum = 0; long n_tok = 0;
+    float *row = vm_malloc((size_t)D * sizeof(float));
+    if (!row) return -1;
+    for (int i = 0; i < n; i++) {
+        const vm_task_seq *s = &ins[i].seq[0];
+        if (s->n > Tmax) Tmax = s->n;
+        for (int t = 0; t < s->n; t++) {
+            vm_dequant_row(m->tok_embd.type, (const char *)m->tok_embd.data + (size_t)s->tokens[t] * m->tok_embd.nb[1], row, D);
+            double q = 0;
+            for (int d = 0; d < D; d++) q += (double)row[d] * row[d];
+            norm_sum += sqrt(q); n_tok++;
+        }
+    }
+    free(row);
+    const float sigma = (float)(gamma * norm_sum / (double)(n_tok ? n_tok : 1));
+    sel_rec clean = { K, Tmax, L, NULL }, noisy = { K, Tmax, L, NULL };
+    double *sum = vm_calloc((size_t)L, sizeof(double));
+    clean.sel = vm_calloc((size_t)L * Tmax * K, sizeof(int32_t));
+    noisy.sel = vm_calloc((size_t)L * Tmax * K, sizeof(int32_t));
+    vm_ctx *c = vm_ctx_init(m, Tmax, Tmax);
+    int rc = sum && clean.sel && noisy.sel && c ? 0 : -1;
+    for (int i = 0; i < n && !rc; i++) {
+        const vm_task_seq *s = &ins[i].seq[0];
+        vm_ctx_set_embd_noise(c, 0.0f, 0);
+        vm_ctx_set_trace(c, rec_trace, &clean);
+        vm_ctx_reset(c);
+        if (vm_ctx_eval(c, s->tokens, s->n, NULL)) { rc = -1; break; }
+        vm_ctx_set_embd_noise(c, sigma, seed + (uint64_t)i);
+        vm_ctx_set_trace(c, rec_trace, &noisy);
+        vm_ctx_reset(c);
+        if (vm_ctx_eval(c, s->tokens, s->n, NULL)) { rc = -1; break; }
+        for (int il = 0; il < L; il++) {
+            if (!m->layers[il].is_moe) continue;
+            for (int t = 0; t < s->n; t++) {
+                const int32_t *a = clean.sel + ((size_t)il * Tmax + t) * K, *b = noisy.sel + ((size_t)il * Tmax + t) * K;
+                int inter = 0;
+                for (int x = 0; x < K; x++) for (int y = 0; y < K; y++) inter += a[x] == b[y];
+                sum[il] += (double)inter / (double)(2 * K - inter);
+            }
+        }
+    }
+    if (!rc) {
+        long tot = 0;
+        for (int i = 0; i < n; i++) tot += ins[i].seq[0].n;
+        for (int il = 0; il < L; il++) if (m->layers[il].is_moe) jacc[il] = sum[il] / (double)tot;
+    }
+    vm_ctx_free(c); free(sum); free(clean.sel); free(noisy.sel);
+    return rc;
+}
+
+// ---------------------------------------------------------------- the fit
+
+typedef struct fit_ex {
+    vm_task_input in;
+    float *h[VM_MCQ_MAX_CHOICES];   // cached hidden states entering l0, (n, D) per sequence
+} fit_ex;
+
+typedef struct fit_state {
+    vm_model *m;
+    const vm_fit_opts *o;
+    vm_tctx *tc;
+    int l0, D, V, T_max;
+    fit_ex *ex;
+    int n_ex;
+    float *h_tmp, *logits, *dlogits;   // (T_max, D), (T_max, V) x2
+    int32_t *pos, *tgt;
+    float beta;
+    vm_param **params;
+    int n_params;
+    vm_router **routers;               // the trained ones (n_layers)
+    int n_layers;
+    int64_t tokens;
+} fit_state;
+
+static void set_training(fit_state *s, int on) {
+    for (int i = 0; i < s->n_layers; i++) s->routers[i]->training = on;
+}
+
+// Hidden state of sequence q of example e entering l0 (cached, or recomputed with no_cache).
+static const float *hidden(fit_state *s, fit_ex *e, int q) {
+    if (e->h[q]) return e->h[q];
+    if (vm_model_hidden(s->m, e->in.seq[q].tokens, e->in.seq[q].n, s->l0, s->h_tmp)) return NULL;
+    return s->h_tmp;
+}
+
+// One example: forward (and backward with gradient scale `scale` when train). Returns the answer
+// cross-entropy in *ce, the regulariser sum in *reg, probabilities in probs. 0 or -1.
+static int run_example(fit_state *s, fit_ex *e, int train, float scale, vm_rng *rng, double *ce,
+                       double *reg, double *probs) {
+    const vm_task_input *in = &e->in;
+    const int V = s->V;
+    *reg = 0;
+    if (in->mode == VM_TASK_LETTER) {
+        const vm_task_seq *q = &in->seq[0];
+        const float *h = hidden(s, e, 0);
+        if (!h) return -1;
+        const int32_t p = q->n - 1;
+        if (vm_tctx_forward(s->tc, h, q->n, &p, 1, s->logits, rng)) return -1;
+        s->tokens += q->n;
+        if (train) memset(s->dlogits, 0, (size_t)V * sizeof(float));
+        *ce = -vm_task_letter_probs(in, s->logits, probs, train ? s->dlogits : NULL, scale);
+        *reg = vm_tctx_reg(s->tc);
+        if (train && vm_tctx_backward(s->tc, s->dlogits, s->beta * scale, NULL)) return -1;
+        return 0;
+    }
+    // loglik: every choice forward; then (training) each again with the same noise, and backward
+    double ll[VM_MCQ_MAX_CHOICES];
+    vm_rng saved[VM_MCQ_MAX_CHOICES];
+    for (int c = 0; c < in->n_seq; c++) {
+        const vm_task_seq *q = &in->seq[c];
+        const float *h = hidden(s, e, c);
+        if (!h) return -1;
+        const int k = vm_task_positions(in, c, s->pos, s->tgt);
+        if (rng) saved[c] = *rng;
+        if (vm_tctx_forward(s->tc, h, q->n, s->pos, k, s->logits, rng)) return -1;
+        s->tokens += q->n;
+        ll[c] = vm_task_seq_loglik(in, c, s->logits, V, NULL, 0);
+        *reg += vm_tctx_reg(s->tc) / in->n_seq;
+    }
+    *ce = vm_task_choice_softmax(ll, in->n_choices, in->answer, probs);
+    if (!train) return 0;
+    for (int c = 0; c < in->n_seq; c++) {
+        const vm_task_seq *q = &in->seq[c];
+        const float *h = hidden(s, e, c);
+        if (!h) return -1;
+        const int k = vm_task_positions(in, c, s->pos, s->tgt);
+        vm_rng r2 = rng ? saved[c] : (vm_rng){{0}};
+        if (vm_tctx_forward(s->tc, h, q->n, s->pos, k, s->logits, rng ? &r2 : NULL)) return -1;
+        s->tokens += q->n;
+        memset(s->dlogits, 0, (size_t)k * V * sizeof(float));
+        // d(-log p_y)/d ll_c = p_c - 1[c = y]
+        vm_task_seq_loglik(in, c, s->logits, V, s->dlogits, scale * (float)(probs[c] - (c == in->answer)));
+        if (vm_tctx_backward(s->tc, s->dlogits, s->beta * scale / in->n_seq, NULL)) return -1;
+    }
+    if (rng && in->n_seq > 0) *rng = saved[in->n_seq - 1];   // keep the caller's stream defined
+    return 0;
+}
+
+static int validate(fit_state *s, const int *idx, int n, uint64_t seed, double *nll, double *acc) {
+    set_training(s, 0);
+    double sn = 0, sa = 0, probs[VM_MCQ_MAX_CHOICES], ce, reg;
+    for (int i = 0; i < n; i++) {
+        vm_rng r;
+        vm_rng_seed2(&r, seed ^ 0x76616cull, (uint64_t)i);
+        fit_ex *e = &s->ex[idx[i]];
+        if (run_example(s, e, 0, 0, &r, &ce, &reg, probs)) return -1;
+        const double py = probs[e->in.answer];
+        sn += -log(py > 1e-12 ? py : 1e-12);
+        int b = 0;
+        for (int c = 1; c < e->in.n_choices; c++) if (probs[c] > probs[b]) b = c;
+        sa += b == e->in.answer;
+    }
+    *nll = n ? sn / n : NAN; *acc = n ? sa / n : NAN;
+    return 0;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void progress_bar(int64_t done, int64_t total, double loss, double tps, double eta) {
+    char bar[31];
+    const int w = 30, f = total > 0 ? (int)(w * done / total) : w;
+    for (int i = 0; i < w; i++) bar[i] = i < f ? '#' : '-';
+    bar[w] = 0;
+    fprintf(stderr, "\r[%s] %lld/%lld loss %.4f %.0f tok/s ETA %dm%02ds  ", bar, (long long)done,
+            (long long)total, loss, tps, (int)eta / 60, (int)eta % 60);
+    fflush(stderr);
+}
+
+static uint64_t fnv_add(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) { h ^= b[i]; h *= 1099511628211ull; }
+    return h;
+}
+
+// Everything a resumed run must agree on.
+static uint64_t fingerprint(const vm_model *m, const vm_fit_opts *o, const int *layers, int nl, int n_ex) {
+    uint64_t h = vm_model_router_checksum(m);
+    h = fnv_add(h, o->kind, strlen(o->kind));
+    h = fnv_add(h, layers, (size_t)nl * sizeof(int));
+    const double nums[] = { o->beta, o->samples, o->hidden, o->members, o->epochs, o->lr, o->batch,
+                            (double)o->seed, o->val_frac, o->patience, o->mode, o->tmpl, o->wd,
+                            o->warmup_frac, n_ex, o->max_tokens };
+    h = fnv_add(h, nums, sizeof nums);
+    return o->system ? fnv_add(h, o->system, strlen(o->system)) : h;
+}
+
+int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const vm_fit_opts *o,
+               const char *out_path, vm_fit_stats *st_out) {
+    vm_fit_stats st_local, *st = st_out ? st_out : &st_local;
+    memset(st, 0, sizeof *st);
+    for (int i = 0; i < VM_ADAPTER_MAX_LAYERS; i++) st->jaccard[i] = NAN;
+    const vm_hparams *hp = &m->hp;
+    if (!ds || ds->n == 0) return vm_err("fit: no training items");
+    if (ds->n > 10000000) return vm_err("fit: too many items (%zu)", ds->n);
+    if (hp->n_expert <= 0) return vm_err("fit: the model has no MoE layers");
+    if (o->epochs < 1 || o->batch < 1 || !(o->lr > 0) || o->patience < 1)
+        return vm_err("fit: bad options (epochs %d, batch %d, lr %g, patience %d)", o->epochs, o->batch, (double)o->lr, o->patience);
+    int first_moe = -1;
+    for (int il = 0; il < hp->n_layer && first_moe < 0; il++) if (m->layers[il].is_moe) first_moe = il;
+    vm_router_opts ro;
+    vm_router_opts_default(&ro);
+    ro.seed = o->seed; ro.beta = o->beta;
+    if (o->samples > 0) ro.samples = o->samples;
+    if (o->hidden > 0) ro.hidden = o->hidden;
+    if (o->members > 0) ro.members = o->members;
+    {   // a kind without parameters cannot be fitted: say so before any work
+        vm_router *probe = vm_router_create(o->kind, &m->layers[first_moe].rl, &ro);
+        if (!probe) return vm_err_prefix("fit");
+        const int np = probe->n_params;
+        vm_router_free(probe);
+        if (np <= 0)
+            return vm_err("fit: router kind '%s' has no trainable parameters (fit trains map, ensemble, "
+                          "vglr-mf, vglr-fc, vtsr)", o->kind);
+    }
+    const int quiet = o->progress == 2;
+    const int bar = o->progress == 1 || (o->progress < 0 && isatty(2));
+
+    // ---- task inputs and split (by item index)
+    const int n_items = (int)ds->n;
+    int *order = vm_malloc((size_t)n_items * sizeof(int));
+    fit_state s = { .m = m, .o = o };
+    int rc = -1, n_val_items = 0;
+    int *tr_idx = NULL, *va_idx = NULL, n_tr = 0, n_va = 0;
+    float *best = NULL;
+    vm_adamw opt = {0};
+    if (!order || vm_fit_split(n_items, o->val_frac, o->seed, order, &n_val_items)) goto done;
+    vm_task task;
+    vm_task_init(&task, tok, o->mode, o->tmpl, o->max_tokens > 0 ? o->max_tokens : hp->n_ctx_train);
+    task.system = o->system;
+    s.ex = vm_calloc((size_t)n_items, sizeof *s.ex);
+    tr_idx = vm_malloc((size_t)n_items * sizeof(int));
+    va_idx = vm_malloc((size_t)n_items * sizeof(int));
+    if (!s.ex || !tr_idx || !va_idx) goto done;
+    for (int k = 0; k < n_items; k++) {
+        const int it = order[k];
+        if (vm_task_build(&task, &ds->items[it], &s.ex[it].in)) {
+            if (!quiet && st->n_skipped < 3) fprintf(stderr, "fit: skipping: %s\n", vm_errmsg());
+            st->n_skipped++;
+            continue;
+        }
+        if (k < n_val_items) va_idx[n_va++] = it; else tr_idx[n_tr++] = it;
+        for (int q = 0; q < s.ex[it].in.n_seq; q++) if (s.ex[it].in.seq[q].n > s.T_max) s.T_max = s.ex[it].in.seq[q].n;
+    }
+    s.n_ex = n_items;
+    st->n_items = n_items; st->n_train = n_tr; st->n_val = n_va;
+    if (n_tr == 0) { vm_err("fit: no usable training items (%d skipped)", st->n_skipped); goto done; }
+
+    // ---- layers
+    int layers[VM_ADAPTER_MAX_LAYERS], nl = 0;
+    if (o->layers_auto) {
+        const int np = n_tr < (o->auto_prompts > 0 ? o->auto_prompts : 32) ? n_tr : (o->auto_prompts > 0 ? o->auto_prompts : 32);
+        vm_task_input *ins = vm_malloc((size_t)np * sizeof *ins);
+        double *jac = vm_malloc((size_t)hp->n_layer * sizeof(double));
+        if (!ins || !jac) { free(ins); free(jac); goto done; }
+        for (int i = 0; i < np; i++) ins[i] = s.ex[tr_idx[i]].in;
+        int r2 = vm_fit_layer_stability(m, ins, np, o->auto_gamma > 0 ? o->auto_gamma : 0.01f, o->seed, jac);
+        free(ins);
+        if (r2) { free(jac); goto done; }
+        const int want = o->auto_count > 0 ? o->auto_count : 5;
+        unsigned char *taken = vm_calloc((size_t)hp->n_layer, 1);
+        if (!taken) { free(jac); goto done; }
+        for (int k = 0; k < want; k++) {   // least stable first; ties: the higher layer
+            int b = -1;
+            for (int il = 0; il < hp->n_layer; il++)
+                if (!isnan(jac[il]) && !taken[il] && (b < 0 || jac[il] <= jac[b])) b = il;
+            if (b < 0) break;
+            taken[b] = 1; layers[nl++] = b;
+        }
+        for (int il = 0; il < hp->n_layer && il < VM_ADAPTER_MAX_LAYERS; il++) st->jaccard[il] = jac[il];
+        free(taken); free(jac);
+        for (int i = 1; i < nl; i++) for (int j = i; j > 0 && layers[j] < layers[j - 1]; j--) {
+            int t = layers[j]; layers[j] = layers[j - 1]; layers[j - 1] = t;
+        }
+    } else if (o->n_layers > 0) {
+        nl = o->n_layers;
+        for (int i = 0; i < nl; i++) {
+            layers[i] = o->layers[i];
+            if (layers[i] < 0 || layers[i] >= hp->n_layer || !m->layers[layers[i]].is_moe) {
+                vm_err("fit: layer %d is not a MoE layer of this model (%d layers)", layers[i], hp->n_layer); goto done;
+            }
+            if (i && layers[i] <= layers[i - 1]) { vm_err("fit: layers must be ascending and distinct"); goto done; }
+        }
+    } else {
+        nl = vm_fit_default_layers(m, 5, layers);
+    }
+    st->n_layers = nl;
+    memcpy(st->layers, layers, (size_t)nl * sizeof(int));
+    s.l0 = layers[0]; st->l0 = s.l0;
+
+    // ---- routers and parameters
+    s.routers = vm_calloc((size_t)nl, sizeof *s.routers);
+    if (!s.routers) goto done;
+    for (int i = 0; i < nl; i++) {
+        vm_router *r = vm_router_create(o->kind, &m->layers[layers[i]].rl, &ro);
+        if (!r || vm_model_set_router(m, layers[i], r)) goto done;
+        s.routers[i] = r; s.n_layers = i + 1;
+        s.n_params += r->n_params;
+    }
+    s.beta = s.routers[0]->beta;
+    s.params = vm_calloc((size_t)s.n_params, sizeof *s.params);
+    unsigned char *decay = vm_calloc((size_t)s.n_params, 1);
+    if (!s.params || !decay) { free(decay); goto done; }
+    const int wd_ok = strcmp(o->kind, "map") && strcmp(o->kind, "ensemble");
+    size_t n_w = 0;
+    for (int i = 0, k = 0; i < nl; i++)
+        for (int j = 0; j < s.routers[i]->n_params; j++, k++) {
+            s.params[k] = &s.routers[i]->params[j];
+            decay[k] = wd_ok && s.params[k]->n_dims == 2;
+            n_w += (size_t)vm_param_numel(s.params[k]);
+        }
+    int orc = vm_adamw_init(&opt, s.params, decay, s.n_params, o->wd);
+    free(decay);
+    if (orc || !(best = vm_malloc(n_w * sizeof(float)))) goto done;
+
+    // ---- buffers and the hidden-state cache
+    s.D = hp->n_embd; s.V = hp->n_vocab;
+    if (!(s.tc = vm_tctx_init(m, s.l0, s.T_max))) goto done;
+    s.h_tmp = vm_malloc((size_t)s.T_max * s.D * sizeof(float));
+    s.logits = vm_malloc((size_t)s.T_max * s.V * sizeof(float));
+    s.dlogits = vm_malloc((size_t)s.T_max * s.V * sizeof(float));
+    s.pos = vm_malloc((size_t)s.T_max * sizeof(int32_t));
+    s.tgt = vm_malloc((size_t)s.T_max * sizeof(int32_t));
+    if (!s.h_tmp || !s.logits || !s.dlogits || !s.pos || !s.tgt) goto done;
+    if (!o->no_cache) {
+        for (int k = 0; k < n_tr + n_va; k++) {
+            fit_ex *e = &s.ex[k < n_tr ? tr_idx[k] : va_idx[k - n_tr]];
+            for (int q = 0; q < e->in.n_seq; q++) {
+                if (!(e->h[q] = vm_malloc((size_t)e->in.seq[q].n * s.D * sizeof(float)))) goto done;
+                if (vm_model_hidden(m, e->in.seq[q].tokens, e->in.seq[q].n, s.l0, e->h[q])) goto done;
+            }
+        }
+    }
+
+    // ---- state (fresh or from the checkpoint)
+    const int64_t spe = (n_tr + o->batch - 1) / o->batch, total = spe * o->epochs;
+    st->total_steps = total;
+    char ckpt_buf[4096];
+    const char *ckpt = o->ckpt_path;
+    if (!ckpt) { snprintf(ckpt_buf, sizeof ckpt_buf, "%s.ckpt", out_path); ckpt = ckpt_buf; }
+    vm_ckpt_state cs = { .best_val = INFINITY, .best_epoch = 0 };
+    cs.fingerprint = fingerprint(m, o, layers, nl, n_items);
+    int have_ckpt = 0;
+    if (o->resume && access(ckpt, F_OK) == 0) {
+        if (vm_ckpt_read(ckpt, &cs, &opt, best, n_w)) goto done;
+        have_ckpt = 1; st->resumed = 1;
+        if (!quiet) fprintf(stderr, "fit: resuming from %s at step %lld/%lld\n", ckpt, (long long)cs.step, (long long)total);
+    }
+    if (!have_ckpt) {
+        if (validate(&s, va_idx, n_va, o->seed, &cs.val_init, &cs.acc_init)) goto done;
+        cs.best_val = n_va ? cs.val_init : INFINITY; cs.best_acc = cs.acc_init; cs.best_epoch = 0;
+        for (int i = 0, off = 0; i < s.n_params; i++) {
+            memcpy(best + off, s.params[i]->w, (size_t)vm_param_numel(s.params[i]) * sizeof(float));
+            off += (int)vm_param_numel(s.params[i]);
+        }
+    }
+    st->val_nll_init = cs.val_init; st->val_acc_init = cs.acc_init;
+    if (!quiet)
+        fprintf(stderr, "fit: %s on layers %d..%d (%d), %d train / %d val items (%d skipped), %lld steps of %d, "
+                "val nll %.4f acc %.3f at start\n", o->kind, layers[0], layers[nl - 1], nl, n_tr, n_va,
+                st->n_skipped, (long long)total, o->batch, cs.val_init, cs.acc_init);
+
+    // ---- training
+    int *eorder = vm_malloc((size_t)n_tr * sizeof(int));
+    if (!eorder) goto done;
+    double t0 = now_s(), t_train = 0;
+    const int64_t step0 = cs.step;
+    int stop = cs.stopped;
+    while (!stop && cs.step < total) {
+        const int epoch = (int)(cs.step / spe);
+        // epoch order: Fisher-Yates of the training items with stream (seed, 1000 + epoch)
+        vm_rng er;
+        vm_rng_seed2(&er, o->seed, 1000 + (uint64_t)epoch);
+        for (int i = 0; i < n_tr; i++) eorder[i] = i;
+        for (int i = n_tr - 1; i > 0; i--) {
+            const int j = (int)(vm_rng_u64(&er) % (uint64_t)(i + 1));
+            const int t = eorder[i]; eorder[i] = eorder[j]; eorder[j] = t;
+        }
+        while (cs.step < total && cs.step / spe == epoch) {
+            const int64_t b0 = (cs.step % spe) * o->batch;
+            const int bn = (int)(b0 + o->batch <= n_tr ? o->batch : n_tr - b0);
+            const double ts = now_s();
+            set_training(&s, 1);
+            for (int k = 0; k < bn; k++) {
+                const int ti = eorder[b0 + k];
+                vm_rng r;
+                vm_rng_seed2(&r, o->seed, ((uint64_t)(epoch + 1) << 32) | (uint64_t)ti);
+                double ce, reg, probs[VM_MCQ_MAX_CHOICES];
+                if (run_example(&s, &s.ex[tr_idx[ti]], 1, 1.0f / bn, &r, &ce, &reg, probs)) goto done;
+                cs.ep_ce += ce; cs.ep_obj += ce + s.beta * reg; cs.ep_n++;
+            }
+            vm_adamw_step(&opt, vm_lr_schedule(o->lr, cs.step, total, o->warmup_frac));
+            cs.step++;
+            t_train += now_s() - ts;
+            if (bar && !quiet) {
+                const double tps = t_train > 0 ? s.tokens / t_train : 0;
+                const double eta = (now_s() - t0) / (double)(cs.step - step0) * (double)(total - cs.step);
+                progress_bar(cs.step, total, cs.ep_n ? cs.ep_ce / cs.ep_n : 0, tps, eta);
+            }
+            const int epoch_end = cs.step % spe == 0 || cs.step == total;
+            if (epoch_end) {
+                const double ce_mean = cs.ep_n ? cs.ep_ce / cs.ep_n : NAN;
+                if (cs.epochs_run == 0) cs.ce_first = ce_mean;
+                cs.ce_last = ce_mean;
+                cs.epochs_run++;
+                double vn = NAN, va = NAN;
+                if (validate(&s, va_idx, n_va, o->seed, &vn, &va)) goto done;
+                if (n_va == 0 || vn < cs.best_val) {
+                    cs.best_val = n_va ? vn : cs.best_val; cs.best_acc = va; cs.best_epoch = epoch + 1; cs.bad = 0;
+                    for (int i = 0, off = 0; i < s.n_params; i++) {
+                        memcpy(best + off, s.params[i]->w, (size_t)vm_param_numel(s.params[i]) * sizeof(float));
+                        off += (int)vm_param_numel(s.params[i]);
+                    }
+                } else if (++cs.bad >= o->patience) {
+                    cs.stopped = 1;
+                }
+                if (!quiet) {
+                    if (bar) fputc('\n', stderr);
+                    fprintf(stderr, "epoch %d/%d: train ce %.4f (objective %.4f), val nll %.4f acc %.3f%s, %.0f tok/s\n",
+                            epoch + 1, o->epochs, ce_mean, cs.ep_n ? cs.ep_obj / cs.ep_n : NAN, vn, va,
+                            cs.stopped ? " (early stop)" : "", t_train > 0 ? s.tokens / t_train : 0);
+                }
+                cs.ep_ce = cs.ep_obj = 0; cs.ep_n = 0;
+                stop = cs.stopped;
+            }
+            const int interrupt = o->stop_after > 0 && cs.step >= o->stop_after && cs.step < total && !stop;
+            if (epoch_end || interrupt || (o->ckpt_every > 0 && cs.step % o->ckpt_every == 0))
+                if (vm_ckpt_write(ckpt, &cs, &opt, best, n_w)) goto done;
+            if (interrupt) {
+                st->interrupted = 1;
+                if (!quiet) fprintf(stderr, "fit: stopped after %lld steps (checkpoint %s)\n", (long long)cs.step, ckpt);
+                rc = 0; free(eorder); goto fill;
+            }
+        }
+    }
+    free(eorder);
+
+    // ---- the best parameters -> adapter
+    for (int i = 0, off = 0; i < s.n_params; i++) {
+        memcpy(s.params[i]->w, best + off, (size_t)vm_param_numel(s.params[i]) * sizeof(float));
+        off += (int)vm_param_numel(s.params[i]);
+    }
+    set_training(&s, 0);
+    vm_adapter_info ai;
+    memset(&ai, 0, sizeof ai);
+    snprintf(ai.kind, sizeof ai.kind, "%s", o->kind);
+    ai.n_layers = nl;
+    memcpy(ai.layers, layers, (size_t)nl * sizeof(int));
+    ai.opts = ro; ai.opts.beta = s.beta;
+    if (vm_adapter_write(m, &ai, out_path, NULL, NULL)) goto done;
+    remove(ckpt);
+    rc = 0;
+fill:
+    st->steps = cs.step; st->epochs_run = cs.epochs_run; st->best_epoch = cs.best_epoch;
+    st->stopped_early = cs.stopped; st->train_ce_first = cs.ce_first; st->train_ce_last = cs.ce_last;
+    st->val_nll_best = cs.best_val; st->val_acc_best = cs.best_acc;
+    st->tokens = s.tokens; st->seconds = t_train; st->tokens_per_s = t_train > 0 ? s.tokens / t_train : 0;
+done:
+    if (rc) vm_err_prefix("fit");
+    for (int i = 0; s.ex && i < n_items; i++) {
+        for (int q = 0; q < VM_MCQ_MAX_CHOICES; q++) free(s.ex[i].h[q]);
+        vm_task_input_free(&s.ex[i].in);
+    }
+    free(s.ex); free(order); free(tr_idx); free(va_idx); free(best);
+    vm_adamw_free(&opt);
+    vm_tctx_free(s.tc);
+    free(s.h_tmp); free(s.logits); free(s.dlogits); free(s.pos); free(s.tgt);
+    free(s.params); free(s.routers);
+    return rc;
+}

@@ -1,0 +1,96 @@
+// `vmoer fit`: trains the routers of chosen MoE layers on an MCQA training set (method.md §4).
+//
+// Loss per example = answer cross-entropy (letter mode: over the letter tokens' softmax at the last
+// prompt position; loglik mode: over softmax_c of the choices' summed log-likelihoods) + beta *
+// sum_layers mean_tokens(reg) (the routers' backward adds the reg gradient through reg_weight;
+// loglik mode averages the reg over the choice sequences). Batch loss = mean over its examples
+// (gradient accumulation: examples run one at a time, their gradients add up; one AdamW step per
+// effective batch). AdamW (optim.h): weight decay wd on 2-D head weights of vglr/vtsr only (not on
+// biases, and not on the W_r copies of map/ensemble, which would decay towards 0 instead of towards
+// the pretrained router); linear warm-up over 5 % of the steps, cosine decay to 0.
+// Validation: items are shuffled by index with a stream seeded by (seed, VM_FIT_STREAM_SPLIT); the
+// first round(val_frac * n) are validation, the rest training (disjoint by construction). Validation
+// NLL is measured before training and after each epoch with the routers in inference mode; the
+// best parameters (the initial ones included) are kept; training stops after `patience` epochs
+// without improvement.
+// Randomness is counter-based: epoch e's example order from stream (seed, 1000 + e), example i's
+// router noise in epoch e from stream (seed, (e+1) << 32 | i), validation example i from
+// (seed ^ 0x76616c, i); so a checkpoint needs only its step counter to resume bit-exactly.
+// Checkpoints (<out>.ckpt unless given, GGUF): params, AdamW moments and step, best params, counters,
+// running epoch sums and a fingerprint of the options; written atomically at every epoch end and
+// every ckpt_every steps; removed when the fit completes.
+// Ensemble: its M members are MAP routers; each training forward uses one member drawn from the
+// example's stream and updates only it (router_ensemble.c), so members train on disjoint random
+// subsets of the examples from different starting noise.
+#pragma once
+#include <stdint.h>
+#include "data/dataset.h"
+#include "data/task.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+#include "train/adapter.h"
+
+#define VM_FIT_STREAM_SPLIT 0x73706c6974ull
+
+typedef struct vm_fit_opts {
+    const char *kind;          // router kind (must have trainable parameters)
+    int n_layers;              // 0 = default (last 5 MoE layers) unless layers_auto
+    int layers[VM_ADAPTER_MAX_LAYERS];
+    int layers_auto;           // rank by routing instability under embedding noise (method.md §5.4)
+    int auto_count;            // layers picked by auto (default 5, or all MoE layers if fewer)
+    float auto_gamma;          // noise scale gamma (default 0.01)
+    int auto_prompts;          // training prompts used to rank (default 32)
+    float beta;                // < 0: the kind's default
+    int samples;               // inference samples S (0: default 35)
+    int hidden;                // head width H (0: kind default)
+    int members;               // ensemble M (0: default 5)
+    int epochs;                // default 3
+    float lr;                  // peak learning rate (default 1e-3)
+    int batch;                 // effective batch (default 16)
+    uint64_t seed;
+    float val_frac;            // default 0.1
+    int patience;              // epochs without improvement before stopping (default 2)
+    vm_task_mode mode;
+    int tmpl;                  // chat template id for the task (VM_CHAT_NONE: raw text)
+    const char *system;        // letter-mode system message (NULL: VM_TASK_SYSTEM)
+    int max_tokens;            // task length limit (0: model context length)
+    float wd;                  // default 0.01
+    float warmup_frac;         // default 0.05
+    int no_cache;              // recompute the hidden state below l0 at every step (benchmark)
+    const char *ckpt_path;     // NULL: "<out>.ckpt"
+    int ckpt_every;            // also checkpoint every N steps (0: at epoch ends only)
+    int resume;                // continue from the checkpoint when it exists
+    int64_t stop_after;        // stop (with a checkpoint) after this many steps in total (0: off)
+    int progress;              // -1: bar when stderr is a tty, else a line per epoch; 0: lines; 2: quiet
+} vm_fit_opts;
+
+typedef struct vm_fit_stats {
+    int n_items, n_skipped, n_train, n_val;
+    int n_layers, layers[VM_ADAPTER_MAX_LAYERS], l0;
+    int64_t steps, total_steps, tokens;
+    int epochs_run, best_epoch, stopped_early, interrupted, resumed;
+    double train_ce_first, train_ce_last;     // mean answer CE over the first/last epoch run
+    double val_nll_init, val_nll_best, val_acc_init, val_acc_best;
+    double seconds, tokens_per_s;             // training forward/backward only (no validation)
+    double jaccard[VM_ADAPTER_MAX_LAYERS];    // --layers auto: per layer (NaN: not MoE / not measured)
+} vm_fit_stats;
+
+void vm_fit_opts_default(vm_fit_opts *o);
+
+// Seeded split by item index: order (n) receives a permutation of 0..n-1 whose first *n_val
+// entries are the validation items. n_val = round(val_frac * n), at least 1 when val_frac > 0 and
+// n >= 2, and at most n - 1.
+int vm_fit_split(int n, float val_frac, uint64_t seed, int *order, int *n_val);
+// The last min(max, #MoE) MoE layers, ascending. Returns the count (0 for a dense model).
+int vm_fit_default_layers(const vm_model *m, int max, int *layers);
+// Mean Jaccard index per layer between the selected sets of a clean and a noisy inference pass
+// (embedding noise N(0, (gamma * Lbar)^2 I), Lbar = mean L2 norm of the prompts' token embeddings)
+// over n prompts; jacc (n_layer) gets NaN for dense layers. Uses the model's current routers.
+int vm_fit_layer_stability(const vm_model *m, const vm_task_input *ins, int n, float gamma,
+                           uint64_t seed, double *jacc);
+
+// The whole fit: builds the task, splits, picks layers, installs fresh routers in m, trains and
+// writes the adapter to out_path (the best validation parameters). m keeps the trained routers.
+// st may be NULL. Returns 0 (also when stopped by stop_after: st->interrupted = 1, no adapter), -1.
+int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const vm_fit_opts *o,
+               const char *out_path, vm_fit_stats *st);

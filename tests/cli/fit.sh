@@ -1,0 +1,30 @@
+#!/bin/sh
+# vmoer fit end to end on a tiny upcycled stories260K MoE: a short fit writes an adapter that
+# run/logits/trace accept, changes the logits, and is refused by another model; option errors.
+VMOER=${VMOER:-build/vmoer}
+SH=${VMOER_SHARED:-../shared}
+p=0; f=0
+ok() { p=$((p + 1)); }
+bad() { f=$((f + 1)); echo "FAIL: $1"; }
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+"$VMOER" convert-llama2c "$SH/models/stories260K.bin" "$SH/models/tok512.bin" "$T/d.gguf" >/dev/null 2>&1 || bad convert
+"$VMOER" upcycle "$T/d.gguf" "$T/moe.gguf" --experts 4 --top-k 2 --noise 0.05 >/dev/null 2>&1 || bad upcycle
+"$VMOER" upcycle "$T/d.gguf" "$T/moe2.gguf" --experts 4 --top-k 2 --noise 0.05 --seed 9 >/dev/null 2>&1 || bad upcycle2
+if "$VMOER" fit "$T/moe.gguf" --data "$SH/data/mcqa/arc-easy/train.jsonl" --limit 8 --router vtsr --layers 4 \
+    --epochs 1 --batch 4 --val-frac 0.25 --quiet -o "$T/a.gguf" >"$T/out" 2>&1; then ok; else bad "fit"; cat "$T/out"; fi
+grep -q "^wrote $T/a.gguf: vtsr on 1 layers (4)" "$T/out" && ok || bad "fit summary: $(cat "$T/out")"
+"$VMOER" info "$T/a.gguf" >"$T/info" 2>&1 && ok || bad "info on the adapter"
+"$VMOER" logits "$T/moe.gguf" -p "Once upon a time" -o "$T/l0.npy" >/dev/null 2>&1 || bad logits
+"$VMOER" logits "$T/moe.gguf" -p "Once upon a time" --adapter "$T/a.gguf" -o "$T/l1.npy" >/dev/null 2>&1 && ok || bad "logits --adapter"
+cmp -s "$T/l0.npy" "$T/l1.npy" && bad "the adapter changes nothing" || ok
+"$VMOER" run "$T/moe.gguf" -p "Once upon a time" -n 4 --adapter "$T/a.gguf" >/dev/null 2>&1 && ok || bad "run --adapter"
+"$VMOER" trace "$T/moe.gguf" -p "Once" --adapter "$T/a.gguf" -o "$T/t.jsonl" >/dev/null 2>&1 && ok || bad "trace --adapter"
+"$VMOER" logits "$T/moe2.gguf" -p "Once" --adapter "$T/a.gguf" -o "$T/l2.npy" >"$T/err" 2>&1 && bad "mismatched adapter accepted" || ok
+grep -q "fitted for another model" "$T/err" && ok || bad "refusal message: $(cat "$T/err")"
+"$VMOER" fit "$T/moe.gguf" --data "$SH/data/mcqa/arc-easy/train.jsonl" --router deterministic -o "$T/x.gguf" >"$T/err" 2>&1 && bad "deterministic accepted" || ok
+grep -q "no trainable parameters" "$T/err" && ok || bad "kind message: $(cat "$T/err")"
+"$VMOER" fit "$T/moe.gguf" --data "$SH/data/mcqa/arc-easy/train.jsonl" --router map --layers 9 -o "$T/x.gguf" >"$T/err" 2>&1 && bad "layer 9 accepted" || ok
+"$VMOER" fit "$T/moe.gguf" --data "$SH/data/mcqa/arc-easy/train.jsonl" --router map --layers 3-x -o "$T/x.gguf" >/dev/null 2>&1 && bad "bad --layers accepted" || ok
+"$VMOER" fit --help | grep -q -- "--resume" && ok || bad help
+echo "$p passed, $f failed"
+[ "$f" -eq 0 ]
