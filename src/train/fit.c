@@ -230,6 +230,18 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+// Numerical guard: every gradient and parameter finite (a diverging fit is stopped before the
+// optimiser step that would write NaN into the parameters or the next checkpoint).
+static int params_finite(const fit_state *s) {
+    for (int i = 0; i < s->n_params; i++) {
+        const vm_param *p = s->params[i];
+        const int64_t n = vm_param_numel(p);
+        for (int64_t j = 0; j < n; j++)
+            if (!isfinite(p->g[j]) || !isfinite(p->w[j])) return 0;
+    }
+    return 1;
+}
+
 static void progress_bar(int64_t done, int64_t total, double loss, double tps, double eta) {
     char bar[31];
     const int w = 30, f = total > 0 ? (int)(w * done / total) : w;
@@ -454,6 +466,7 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
             const int bn = (int)(b0 + o->batch <= n_tr ? o->batch : n_tr - b0);
             const double ts = now_s();
             set_training(&s, 1);
+            int finite = 1;
             for (int k = 0; k < bn; k++) {
                 const int ti = eorder[b0 + k];
                 vm_rng r;
@@ -461,6 +474,20 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
                 double ce, reg, probs[VM_MCQ_MAX_CHOICES];
                 if (run_example(&s, &s.ex[tr_idx[ti]], 1, 1.0f / bn, &r, &ce, &reg, probs)) goto done;
                 cs.ep_ce += ce; cs.ep_obj += ce + s.beta * reg; cs.ep_n++;
+                finite &= isfinite(ce) && isfinite(reg);
+            }
+            if (!finite || !params_finite(&s)) {
+                if (bar && !quiet) fputc('\n', stderr);
+                if (access(ckpt, F_OK) == 0)
+                    vm_err("training diverged at step %lld (epoch %d): non-finite loss or gradient; stopped "
+                           "before the update, %s keeps the last good state (try a lower --lr)",
+                           (long long)cs.step + 1, epoch + 1, ckpt);
+                else
+                    vm_err("training diverged at step %lld (epoch %d): non-finite loss or gradient; stopped "
+                           "before the update, no checkpoint written yet (try a lower --lr)",
+                           (long long)cs.step + 1, epoch + 1);
+                free(eorder);
+                goto done;
             }
             vm_adamw_step(&opt, vm_lr_schedule(o->lr, cs.step, total, o->warmup_frac));
             cs.step++;

@@ -26,5 +26,13 @@ grep -q "no trainable parameters" "$T/err" && ok || bad "kind message: $(cat "$T
 "$VMOER" fit "$T/moe.gguf" --data "$SH/data/mcqa/arc-easy/train.jsonl" --router map --layers 9 -o "$T/x.gguf" >"$T/err" 2>&1 && bad "layer 9 accepted" || ok
 "$VMOER" fit "$T/moe.gguf" --data "$SH/data/mcqa/arc-easy/train.jsonl" --router map --layers 3-x -o "$T/x.gguf" >/dev/null 2>&1 && bad "bad --layers accepted" || ok
 "$VMOER" fit --help | grep -q -- "--resume" && ok || bad help
+# numerical guard: lr 10 makes VGLR-fc's covariance overflow at step 2; the fit stops with one line,
+# writes no adapter and keeps the checkpoint of step 1 (the last good state)
+"$VMOER" fit "$T/moe.gguf" --data "$SH/data/mcqa/openbookqa/train.jsonl" --limit 24 --router vglr-fc --layers 3-4 \
+    --lr 10 --epochs 2 --batch 4 --ckpt-every 1 --quiet --threads 1 -o "$T/div.gguf" >"$T/out" 2>"$T/err"
+rc=$?
+[ $rc -eq 1 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "diverged at step 2" "$T/err" && grep -q "keeps the last good state" "$T/err" \
+    && ok || bad "diverging fit: exit $rc: $(cat "$T/err")"
+[ ! -e "$T/div.gguf" ] && [ -s "$T/div.gguf.ckpt" ] && ok || bad "diverging fit: adapter written or checkpoint lost: $(ls "$T")"
 echo "$p passed, $f failed"
 [ "$f" -eq 0 ]
