@@ -110,52 +110,12 @@ int vm_tok_bpe_merges(vm_tokenizer *t, const char *const *merges, const uint32_t
 // A run of the encoded piece enc[off, off+n) with its token id (-1 when it is none);
 // merged-away symbols keep n = 0.
 typedef struct sym { int32_t prev, next; uint32_t off, n; int32_t id; } sym;
-typedef struct cand { int32_t rank, left, right, lid, rid; } cand;   // a queued pair merge
-typedef struct heap { cand *v; size_t n, cap; } heap;
-
-static int before(const cand *a, const cand *b) {
-    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
-}
-
-static int heap_push(heap *h, cand c) {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        cand *v = realloc(h->v, cap * sizeof *v);
-        if (!v) return vm_err("tokenizer: out of memory (merge queue of %zu)", cap);
-        h->v = v;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!before(&c, &h->v[p])) break;
-        h->v[i] = h->v[p];
-        i = p;
-    }
-    h->v[i] = c;
-    return 0;
-}
-
-static cand heap_pop(heap *h) {
-    cand top = h->v[0], last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n) break;
-        if (c + 1 < h->n && before(&h->v[c + 1], &h->v[c])) c++;
-        if (!before(&h->v[c], &last)) break;
-        h->v[i] = h->v[c];
-        i = c;
-    }
-    if (h->n) h->v[i] = last;
-    return top;
-}
-
-static int try_pair(const vm_tokenizer *t, const sym *s, heap *h, int32_t l, int32_t r) {
+// Lower merge rank first: queued with prio = -rank.
+static int try_pair(const vm_tokenizer *t, const sym *s, vm_tok_heap *h, int32_t l, int32_t r) {
     if (l < 0 || r < 0) return 0;
     const vm_tok_merge *m = merge_find(t, s[l].id, s[r].id);
     if (!m) return 0;
-    return heap_push(h, (cand){m->rank, l, r, s[l].id, s[r].id});
+    return vm_tok_heap_push(h, (vm_tok_cand){-(double)m->rank, l, r, s[l].id, s[r].id});
 }
 
 // Emits the ids of a symbol that is no token: its characters one by one, <unk> for those that
@@ -172,7 +132,7 @@ static int emit_chars(const vm_tokenizer *t, const char *s, size_t n, vm_tok_ids
     return 0;
 }
 
-static int bpe_piece(const vm_tokenizer *t, const char *enc, size_t len, sym *s, heap *h, vm_tok_ids *out) {
+static int bpe_piece(const vm_tokenizer *t, const char *enc, size_t len, sym *s, vm_tok_heap *h, vm_tok_ids *out) {
     if (t->ignore_merges) {
         int32_t id = vm_tok_lookup(t, enc, len);
         if (id >= 0) return vm_tok_ids_push(out, id);
@@ -190,10 +150,10 @@ static int bpe_piece(const vm_tokenizer *t, const char *enc, size_t len, sym *s,
     for (int32_t i = 1; i < ns; i++)
         if (try_pair(t, s, h, i - 1, i)) return -1;
     while (h->n) {
-        cand c = heap_pop(h);
+        vm_tok_cand c = vm_tok_heap_pop(h);
         sym *l = &s[c.left], *r = &s[c.right];
         // stale: a side was merged away or changed since this pair was queued
-        if (l->n == 0 || r->n == 0 || l->next != c.right || l->id != c.lid || r->id != c.rid) continue;
+        if (l->n == 0 || r->n == 0 || l->next != c.right || l->id != c.a || r->id != c.b) continue;
         const vm_tok_merge *m = merge_find(t, l->id, r->id);
         l->n += r->n;
         l->id = m ? m->result : -1;
@@ -214,7 +174,7 @@ int vm_tok_bpe(const vm_tokenizer *t, const char *text, size_t len, vm_tok_ids *
     if (!t->pre) return vm_err("tokenizer: BPE vocabulary without a pre-tokenizer");
     if (len > (size_t)INT32_MAX / 2) return vm_err("tokenizer: text fragment too long (%zu bytes)", len);
     vm_tok_spans sp = {0};
-    heap h = {0};
+    vm_tok_heap h = {0};
     char *enc = NULL;
     sym *s = NULL;
     int rc = -1;

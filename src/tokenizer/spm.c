@@ -10,55 +10,14 @@
 
 // A run of text[off, off+n); merged-away symbols keep n = 0. prev/next link the live ones.
 typedef struct sym { int32_t prev, next; uint32_t off, n; } sym;
-// A candidate merge of symbols left and right, valid while their sizes still add up to size.
-typedef struct bigram { int32_t left, right; float score; uint32_t size; } bigram;
-
-typedef struct heap { bigram *v; size_t n, cap; } heap;
-
-static int before(const bigram *a, const bigram *b) {
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
-}
-
-static int heap_push(heap *h, bigram b) {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 256;
-        bigram *v = realloc(h->v, cap * sizeof *v);
-        if (!v) return vm_err("tokenizer: out of memory (merge queue of %zu)", cap);
-        h->v = v;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!before(&b, &h->v[p])) break;
-        h->v[i] = h->v[p];
-        i = p;
-    }
-    h->v[i] = b;
-    return 0;
-}
-
-static bigram heap_pop(heap *h) {
-    bigram top = h->v[0], last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n) break;
-        if (c + 1 < h->n && before(&h->v[c + 1], &h->v[c])) c++;
-        if (!before(&h->v[c], &last)) break;
-        h->v[i] = h->v[c];
-        i = c;
-    }
-    if (h->n) h->v[i] = last;
-    return top;
-}
-
-static int try_add(const vm_tokenizer *t, const char *text, const sym *s, heap *h, int32_t l, int32_t r) {
+// A candidate merge of symbols l and r by the merged token's score, valid while their sizes
+// still add up to the queued size.
+static int try_add(const vm_tokenizer *t, const char *text, const sym *s, vm_tok_heap *h, int32_t l, int32_t r) {
     if (l < 0 || r < 0) return 0;
     uint32_t size = s[l].n + s[r].n;
     int32_t id = vm_tok_lookup(t, text + s[l].off, size);
     if (id < 0) return 0;
-    return heap_push(h, (bigram){l, r, t->score[id], size});
+    return vm_tok_heap_push(h, (vm_tok_cand){t->score[id], l, r, (int32_t)size, 0});
 }
 
 // Utf-8 sequence length from the lead byte; stray continuation bytes count as one byte, so
@@ -72,7 +31,7 @@ int vm_tok_spm(const vm_tokenizer *t, const char *text, size_t len, vm_tok_ids *
     if (len == 0) return 0;
     if (len > (size_t)INT32_MAX) return vm_err("tokenizer: text fragment too long (%zu bytes)", len);
     sym *s = malloc(len * sizeof *s);   // at most one symbol per byte
-    heap h = {0};
+    vm_tok_heap h = {0};
     int rc = -1;
     if (!s) { vm_err("tokenizer: out of memory (%zu symbols)", len); goto done; }
     int32_t ns = 0;
@@ -88,10 +47,10 @@ int vm_tok_spm(const vm_tokenizer *t, const char *text, size_t len, vm_tok_ids *
         if (try_add(t, text, s, &h, i - 1, i)) goto done;
 
     while (h.n) {
-        bigram b = heap_pop(&h);
+        vm_tok_cand b = vm_tok_heap_pop(&h);
         sym *l = &s[b.left], *r = &s[b.right];
         // stale: one side was merged away or grew since this pair was queued
-        if (l->n == 0 || r->n == 0 || l->next != b.right || l->n + r->n != b.size) continue;
+        if (l->n == 0 || r->n == 0 || l->next != b.right || l->n + r->n != (uint32_t)b.a) continue;
         l->n += r->n;
         r->n = 0;
         l->next = r->next;

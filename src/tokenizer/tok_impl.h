@@ -81,3 +81,11 @@ int vm_bpe_byte_decode(const char *s, size_t n, size_t *adv);
 int vm_tok_bpe_merges(vm_tokenizer *t, const char *const *merges, const uint32_t *lens, int n);
 // Pre-tokenizes one text fragment (no special tokens in it) and appends its BPE ids.
 int vm_tok_bpe(const vm_tokenizer *t, const char *text, size_t len, vm_tok_ids *out);
+
+// Merge queue shared by SPM and BPE: candidate merges of adjacent symbols, popped by prio (higher
+// first), ties by left (leftmost first). a and b are what the caller needs to tell whether the pair
+// is still current when it is popped (SPM: the merged size; BPE: the two token ids).
+typedef struct vm_tok_cand { double prio; int32_t left, right, a, b; } vm_tok_cand;
+typedef struct vm_tok_heap { vm_tok_cand *v; size_t n, cap; } vm_tok_heap;
+int vm_tok_heap_push(vm_tok_heap *h, vm_tok_cand c);
+vm_tok_cand vm_tok_heap_pop(vm_tok_heap *h);   // h->n must be > 0
