@@ -46,6 +46,9 @@ struct vm_tctx {
     float *dxs;                 // (T,D) dL/d(branch output) = residual_scale * dx (µP)
     float *dq2, *dk2;           // (T,qd), (T,kvd) gradients before the Q/K norm
     float *mla, *mla_bwd;       // deepseek2 attention scratch: forward, backward (attn_mla.h)
+    float *dlogits;             // (T,N) router logit gradients (weight-gradient mode)
+    float *lbp;                 // (N) one token's softmax for the load-balancing loss
+    const vm_model_grads *g;    // weight gradients (vm_tctx_set_grads), or NULL
 };
 
 // Two-pass carving of one allocation (llm.c style): the first pass (base NULL) sums the sizes.
@@ -104,6 +107,8 @@ static void layout(vm_tctx *c, carver *cv) {
     c->dye = carve(cv, T * D, f4);  c->dxe = carve(cv, T * D, f4);
     c->dgates = carve(cv, T * K, f4);
     c->dxs = carve(cv, T * D, f4);
+    c->dlogits = carve(cv, T * N, f4);
+    c->lbp = carve(cv, N, f4);
     if (hp->qk_norm) { c->dq2 = carve(cv, T * qd, f4); c->dk2 = carve(cv, T * kvd, f4); }
     if (c->m->mla) {
         c->mla = carve(cv, T * vm_mla_scratch(c->m), f4);
@@ -215,6 +220,42 @@ static void shexp_backward(vm_tctx *c, int il, const float *dout) {
     vm_matmul_backward(c->du, c->dhb2, &ly->ffn_up_shexp, T);
 }
 
+// One token's softmax over all N logits into p (the load-balancing loss's P, whatever the gate
+// convention of the layer; vm_tctx_set_grads admits softmax conventions only).
+static void softmax_row(const float *l, int N, float *p) {
+    float mx = l[0];
+    for (int e = 1; e < N; e++) if (l[e] > mx) mx = l[e];
+    double s = 0.0;
+    for (int e = 0; e < N; e++) { p[e] = expf(l[e] - mx); s += p[e]; }
+    for (int e = 0; e < N; e++) p[e] = (float)(p[e] / s);
+}
+
+// W_r trained directly (deterministic router, logits = W_r u): dlogits from the gates and the
+// load-balancing loss, then dW_r (N,D) += dlogits^T u and du += dlogits W_r.
+static void wr_backward(vm_tctx *c, int il, float *dwr) {
+    const vm_router_layer *L = &c->m->layers[il].rl;
+    const vm_tlayer *l = &c->ly[il - c->l0];
+    const int T = c->T, D = c->m->hp.n_embd, N = L->n_expert, K = L->n_expert_used;
+    const double lbw = c->g->lb_weight;
+    memset(c->dlogits, 0, (size_t)T * N * sizeof(float));
+    for (int t = 0; t < T; t++) {
+        const float *lt = l->r_logits + (size_t)t * N;
+        float *dl = c->dlogits + (size_t)t * N;
+        vm_gate_backward(L, lt, l->r_sel + (size_t)t * K, c->dgates + (size_t)t * K, dl);
+        if (lbw == 0.0) continue;
+        // lb = lbw N sum_e f_e (1/T) sum_t p_te: dlb/dp_te = lbw N f_e / T, then the softmax Jacobian
+        softmax_row(lt, N, c->lbp);
+        double s = 0.0;
+        for (int e = 0; e < N; e++) s += c->lbp[e] * ((l->e_off[e + 1] - l->e_off[e]) / (double)(T * K));
+        for (int e = 0; e < N; e++) {
+            const double fe = (l->e_off[e + 1] - l->e_off[e]) / (double)(T * K);
+            dl[e] += (float)(lbw * N / T * c->lbp[e] * (fe - s));
+        }
+    }
+    vm_matmul_backward_weight(dwr, NULL, c->dlogits, l->xb_ffn, T, D, N);
+    vm_router_logits_backward(L, c->dlogits, T, c->du);
+}
+
 // dout (T,D) = dL/d(FFN output) (c->dx times the residual scale); adds dL/dx_mid's FFN part to c->dx.
 static int moe_backward(vm_tctx *c, int il, float reg_weight, const float *dout) {
     const vm_model *m = c->m;
@@ -222,6 +263,7 @@ static int moe_backward(vm_tctx *c, int il, float reg_weight, const float *dout)
     const vm_router_layer *L = &ly->rl;
     const vm_tlayer *l = &c->ly[il - c->l0];
     const int T = c->T, D = m->hp.n_embd, F = m->hp.n_ff_exp, N = L->n_expert, K = L->n_expert_used;
+    const vm_layer_grads *lg = c->g ? &c->g->layers[il] : NULL;
     memset(c->du, 0, (size_t)T * D * sizeof(float));
     memset(c->dgates, 0, (size_t)T * K * sizeof(float));
     for (int e = 0; e < N; e++) {
@@ -239,9 +281,19 @@ static int moe_backward(vm_tctx *c, int il, float reg_weight, const float *dout)
         }
         memset(c->dhs, 0, (size_t)n * F * sizeof(float));
         vm_matmul_backward(c->dhs, c->dye, &ly->exp_down[e], n);
+        if (lg && lg->exp_down && lg->exp_down[e]) {   // the forward's silu(hb)*hb2 was scratch
+            vm_swiglu_forward(c->hs, l->hb + (size_t)off * F, l->hb2 + (size_t)off * F, n * F);
+            vm_matmul_backward_weight(lg->exp_down[e], NULL, c->dye, c->hs, n, F, D);
+        }
         memset(c->dhb, 0, (size_t)n * F * sizeof(float));
         memset(c->dhb2, 0, (size_t)n * F * sizeof(float));
         vm_swiglu_backward(c->dhb, c->dhb2, c->dhs, l->hb + (size_t)off * F, l->hb2 + (size_t)off * F, n * F);
+        if (lg && ((lg->exp_gate && lg->exp_gate[e]) || (lg->exp_up && lg->exp_up[e]))) {
+            for (int j = 0; j < n; j++)   // the expert's input rows, as the forward gathered them
+                memcpy(c->xe + (size_t)j * D, l->xb_ffn + (size_t)(tk[j] / K) * D, (size_t)D * sizeof(float));
+            if (lg->exp_gate && lg->exp_gate[e]) vm_matmul_backward_weight(lg->exp_gate[e], NULL, c->dhb, c->xe, n, D, F);
+            if (lg->exp_up && lg->exp_up[e]) vm_matmul_backward_weight(lg->exp_up[e], NULL, c->dhb2, c->xe, n, D, F);
+        }
         memset(c->dxe, 0, (size_t)n * D * sizeof(float));
         vm_matmul_backward(c->dxe, c->dhb, &ly->exp_gate[e], n);
         vm_matmul_backward(c->dxe, c->dhb2, &ly->exp_up[e], n);
@@ -253,12 +305,14 @@ static int moe_backward(vm_tctx *c, int il, float reg_weight, const float *dout)
     }
     if (ly->has_shexp) shexp_backward(c, il, dout);
     vm_router *r = m->routers[il];
-    if (r && r->ops && r->ops->backward) {
+    if (lg && lg->gate_inp) {
+        wr_backward(c, il, lg->gate_inp);
+    } else if (r && r->ops && r->ops->backward) {
         const vm_router_out ro = { .logits = l->r_logits, .probs = l->r_probs, .sel = l->r_sel, .gates = l->r_gates };
         if (r->ops->backward(r, L, l->xb_ffn, T, &ro, c->dgates, c->du, reg_weight))
             return vm_err_prefix("tctx backward: layer %d router '%s'", il, r->ops->name);
     }
-    vm_rmsnorm_backward(c->dx, NULL, c->du, l->x_mid, ly->ffn_norm, T, D, m->hp.norm_eps);
+    vm_rmsnorm_backward(c->dx, lg ? lg->ffn_norm : NULL, c->du, l->x_mid, ly->ffn_norm, T, D, m->hp.norm_eps);
     return 0;
 }
 
@@ -267,15 +321,22 @@ static void dense_backward(vm_tctx *c, int il, const float *dout) {
     const vm_layer *ly = &m->layers[il];
     const vm_tlayer *l = &c->ly[il - c->l0];
     const int T = c->T, D = m->hp.n_embd, F = m->hp.n_ff;
+    const vm_layer_grads *lg = c->g ? &c->g->layers[il] : NULL;
     memset(c->dhs, 0, (size_t)T * F * sizeof(float));
     vm_matmul_backward(c->dhs, dout, &ly->ffn_down, T);
+    if (lg && lg->ffn_down) {   // silu(hb)*hb2 was forward scratch
+        vm_swiglu_forward(c->hs, l->hb, l->hb2, T * F);
+        vm_matmul_backward_weight(lg->ffn_down, NULL, dout, c->hs, T, F, D);
+    }
     memset(c->dhb, 0, (size_t)T * F * sizeof(float));
     memset(c->dhb2, 0, (size_t)T * F * sizeof(float));
     vm_swiglu_backward(c->dhb, c->dhb2, c->dhs, l->hb, l->hb2, T * F);
+    if (lg && lg->ffn_gate) vm_matmul_backward_weight(lg->ffn_gate, NULL, c->dhb, l->xb_ffn, T, D, F);
+    if (lg && lg->ffn_up) vm_matmul_backward_weight(lg->ffn_up, NULL, c->dhb2, l->xb_ffn, T, D, F);
     memset(c->du, 0, (size_t)T * D * sizeof(float));
     vm_matmul_backward(c->du, c->dhb, &ly->ffn_gate, T);
     vm_matmul_backward(c->du, c->dhb2, &ly->ffn_up, T);
-    vm_rmsnorm_backward(c->dx, NULL, c->du, l->x_mid, ly->ffn_norm, T, D, m->hp.norm_eps);
+    vm_rmsnorm_backward(c->dx, lg ? lg->ffn_norm : NULL, c->du, l->x_mid, ly->ffn_norm, T, D, m->hp.norm_eps);
 }
 
 // dL/dx_mid in c->dx, dout = dL/d(attention output) (c->dx times the residual scale); adds the
@@ -293,8 +354,10 @@ static void attn_backward(vm_tctx *c, int il, const float *dout) {
         vm_rmsnorm_backward(c->dx, NULL, c->dxb, l->x_in, ly->attn_norm, T, D, hp->norm_eps);
         return;
     }
+    const vm_layer_grads *lg = c->g ? &c->g->layers[il] : NULL;
     memset(c->datt, 0, (size_t)T * qd * sizeof(float));
     vm_matmul_backward(c->datt, dout, &ly->wo, T);
+    if (lg && lg->wo) vm_matmul_backward_weight(lg->wo, NULL, dout, l->att, T, (int)qd, D);
     memset(c->dq, 0, (size_t)T * qd * sizeof(float));
     memset(c->dk, 0, (size_t)T * kvd * sizeof(float));
     memset(c->dv, 0, (size_t)T * kvd * sizeof(float));
@@ -315,11 +378,14 @@ static void attn_backward(vm_tctx *c, int il, const float *dout) {
         }
         dqp = c->dq2; dkp = c->dk2;
     }
+    if (lg && lg->wq) vm_matmul_backward_weight(lg->wq, NULL, dqp, l->xb_att, T, D, (int)qd);
+    if (lg && lg->wk) vm_matmul_backward_weight(lg->wk, NULL, dkp, l->xb_att, T, D, (int)kvd);
+    if (lg && lg->wv) vm_matmul_backward_weight(lg->wv, NULL, c->dv, l->xb_att, T, D, (int)kvd);
     memset(c->dxb, 0, (size_t)T * D * sizeof(float));
     vm_matmul_backward(c->dxb, dqp, &ly->wq, T);
     vm_matmul_backward(c->dxb, dkp, &ly->wk, T);
     vm_matmul_backward(c->dxb, c->dv, &ly->wv, T);
-    vm_rmsnorm_backward(c->dx, NULL, c->dxb, l->x_in, ly->attn_norm, T, D, hp->norm_eps);
+    vm_rmsnorm_backward(c->dx, lg ? lg->attn_norm : NULL, c->dxb, l->x_in, ly->attn_norm, T, D, hp->norm_eps);
 }
 
 // x_out = x_in + residual_scale * branch: the branch's output gradient is c->dx scaled (µP).
@@ -343,8 +409,11 @@ int vm_tctx_backward(vm_tctx *c, const float *dlogits, float reg_weight, float *
     vm_matmul_backward(c->dxb, dlogits, &m->output, c->n_out);
     if (hp->f_logit_scale != 1.0f)   // logits = W x / logit_scale
         for (size_t i = 0; i < (size_t)c->n_out * D; i++) c->dxb[i] /= hp->f_logit_scale;
+    const vm_model_grads *mg = c->g;
+    if (mg && mg->output)   // set_grads refused logit scales, so logits = W_out xfn exactly
+        vm_matmul_backward_weight(mg->output, NULL, dlogits, c->xfn, c->n_out, D, hp->n_vocab);
     memset(c->du, 0, (size_t)c->n_out * D * sizeof(float));
-    vm_rmsnorm_backward(c->du, NULL, c->dxb, c->xf, m->output_norm, c->n_out, D, hp->norm_eps);
+    vm_rmsnorm_backward(c->du, mg ? mg->output_norm : NULL, c->dxb, c->xf, m->output_norm, c->n_out, D, hp->norm_eps);
     for (int i = 0; i < c->n_out; i++) {
         float *dx = c->dx + (size_t)c->out_pos[i] * D;
         const float *g = c->du + (size_t)i * D;
@@ -371,4 +440,72 @@ double vm_tctx_reg(const vm_tctx *c) {
         if (c->m->layers[il].is_moe && r && r->ops && r->ops->reg) s += r->ops->reg(r);
     }
     return s;
+}
+
+static int f32_weight(const vm_tensor *t, const float *g, const char *what, int il) {
+    if (!g || t->type == VM_TYPE_F32) return 0;
+    return vm_err("tctx: layer %d %s is %s; weight gradients need f32 weights", il, what, vm_type_name(t->type));
+}
+
+int vm_tctx_set_grads(vm_tctx *c, const vm_model_grads *g) {
+    if (!c) return vm_err("tctx: no context");
+    if (!g) { c->g = NULL; return 0; }
+    const vm_model *m = c->m;
+    const vm_hparams *hp = &m->hp;
+    if (!g->layers) return vm_err("tctx: weight gradients without per-layer buffers");
+    if (m->mla || hp->qk_norm || hp->f_residual_scale != 1.0f || hp->f_logit_scale != 1.0f ||
+        hp->f_embedding_scale != 1.0f || hp->f_attention_scale != 0.0f)
+        return vm_err("tctx: weight gradients are implemented for llama-style blocks (architecture '%s' "
+                      "has MLA, Q/K norms or µP scales)", hp->arch_name);
+    if (g->output && m->output.type != VM_TYPE_F32) return vm_err("tctx: output weights are %s; weight gradients need f32", vm_type_name(m->output.type));
+    for (int il = c->l0; il < hp->n_layer; il++) {
+        const vm_layer *ly = &m->layers[il];
+        const vm_layer_grads *lg = &g->layers[il];
+        if (ly->bq || ly->bk || ly->bv || ly->has_shexp)
+            return vm_err("tctx: layer %d has Q/K/V biases or a shared expert: no weight gradients for them yet", il);
+        if (f32_weight(&ly->wq, lg->wq, "attn_q", il) || f32_weight(&ly->wk, lg->wk, "attn_k", il) ||
+            f32_weight(&ly->wv, lg->wv, "attn_v", il) || f32_weight(&ly->wo, lg->wo, "attn_output", il))
+            return -1;
+        if (!ly->is_moe) {
+            if (f32_weight(&ly->ffn_gate, lg->ffn_gate, "ffn_gate", il) || f32_weight(&ly->ffn_up, lg->ffn_up, "ffn_up", il) ||
+                f32_weight(&ly->ffn_down, lg->ffn_down, "ffn_down", il))
+                return -1;
+            continue;
+        }
+        for (int e = 0; e < hp->n_expert; e++)
+            if (f32_weight(&ly->exp_gate[e], lg->exp_gate ? lg->exp_gate[e] : NULL, "ffn_gate_exps", il) ||
+                f32_weight(&ly->exp_up[e], lg->exp_up ? lg->exp_up[e] : NULL, "ffn_up_exps", il) ||
+                f32_weight(&ly->exp_down[e], lg->exp_down ? lg->exp_down[e] : NULL, "ffn_down_exps", il))
+                return -1;
+        if (lg->gate_inp) {
+            const vm_router *r = m->routers[il];
+            if (f32_weight(&ly->ffn_gate_inp, lg->gate_inp, "ffn_gate_inp", il)) return -1;
+            if (!r || !r->ops || strcmp(r->ops->name, "deterministic"))
+                return vm_err("tctx: layer %d: training W_r needs the deterministic router (found '%s')", il,
+                              r && r->ops ? r->ops->name : "none");
+            if (ly->rl.conv != VM_GATE_SOFTMAX_SELECTED && ly->rl.conv != VM_GATE_SOFTMAX_ALL &&
+                ly->rl.conv != VM_GATE_SOFTMAX_ALL_NORM)
+                return vm_err("tctx: layer %d: training W_r with sigmoid gates is not supported", il);
+        }
+    }
+    c->g = g;
+    return 0;
+}
+
+double vm_tctx_lb_loss(const vm_tctx *c) {
+    if (!c || !c->have_fwd || !c->g) return 0.0;
+    const vm_model *m = c->m;
+    double total = 0.0;
+    for (int il = c->l0; il < m->hp.n_layer; il++) {
+        if (!m->layers[il].is_moe || !c->g->layers[il].gate_inp) continue;
+        const vm_tlayer *l = &c->ly[il - c->l0];
+        const int T = c->T, N = m->hp.n_expert, K = m->hp.n_expert_used;
+        double lb = 0.0;   // sum_t sum_e f_e p_te, then / T
+        for (int t = 0; t < T; t++) {
+            softmax_row(l->r_logits + (size_t)t * N, N, c->lbp);
+            for (int e = 0; e < N; e++) lb += (l->e_off[e + 1] - l->e_off[e]) / (double)(T * K) * c->lbp[e];
+        }
+        total += N * lb / T;
+    }
+    return total;
 }

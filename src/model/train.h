@@ -38,3 +38,33 @@ int vm_tctx_backward(vm_tctx *c, const float *dlogits, float reg_weight, float *
 double vm_tctx_reg(const vm_tctx *c);
 
 int vm_tctx_l0(const vm_tctx *c);
+
+// ---- Full-parameter training (`vmoer train`, train/lm.h): weight gradients of every block.
+// Each pointer is the gradient buffer of the weight of the same name, laid out as the weight
+// (f32, ne[0] contiguous: (out, in) for matrices); NULL = not trained. The weights themselves must
+// be f32 and are read through the model's views (the trainer owns writable copies).
+typedef struct vm_layer_grads {
+    float *attn_norm, *ffn_norm;           // (D)
+    float *wq, *wk, *wv, *wo;              // (qd,D), (kvd,D), (kvd,D), (D,qd)
+    float *ffn_gate, *ffn_up, *ffn_down;   // dense: (F,D), (F,D), (D,F)
+    float *gate_inp;                       // W_r (N,D): trained through the layer's logits
+    float **exp_gate, **exp_up, **exp_down;// MoE: N pointers each, (F,D), (F,D), (D,F); NULL: none
+} vm_layer_grads;
+
+typedef struct vm_model_grads {
+    float *output, *output_norm;           // (V,D), (D); output may be the tok_embd gradient (tied)
+    vm_layer_grads *layers;                // (n_layer)
+    // Load-balancing auxiliary loss (Switch Transformer form) per MoE layer whose gate_inp is
+    // trained: lb = lb_weight * N * sum_e f_e P_e over the sequence's T tokens, f_e = share of the
+    // T*K selections that went to e (no gradient), P_e = mean_t softmax(l_t)_e. 1 at perfect balance.
+    float lb_weight;
+} vm_model_grads;
+
+// Points the backward at weight gradients (NULL: router/activation gradients only, the fit path).
+// Layers with gate_inp must use the deterministic router: its logits are W_r u, and W_r's gradient
+// is taken here instead of through the router object. Returns 0 or -1 (unsupported model: µP
+// scales, biases, Q/K norms, shared experts and MLA have no weight gradients yet).
+int vm_tctx_set_grads(vm_tctx *c, const vm_model_grads *g);
+// The load-balancing loss of the last forward, sum over the layers with a trained W_r, before
+// lb_weight (each layer's N sum_e f_e P_e).
+double vm_tctx_lb_loss(const vm_tctx *c);
