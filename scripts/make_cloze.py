@@ -407,6 +407,11 @@ def main():
         ids = sorted(order[start:start + cnt])
         start += cnt
         out[split] = make_items(rng, ts, ids, n, True, used, "tinystories", "ts-" + split)
+        if split in ("train", "validation"):
+            # The split's whole stories as plain text for language-model training (`vmoer train`:
+            # the bundled model, issue 6), one story per paragraph; test stories never appear.
+            with open(os.path.join(a.out, split + "-stories.txt"), "w", encoding="utf-8", newline="\n") as f:
+                f.write("\n\n".join(" ".join(ts[u][1]) for u in ids) + "\n")
     for split, _ in SPLIT_SIZES:
         write_jsonl(os.path.join(a.out, split + ".jsonl"), out[split])
         stats(split, out[split])

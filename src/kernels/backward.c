@@ -11,6 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+// y += a x. The pointers never alias (distinct buffers), which the compiler cannot prove: without
+// restrict and the simd pragma gcc -O2 leaves these loops, the bulk of a training step, scalar.
+static inline void axpy(float *restrict y, float a, const float *restrict x, int64_t n) {
+    #pragma omp simd
+    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
 // Rows of W widened per tile: dinp rows are revisited once per tile instead of once per row of W.
 #define MM_TILE 16
 
@@ -44,8 +51,7 @@ void vm_matmul_backward(float *dinp, const float *dout, const vm_tensor *w, int 
                     for (int j = 0; j < n; j++) {
                         const float g = go[j];
                         if (g == 0.0f) continue;
-                        const float *wr = wt + (size_t)j * C;
-                        for (int64_t i = 0; i < C; i++) di[i] += g * wr[i];
+                        axpy(di, g, wt + (size_t)j * C, C);
                     }
                 }
             }
@@ -64,8 +70,7 @@ void vm_matmul_backward_weight(float *dw, float *dbias, const float *dout, const
             const float g = dout[(size_t)b * OC + o];
             db += g;
             if (g == 0.0f) continue;
-            const float *x = inp + (size_t)b * C;
-            for (int i = 0; i < C; i++) dr[i] += g * x[i];
+            axpy(dr, g, inp + (size_t)b * C, C);
         }
         if (dbias) dbias[o] += (float)db;
     }

@@ -5,6 +5,7 @@
 #include "model/train.h"
 #include "model/model_internal.h"
 #include "model/attn_mla.h"
+#include "model/lora.h"
 #include "kernels/ops.h"
 #include "util/err.h"
 
@@ -382,6 +383,12 @@ static void attn_backward(vm_tctx *c, int il, const float *dout) {
     if (lg && lg->wk) vm_matmul_backward_weight(lg->wk, NULL, dkp, l->xb_att, T, D, (int)kvd);
     if (lg && lg->wv) vm_matmul_backward_weight(lg->wv, NULL, c->dv, l->xb_att, T, D, (int)kvd);
     memset(c->dxb, 0, (size_t)T * D * sizeof(float));
+    vm_lora *lo = m->loras ? m->loras[il] : NULL;
+    if (lo) {
+        vm_lora_backward(lo, VM_LORA_Q, l->xb_att, dqp, T, c->dxb);
+        vm_lora_backward(lo, VM_LORA_K, l->xb_att, dkp, T, c->dxb);
+        vm_lora_backward(lo, VM_LORA_V, l->xb_att, c->dv, T, c->dxb);
+    }
     vm_matmul_backward(c->dxb, dqp, &ly->wq, T);
     vm_matmul_backward(c->dxb, dkp, &ly->wk, T);
     vm_matmul_backward(c->dxb, c->dv, &ly->wv, T);

@@ -2,6 +2,7 @@
 // per-sequence context (KV cache + activations) and the forward pass of a pre-norm decoder block
 // with attention, dense SwiGLU FFN or a routed mixture of SwiGLU experts.
 #include "model/model_internal.h"
+#include "model/lora.h"
 #include "model/train.h"
 #include "model/attn_mla.h"
 #include "kernels/ops.h"
@@ -157,6 +158,9 @@ void vm_model_free(vm_model *m) {
     if (m->routers)
         for (int l = 0; l < m->hp.n_layer; l++) vm_router_free(m->routers[l]);
     free(m->routers);
+    if (m->loras)
+        for (int l = 0; l < m->hp.n_layer; l++) vm_lora_free(m->loras[l]);
+    free(m->loras);
     if (m->layers) free(m->layers[0].exp_gate);   // one array holds every layer's expert views
     free(m->layers);
     free(m->f32_store);
@@ -361,6 +365,12 @@ static void attn_forward(const vm_model *m, int il, const vm_block_io *io, int B
     vm_matmul_forward(qp, io->xb_att, &ly->wq, ly->bq, B);
     vm_matmul_forward(kp, io->xb_att, &ly->wk, ly->bk, B);   // straight into the cache
     vm_matmul_forward(vnew, io->xb_att, &ly->wv, ly->bv, B);
+    const vm_lora *lo = vm_model_lora(m, il);
+    if (lo) {   // W' = W + scale B A on the projections, before any norm or rotation
+        vm_lora_forward(lo, VM_LORA_Q, io->xb_att, B, qp);
+        vm_lora_forward(lo, VM_LORA_K, io->xb_att, B, kp);
+        vm_lora_forward(lo, VM_LORA_V, io->xb_att, B, vnew);
+    }
     if (hp->qk_norm == 1) {          // each head's hd values: rows of (B*n_head, hd)
         vm_rmsnorm_forward(io->q, qp, ly->attn_q_norm, B * hp->n_head, hd, hp->norm_eps);
         vm_rmsnorm_forward(knew, kp, ly->attn_k_norm, B * hp->n_head_kv, hd, hp->norm_eps);

@@ -63,6 +63,7 @@ typedef struct vm_model {
     vm_router **routers;       // per layer; NULL for dense layers; deterministic by default
     float *f32_store;          // norm weights converted to f32 at load (tiny)
     struct vm_mla *mla;        // deepseek2: multi-head latent attention (model/attn_mla.h), else NULL
+    struct vm_lora **loras;    // per layer LoRA on Q/K/V (model/lora.h), or NULL; NULL when none
 } vm_model;
 
 vm_model *vm_model_load(const char *path);
