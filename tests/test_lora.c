@@ -6,6 +6,7 @@
 #include "model/lora.h"
 #include "model/model.h"
 #include "model/train.h"
+#include "train/adapter.h"
 #include "train/lm.h"
 #include "util/err.h"
 #include "util/rng.h"
@@ -154,8 +155,48 @@ static void test_grads(void) {
     vm_model_free(m);
 }
 
+// An adapter carries the LoRA: written with a MAP router, applied to a fresh model, same logits.
+static void test_adapter(void) {
+    vm_model *m = vm_model_load(MODEL), *m2 = vm_model_load(MODEL);
+    CHECK(m && m2, "load: %s", vm_errmsg());
+    if (!m || !m2) { vm_model_free(m); vm_model_free(m2); return; }
+    const int V = m->hp.n_vocab, L = m->hp.n_layer;
+    vm_rng r;
+    vm_rng_seed2(&r, 13, 0);
+    int last_moe = -1;
+    for (int il = 0; il < L; il++) if (m->layers[il].is_moe) last_moe = il;
+    vm_adapter_info a;
+    memset(&a, 0, sizeof a);
+    snprintf(a.kind, sizeof a.kind, "map");
+    vm_router_opts_default(&a.opts);
+    a.n_layers = 1; a.layers[0] = last_moe;
+    CHECK(vm_model_set_router(m, last_moe, vm_router_create("map", &m->layers[last_moe].rl, &a.opts)) == 0, "map: %s", vm_errmsg());
+    for (int il = 1; il < L; il++) {
+        vm_lora *lo = vm_lora_create(m, il, 2, 4.0f, 9);
+        randomise_b(lo, &r);
+        vm_model_set_lora(m, il, lo);
+    }
+    const char *path = "build/test_lora_adapter.gguf";
+    CHECK(vm_adapter_write(m, &a, path, NULL, NULL) == 0, "write: %s", vm_errmsg());
+    vm_adapter_info back;
+    CHECK(vm_adapter_apply_ex(m2, path, 0, &back) == 0, "apply: %s", vm_errmsg());
+    CHECK(back.lora_rank == 2 && back.n_lora == L - 1 && back.lora_layers[0] == 1 && vm_model_lora(m2, 0) == NULL,
+          "LoRA keys read back: rank %d, %d layers", back.lora_rank, back.n_lora);
+    int32_t tok[T];
+    for (int t = 0; t < T; t++) tok[t] = (int32_t)((t * 5 + 2) % V);
+    float *l1 = calloc((size_t)T * V, sizeof(float)), *l2 = calloc((size_t)T * V, sizeof(float));
+    vm_ctx *c1 = vm_ctx_init(m, T, T), *c2 = vm_ctx_init(m2, T, T);
+    CHECK(vm_ctx_eval(c1, tok, T, l1) == 0 && vm_ctx_eval(c2, tok, T, l2) == 0, "eval: %s", vm_errmsg());
+    CHECK(memcmp(l1, l2, (size_t)T * V * sizeof(float)) == 0, "logits after applying the adapter differ");
+    vm_ctx_free(c1); vm_ctx_free(c2);
+    free(l1); free(l2);
+    vm_model_free(m); vm_model_free(m2);
+    remove(path);
+}
+
 int main(void) {
     test_forward();
+    test_adapter();
     test_grads();
     return TEST_SUMMARY();
 }

@@ -1,5 +1,6 @@
 // Adapter GGUF writer and loader (format in adapter.h).
 #include "train/adapter.h"
+#include "model/lora.h"
 #include "util/err.h"
 
 #include <stdio.h>
@@ -67,6 +68,29 @@ int vm_adapter_write(const vm_model *m, const vm_adapter_info *a, const char *pa
             const size_t nb = (size_t)(p->ne[0] * (p->n_dims > 1 ? p->ne[1] : 1)) * sizeof(float);
             rc = vm_gguf_add_tensor(w, name, VM_TYPE_F32, p->n_dims, p->ne, p->w, nb);
         }
+    }
+    // LoRA, when the model carries one (all of one rank and alpha: one fit makes them)
+    uint32_t ll[VM_ADAPTER_MAX_LAYERS];
+    int nll = 0;
+    const vm_lora *first = NULL;
+    for (int il = 0; il < hp->n_layer && !rc; il++) {
+        const vm_lora *lo = vm_model_lora(m, il);
+        if (!lo) continue;
+        if (!first) first = lo;
+        else if (lo->rank != first->rank || lo->alpha != first->alpha) { rc = vm_err("adapter: LoRA layers of different rank/alpha"); break; }
+        if (nll == VM_ADAPTER_MAX_LAYERS) { rc = vm_err("adapter: too many LoRA layers"); break; }
+        ll[nll++] = (uint32_t)il;
+        for (int j = 0; j < 2 * VM_LORA_COUNT && !rc; j++) {
+            const vm_param *p = &lo->p[j];
+            char name[VM_GGUF_MAX_NAME + 16];
+            snprintf(name, sizeof name, "blk.%d.%s", il, p->name);
+            rc = vm_gguf_add_tensor(w, name, VM_TYPE_F32, 2, p->ne, p->w, (size_t)(p->ne[0] * p->ne[1]) * sizeof(float));
+        }
+    }
+    if (!rc && first) {
+        vm_gguf_set_u32(w, "vmoer.lora.rank", (uint32_t)first->rank);
+        vm_gguf_set_f32(w, "vmoer.lora.alpha", first->alpha);
+        vm_gguf_set_arr(w, "vmoer.lora.layers", VM_GGUF_TYPE_UINT32, ll, (uint64_t)nll);
     }
     if (!rc && extra) extra(w, ud);
     if (!rc) rc = vm_gguf_write(w, path);
@@ -140,7 +164,43 @@ static int read_info(const vm_model *m, const vm_gguf *g, vm_adapter_info *a) {
         get_u32(g, "vmoer.router.hidden", &a->opts.hidden, 0) || get_u32(g, "vmoer.router.members", &a->opts.members, 0) ||
         get_f32(g, "vmoer.router.temp", &a->opts.temp) || get_f32(g, "vmoer.router.dropout", &a->opts.dropout) ||
         get_f32(g, "vmoer.router.member_noise", &a->opts.member_noise)) return -1;
+    if (get_u32(g, "vmoer.lora.rank", &a->lora_rank, 0)) return -1;
+    if (a->lora_rank) {
+        if (a->lora_rank < 1 || a->lora_rank > VM_LORA_MAX_RANK) return vm_err("vmoer.lora.rank %d out of range", a->lora_rank);
+        a->lora_alpha = 0.0f;
+        if (get_f32(g, "vmoer.lora.alpha", &a->lora_alpha) || !(a->lora_alpha > 0)) return vm_err("missing or bad vmoer.lora.alpha");
+        if (vm_gguf_get_arr(g, "vmoer.lora.layers", &t, &n, &d) != 0) return vm_err("missing vmoer.lora.layers");
+        if (n == 0 || n > VM_ADAPTER_MAX_LAYERS) return vm_err("vmoer.lora.layers has %llu entries", (unsigned long long)n);
+        const vm_gguf_kv *lk = vm_gguf_get_kv(g, "vmoer.lora.layers");
+        a->n_lora = (int)n;
+        for (uint64_t i = 0; i < n; i++) {
+            const double v = vm_gguf_arr_num(lk, i);
+            if (!(v >= 0 && v < hp->n_layer)) return vm_err("vmoer.lora.layers[%llu] out of range", (unsigned long long)i);
+            a->lora_layers[i] = (int)v;
+            if (i && a->lora_layers[i] <= a->lora_layers[i - 1]) return vm_err("vmoer.lora.layers must be ascending and distinct");
+        }
+    }
     return 0;
+}
+
+// One layer's LoRA from the adapter's tensors (shapes checked against a fresh LoRA of the model).
+static vm_lora *read_lora(const vm_model *m, const vm_gguf *g, const vm_adapter_info *a, int il) {
+    vm_lora *lo = vm_lora_create(m, il, a->lora_rank, a->lora_alpha, 0);
+    if (!lo) return NULL;
+    for (int j = 0; j < 2 * VM_LORA_COUNT; j++) {
+        vm_param *p = &lo->p[j];
+        char name[VM_GGUF_MAX_NAME + 16];
+        snprintf(name, sizeof name, "blk.%d.%s", il, p->name);
+        const vm_gguf_tensor_info *ti = vm_gguf_find_tensor(g, name);
+        if (!ti) { vm_err("tensor %s missing", name); vm_lora_free(lo); return NULL; }
+        if (ti->t.type != VM_TYPE_F32 || ti->t.ne[0] != p->ne[0] || ti->t.ne[1] != p->ne[1] || ti->t.ne[2] != 1) {
+            vm_err("tensor %s: expected f32 [%lld, %lld]", name, (long long)p->ne[0], (long long)p->ne[1]);
+            vm_lora_free(lo);
+            return NULL;
+        }
+        memcpy(p->w, ti->t.data, (size_t)(p->ne[0] * p->ne[1]) * sizeof(float));
+    }
+    return lo;
 }
 
 int vm_adapter_apply_ex(vm_model *m, const char *path, int samples, vm_adapter_info *info) {
@@ -148,7 +208,10 @@ int vm_adapter_apply_ex(vm_model *m, const char *path, int samples, vm_adapter_i
     if (!g) return -1;
     vm_adapter_info a;
     vm_router *rs[VM_ADAPTER_MAX_LAYERS] = {0};
+    vm_lora *los[VM_ADAPTER_MAX_LAYERS] = {0};
     int rc = read_info(m, g, &a);
+    for (int i = 0; i < a.n_lora && !rc; i++)
+        if (!(los[i] = read_lora(m, g, &a, a.lora_layers[i]))) rc = -1;
     if (!rc && samples > 0) a.opts.samples = samples;
     for (int i = 0; i < a.n_layers && !rc; i++) {
         const int il = a.layers[i];
@@ -168,9 +231,10 @@ int vm_adapter_apply_ex(vm_model *m, const char *path, int samples, vm_adapter_i
     }
     if (!rc) {
         for (int i = 0; i < a.n_layers; i++) { vm_model_set_router(m, a.layers[i], rs[i]); rs[i] = NULL; }
+        for (int i = 0; i < a.n_lora; i++) { vm_model_set_lora(m, a.lora_layers[i], los[i]); los[i] = NULL; }
         if (info) *info = a;
     }
-    for (int i = 0; i < VM_ADAPTER_MAX_LAYERS; i++) vm_router_free(rs[i]);
+    for (int i = 0; i < VM_ADAPTER_MAX_LAYERS; i++) { vm_router_free(rs[i]); vm_lora_free(los[i]); }
     vm_gguf_free(g);
     return rc ? vm_err_prefix("adapter %s", path) : 0;
 }

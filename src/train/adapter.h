@@ -6,6 +6,9 @@
 //   vmoer.base.arch (str), vmoer.base.n_layer, .n_embd, .n_expert, .n_expert_used, .n_vocab (u32),
 //   vmoer.base.checksum (u64, vm_model_router_checksum)
 //   tensors blk.<layer>.<param name> (f32), one per router parameter (e.g. blk.3.vglr.w_t).
+//   Optional LoRA on attention Q/K/V (model/lora.h), when the model carries one: vmoer.lora.rank
+//   (u32), vmoer.lora.alpha (f32), vmoer.lora.layers (u32 array) and tensors blk.<layer>.lora.q.a,
+//   .q.b, .k.a, .k.b, .v.a, .v.b.
 // vm_adapter_apply refuses an adapter whose base keys or checksum differ from the model's.
 #pragma once
 #include <stdint.h>
@@ -20,6 +23,10 @@ typedef struct vm_adapter_info {
     int n_layers;
     int layers[VM_ADAPTER_MAX_LAYERS];
     vm_router_opts opts;   // beta = the weight actually used (>= 0)
+    int lora_rank;         // 0: no LoRA in the adapter
+    float lora_alpha;
+    int n_lora;
+    int lora_layers[VM_ADAPTER_MAX_LAYERS];
 } vm_adapter_info;
 
 // Identity of a base model's routing without reading the whole file: FNV-1a 64 over the
@@ -28,7 +35,7 @@ typedef struct vm_adapter_info {
 uint64_t vm_model_router_checksum(const vm_model *m);
 
 // Writes the parameters of m's routers at a->layers (the routers must be of kind a->kind and have
-// parameters). extra (may be NULL) adds more keys (e.g. fit statistics) before writing. Atomic.
+// parameters), and every LoRA m carries (a->lora_* are ignored: taken from the model). extra (may be NULL) adds more keys (e.g. fit statistics) before writing. Atomic.
 int vm_adapter_write(const vm_model *m, const vm_adapter_info *a, const char *path,
                      void (*extra)(vm_gguf_writer *w, void *ud), void *ud);
 // Reads an adapter, checks it belongs to m, creates the routers and loads their parameters, and
