@@ -110,6 +110,35 @@ static int get_f32(const vm_gguf *g, const char *key, float *out) {
     return vm_gguf_get_f32(g, key, out) < 0 ? -1 : 0;
 }
 
+// An ascending list of distinct layer indices of m from the u32 array `key`.
+static int read_layers(const vm_model *m, const vm_gguf *g, const char *key, int *out, int *n_out) {
+    vm_gguf_type t; uint64_t n; const void *d;
+    if (vm_gguf_get_arr(g, key, &t, &n, &d) != 0) return vm_err("missing %s", key);
+    if (n == 0 || n > VM_ADAPTER_MAX_LAYERS) return vm_err("%s has %llu entries", key, (unsigned long long)n);
+    const vm_gguf_kv *kv = vm_gguf_get_kv(g, key);
+    for (uint64_t i = 0; i < n; i++) {
+        const double v = vm_gguf_arr_num(kv, i);
+        if (!(v >= 0 && v < m->hp.n_layer)) return vm_err("%s[%llu] out of range", key, (unsigned long long)i);
+        out[i] = (int)v;
+        if (i && out[i] <= out[i - 1]) return vm_err("%s must be ascending and distinct", key);
+    }
+    *n_out = (int)n;
+    return 0;
+}
+
+// Parameter p of layer il from the adapter tensor blk.<il>.<p->name> (f32, p's shape).
+static int load_param(const vm_gguf *g, int il, vm_param *p) {
+    char name[VM_GGUF_MAX_NAME + 16];
+    snprintf(name, sizeof name, "blk.%d.%s", il, p->name);
+    const vm_gguf_tensor_info *ti = vm_gguf_find_tensor(g, name);
+    const int64_t ne1 = p->n_dims > 1 ? p->ne[1] : 1;
+    if (!ti) return vm_err("tensor %s missing", name);
+    if (ti->t.type != VM_TYPE_F32 || ti->t.ne[0] != p->ne[0] || ti->t.ne[1] != ne1 || ti->t.ne[2] != 1)
+        return vm_err("tensor %s: expected f32 [%lld, %lld]", name, (long long)p->ne[0], (long long)ne1);
+    memcpy(p->w, ti->t.data, (size_t)(p->ne[0] * ne1) * sizeof(float));
+    return 0;
+}
+
 // Reads and checks the adapter's keys against m.
 static int read_info(const vm_model *m, const vm_gguf *g, vm_adapter_info *a) {
     char *s = NULL;
@@ -148,18 +177,9 @@ static int read_info(const vm_model *m, const vm_gguf *g, vm_adapter_info *a) {
     if ((uint64_t)ck != mine)
         return vm_err("fitted for another model: base router checksum %016llx, this model's is %016llx "
                       "(same shape, different router weights)", (unsigned long long)ck, (unsigned long long)mine);
-    vm_gguf_type t; uint64_t n; const void *d;
-    if (vm_gguf_get_arr(g, "vmoer.router.layers", &t, &n, &d) != 0) return vm_err("missing vmoer.router.layers");
-    if (n == 0 || n > VM_ADAPTER_MAX_LAYERS) return vm_err("vmoer.router.layers has %llu entries", (unsigned long long)n);
-    const vm_gguf_kv *kv = vm_gguf_get_kv(g, "vmoer.router.layers");
-    a->n_layers = (int)n;
-    for (uint64_t i = 0; i < n; i++) {
-        const double v = vm_gguf_arr_num(kv, i);
-        if (!(v >= 0 && v < hp->n_layer)) return vm_err("vmoer.router.layers[%llu] out of range", (unsigned long long)i);
-        a->layers[i] = (int)v;
-        if (i && a->layers[i] <= a->layers[i - 1]) return vm_err("vmoer.router.layers must be ascending and distinct");
+    if (read_layers(m, g, "vmoer.router.layers", a->layers, &a->n_layers)) return -1;
+    for (int i = 0; i < a->n_layers; i++)
         if (!m->layers[a->layers[i]].is_moe) return vm_err("layer %d of this model is not a MoE layer", a->layers[i]);
-    }
     if (get_f32(g, "vmoer.router.beta", &a->opts.beta) || get_u32(g, "vmoer.router.samples", &a->opts.samples, 0) ||
         get_u32(g, "vmoer.router.hidden", &a->opts.hidden, 0) || get_u32(g, "vmoer.router.members", &a->opts.members, 0) ||
         get_f32(g, "vmoer.router.temp", &a->opts.temp) || get_f32(g, "vmoer.router.dropout", &a->opts.dropout) ||
@@ -169,16 +189,7 @@ static int read_info(const vm_model *m, const vm_gguf *g, vm_adapter_info *a) {
         if (a->lora_rank < 1 || a->lora_rank > VM_LORA_MAX_RANK) return vm_err("vmoer.lora.rank %d out of range", a->lora_rank);
         a->lora_alpha = 0.0f;
         if (get_f32(g, "vmoer.lora.alpha", &a->lora_alpha) || !(a->lora_alpha > 0)) return vm_err("missing or bad vmoer.lora.alpha");
-        if (vm_gguf_get_arr(g, "vmoer.lora.layers", &t, &n, &d) != 0) return vm_err("missing vmoer.lora.layers");
-        if (n == 0 || n > VM_ADAPTER_MAX_LAYERS) return vm_err("vmoer.lora.layers has %llu entries", (unsigned long long)n);
-        const vm_gguf_kv *lk = vm_gguf_get_kv(g, "vmoer.lora.layers");
-        a->n_lora = (int)n;
-        for (uint64_t i = 0; i < n; i++) {
-            const double v = vm_gguf_arr_num(lk, i);
-            if (!(v >= 0 && v < hp->n_layer)) return vm_err("vmoer.lora.layers[%llu] out of range", (unsigned long long)i);
-            a->lora_layers[i] = (int)v;
-            if (i && a->lora_layers[i] <= a->lora_layers[i - 1]) return vm_err("vmoer.lora.layers must be ascending and distinct");
-        }
+        if (read_layers(m, g, "vmoer.lora.layers", a->lora_layers, &a->n_lora)) return -1;
     }
     return 0;
 }
@@ -187,19 +198,8 @@ static int read_info(const vm_model *m, const vm_gguf *g, vm_adapter_info *a) {
 static vm_lora *read_lora(const vm_model *m, const vm_gguf *g, const vm_adapter_info *a, int il) {
     vm_lora *lo = vm_lora_create(m, il, a->lora_rank, a->lora_alpha, 0);
     if (!lo) return NULL;
-    for (int j = 0; j < 2 * VM_LORA_COUNT; j++) {
-        vm_param *p = &lo->p[j];
-        char name[VM_GGUF_MAX_NAME + 16];
-        snprintf(name, sizeof name, "blk.%d.%s", il, p->name);
-        const vm_gguf_tensor_info *ti = vm_gguf_find_tensor(g, name);
-        if (!ti) { vm_err("tensor %s missing", name); vm_lora_free(lo); return NULL; }
-        if (ti->t.type != VM_TYPE_F32 || ti->t.ne[0] != p->ne[0] || ti->t.ne[1] != p->ne[1] || ti->t.ne[2] != 1) {
-            vm_err("tensor %s: expected f32 [%lld, %lld]", name, (long long)p->ne[0], (long long)p->ne[1]);
-            vm_lora_free(lo);
-            return NULL;
-        }
-        memcpy(p->w, ti->t.data, (size_t)(p->ne[0] * p->ne[1]) * sizeof(float));
-    }
+    for (int j = 0; j < 2 * VM_LORA_COUNT; j++)
+        if (load_param(g, il, &lo->p[j])) { vm_lora_free(lo); return NULL; }
     return lo;
 }
 
@@ -217,17 +217,7 @@ int vm_adapter_apply_ex(vm_model *m, const char *path, int samples, vm_adapter_i
         const int il = a.layers[i];
         if (!(rs[i] = vm_router_create(a.kind, &m->layers[il].rl, &a.opts))) { rc = -1; break; }
         if (rs[i]->n_params <= 0) { rc = vm_err("router kind '%s' has no parameters to load", a.kind); break; }
-        for (int j = 0; j < rs[i]->n_params && !rc; j++) {
-            vm_param *p = &rs[i]->params[j];
-            char name[VM_GGUF_MAX_NAME + 16];
-            snprintf(name, sizeof name, "blk.%d.%s", il, p->name);
-            const vm_gguf_tensor_info *ti = vm_gguf_find_tensor(g, name);
-            const int64_t ne1 = p->n_dims > 1 ? p->ne[1] : 1;
-            if (!ti) { rc = vm_err("tensor %s missing", name); break; }
-            if (ti->t.type != VM_TYPE_F32 || ti->t.ne[0] != p->ne[0] || ti->t.ne[1] != ne1 || ti->t.ne[2] != 1)
-                { rc = vm_err("tensor %s: expected f32 [%lld, %lld]", name, (long long)p->ne[0], (long long)ne1); break; }
-            memcpy(p->w, ti->t.data, (size_t)(p->ne[0] * ne1) * sizeof(float));
-        }
+        for (int j = 0; j < rs[i]->n_params && !rc; j++) rc = load_param(g, il, &rs[i]->params[j]);
     }
     if (!rc) {
         for (int i = 0; i < a.n_layers; i++) { vm_model_set_router(m, a.layers[i], rs[i]); rs[i] = NULL; }
