@@ -7,7 +7,10 @@
 #include "kernels/simd.h"
 #include "model/model.h"
 #include "quant/quant.h"
+#include "model/train.h"
 #include "router/router.h"
+#include "train/fit.h"
+#include "train/optim.h"
 #include "util/err.h"
 #include "util/rng.h"
 
@@ -391,5 +394,211 @@ done:
     vm_ctx_free(c);
     vm_model_free(m);
     free(layers); free(tok); free(tt[0]); free(tt[1]); free(tc[0]); free(tc[1]);
+    return rc;
+}
+
+// ---- fit throughput per router kind --------------------------------------------------------------
+
+// One training epoch over the n sequences (T tokens each) as `vmoer fit` runs it in letter mode:
+// hidden state entering l0 (from the cache h, or recomputed when h is NULL), forward through
+// [l0, L) in training mode, cross-entropy at the last position against tgt[i], backward with the
+// kind's regulariser, an AdamW step every `batch` sequences. Returns seconds or -1.
+typedef struct fit_job {
+    vm_model *m;
+    vm_tctx *tc;
+    vm_adamw *opt;
+    const int32_t *tok, *tgt;   // (n, T), (n)
+    float **h;                  // (n) cached (T,D) or NULL
+    float *h_tmp, *logits;      // (T,D), (V)
+    int n, T, l0, batch;
+    float beta;
+} fit_job;
+
+static double fit_epoch(const fit_job *j, uint64_t seed) {
+    const int V = j->m->hp.n_vocab;
+    const int32_t p = j->T - 1;
+    const double t0 = now_s();
+    for (int i = 0; i < j->n; i++) {
+        const int32_t *tk = j->tok + (size_t)i * j->T;
+        const float *h = j->h ? j->h[i] : j->h_tmp;
+        if (!j->h && vm_model_hidden(j->m, tk, j->T, j->l0, j->h_tmp)) return -1;
+        vm_rng r;
+        vm_rng_seed2(&r, seed, (uint64_t)i);
+        if (vm_tctx_forward(j->tc, h, j->T, &p, 1, j->logits, &r)) return -1;
+        vm_softmax_forward(j->logits, j->logits, V);   // dCE/dlogits = softmax - onehot
+        j->logits[j->tgt[i]] -= 1.0f;
+        const float sc = 1.0f / (float)j->batch;
+        for (int v = 0; v < V; v++) j->logits[v] *= sc;
+        if (vm_tctx_backward(j->tc, j->logits, j->beta * sc, NULL)) return -1;
+        if ((i + 1) % j->batch == 0 || i + 1 == j->n) vm_adamw_step(j->opt, 1e-4f);
+    }
+    return now_s() - t0;
+}
+
+// Full-model inference forward of the n sequences (deterministic routers, last logits only):
+// the reference rate the fit rates are divided by.
+static double fwd_epoch(vm_ctx *c, const int32_t *tok, int n, int T) {
+    const double t0 = now_s();
+    for (int i = 0; i < n; i++) {
+        vm_ctx_reset(c);
+        if (vm_ctx_eval(c, tok + (size_t)i * T, T, NULL)) return -1;
+    }
+    return now_s() - t0;
+}
+
+static int kind_trainable(const char *kind, const vm_router_layer *L, const vm_router_opts *o) {
+    vm_router *r = vm_router_create(kind, L, o);
+    if (!r) return -1;
+    const int np = r->n_params;
+    vm_router_free(r);
+    return np > 0;
+}
+
+// Points the fitted layers at routers rs (ownership stays with the caller's arrays).
+static void point(vm_model *m, const int *layers, int n, vm_router **rs) {
+    for (int i = 0; i < n; i++) m->routers[layers[i]] = rs[i];
+}
+
+int bench_fit(const char *path, const char *kinds_arg, const int32_t *thr, int n_thr, int n_bayes, int S,
+              int T, int n_seq, int batch, int reps, FILE *js) {
+    vm_model *m = vm_model_load(path);
+    if (!m) return cli_fail(CMD, NULL);
+    const vm_hparams *hp = &m->hp;
+    const int D = hp->n_embd, V = hp->n_vocab;
+    int rc = 0, layers[256], nl = 0, n_kinds = 0, first = 1;
+    const char *kinds[32];
+    vm_router *det[256], *kr[256] = {0};
+    char *kbuf = NULL;
+    int32_t *tok = malloc(sizeof *tok * (size_t)n_seq * T), *tgt = malloc(sizeof *tgt * (size_t)n_seq);
+    float **hc = calloc((size_t)n_seq, sizeof *hc), *h_tmp = malloc(sizeof(float) * (size_t)T * D),
+          *logits = malloc(sizeof(float) * (size_t)V);
+    vm_ctx *c = NULL;
+    if (!tok || !tgt || !hc || !h_tmp || !logits) { rc = cli_fail(CMD, "out of memory"); goto done; }
+    if (T > hp->n_ctx_train) { rc = cli_fail(CMD, "--n-prompt %d exceeds the model context %d", T, hp->n_ctx_train); goto done; }
+    nl = vm_fit_default_layers(m, n_bayes < 256 ? n_bayes : 256, layers);
+    if (nl == 0) { rc = cli_fail(CMD, "%s has no MoE layer", path); goto done; }
+    for (int i = 0; i < nl; i++) det[i] = m->routers[layers[i]];   // the model's own, deterministic
+    vm_router_opts o;
+    vm_router_opts_default(&o);
+    o.samples = S; o.seed = 1;
+    const vm_router_layer *L0 = &m->layers[layers[0]].rl;
+    if (kinds_arg) {   // comma list
+        if (!(kbuf = strdup(kinds_arg))) { rc = cli_fail(CMD, "out of memory"); goto done; }
+        for (char *sv = NULL, *s = strtok_r(kbuf, ",", &sv); s && !rc; s = strtok_r(NULL, ",", &sv)) {
+            const int t = kind_trainable(s, L0, &o);
+            if (t < 0) rc = cli_fail(CMD, NULL);
+            else if (!t) rc = cli_fail(CMD, "router kind '%s' has no trainable parameters: nothing to fit", s);
+            else if (n_kinds == 32) rc = cli_fail(CMD, "too many --kinds");
+            else kinds[n_kinds++] = s;
+        }
+        if (rc) goto done;
+        if (!n_kinds) { rc = cli_fail(CMD, "empty --kinds list"); goto done; }
+    } else {   // every kind with parameters
+        for (const char *const *k = vm_router_kind_names(); *k && n_kinds < 32; k++) {
+            const int t = kind_trainable(*k, L0, &o);
+            if (t < 0) { rc = cli_fail(CMD, NULL); goto done; }
+            if (t) kinds[n_kinds++] = *k;
+        }
+    }
+    vm_rng g;
+    vm_rng_seed(&g, 1);
+    for (size_t i = 0; i < (size_t)n_seq * T; i++) tok[i] = (int32_t)(vm_rng_u64(&g) % (uint64_t)V);
+    for (int i = 0; i < n_seq; i++) tgt[i] = (int32_t)(vm_rng_u64(&g) % (uint64_t)(V < 4 ? V : 4));
+    for (int i = 0; i < n_seq; i++)
+        if (!(hc[i] = malloc(sizeof(float) * (size_t)T * D))) { rc = cli_fail(CMD, "out of memory"); goto done; }
+    if (!(c = vm_ctx_init(m, T, T))) { rc = cli_fail(CMD, NULL); goto done; }
+    printf("model %s: %d layers, D %d, N %d, K %d; fit of layers %d..%d (%d), %d sequences of %d tokens, "
+           "batch %d, S %d, simd %s\n", path, hp->n_layer, D, hp->n_expert, hp->n_expert_used, layers[0],
+           layers[nl - 1], nl, n_seq, T, batch, S, vm_simd_name(vm_simd_get()));
+    printf("tok/s: sequence tokens per second; fit = training (forward + backward + AdamW) with the hidden\n"
+           "states entering layer %d cached or recomputed; fwd = full-model inference forward with the\n"
+           "deterministic router (the reference). Per row the three take turns for %d rounds (best kept).\n",
+           layers[0], reps);
+    printf("%4s %-12s %11s %11s %11s %8s %9s %9s\n", "thr", "router", "fwd tok/s", "fit cache", "fit nocache",
+           "cache x", "cache/fwd", "nocache/fwd");
+    if (js)
+        fprintf(js, "{\"mode\": \"fit\", \"model\": \"%s\", \"simd\": \"%s\", \"n_layer\": %d, \"fit_layers\": %d, "
+                "\"l0\": %d, \"n_seq\": %d, \"n_tokens\": %d, \"batch\": %d, \"samples\": %d, \"reps\": %d, \"runs\": [",
+                path, vm_simd_name(vm_simd_get()), hp->n_layer, nl, layers[0], n_seq, T, batch, S, reps);
+    const double ntok = (double)n_seq * T;
+    for (int it = 0; it < n_thr && !rc; it++) {
+        omp_set_num_threads(thr[it]);
+        // the cache: layers below l0, once per fit (its cost is not in the fit rates)
+        double tcache = 1e30;
+        if (fwd_epoch(c, tok, n_seq, T) < 0) { rc = cli_fail(CMD, NULL); break; }   // warm-up
+        for (int rep = 0; rep < reps && !rc; rep++) {
+            const double t0 = now_s();
+            for (int i = 0; i < n_seq && !rc; i++)
+                if (vm_model_hidden(m, tok + (size_t)i * T, T, layers[0], hc[i])) rc = cli_fail(CMD, NULL);
+            if (now_s() - t0 < tcache) tcache = now_s() - t0;
+        }
+        if (rc) break;
+        printf("%4d cache build (layers 0..%d): %.1f tok/s\n", thr[it], layers[0] - 1, ntok / tcache);
+        for (int ik = 0; ik < n_kinds && !rc; ik++) {
+            vm_tctx *tc = NULL;
+            vm_adamw opt = {0};
+            vm_param **pp = NULL;
+            unsigned char *dec = NULL;
+            double best[3] = { 1e30, 1e30, 1e30 };   // fwd, fit cache, fit no cache
+            int np = 0;
+            for (int i = 0; i < nl && !rc; i++) {
+                if (!(kr[i] = vm_router_create(kinds[ik], &m->layers[layers[i]].rl, &o))) rc = cli_fail(CMD, NULL);
+                else { kr[i]->training = 1; np += kr[i]->n_params; }
+            }
+            if (rc) goto next;
+            pp = calloc((size_t)np, sizeof *pp); dec = calloc((size_t)np, 1);
+            if (!pp || !dec) { rc = cli_fail(CMD, "out of memory"); goto next; }
+            for (int i = 0, k = 0; i < nl; i++)
+                for (int q = 0; q < kr[i]->n_params; q++, k++) {   // as fit.c: no decay towards 0 of W_r copies
+                    pp[k] = &kr[i]->params[q];
+                    dec[k] = pp[k]->n_dims == 2 && strcmp(kinds[ik], "map") && strcmp(kinds[ik], "ensemble");
+                }
+            point(m, layers, nl, kr);
+            if (vm_adamw_init(&opt, pp, dec, np, 0.01f) || !(tc = vm_tctx_init(m, layers[0], T))) {
+                rc = cli_fail(CMD, NULL); goto next;
+            }
+            fit_job j = { m, tc, &opt, tok, tgt, hc, h_tmp, logits, n_seq, T, layers[0], batch, kr[0]->beta };
+            if (fit_epoch(&j, 0) < 0) { rc = cli_fail(CMD, NULL); goto next; }   // warm-up
+            // the three sides take turns (rotating who goes first) so drift slows them alike
+            for (int rep = 0; rep < reps && !rc; rep++)
+                for (int k = 0; k < 3; k++) {
+                    const int side = (rep + k) % 3;
+                    double t;
+                    if (side == 0) {
+                        point(m, layers, nl, det);
+                        t = fwd_epoch(c, tok, n_seq, T);
+                        point(m, layers, nl, kr);
+                    } else {
+                        j.h = side == 1 ? hc : NULL;
+                        t = fit_epoch(&j, (uint64_t)rep + 1);
+                    }
+                    if (t < 0) { rc = cli_fail(CMD, NULL); break; }
+                    if (t < best[side]) best[side] = t;
+                }
+            if (rc) goto next;
+            printf("%4d %-12s %11.1f %11.1f %11.1f %8.2f %9.3f %9.3f\n", thr[it], kinds[ik], ntok / best[0],
+                   ntok / best[1], ntok / best[2], best[2] / best[1], best[0] / best[1], best[0] / best[2]);
+            if (js)
+                fprintf(js, "%s\n  {\"threads\": %d, \"kind\": \"%s\", \"fwd_tok_s\": %.3f, \"cache_build_tok_s\": %.3f, "
+                        "\"fit_tok_s_cache\": %.3f, \"fit_tok_s_nocache\": %.3f, \"cache_speedup\": %.4f, "
+                        "\"fit_cache_vs_fwd\": %.4f, \"fit_nocache_vs_fwd\": %.4f}", first ? "" : ",", thr[it],
+                        kinds[ik], ntok / best[0], ntok / tcache, ntok / best[1], ntok / best[2], best[2] / best[1],
+                        best[0] / best[1], best[0] / best[2]);
+            first = 0;
+            fflush(stdout);
+        next:
+            point(m, layers, nl, det);   // the model owns its deterministic routers again
+            for (int i = 0; i < nl; i++) { vm_router_free(kr[i]); kr[i] = NULL; }
+            vm_tctx_free(tc);
+            vm_adamw_free(&opt);
+            free(pp); free(dec);
+        }
+    }
+    if (js) fprintf(js, "\n]}\n");
+done:
+    for (int i = 0; hc && i < n_seq; i++) free(hc[i]);
+    vm_ctx_free(c);
+    vm_model_free(m);
+    free(kbuf); free(tok); free(tgt); free(hc); free(h_tmp); free(logits);
     return rc;
 }

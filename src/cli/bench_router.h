@@ -15,3 +15,10 @@ int bench_gen_granite(const char *path, const char *type, int n_layer, int n_voc
 // ratio, the analytic matrix-product FLOPs ratio and peak RSS (VmHWM) against the file size.
 int bench_router_ab(const char *path, const char *kind, int n_bayes, int S, int threads, int batch,
                     int n_prompt, int reps, FILE *js);
+// Fit throughput per router kind (`vmoer bench MODEL --fit`): for each thread count, the full-model
+// deterministic inference forward rate (the reference), then for each trainable kind in the comma
+// list `kinds` (NULL: every kind with parameters) training tokens/s (forward + backward + AdamW every
+// `batch` sequences) on the last n_bayes MoE layers over n_seq random sequences of T tokens, with the
+// hidden states entering the lowest fitted layer cached and recomputed, best of `reps` epochs.
+int bench_fit(const char *path, const char *kinds, const int32_t *thr, int n_thr, int n_bayes, int S,
+              int T, int n_seq, int batch, int reps, FILE *js);

@@ -15,6 +15,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_fit(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 
 // Prints "vmoer <cmd>: <message>" (or the pending vm_errmsg() when fmt is NULL); returns 1.

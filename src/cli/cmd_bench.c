@@ -2,6 +2,7 @@
 // throughput. vmoer bench --kernels [MODEL.gguf]: our f32 matmul against BLAS sgemm on the model's
 // shapes (when the binary is linked with a CBLAS, bench/Makefile), and Q8_0 vs F32 at batch 1.
 // The CBLAS functions are weak references: a normal build has none and skips that column.
+// vmoer bench MODEL.gguf --fit: fit training tokens/s per router kind (bench_router.c).
 #include "cli/bench_router.h"
 #include "cli/cli.h"
 #include "kernels/ops.h"
@@ -30,7 +31,8 @@ static void usage(void) {
            "       vmoer bench --kernels [MODEL.gguf] [options]\n"
            "       vmoer bench --routers [options]\n"
            "       vmoer bench --gen-granite OUT.gguf [--type q8_0|q4_0] [--layers N] [--vocab N]\n"
-           "       vmoer bench MODEL.gguf --ab KIND [--bayes-layers N] [--samples S] [options]\n\n"
+           "       vmoer bench MODEL.gguf --ab KIND [--bayes-layers N] [--samples S] [options]\n"
+           "       vmoer bench MODEL.gguf --fit [--kinds LIST] [--bayes-layers N] [--items N] [options]\n\n"
            "Model mode: prompt processing (a prompt of --n-prompt random tokens evaluated in chunks of\n"
            "each --batch size, as evaluation runs prompts; only the last logits are computed) and decode\n"
            "(--n-gen tokens one at a time), tokens/s for each --threads count; best of --reps runs.\n"
@@ -44,7 +46,12 @@ static void usage(void) {
            "--ab KIND: prompt processing (--n-prompt tokens in --batch chunks, first --threads count)\n"
            "with the deterministic router vs KIND on the last --bayes-layers MoE layers (default 5),\n"
            "interleaved --reps times (weights mlock'ed): wall-time, CPU-time and matrix-product FLOPs\n"
-           "ratios, peak RSS (VmHWM) vs the file size.\n\n"
+           "ratios, peak RSS (VmHWM) vs the file size.\n"
+           "--fit: fit training tokens/s (forward + backward + AdamW, as `vmoer fit` trains) of each router\n"
+           "kind in --kinds (default: every kind with parameters) on the last --bayes-layers MoE layers\n"
+           "(default 5), --items random sequences of --n-prompt tokens, an optimiser step every --batch\n"
+           "sequences (default 8), with and without the hidden-state cache, for each --threads count;\n"
+           "ratios against the full-model deterministic inference forward in the same run.\n\n"
            "options:\n"
            "  --threads LIST   thread counts, e.g. 1,2 (default: the OpenMP default)\n"
            "  --batch LIST     prompt batch sizes (default 64); kernel mode uses the first\n"
@@ -55,6 +62,7 @@ static void usage(void) {
            "  --kernels        kernel mode\n"
            "  --routers        router mode\n"
            "  --samples S      samples of the sampled routers (default 35)\n"
+           "  --fit            fit mode; --kinds LIST (e.g. map,vglr-mf), --items N (default 32)\n"
            "  -h, --help       this text\n");
 }
 
@@ -263,7 +271,9 @@ static int bench_kernels(const char *path, const int32_t *thr, int n_thr, int B,
 int cmd_bench(int argc, char **argv) {
     const char *path = NULL, *json = NULL, *thr_arg = NULL, *bat_arg = NULL;
     long n_prompt = 128, n_gen = 32, reps = 3;
-    int kernels = 0, routers = 0;
+    int kernels = 0, routers = 0, fit = 0;
+    const char *kinds = NULL;
+    long items = 32;
     const char *gen = NULL, *ab = NULL, *qtype = "q8_0";
     long n_layers = 32, n_vocab = 49155, bayes_layers = 5, samples = 35;
     for (int i = 1; i < argc; i++) {
@@ -271,6 +281,11 @@ int cmd_bench(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); return 0; }
         else if (!strcmp(a, "--kernels")) kernels = 1;
         else if (!strcmp(a, "--routers")) routers = 1;
+        else if (!strcmp(a, "--fit")) fit = 1;
+        else if (!strcmp(a, "--kinds")) { if (!(kinds = cli_value(CMD, argc, argv, &i))) return 1; }
+        else if (!strcmp(a, "--items")) {
+            if (!(v = cli_value(CMD, argc, argv, &i)) || cli_long(CMD, a, v, 1, 1 << 20, &items)) return 1;
+        }
         else if (!strcmp(a, "--gen-granite")) { if (!(gen = cli_value(CMD, argc, argv, &i))) return 1; }
         else if (!strcmp(a, "--ab")) { if (!(ab = cli_value(CMD, argc, argv, &i))) return 1; }
         else if (!strcmp(a, "--type")) { if (!(qtype = cli_value(CMD, argc, argv, &i))) return 1; }
@@ -305,9 +320,11 @@ int cmd_bench(int argc, char **argv) {
     }
     if (!path && !kernels && !routers) return cli_fail(CMD, "expected MODEL.gguf, --kernels or --routers (see --help)");
     if (ab && !path) return cli_fail(CMD, "--ab needs MODEL.gguf (see --help)");
+    if (fit && (!path || kernels || routers || ab)) return cli_fail(CMD, "--fit needs MODEL.gguf and no other mode (see --help)");
+    if (kinds && !fit) return cli_fail(CMD, "--kinds is for --fit (see --help)");
     int32_t *thr = NULL, *bat = NULL;
     int n_thr, n_bat;
-    int32_t thr_def = omp_get_max_threads(), bat_def = 64;
+    int32_t thr_def = omp_get_max_threads(), bat_def = fit ? 8 : 64;
     if (thr_arg) { if ((n_thr = cli_parse_ids(CMD, thr_arg, &thr)) < 0) return 1; }
     else { thr = &thr_def; n_thr = 1; }
     if (bat_arg) { if ((n_bat = cli_parse_ids(CMD, bat_arg, &bat)) < 0) { if (thr != &thr_def) free(thr); return 1; } }
@@ -322,6 +339,8 @@ int cmd_bench(int argc, char **argv) {
     if (!rc && json && !(js = fopen(json, "w"))) rc = cli_fail(CMD, "cannot write %s", json);
     if (!rc) rc = routers ? bench_routers(thr, n_thr, bat[0], (int)samples, (int)reps, js)
                 : kernels ? bench_kernels(path, thr, n_thr, bat[0], js)
+                : fit ? bench_fit(path, kinds, thr, n_thr, (int)bayes_layers, (int)samples, (int)n_prompt, (int)items,
+                                  bat[0], (int)reps, js)
                 : ab ? bench_router_ab(path, ab, (int)bayes_layers, (int)samples, thr[0], bat[0], (int)n_prompt,
                                        (int)reps, js)
                 : bench_model(path, thr, n_thr, bat, n_bat, (int)n_prompt, (int)n_gen, (int)reps, js);

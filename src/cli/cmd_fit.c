@@ -32,6 +32,9 @@ static void usage(void) {
            "  --samples S          inference samples stored in the adapter (default 35)\n"
            "  --hidden H           head width (default n_embd/4)\n"
            "  --members M          ensemble members (default 5)\n"
+           "  --lora-rank R        also train a LoRA on attention Q/K/V (stage-1 task adaptation; default 0 = off)\n"
+           "  --lora-alpha A       LoRA scale alpha/R (default R: scale 1)\n"
+           "  --lora-layers SPEC   LoRA layers, e.g. 0-4 (default: the routers' layers)\n"
            "  --epochs E           (default 3)\n"
            "  --lr LR              peak learning rate, AdamW, 5%% warm-up, cosine decay (default 1e-3)\n"
            "  --wd WD              weight decay on 2-D head weights (default 0.01)\n"
@@ -74,7 +77,7 @@ static int parse_layers(const char *s, int *out, int max) {
 }
 
 int cmd_fit(int argc, char **argv) {
-    const char *path = NULL, *data = NULL, *out = NULL, *fmt = NULL, *chat = "auto", *layers = NULL;
+    const char *path = NULL, *data = NULL, *out = NULL, *fmt = NULL, *chat = "auto", *layers = NULL, *lora_layers = NULL;
     vm_fit_opts o;
     vm_fit_opts_default(&o);
     o.kind = NULL;
@@ -95,6 +98,9 @@ int cmd_fit(int argc, char **argv) {
         else if (!strcmp(a, "--samples")) { VAL(); if (cli_long(CMD, a, v, 1, 100000, &lv)) return 1; o.samples = (int)lv; }
         else if (!strcmp(a, "--hidden")) { VAL(); if (cli_long(CMD, a, v, 1, 1 << 20, &lv)) return 1; o.hidden = (int)lv; }
         else if (!strcmp(a, "--members")) { VAL(); if (cli_long(CMD, a, v, 1, 1000, &lv)) return 1; o.members = (int)lv; }
+        else if (!strcmp(a, "--lora-rank")) { VAL(); if (cli_long(CMD, a, v, 1, 64, &lv)) return 1; o.lora_rank = (int)lv; }
+        else if (!strcmp(a, "--lora-alpha")) { VAL(); if (cli_float(CMD, a, v, 1e-6, 1e6, &dv)) return 1; o.lora_alpha = (float)dv; }
+        else if (!strcmp(a, "--lora-layers")) { VAL(); lora_layers = v; }
         else if (!strcmp(a, "--epochs")) { VAL(); if (cli_long(CMD, a, v, 1, 100000, &lv)) return 1; o.epochs = (int)lv; }
         else if (!strcmp(a, "--lr")) { VAL(); if (cli_float(CMD, a, v, 1e-12, 10, &dv)) return 1; o.lr = (float)dv; }
         else if (!strcmp(a, "--wd")) { VAL(); if (cli_float(CMD, a, v, 0, 10, &dv)) return 1; o.wd = (float)dv; }
@@ -128,6 +134,11 @@ int cmd_fit(int argc, char **argv) {
         else if ((o.n_layers = parse_layers(layers, o.layers, VM_ADAPTER_MAX_LAYERS)) <= 0)
             return cli_fail(CMD, "--layers: expected e.g. 27-31, 3,5,7 or auto, got '%s'", layers);
     }
+    if (lora_layers) {
+        if (!o.lora_rank) return cli_fail(CMD, "--lora-layers needs --lora-rank");
+        if ((o.n_lora = parse_layers(lora_layers, o.lora_layers, VM_ADAPTER_MAX_LAYERS)) <= 0)
+            return cli_fail(CMD, "--lora-layers: expected e.g. 0-4 or 1,3, got '%s'", lora_layers);
+    }
     vm_dataset_opts dop;
     vm_dataset_opts_default(&dop);
     dop.limit = limit;
@@ -150,6 +161,8 @@ int cmd_fit(int argc, char **argv) {
     } else {
         printf("wrote %s: %s on %d layers (", out, o.kind, st.n_layers);
         for (int i = 0; i < st.n_layers; i++) printf("%s%d", i ? "," : "", st.layers[i]);
+        if (o.lora_rank) printf(") + LoRA rank %d on Q/K/V (", o.lora_rank);
+        if (o.lora_rank) for (int i = 0, n = 0; i < m->hp.n_layer; i++) if (m->loras && m->loras[i]) printf("%s%d", n++ ? "," : "", i);
         printf("), %lld steps, %d epochs, best epoch %d\n", (long long)st.steps, st.epochs_run, st.best_epoch);
         printf("train ce %.4f -> %.4f; val nll %.4f -> %.4f, val acc %.3f -> %.3f; %.0f tok/s\n",
                st.train_ce_first, st.train_ce_last, st.val_nll_init, st.val_nll_best, st.val_acc_init,

@@ -9,13 +9,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *vm_task_mode_name(vm_task_mode m) { return m == VM_TASK_LOGLIK ? "loglik" : "letter"; }
+static const char *const mode_names[] = { "letter", "loglik", "loglik-raw", "pmi" };
+
+const char *vm_task_mode_name(vm_task_mode m) {
+    return (int)m >= 0 && (int)m < (int)(sizeof mode_names / sizeof *mode_names) ? mode_names[m] : "letter";
+}
 
 int vm_task_mode_parse(const char *s, vm_task_mode *out) {
-    if (s && !strcmp(s, "letter")) { *out = VM_TASK_LETTER; return 0; }
-    if (s && !strcmp(s, "loglik")) { *out = VM_TASK_LOGLIK; return 0; }
-    return vm_err("task: unknown scoring mode '%s' (letter, loglik)", s ? s : "(null)");
+    for (int m = 0; s && m < (int)(sizeof mode_names / sizeof *mode_names); m++)
+        if (!strcmp(s, mode_names[m])) { *out = (vm_task_mode)m; return 0; }
+    return vm_err("task: unknown scoring mode '%s' (letter, loglik, loglik-raw, pmi)", s ? s : "(null)");
 }
+
+int vm_task_is_loglik(vm_task_mode m) { return m == VM_TASK_LOGLIK || m == VM_TASK_LOGLIK_RAW || m == VM_TASK_PMI; }
 
 void vm_task_init(vm_task *t, const vm_tokenizer *tok, vm_task_mode mode, int tmpl, int max_tokens) {
     memset(t, 0, sizeof *t);
@@ -58,9 +64,8 @@ static char *render(const vm_task *t, const char *system, const char *user) {
     return out;
 }
 
-// Tokenises into a malloc'd array; returns the count or -1.
-static int tokenize(const vm_task *t, const char *text, size_t len, int32_t **out) {
-    int special = t->tmpl != VM_CHAT_NONE;
+// Tokenises into a malloc'd array; returns the count or -1. special: role markers become tokens.
+static int tokenize_ex(const vm_task *t, const char *text, size_t len, int special, int32_t **out) {
     int cap = (int)(len < 1000000 ? len : 1000000) + 8;
     int32_t *ids = vm_malloc((size_t)cap * sizeof *ids);
     if (!ids) return -1;
@@ -73,6 +78,10 @@ static int tokenize(const vm_task *t, const char *text, size_t len, int32_t **ou
     if (n < 0) { free(ids); return -1; }
     *out = ids;
     return n;
+}
+
+static int tokenize(const vm_task *t, const char *text, size_t len, int32_t **out) {
+    return tokenize_ex(t, text, len, t->tmpl != VM_CHAT_NONE, out);
 }
 
 void vm_task_input_free(vm_task_input *in) {
@@ -163,25 +172,40 @@ static int build_letter(const vm_task *t, const vm_mcq_item *it, vm_task_input *
     return -1;
 }
 
+// Loglik family. loglik: harness context "Question: {q}\nAnswer:" (templated when a template is set);
+// loglik-raw and pmi: the question itself as plain text (no wrapper, no template, parse_special 0).
+// pmi adds one unconditional sequence per choice: [BOS] + that choice's continuation tokens.
 static int build_loglik(const vm_task *t, const vm_mcq_item *it, vm_task_input *in) {
-    sbuf u = {0};
-    sb_str(&u, "Question: "); sb_str(&u, it->question); sb_str(&u, "\nAnswer:");
-    if (u.bad) { free(u.s); return vm_err("task: out of memory"); }
-    char *ctx = render(t, NULL, u.s);
-    free(u.s);
+    const int raw = t->mode != VM_TASK_LOGLIK;
+    char *ctx = NULL;
+    if (raw) {
+        ctx = vm_strdup(it->question);
+    } else {
+        sbuf u = {0};
+        sb_str(&u, "Question: "); sb_str(&u, it->question); sb_str(&u, "\nAnswer:");
+        if (u.bad) { free(u.s); return vm_err("task: out of memory"); }
+        ctx = render(t, NULL, u.s);
+        free(u.s);
+    }
     if (!ctx) return vm_err_prefix("task: item %s", it->id);
     in->text = ctx;
+    const int special = raw ? 0 : t->tmpl != VM_CHAT_NONE;
     int32_t *cids = NULL;
-    int nc = tokenize(t, ctx, strlen(ctx), &cids);
+    int nc = tokenize_ex(t, ctx, strlen(ctx), special, &cids);
     if (nc < 0) return vm_err_prefix("task: item %s", it->id);
     if (nc == 0) { free(cids); return vm_err("task: item %s: empty context (and no BOS)", it->id); }
+    const int32_t bos = vm_tokenizer_bos(t->tok);
+    if (t->mode == VM_TASK_PMI && (bos < 0 || cids[0] != bos)) {
+        free(cids);
+        return vm_err("task: item %s: pmi scoring needs a vocabulary that adds a BOS token", it->id);
+    }
     for (int c = 0; c < in->n_choices; c++) {
         sbuf w = {0};
         sb_str(&w, ctx); sb_str(&w, " "); sb_str(&w, it->choices[c]);
         if (w.bad) { free(w.s); free(cids); return vm_err("task: out of memory"); }
         vm_task_seq *s = &in->seq[c];
         in->n_seq = c + 1;
-        s->n = tokenize(t, w.s, w.n, &s->tokens);
+        s->n = tokenize_ex(t, w.s, w.n, special, &s->tokens);
         free(w.s);
         if (s->n < 0) { s->n = 0; free(cids); return vm_err_prefix("task: item %s", it->id); }
         s->n_ctx = nc < s->n ? nc : s->n;
@@ -190,6 +214,18 @@ static int build_loglik(const vm_task *t, const vm_mcq_item *it, vm_task_input *
         if (too_long(t, it, s->n)) { free(cids); return -1; }
     }
     free(cids);
+    if (t->mode != VM_TASK_PMI) return 0;
+    const int n = in->n_choices;
+    for (int c = 0; c < n; c++) {   // unconditional: the same continuation tokens after BOS alone
+        const vm_task_seq *q = &in->seq[c];
+        vm_task_seq *u = &in->seq[n + c];
+        const int k = q->n - q->n_ctx;
+        if (!(u->tokens = vm_malloc((size_t)(k + 1) * sizeof(int32_t)))) return -1;
+        in->n_seq = n + c + 1;
+        u->tokens[0] = bos;
+        memcpy(u->tokens + 1, q->tokens + q->n_ctx, (size_t)k * sizeof(int32_t));
+        u->n = k + 1; u->n_ctx = 1; u->cont_bytes = q->cont_bytes;
+    }
     return 0;
 }
 
@@ -202,7 +238,7 @@ int vm_task_build(const vm_task *t, const vm_mcq_item *it, vm_task_input *in) {
     if (it->n_choices < VM_MCQ_MIN_CHOICES || it->n_choices > VM_MCQ_MAX_CHOICES || it->answer < 0 ||
         it->answer >= it->n_choices)
         return vm_err("task: item %s: bad choice count or answer", it->id);
-    int rc = t->mode == VM_TASK_LOGLIK ? build_loglik(t, it, in) : build_letter(t, it, in);
+    int rc = vm_task_is_loglik(t->mode) ? build_loglik(t, it, in) : build_letter(t, it, in);
     if (rc < 0) vm_task_input_free(in);
     return rc;
 }
@@ -261,6 +297,18 @@ double vm_task_choice_softmax(const double *ll, int n, int answer, double *probs
     return -(ll[answer] - mx - log(z));
 }
 
+void vm_task_choice_scores(const vm_task_input *in, const double *ll_seq, double *score) {
+    const int n = in->n_choices, pmi = in->mode == VM_TASK_PMI;
+    for (int c = 0; c < n; c++) score[c] = pmi ? ll_seq[c] - ll_seq[n + c] : ll_seq[c];
+}
+
+double vm_task_seq_coef(const vm_task_input *in, int s, const double *probs) {
+    const int n = in->n_choices, c = s < n ? s : s - n;
+    // d(-log p_y)/d score_c = p_c - 1[c = y]; pmi's unconditional term enters the score negated
+    const double g = probs[c] - (c == in->answer);
+    return s < n ? g : -g;
+}
+
 static int argmax_d(const double *x, int n) {
     int b = 0;
     for (int i = 1; i < n; i++) if (x[i] > x[b]) b = i;
@@ -284,15 +332,16 @@ int vm_task_score(const vm_model *m, vm_ctx *c, const vm_task_input *in, vm_task
         if (vm_size_mul((size_t)maxn, (size_t)V * sizeof(float), &sz)) return -1;
         float *lg = vm_malloc(sz);
         if (!lg) return -1;
-        double norm[VM_MCQ_MAX_CHOICES];
+        double norm[VM_MCQ_MAX_CHOICES], ll[VM_TASK_MAX_SEQ];
         for (int s = 0; s < in->n_seq; s++) {
             const vm_task_seq *q = &in->seq[s];
             vm_ctx_reset(c);
             if (vm_ctx_eval(c, q->tokens, q->n, lg) < 0) { free(lg); return -1; }
-            r->ll[s] = vm_task_seq_loglik(in, s, lg + (size_t)(q->n_ctx - 1) * V, V, NULL, 0);
-            norm[s] = r->ll[s] / (double)(q->cont_bytes ? q->cont_bytes : 1);
+            ll[s] = vm_task_seq_loglik(in, s, lg + (size_t)(q->n_ctx - 1) * V, V, NULL, 0);
         }
         free(lg);
+        vm_task_choice_scores(in, ll, r->ll);
+        for (int k = 0; k < n; k++) norm[k] = r->ll[k] / (double)(in->seq[k].cont_bytes ? in->seq[k].cont_bytes : 1);
         vm_task_choice_softmax(r->ll, n, in->answer, r->probs);
         r->pred = argmax_d(r->ll, n);
         r->pred_norm = argmax_d(norm, n);

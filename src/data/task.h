@@ -23,6 +23,18 @@
 //     ctx_enc = tok(ctx), continuation tokens = whole[len(ctx_enc):]. ll_c = sum of log-probs of the
 //     continuation tokens; acc = argmax ll_c, acc_norm = argmax ll_c / bytes(continuation_c).
 //     Answer distribution = softmax_c(ll_c) (what NLL/ECE and the fit loss use).
+//   VM_TASK_LOGLIK_RAW ("loglik-raw", plain-text continuation, e.g. story cloze data/cloze/README.md):
+//     context = the question text itself, no "Question:"/"Answer:" wrapper and no chat template (the
+//     template is ignored, parse_special = 0); continuation_c = " {choice_c}"; then exactly as
+//     VM_TASK_LOGLIK (whole = tok(BOS + ctx + cont), continuation = whole[len(tok(BOS + ctx)):]).
+//     Answer distribution = softmax_c(ll_c).
+//   VM_TASK_PMI ("pmi", lm-eval "acc_pmi"-style, domain-conditional PMI of Holtzman et al. 2021):
+//     the loglik-raw sequences seq[0..n) plus one unconditional sequence per choice, seq[n + c] =
+//     [BOS] + the continuation tokens of seq[c] (the SAME token ids, so only the context differs;
+//     unconditional context = BOS alone; needs a vocabulary that adds BOS). score_c = ll(cont_c | BOS +
+//     question) - ll(cont_c | BOS). Answer distribution = softmax_c(score_c), and that is what NLL/ECE
+//     and the fit loss use (gradients reach both terms: d score_c/d ll_{n+c} = -1).
+//     acc_norm (pred_norm) divides score_c by the continuation bytes.
 // Tokenisation: BOS as the vocabulary says (add_bos = 1), parse_special = 1 for templated text (role
 // markers become their tokens), 0 for raw text.
 #pragma once
@@ -38,10 +50,18 @@ typedef struct vm_model vm_model;
 #define VM_TASK_SYSTEM "You are a multiple-choice quiz answer generator. Respond with ONLY the letter " \
                        "of the correct option, for example, 'A', 'B', 'C', or 'D'."
 
-typedef enum vm_task_mode { VM_TASK_LETTER = 0, VM_TASK_LOGLIK = 1 } vm_task_mode;
+typedef enum vm_task_mode {
+    VM_TASK_LETTER = 0, VM_TASK_LOGLIK = 1, VM_TASK_LOGLIK_RAW = 2, VM_TASK_PMI = 3
+} vm_task_mode;
 
-const char *vm_task_mode_name(vm_task_mode m);            // "letter", "loglik"
+// Sequences of one item: pmi runs two per choice.
+#define VM_TASK_MAX_SEQ (2 * VM_MCQ_MAX_CHOICES)
+
+const char *vm_task_mode_name(vm_task_mode m);            // "letter", "loglik", "loglik-raw", "pmi"
 int vm_task_mode_parse(const char *s, vm_task_mode *out); // 0, or -1 with an error
+// 1 for the modes that score choice continuations (loglik, loglik-raw, pmi): one sequence per choice
+// (pmi: two), scored positions = the continuation tokens (vm_task_positions).
+int vm_task_is_loglik(vm_task_mode m);
 
 typedef struct vm_task {
     const vm_tokenizer *tok;   // borrowed
@@ -66,8 +86,8 @@ typedef struct vm_task_seq {
 typedef struct vm_task_input {
     vm_task_mode mode;
     int n_choices, answer;     // answer: 0-based (from the item)
-    int n_seq;                 // letter: 1; loglik: n_choices
-    vm_task_seq seq[VM_MCQ_MAX_CHOICES];
+    int n_seq;                 // letter: 1; loglik, loglik-raw: n_choices; pmi: 2 n_choices
+    vm_task_seq seq[VM_TASK_MAX_SEQ];   // pmi: [0, n) conditional, [n, 2n) unconditional
     int32_t letter_ids[VM_MCQ_MAX_CHOICES];   // letter mode: token id of letter c (else -1)
     char *text;                // rendered prompt (letter) or context (loglik), for display
 } vm_task_input;
@@ -91,6 +111,12 @@ double vm_task_letter_probs(const vm_task_input *in, const float *row, double *p
 // (n - n_ctx, V) in vm_task_positions order. dlogits (same shape) non-NULL: += scale * d ll / d logits.
 double vm_task_seq_loglik(const vm_task_input *in, int s, const float *logits, int V,
                           float *dlogits, float scale);
+// Per-choice scores (n_choices) from the per-sequence log-likelihoods ll_seq (n_seq):
+// loglik / loglik-raw: score_c = ll_c; pmi: score_c = ll_c - ll_{n+c}.
+void vm_task_choice_scores(const vm_task_input *in, const double *ll_seq, double *score);
+// d(-log p_answer)/d ll_seq[s] given probs = softmax(scores): the weight of sequence s's loglik
+// gradient in the fit loss (p_c - 1[c = answer], negated for pmi's unconditional sequences).
+double vm_task_seq_coef(const vm_task_input *in, int s, const double *probs);
 // softmax of ll (n) into probs; returns -log probs[answer] (the choice cross-entropy).
 double vm_task_choice_softmax(const double *ll, int n, int answer, double *probs);
 
@@ -98,7 +124,8 @@ double vm_task_choice_softmax(const double *ll, int n, int answer, double *probs
 typedef struct vm_task_result {
     int n_choices, answer;
     double probs[VM_MCQ_MAX_CHOICES];   // answer distribution
-    double ll[VM_MCQ_MAX_CHOICES];      // loglik: summed log-likelihoods; letter: letter log-softmax
+    double ll[VM_MCQ_MAX_CHOICES];      // loglik(-raw): summed log-likelihoods; pmi: the pmi scores;
+                                        // letter: letter log-softmax
     int pred;                           // argmax probs (lowest index on ties) -> acc
     int pred_norm;                      // loglik: argmax ll/cont_bytes -> acc_norm; letter: = pred
     double nll;                         // -log max(probs[answer], 1e-12)

@@ -1,6 +1,7 @@
 // The fit loop (fit.h): task building, split, layer choice, hidden-state cache, training with
 // gradient accumulation and AdamW, validation and early stopping, checkpoints, adapter output.
 #include "train/fit.h"
+#include "model/lora.h"
 #include "train/checkpoint.h"
 #include "train/optim.h"
 #include "model/train.h"
@@ -122,7 +123,7 @@ int vm_fit_layer_stability(const vm_model *m, const vm_task_input *ins, int n, f
 
 typedef struct fit_ex {
     vm_task_input in;
-    float *h[VM_MCQ_MAX_CHOICES];   // cached hidden states entering l0, (n, D) per sequence
+    float *h[VM_TASK_MAX_SEQ];      // cached hidden states entering l0, (n, D) per sequence
 } fit_ex;
 
 typedef struct fit_state {
@@ -174,8 +175,8 @@ static int run_example(fit_state *s, fit_ex *e, int train, float scale, vm_rng *
         return 0;
     }
     // loglik: every choice forward; then (training) each again with the same noise, and backward
-    double ll[VM_MCQ_MAX_CHOICES];
-    vm_rng saved[VM_MCQ_MAX_CHOICES];
+    double ll[VM_TASK_MAX_SEQ], score[VM_MCQ_MAX_CHOICES];
+    vm_rng saved[VM_TASK_MAX_SEQ];
     for (int c = 0; c < in->n_seq; c++) {
         const vm_task_seq *q = &in->seq[c];
         const float *h = hidden(s, e, c);
@@ -187,7 +188,8 @@ static int run_example(fit_state *s, fit_ex *e, int train, float scale, vm_rng *
         ll[c] = vm_task_seq_loglik(in, c, s->logits, V, NULL, 0);
         *reg += vm_tctx_reg(s->tc) / in->n_seq;
     }
-    *ce = vm_task_choice_softmax(ll, in->n_choices, in->answer, probs);
+    vm_task_choice_scores(in, ll, score);   // pmi: conditional minus unconditional
+    *ce = vm_task_choice_softmax(score, in->n_choices, in->answer, probs);
     if (!train) return 0;
     for (int c = 0; c < in->n_seq; c++) {
         const vm_task_seq *q = &in->seq[c];
@@ -198,8 +200,8 @@ static int run_example(fit_state *s, fit_ex *e, int train, float scale, vm_rng *
         if (vm_tctx_forward(s->tc, h, q->n, s->pos, k, s->logits, rng ? &r2 : NULL)) return -1;
         s->tokens += q->n;
         memset(s->dlogits, 0, (size_t)k * V * sizeof(float));
-        // d(-log p_y)/d ll_c = p_c - 1[c = y]
-        vm_task_seq_loglik(in, c, s->logits, V, s->dlogits, scale * (float)(probs[c] - (c == in->answer)));
+        // d(-log p_y)/d ll_c = p_c - 1[c = y] (negated for pmi's unconditional sequences)
+        vm_task_seq_loglik(in, c, s->logits, V, s->dlogits, scale * (float)vm_task_seq_coef(in, c, probs));
         if (vm_tctx_backward(s->tc, s->dlogits, s->beta * scale / in->n_seq, NULL)) return -1;
     }
     if (rng && in->n_seq > 0) *rng = saved[in->n_seq - 1];   // keep the caller's stream defined
@@ -242,7 +244,10 @@ static int params_finite(const fit_state *s) {
     return 1;
 }
 
-static void progress_bar(int64_t done, int64_t total, double loss, double tps, double eta) {
+// One-line bar redrawn in place with \r (stderr is a terminal): steps, mean training CE of the
+// epoch so far, training tokens/s and the time left. *open marks a line still unterminated, so
+// whatever is printed next (epoch summary, interruption, error) starts on a line of its own.
+static void progress_bar(int *open, int64_t done, int64_t total, double loss, double tps, double eta) {
     char bar[31];
     const int w = 30, f = total > 0 ? (int)(w * done / total) : w;
     for (int i = 0; i < w; i++) bar[i] = i < f ? '#' : '-';
@@ -250,6 +255,12 @@ static void progress_bar(int64_t done, int64_t total, double loss, double tps, d
     fprintf(stderr, "\r[%s] %lld/%lld loss %.4f %.0f tok/s ETA %dm%02ds  ", bar, (long long)done,
             (long long)total, loss, tps, (int)eta / 60, (int)eta % 60);
     fflush(stderr);
+    *open = 1;
+}
+
+static void progress_end(int *open) {
+    if (*open) { fputc('\n', stderr); fflush(stderr); }
+    *open = 0;
 }
 
 static uint64_t fnv_add(uint64_t h, const void *p, size_t n) {
@@ -267,6 +278,11 @@ static uint64_t fingerprint(const vm_model *m, const vm_fit_opts *o, const int *
                             (double)o->seed, o->val_frac, o->patience, o->mode, o->tmpl, o->wd,
                             o->warmup_frac, n_ex, o->max_tokens };
     h = fnv_add(h, nums, sizeof nums);
+    if (o->lora_rank > 0) {
+        const double lo[] = { o->lora_rank, o->lora_alpha };
+        h = fnv_add(h, lo, sizeof lo);
+        h = fnv_add(h, o->lora_layers, (size_t)o->n_lora * sizeof(int));
+    }
     return o->system ? fnv_add(h, o->system, strlen(o->system)) : h;
 }
 
@@ -300,6 +316,7 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
     }
     const int quiet = o->progress == 2;
     const int bar = o->progress == 1 || (o->progress < 0 && isatty(2));
+    int bar_open = 0;   // a bar line is on screen without its newline
 
     // ---- task inputs and split (by item index)
     const int n_items = (int)ds->n;
@@ -371,7 +388,19 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
     }
     st->n_layers = nl;
     memcpy(st->layers, layers, (size_t)nl * sizeof(int));
-    s.l0 = layers[0]; st->l0 = s.l0;
+    s.l0 = layers[0];
+    // LoRA layers (default: the routers'); the lowest trained layer bounds the cached part
+    int lora_layers[VM_ADAPTER_MAX_LAYERS], n_lora = 0;
+    if (o->lora_rank > 0) {
+        n_lora = o->n_lora > 0 ? o->n_lora : nl;
+        for (int i = 0; i < n_lora; i++) {
+            lora_layers[i] = o->n_lora > 0 ? o->lora_layers[i] : layers[i];
+            if (lora_layers[i] < 0 || lora_layers[i] >= hp->n_layer) { vm_err("fit: LoRA layer %d out of range (%d layers)", lora_layers[i], hp->n_layer); goto done; }
+            if (i && lora_layers[i] <= lora_layers[i - 1]) { vm_err("fit: LoRA layers must be ascending and distinct"); goto done; }
+        }
+        if (lora_layers[0] < s.l0) s.l0 = lora_layers[0];
+    }
+    st->l0 = s.l0;
 
     // ---- routers and parameters
     s.routers = vm_calloc((size_t)nl, sizeof *s.routers);
@@ -383,16 +412,29 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
         s.n_params += r->n_params;
     }
     s.beta = s.routers[0]->beta;
+    for (int i = 0; i < n_lora; i++) {
+        const float alpha = o->lora_alpha > 0 ? o->lora_alpha : (float)o->lora_rank;
+        vm_lora *lo = vm_lora_create(m, lora_layers[i], o->lora_rank, alpha, o->seed);
+        if (!lo || vm_model_set_lora(m, lora_layers[i], lo)) goto done;
+        s.n_params += 2 * VM_LORA_COUNT;
+    }
     s.params = vm_calloc((size_t)s.n_params, sizeof *s.params);
     unsigned char *decay = vm_calloc((size_t)s.n_params, 1);
     if (!s.params || !decay) { free(decay); goto done; }
     const int wd_ok = strcmp(o->kind, "map") && strcmp(o->kind, "ensemble");
     size_t n_w = 0;
-    for (int i = 0, k = 0; i < nl; i++)
-        for (int j = 0; j < s.routers[i]->n_params; j++, k++) {
-            s.params[k] = &s.routers[i]->params[j];
-            decay[k] = wd_ok && s.params[k]->n_dims == 2;
-            n_w += (size_t)vm_param_numel(s.params[k]);
+    int np = 0;
+    for (int i = 0; i < nl; i++)
+        for (int j = 0; j < s.routers[i]->n_params; j++, np++) {
+            s.params[np] = &s.routers[i]->params[j];
+            decay[np] = wd_ok && s.params[np]->n_dims == 2;
+            n_w += (size_t)vm_param_numel(s.params[np]);
+        }
+    for (int i = 0; i < n_lora; i++)
+        for (int j = 0; j < 2 * VM_LORA_COUNT; j++, np++) {
+            s.params[np] = &m->loras[lora_layers[i]]->p[j];
+            decay[np] = 1;   // towards a zero delta: the base model
+            n_w += (size_t)vm_param_numel(s.params[np]);
         }
     int orc = vm_adamw_init(&opt, s.params, decay, s.n_params, o->wd);
     free(decay);
@@ -477,7 +519,7 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
                 finite &= isfinite(ce) && isfinite(reg);
             }
             if (!finite || !params_finite(&s)) {
-                if (bar && !quiet) fputc('\n', stderr);
+                progress_end(&bar_open);
                 if (access(ckpt, F_OK) == 0)
                     vm_err("training diverged at step %lld (epoch %d): non-finite loss or gradient; stopped "
                            "before the update, %s keeps the last good state (try a lower --lr)",
@@ -495,7 +537,7 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
             if (bar && !quiet) {
                 const double tps = t_train > 0 ? s.tokens / t_train : 0;
                 const double eta = (now_s() - t0) / (double)(cs.step - step0) * (double)(total - cs.step);
-                progress_bar(cs.step, total, cs.ep_n ? cs.ep_ce / cs.ep_n : 0, tps, eta);
+                progress_bar(&bar_open, cs.step, total, cs.ep_n ? cs.ep_ce / cs.ep_n : 0, tps, eta);
             }
             const int epoch_end = cs.step % spe == 0 || cs.step == total;
             if (epoch_end) {
@@ -515,7 +557,7 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
                     cs.stopped = 1;
                 }
                 if (!quiet) {
-                    if (bar) fputc('\n', stderr);
+                    progress_end(&bar_open);
                     fprintf(stderr, "epoch %d/%d: train ce %.4f (objective %.4f), val nll %.4f acc %.3f%s, %.0f tok/s\n",
                             epoch + 1, o->epochs, ce_mean, cs.ep_n ? cs.ep_obj / cs.ep_n : NAN, vn, va,
                             cs.stopped ? " (early stop)" : "", t_train > 0 ? s.tokens / t_train : 0);
@@ -528,6 +570,7 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
                 if (vm_ckpt_write(ckpt, &cs, &opt, best, n_w)) goto done;
             if (interrupt) {
                 st->interrupted = 1;
+                progress_end(&bar_open);
                 if (!quiet) fprintf(stderr, "fit: stopped after %lld steps (checkpoint %s)\n", (long long)cs.step, ckpt);
                 rc = 0; free(eorder); goto fill;
             }
@@ -556,9 +599,10 @@ fill:
     st->val_nll_best = cs.best_val; st->val_acc_best = cs.best_acc;
     st->tokens = s.tokens; st->seconds = t_train; st->tokens_per_s = t_train > 0 ? s.tokens / t_train : 0;
 done:
+    progress_end(&bar_open);   // the caller's error line must not land on the bar
     if (rc) vm_err_prefix("fit");
     for (int i = 0; s.ex && i < n_items; i++) {
-        for (int q = 0; q < VM_MCQ_MAX_CHOICES; q++) free(s.ex[i].h[q]);
+        for (int q = 0; q < VM_TASK_MAX_SEQ; q++) free(s.ex[i].h[q]);
         vm_task_input_free(&s.ex[i].in);
     }
     free(s.ex); free(order); free(tr_idx); free(va_idx); free(best);

@@ -62,6 +62,13 @@ typedef struct vm_fit_opts {
     int resume;                // continue from the checkpoint when it exists
     int64_t stop_after;        // stop (with a checkpoint) after this many steps in total (0: off)
     int progress;              // -1: bar when stderr is a tty, else a line per epoch; 0: lines; 2: quiet
+    // LoRA on attention Q/K/V (model/lora.h), trained jointly with the routers ("stage 1" task
+    // adaptation, method.md §4): rank 0 = none; alpha <= 0 = rank (scale 1); layers as given, or
+    // (n_lora 0) the routers' layers. Weight decay pulls the deltas towards 0 (the base model).
+    int lora_rank;
+    float lora_alpha;
+    int n_lora;
+    int lora_layers[VM_ADAPTER_MAX_LAYERS];
 } vm_fit_opts;
 
 typedef struct vm_fit_stats {

@@ -26,6 +26,14 @@ grep -q "no trainable parameters" "$T/err" && ok || bad "kind message: $(cat "$T
 "$VMOER" fit "$T/moe.gguf" --data "$SH/data/mcqa/arc-easy/train.jsonl" --router map --layers 9 -o "$T/x.gguf" >"$T/err" 2>&1 && bad "layer 9 accepted" || ok
 "$VMOER" fit "$T/moe.gguf" --data "$SH/data/mcqa/arc-easy/train.jsonl" --router map --layers 3-x -o "$T/x.gguf" >/dev/null 2>&1 && bad "bad --layers accepted" || ok
 "$VMOER" fit --help | grep -q -- "--resume" && ok || bad help
+# stage-1 LoRA on Q/K/V trained with the router: stored in the adapter, applied by logits
+if "$VMOER" fit "$T/moe.gguf" --data "$SH/data/mcqa/arc-easy/train.jsonl" --limit 8 --router vtsr --layers 4 --lora-rank 2 \
+    --lora-layers 2-4 --epochs 1 --batch 4 --val-frac 0.25 --quiet -o "$T/lora.gguf" >"$T/out" 2>&1; then ok; else bad "fit --lora-rank"; cat "$T/out"; fi
+grep -q "+ LoRA rank 2 on Q/K/V (2,3,4)" "$T/out" && ok || bad "LoRA summary: $(cat "$T/out")"
+grep -a -q "blk.2.lora.q.a" "$T/lora.gguf" && grep -a -q "vmoer.lora.rank" "$T/lora.gguf" && ok || bad "LoRA tensors in the adapter"
+"$VMOER" logits "$T/moe.gguf" -p "Once upon a time" --adapter "$T/lora.gguf" -o "$T/l3.npy" >/dev/null 2>&1 && ok || bad "logits with a LoRA adapter"
+"$VMOER" fit "$T/moe.gguf" --data "$SH/data/mcqa/arc-easy/train.jsonl" --router map --lora-layers 1 -o "$T/x.gguf" >"$T/err" 2>&1 && bad "--lora-layers without rank accepted" || ok
+grep -q "needs --lora-rank" "$T/err" && ok || bad "lora message: $(cat "$T/err")"
 # numerical guard: lr 10 makes VGLR-fc's covariance overflow at step 2; the fit stops with one line,
 # writes no adapter and keeps the checkpoint of step 1 (the last good state)
 "$VMOER" fit "$T/moe.gguf" --data "$SH/data/mcqa/openbookqa/train.jsonl" --limit 24 --router vglr-fc --layers 3-4 \

@@ -1,0 +1,81 @@
+#!/bin/sh
+# vmoer demo end to end at --quick size on a tiny upcycled stories260K MoE: it runs, prints the table
+# and the verdict, writes its files; the same seed gives byte-identical table.md and table.json, also
+# with another thread count; bad input gives one line on stderr and a non-zero exit.
+VMOER=${VMOER:-build/vmoer}
+SH=${VMOER_SHARED:-../shared}
+p=0; f=0
+ok() { p=$((p + 1)); }
+bad() { f=$((f + 1)); echo "FAIL: $1"; }
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+"$VMOER" convert-llama2c "$SH/models/stories260K.bin" "$SH/models/tok512.bin" "$T/d.gguf" >/dev/null 2>&1 || bad convert
+"$VMOER" upcycle "$T/d.gguf" "$T/moe.gguf" --experts 4 --top-k 2 --noise 0.05 --router-std 0.3 >/dev/null 2>&1 || bad upcycle
+
+# A small cloze folder of short made-up items (the pipeline and its determinism do not need the real,
+# long passages; sanitizer builds would take minutes on them). The real files are used further down.
+mkdir -p "$T/cloze"
+gen() {   # $1 file, $2 items, $3 id prefix
+    i=0
+    while [ $i -lt "$2" ]; do
+        case $((i % 5)) in 0) a=cat;; 1) a=dog;; 2) a=bird;; 3) a=fox;; *) a=frog;; esac
+        case $((i % 3)) in 0) b=ball;; 1) b=box;; *) b=tree;; esac
+        printf '{"id": "%s-%d", "question": "Once upon a time, a little %s found a red %s. It was %d days old.", "choices": ["The %s was very happy.", "They went to the park.", "It began to rain hard.", "Mom made a big cake."], "answer": %d}\n' \
+            "$3" $i $a $b $i $a $((i % 4)) >>"$1"
+        i=$((i + 1))
+    done
+}
+gen "$T/cloze/train.jsonl" 8 tr; gen "$T/cloze/validation.jsonl" 4 va; gen "$T/cloze/test.jsonl" 6 te
+gen "$T/cloze/ood-tinyshakespeare.jsonl" 4 o1; gen "$T/cloze/ood-wikitext2.jsonl" 4 o2
+
+# two runs, same seed, different thread counts
+Q="--quick --data $T/cloze --train 8 --test 6 --ood 4 --val 4 --stability 2 --samples 2 --boot 20"
+if "$VMOER" demo $Q --model "$T/moe.gguf" -o "$T/a" --seed 3 --threads 2 >"$T/a.out" 2>"$T/a.err"; then ok
+else bad "demo run a: $(tail -3 "$T/a.err")"; fi
+if "$VMOER" demo $Q --model "$T/moe.gguf" -o "$T/b" --seed 3 --threads 1 --quiet >"$T/b.out" 2>"$T/b.err"; then ok
+else bad "demo run b: $(tail -3 "$T/b.err")"; fi
+cmp -s "$T/a/table.md" "$T/b/table.md" && ok || bad "table.md differs between two runs with the same seed"
+cmp -s "$T/a/table.json" "$T/b/table.json" && ok || bad "table.json differs between two runs with the same seed"
+[ -s "$T/a/table.md" ] && head -c "$(wc -c <"$T/a/table.md")" "$T/a.out" | cmp -s - "$T/a/table.md" && ok \
+    || bad "stdout does not start with table.md"
+for x in report.html timing.json table.json methods/deterministic/metrics.json methods/deterministic/report.html \
+         methods/vglr-mf/questions.jsonl methods/vtsr/report.html adapters/map.gguf adapters/vglr-fc.gguf; do
+    [ -s "$T/a/$x" ] && ok || bad "missing $x"
+done
+[ ! -e "$T/a/adapters/map.gguf.ckpt" ] && ok || bad "checkpoint left behind"
+n=$(grep -c -E '^\| (deterministic|temp-scaling|temp-sample|mcdropout|vglr-mf|vglr-fc|vtsr) \| [0-9]' "$T/a/table.md")
+[ "$n" -eq 21 ] && ok || bad "expected 7 methods x 3 tables, got $n rows"
+grep -q '^| temp-scaling |.*| [0-9][0-9.]* |$' "$T/a/table.md" && ok || bad "temperature-scaling row has no T"
+grep -q '^VMoER improves on deterministic in: ' "$T/a.out" && grep -q '^It does not improve in: ' "$T/a.out" && ok \
+    || bad "verdict lines missing"
+grep -q '^Wall time ' "$T/a.out" && ok || bad "wall time line missing"
+grep -q 'Wall time\|seconds' "$T/a/table.md" && bad "times in the reproducible table" || ok
+grep -q '^demo \[1/11\] MAP fine-tune' "$T/a.err" && grep -q 'ETA' "$T/a.err" && ok || bad "progress lines: $(head -3 "$T/a.err")"
+[ ! -s "$T/b.err" ] && ok || bad "--quiet printed: $(head -3 "$T/b.err")"
+grep -q '"format": "vmoer-demo-1"' "$T/a/table.json" && grep -q '"ilv"' "$T/a/table.json" && ok || bad "table.json content"
+grep -q '<svg' "$T/a/report.html" && grep -q 'Verdict' "$T/a/report.html" && ok || bad "report.html content"
+
+# the cloze scoring modes through `vmoer fit` and `vmoer eval` (--score pmi / loglik-raw)
+"$VMOER" fit "$T/moe.gguf" --data data/cloze/train.jsonl --limit 8 --router vglr-mf --layers 4 --epochs 1 --batch 4 \
+    --val-frac 0.25 --score pmi --quiet --threads 1 -o "$T/p.gguf" >"$T/o" 2>&1 && [ -s "$T/p.gguf" ] && ok || bad "fit --score pmi: $(cat "$T/o")"
+"$VMOER" eval "$T/moe.gguf" --adapter "$T/p.gguf" --data data/cloze/test.jsonl --limit 4 --score loglik-raw --passes 2 \
+    --noise-grid none --boot 0 --time-items 1 --threads 1 -o "$T/ev" >"$T/o" 2>&1 && grep -q '"score": "loglik-raw"' "$T/ev/metrics.json" \
+    && ok || bad "eval --score loglik-raw: $(tail -2 "$T/o")"
+
+# errors: one line, non-zero exit
+one_line_fail() {   # $1 = what, rest = arguments
+    what=$1; shift
+    if "$VMOER" demo "$@" >"$T/o" 2>"$T/e"; then bad "$what accepted"; return; fi
+    [ "$(wc -l <"$T/e")" -eq 1 ] && grep -q '^vmoer demo: ' "$T/e" && ok || bad "$what: not one line: $(cat "$T/e")"
+}
+one_line_fail "unknown option" --bogus
+one_line_fail "--train 0" --train 0
+one_line_fail "letter scoring" --score letter
+one_line_fail "bad seed" --seed x
+one_line_fail "missing model" --quick --quiet --model "$T/none.gguf" -o "$T/c"
+grep -q "none.gguf" "$T/e" && ok || bad "missing model not named: $(cat "$T/e")"
+one_line_fail "dense model" --quick --quiet --model "$T/d.gguf" -o "$T/c"
+grep -q "dense" "$T/e" && ok || bad "dense model message: $(cat "$T/e")"
+one_line_fail "missing data" --quick --quiet --model "$T/moe.gguf" --data "$T/nodata" -o "$T/c"
+"$VMOER" demo --help >"$T/h" 2>&1 && grep -q -- "--quick" "$T/h" && grep -q "stories-moe.gguf" "$T/h" && ok || bad help
+echo "$p passed, $f failed"
+[ "$f" -eq 0 ]
