@@ -118,12 +118,17 @@ void vm_eval_probe_remove(vm_model *m) {
 typedef struct readout_acc {
     const vm_model *m;
     int target;                              // position whose read-outs are collected (-1: none)
+    int seq, n_cond;                         // sequence running (counted at its first block) and how
+                                             // many are conditional: pmi's unconditional [BOS] + choice
+                                             // sequences come after them and are not read
     double sum[VM_EVAL_UNC_COUNT];
     int cnt[VM_EVAL_UNC_COUNT];
 } readout_acc;
 
 static void readout_cb(void *ud, const vm_trace_ev *ev) {
     readout_acc *a = ud;
+    if (ev->layer == 0 && ev->pos0 == 0 && !strcmp(ev->name, "attn_norm")) a->seq++;
+    if (a->seq >= a->n_cond) return;
     if (a->target < ev->pos0 || a->target >= ev->pos0 + ev->n_tokens || ev->layer < 0) return;
     const int t = a->target - ev->pos0;
     const vm_model *m = a->m;
@@ -211,6 +216,7 @@ int vm_eval_run(vm_model *m, const vm_task *task, const vm_dataset *ds, const ch
         memset(&acc.sum, 0, sizeof acc.sum);
         memset(&acc.cnt, 0, sizeof acc.cnt);
         acc.target = in.seq[0].n_ctx - 1;   // loglik: every choice sequence shares the context length
+        acc.n_cond = in.mode == VM_TASK_PMI ? in.n_choices : in.n_seq;
         int ntok = 0;
         for (int s = 0; s < in.n_seq; s++) {
             if (in.seq[s].n > ntok) ntok = in.seq[s].n;
@@ -219,6 +225,7 @@ int vm_eval_run(vm_model *m, const vm_task *task, const vm_dataset *ds, const ch
         for (int q = 0; q < P && rc == 0; q++) {
             vm_task_result r;
             vm_ctx_set_seed(c, vm_eval_stream_seed(seed, (uint64_t)i * 65536u + (uint64_t)q));
+            acc.seq = -1;   // vm_task_score runs the sequences in order, each from position 0
             if (vm_task_score(m, c, &in, &r)) { rc = vm_err_prefix("eval %s: item %s", out->name, it->id); break; }
             for (int k = 0; k < C; k++) { pbar[k] += r.probs[k] / P; llbar[k] += r.ll[k] / P; }
             hsum += entropy(r.probs, C);
@@ -234,7 +241,7 @@ int vm_eval_run(vm_model *m, const vm_task *task, const vm_dataset *ds, const ch
                 e->ll[k] = llbar[k];
             }
             e->pred = argmax(pbar, C);
-            if (in.mode == VM_TASK_LOGLIK) {
+            if (in.mode == VM_TASK_LOGLIK || in.mode == VM_TASK_LOGLIK_RAW) {   // pmi scores are not per byte
                 double norm[VM_MCQ_MAX_CHOICES];
                 for (int k = 0; k < C; k++)
                     norm[k] = llbar[k] / (double)(in.seq[k].cont_bytes ? in.seq[k].cont_bytes : 1);

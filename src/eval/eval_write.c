@@ -691,7 +691,7 @@ int vm_eval_write(const vm_eval_write_opts *o, int n_sets, const vm_eval_set *se
     if (o->bins < 1 || o->bins > 1000) return vm_err("eval: %d ECE bins", o->bins);
     if (mkdir_p(o->outdir)) return -1;
     wctx w = { .o = o, .n_sets = n_sets, .sets = sets, .n_methods = 1,
-               .loglik = o->score && !strcmp(o->score, "loglik") };
+               .loglik = o->score && (!strcmp(o->score, "loglik") || !strcmp(o->score, "loglik-raw")) };
     snprintf(w.meth[0].name, sizeof w.meth[0].name, "%s", o->router ? o->router : "model");
     w.meth[0].T = NAN;
     int rc = 0;
