@@ -18,9 +18,9 @@ if [ "$BUILD" != build ] && [ "${VMOER_SLOW_TESTS:-0}" != 1 ]; then
     finish
 fi
 command -v valgrind >/dev/null 2>&1 || { bad "valgrind not installed (Debian package: valgrind)"; finish; }
-# vmoer re-executes itself to set OMP_WAIT_POLICY when it is unset (src/cli/main.c); valgrind
-# does not follow an exec, so set it here and memcheck sees the real run
-OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}; export OMP_WAIT_POLICY
+# vmoer re-executes itself to set GOMP_SPINCOUNT when no OpenMP wait setting is given
+# (src/cli/main.c); valgrind does not follow an exec, so set it here and memcheck sees the real run
+GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-20000}; export GOMP_SPINCOUNT
 T=$(mktemp -d "${TMPDIR:-/tmp}/vmoer_vg.XXXXXX") || exit 1
 trap 'rm -rf "$T"' EXIT
 
