@@ -43,23 +43,6 @@ static const char *const conventions[][2] = {
 
 static json_t *jnum(double x) { return isfinite(x) ? json_real(x) : json_null(); }
 
-static int mkdir_p(const char *path) {
-    char buf[4096];
-    if (!path || !*path || strlen(path) >= sizeof buf) return vm_err("eval: bad output folder '%s'", path ? path : "");
-    strcpy(buf, path);
-    for (char *p = buf + 1; ; p++) {
-        if (*p == '/' || *p == 0) {
-            const char c = *p;
-            *p = 0;
-            if (mkdir(buf, 0777) && errno != EEXIST) return vm_err("eval: cannot create folder '%s': %s", buf, strerror(errno));
-            *p = c;
-            if (!c) break;
-        }
-    }
-    struct stat st;
-    if (stat(path, &st) || !S_ISDIR(st.st_mode)) return vm_err("eval: '%s' is not a folder", path);
-    return 0;
-}
 
 static char *join(const char *dir, const char *name) {
     size_t n = strlen(dir) + strlen(name) + 2;
@@ -689,7 +672,7 @@ int vm_eval_write(const vm_eval_write_opts *o, int n_sets, const vm_eval_set *se
                   const vm_eval_set *val, const vm_stability *st, const vm_cost *cost) {
     if (!o || !o->outdir || n_sets < 1 || !sets || sets[0].n < 1) return vm_err("eval: nothing to write");
     if (o->bins < 1 || o->bins > 1000) return vm_err("eval: %d ECE bins", o->bins);
-    if (mkdir_p(o->outdir)) return -1;
+    if (vm_mkdir_p(o->outdir)) return -1;
     wctx w = { .o = o, .n_sets = n_sets, .sets = sets, .n_methods = 1,
                .loglik = o->score && (!strcmp(o->score, "loglik") || !strcmp(o->score, "loglik-raw")) };
     snprintf(w.meth[0].name, sizeof w.meth[0].name, "%s", o->router ? o->router : "model");

@@ -88,3 +88,21 @@ char *vm_read_file(const char *path, size_t *len) {
     if (len) *len = n;
     return buf;
 }
+
+int vm_mkdir_p(const char *path) {
+    char buf[4096];
+    if (!path || !*path || strlen(path) >= sizeof buf) return vm_err("bad output folder '%s'", path ? path : "");
+    strcpy(buf, path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == 0) {
+            const char c = *p;
+            *p = 0;
+            if (mkdir(buf, 0777) && errno != EEXIST) return vm_err("cannot create folder '%s': %s", buf, strerror(errno));
+            *p = c;
+            if (!c) break;
+        }
+    }
+    struct stat st;
+    if (stat(path, &st) || !S_ISDIR(st.st_mode)) return vm_err("'%s' is not a folder", path);
+    return 0;
+}

@@ -20,5 +20,8 @@ int vm_afile_open(vm_afile *a, const char *path);
 int vm_afile_commit(vm_afile *a);
 void vm_afile_abort(vm_afile *a);   // removes the temp file (safe after commit: no-op)
 
+// mkdir -p: creates path and its missing parents; 0, or -1 with "cannot create folder 'X': why" or
+// "'X' is not a folder".
+int vm_mkdir_p(const char *path);
 // Whole-file read into a NUL-terminated heap buffer (small text files: config, datasets).
 char *vm_read_file(const char *path, size_t *len);
