@@ -12,6 +12,7 @@
 #include "train/fit.h"
 #include "train/optim.h"
 #include "util/err.h"
+#include "util/progress.h"
 #include "util/rng.h"
 
 #include <math.h>
@@ -23,12 +24,6 @@
 #include <time.h>
 
 static const char *CMD = "bench";
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 // CPU seconds of the whole process (all threads): on a shared machine a steadier measure of work.
 static double cpu_s(void) {
@@ -102,7 +97,7 @@ int bench_routers(const int32_t *thr, int n_thr, int T, int S, int reps, FILE *j
         vm_router_out out = { lo, pr, se, ga, NULL };
         for (int it = 0; it < n_thr && !rc; it++) {
             omp_set_num_threads(thr[it]);
-            double (*clk)(void) = thr[it] == 1 ? cpu_s : now_s;
+            double (*clk)(void) = thr[it] == 1 ? cpu_s : vm_now_s;
             int calls[64];
             // calls per round: ~30 ms each; then the kinds take turns, best round kept
             for (int k = 0; k < n_kinds && !rc; k++) {
@@ -343,9 +338,9 @@ int bench_router_ab(const char *path, const char *kind, int n_bayes, int S, int 
             if (install(m, layers, n_moe, side ? kind : NULL, &o)) { rc = cli_fail(CMD, NULL); break; }
             vm_ctx_reset(c);
             vm_ctx_set_seed(c, (uint64_t)rep);
-            const double t0 = now_s(), c0 = cpu_s();
+            const double t0 = vm_now_s(), c0 = cpu_s();
             if (vm_ctx_eval(c, tok, n_prompt, NULL)) { rc = cli_fail(CMD, NULL); break; }
-            tt[side][rep] = now_s() - t0;
+            tt[side][rep] = vm_now_s() - t0;
             tc[side][rep] = cpu_s() - c0;
         }
     if (rc) goto done;
@@ -417,7 +412,7 @@ typedef struct fit_job {
 static double fit_epoch(const fit_job *j, uint64_t seed) {
     const int V = j->m->hp.n_vocab;
     const int32_t p = j->T - 1;
-    const double t0 = now_s();
+    const double t0 = vm_now_s();
     for (int i = 0; i < j->n; i++) {
         const int32_t *tk = j->tok + (size_t)i * j->T;
         const float *h = j->h ? j->h[i] : j->h_tmp;
@@ -432,18 +427,18 @@ static double fit_epoch(const fit_job *j, uint64_t seed) {
         if (vm_tctx_backward(j->tc, j->logits, j->beta * sc, NULL)) return -1;
         if ((i + 1) % j->batch == 0 || i + 1 == j->n) vm_adamw_step(j->opt, 1e-4f);
     }
-    return now_s() - t0;
+    return vm_now_s() - t0;
 }
 
 // Full-model inference forward of the n sequences (deterministic routers, last logits only):
 // the reference rate the fit rates are divided by.
 static double fwd_epoch(vm_ctx *c, const int32_t *tok, int n, int T) {
-    const double t0 = now_s();
+    const double t0 = vm_now_s();
     for (int i = 0; i < n; i++) {
         vm_ctx_reset(c);
         if (vm_ctx_eval(c, tok + (size_t)i * T, T, NULL)) return -1;
     }
-    return now_s() - t0;
+    return vm_now_s() - t0;
 }
 
 static int kind_trainable(const char *kind, const vm_router_layer *L, const vm_router_opts *o) {
@@ -527,10 +522,10 @@ int bench_fit(const char *path, const char *kinds_arg, const int32_t *thr, int n
         double tcache = 1e30;
         if (fwd_epoch(c, tok, n_seq, T) < 0) { rc = cli_fail(CMD, NULL); break; }   // warm-up
         for (int rep = 0; rep < reps && !rc; rep++) {
-            const double t0 = now_s();
+            const double t0 = vm_now_s();
             for (int i = 0; i < n_seq && !rc; i++)
                 if (vm_model_hidden(m, tok + (size_t)i * T, T, layers[0], hc[i])) rc = cli_fail(CMD, NULL);
-            if (now_s() - t0 < tcache) tcache = now_s() - t0;
+            if (vm_now_s() - t0 < tcache) tcache = vm_now_s() - t0;
         }
         if (rc) break;
         printf("%4d cache build (layers 0..%d): %.1f tok/s\n", thr[it], layers[0] - 1, ntok / tcache);

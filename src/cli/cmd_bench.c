@@ -9,13 +9,13 @@
 #include "kernels/simd.h"
 #include "model/model.h"
 #include "util/err.h"
+#include "util/progress.h"
 #include "util/rng.h"
 
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static const char *CMD = "bench";
 
@@ -66,12 +66,6 @@ static void usage(void) {
            "  -h, --help       this text\n");
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 // ---- model mode ----------------------------------------------------------------------------------
 
 static int bench_model(const char *path, const int32_t *thr, int n_thr, const int32_t *bat, int n_bat,
@@ -99,18 +93,18 @@ static int bench_model(const char *path, const int32_t *thr, int n_thr, const in
             double best_pp = 1e30;
             for (int rep = 0; rep < reps && !rc; rep++) {
                 vm_ctx_reset(c);
-                double t0 = now_s();
+                double t0 = vm_now_s();
                 if (vm_ctx_eval(c, tok, n_prompt, NULL)) rc = cli_fail(CMD, NULL);
-                double dt = now_s() - t0;
+                double dt = vm_now_s() - t0;
                 if (dt < best_pp) best_pp = dt;
             }
             if (ib == 0)   // decode does not depend on the prompt batch size
                 for (int rep = 0; rep < reps && !rc; rep++) {
                     vm_ctx_reset(c);
-                    double t0 = now_s();
+                    double t0 = vm_now_s();
                     for (int i = 0; i < n_gen && !rc; i++)
                         if (vm_ctx_eval(c, tok + i, 1, NULL)) rc = cli_fail(CMD, NULL);
-                    double tps = n_gen / (now_s() - t0);
+                    double tps = n_gen / (vm_now_s() - t0);
                     if (tps > best_tg) best_tg = tps;
                 }
             vm_ctx_free(c);
@@ -149,9 +143,9 @@ static void time_jobs(const kjob *j, int n_jobs, double *best) {
         kjob_run(&j[k]);   // warm-up
         int n = 1;
         for (;;) {
-            double t0 = now_s();
+            double t0 = vm_now_s();
             for (int i = 0; i < n; i++) kjob_run(&j[k]);
-            double t = now_s() - t0;
+            double t = vm_now_s() - t0;
             if (t > 0.02 || n > (1 << 20)) { best[k] = t / n; break; }
             n *= 2;
         }
@@ -159,9 +153,9 @@ static void time_jobs(const kjob *j, int n_jobs, double *best) {
     }
     for (int round = 0; round < 7; round++)
         for (int k = 0; k < n_jobs; k++) {
-            double t0 = now_s();
+            double t0 = vm_now_s();
             for (int i = 0; i < reps[k]; i++) kjob_run(&j[k]);
-            double t = (now_s() - t0) / reps[k];
+            double t = (vm_now_s() - t0) / reps[k];
             if (t < best[k]) best[k] = t;
         }
 }

@@ -2,6 +2,7 @@
 // from a thin "probe" router wrapped around each MoE layer's router for the run: it asks the inner
 // router for its read-outs (vm_router_out.unc, which the model itself does not request) and keeps
 // them for the trace callback, which knows the positions and copies the row of the target token.
+#include "util/progress.h"
 #include "eval/eval_internal.h"
 #include "util/err.h"
 #include "util/rng.h"
@@ -10,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static const char *const unc_names[VM_EVAL_UNC_COUNT] = {
     "entropy", "neg_maxprob", "mi", "ilv", "gate_entropy", "temperature", "base_gate_entropy",
@@ -41,11 +41,7 @@ const char *vm_eval_model_router(const vm_model *m) {
     return name ? name : any ? "deterministic" : NULL;
 }
 
-double vm_eval_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+double vm_eval_now(void) { return vm_now_s(); }
 
 // ---------------------------------------------------------------- the probe router
 

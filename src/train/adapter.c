@@ -1,4 +1,5 @@
 // Adapter GGUF writer and loader (format in adapter.h).
+#include "util/hash.h"
 #include "train/adapter.h"
 #include "model/lora.h"
 #include "util/err.h"
@@ -7,17 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) { h ^= b[i]; h *= 1099511628211ull; }
-    return h;
-}
-static uint64_t fnv_i(uint64_t h, int64_t v) { return fnv(h, &v, sizeof v); }
+static uint64_t fnv_i(uint64_t h, int64_t v) { return vm_fnv1a(h, &v, sizeof v); }
 
 uint64_t vm_model_router_checksum(const vm_model *m) {
     const vm_hparams *hp = &m->hp;
-    uint64_t h = 14695981039346656037ull;
-    h = fnv(h, hp->arch_name, strlen(hp->arch_name));
+    uint64_t h = VM_FNV1A_INIT;
+    h = vm_fnv1a(h, hp->arch_name, strlen(hp->arch_name));
     h = fnv_i(h, hp->n_layer); h = fnv_i(h, hp->n_embd); h = fnv_i(h, hp->n_expert);
     h = fnv_i(h, hp->n_expert_used); h = fnv_i(h, hp->n_vocab); h = fnv_i(h, hp->gate_conv);
     for (int il = 0; il < hp->n_layer; il++) {
@@ -25,7 +21,7 @@ uint64_t vm_model_router_checksum(const vm_model *m) {
         if (!l->is_moe) continue;
         const vm_tensor *w = &l->ffn_gate_inp;
         h = fnv_i(h, il); h = fnv_i(h, w->type); h = fnv_i(h, w->ne[0]); h = fnv_i(h, w->ne[1]);
-        if (w->data) h = fnv(h, w->data, vm_tensor_nbytes(w));
+        if (w->data) h = vm_fnv1a(h, w->data, vm_tensor_nbytes(w));
     }
     return h;
 }

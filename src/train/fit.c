@@ -6,13 +6,14 @@
 #include "train/optim.h"
 #include "model/train.h"
 #include "util/err.h"
+#include "util/progress.h"
+#include "util/hash.h"
 #include "util/rng.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 void vm_fit_opts_default(vm_fit_opts *o) {
@@ -226,12 +227,6 @@ static int validate(fit_state *s, const int *idx, int n, uint64_t seed, double *
     return 0;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 // Numerical guard: every gradient and parameter finite (a diverging fit is stopped before the
 // optimiser step that would write NaN into the parameters or the next checkpoint).
 static int params_finite(const fit_state *s) {
@@ -248,13 +243,9 @@ static int params_finite(const fit_state *s) {
 // epoch so far, training tokens/s and the time left. *open marks a line still unterminated, so
 // whatever is printed next (epoch summary, interruption, error) starts on a line of its own.
 static void progress_bar(int *open, int64_t done, int64_t total, double loss, double tps, double eta) {
-    char bar[31];
-    const int w = 30, f = total > 0 ? (int)(w * done / total) : w;
-    for (int i = 0; i < w; i++) bar[i] = i < f ? '#' : '-';
-    bar[w] = 0;
-    fprintf(stderr, "\r[%s] %lld/%lld loss %.4f %.0f tok/s ETA %dm%02ds  ", bar, (long long)done,
-            (long long)total, loss, tps, (int)eta / 60, (int)eta % 60);
-    fflush(stderr);
+    char what[32];
+    snprintf(what, sizeof what, "loss %.4f", loss);
+    vm_progress_bar(done, total, what, tps, "tok", eta);
     *open = 1;
 }
 
@@ -263,27 +254,21 @@ static void progress_end(int *open) {
     *open = 0;
 }
 
-static uint64_t fnv_add(uint64_t h, const void *p, size_t n) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) { h ^= b[i]; h *= 1099511628211ull; }
-    return h;
-}
-
 // Everything a resumed run must agree on.
 static uint64_t fingerprint(const vm_model *m, const vm_fit_opts *o, const int *layers, int nl, int n_ex) {
     uint64_t h = vm_model_router_checksum(m);
-    h = fnv_add(h, o->kind, strlen(o->kind));
-    h = fnv_add(h, layers, (size_t)nl * sizeof(int));
+    h = vm_fnv1a(h, o->kind, strlen(o->kind));
+    h = vm_fnv1a(h, layers, (size_t)nl * sizeof(int));
     const double nums[] = { o->beta, o->samples, o->hidden, o->members, o->epochs, o->lr, o->batch,
                             (double)o->seed, o->val_frac, o->patience, o->mode, o->tmpl, o->wd,
                             o->warmup_frac, n_ex, o->max_tokens };
-    h = fnv_add(h, nums, sizeof nums);
+    h = vm_fnv1a(h, nums, sizeof nums);
     if (o->lora_rank > 0) {
         const double lo[] = { o->lora_rank, o->lora_alpha };
-        h = fnv_add(h, lo, sizeof lo);
-        h = fnv_add(h, o->lora_layers, (size_t)o->n_lora * sizeof(int));
+        h = vm_fnv1a(h, lo, sizeof lo);
+        h = vm_fnv1a(h, o->lora_layers, (size_t)o->n_lora * sizeof(int));
     }
-    return o->system ? fnv_add(h, o->system, strlen(o->system)) : h;
+    return o->system ? vm_fnv1a(h, o->system, strlen(o->system)) : h;
 }
 
 int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const vm_fit_opts *o,
@@ -490,7 +475,7 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
     // ---- training
     int *eorder = vm_malloc((size_t)n_tr * sizeof(int));
     if (!eorder) goto done;
-    double t0 = now_s(), t_train = 0;
+    double t0 = vm_now_s(), t_train = 0;
     const int64_t step0 = cs.step;
     int stop = cs.stopped;
     while (!stop && cs.step < total) {
@@ -506,7 +491,7 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
         while (cs.step < total && cs.step / spe == epoch) {
             const int64_t b0 = (cs.step % spe) * o->batch;
             const int bn = (int)(b0 + o->batch <= n_tr ? o->batch : n_tr - b0);
-            const double ts = now_s();
+            const double ts = vm_now_s();
             set_training(&s, 1);
             int finite = 1;
             for (int k = 0; k < bn; k++) {
@@ -533,10 +518,10 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
             }
             vm_adamw_step(&opt, vm_lr_schedule(o->lr, cs.step, total, o->warmup_frac));
             cs.step++;
-            t_train += now_s() - ts;
+            t_train += vm_now_s() - ts;
             if (bar && !quiet) {
                 const double tps = t_train > 0 ? s.tokens / t_train : 0;
-                const double eta = (now_s() - t0) / (double)(cs.step - step0) * (double)(total - cs.step);
+                const double eta = (vm_now_s() - t0) / (double)(cs.step - step0) * (double)(total - cs.step);
                 progress_bar(&bar_open, cs.step, total, cs.ep_n ? cs.ep_ce / cs.ep_n : 0, tps, eta);
             }
             const int epoch_end = cs.step % spe == 0 || cs.step == total;

@@ -6,6 +6,7 @@
 #include "train/checkpoint.h"
 #include "train/optim.h"
 #include "util/err.h"
+#include "util/hash.h"
 #include "util/progress.h"
 #include "util/rng.h"
 
@@ -15,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 struct vm_lm {
     void *buf;                  // the GGUF file, 64-byte aligned; tensors point into it
@@ -33,12 +33,6 @@ struct vm_lm {
     float *h, *dh, *logits, *dlogits;   // (T,D), (T,D), (T,V), (T,V)
     int32_t *pos;               // (T)
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 void vm_lm_opts_default(vm_lm_opts *o) {
     memset(o, 0, sizeof *o);
@@ -304,12 +298,6 @@ int64_t vm_lm_tokenize_docs(const vm_tokenizer *tok, const char *text, size_t le
 
 // ---------------------------------------------------------------- the loop
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) { h ^= b[i]; h *= 1099511628211ull; }
-    return h;
-}
-
 // Mean CE over consecutive non-overlapping windows of the validation stream.
 static int val_loss(vm_lm *lm, const int32_t *val, int64_t n_val, const vm_lm_opts *o, int32_t *buf, double *out) {
     const int T = o->seq;
@@ -392,12 +380,12 @@ int vm_lm_train(vm_lm *lm, const int32_t *train, int64_t n_train, const int32_t 
     vm_ckpt_state cs;
     memset(&cs, 0, sizeof cs);
     {   // what a resume must match: options, model size, the data
-        uint64_t h = 1469598103934665603ull;
+        uint64_t h = VM_FNV1A_INIT;
         const int64_t iv[] = { o->steps, o->seq, o->batch, o->eval_every, o->eval_windows, o->from_scratch, n_train, n_val,
                                (int64_t)lm->size };
         const float fv[] = { o->lr, o->wd, o->warmup_frac, o->clip, o->lb_weight };
-        h = fnv(h, iv, sizeof iv); h = fnv(h, fv, sizeof fv); h = fnv(h, &o->seed, sizeof o->seed);
-        h = fnv(h, train, (size_t)n_train * sizeof *train); h = fnv(h, val, (size_t)n_val * sizeof *val);
+        h = vm_fnv1a(h, iv, sizeof iv); h = vm_fnv1a(h, fv, sizeof fv); h = vm_fnv1a(h, &o->seed, sizeof o->seed);
+        h = vm_fnv1a(h, train, (size_t)n_train * sizeof *train); h = vm_fnv1a(h, val, (size_t)n_val * sizeof *val);
         cs.fingerprint = h;
     }
     FILE *probe = o->resume ? fopen(ckpt, "rb") : NULL;
@@ -418,7 +406,7 @@ int vm_lm_train(vm_lm *lm, const int32_t *train, int64_t n_train, const int32_t 
         fprintf(stderr, "train: %lld parameters, %lld training tokens, %lld validation tokens; val loss %.4f\n",
                 (long long)st->n_params, (long long)n_train, (long long)n_val, cs.val_init);
 
-    const double t0 = now_s();
+    const double t0 = vm_now_s();
     int64_t tok_done = 0;
     double ce = 0, lb = 0;
     while (cs.step < o->steps) {
@@ -454,7 +442,7 @@ int vm_lm_train(vm_lm *lm, const int32_t *train, int64_t n_train, const int32_t 
                         (long long)o->steps, ce, lb, v, cs.best_epoch == cs.step ? " (best)" : "");
         }
         if (bar) {
-            const double el = now_s() - t0, rate = el > 0 ? tok_done / el : 0;
+            const double el = vm_now_s() - t0, rate = el > 0 ? tok_done / el : 0;
             const double eta = rate > 0 ? (double)(o->steps - cs.step) * B * T / rate : 0;
             char what[48];
             snprintf(what, sizeof what, "loss %.4f", ce);
@@ -470,7 +458,7 @@ int vm_lm_train(vm_lm *lm, const int32_t *train, int64_t n_train, const int32_t 
         }
     }
     if (bar && !st->interrupted) vm_progress_end();
-    st->seconds = now_s() - t0;
+    st->seconds = vm_now_s() - t0;
     st->tokens = cs.step * (int64_t)B * T;
     st->tokens_per_s = st->seconds > 0 ? tok_done / st->seconds : 0;
     st->steps = cs.step;

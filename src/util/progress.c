@@ -1,6 +1,7 @@
 #include "util/progress.h"
 
 #include <stdio.h>
+#include <time.h>
 #include <unistd.h>
 
 int vm_progress_want(int mode) { return mode == 1 || (mode < 0 && isatty(2)); }
@@ -19,3 +20,9 @@ void vm_progress_bar(int64_t done, int64_t total, const char *what, double rate,
 }
 
 void vm_progress_end(void) { fputc('\n', stderr); fflush(stderr); }
+
+double vm_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

@@ -9,5 +9,7 @@ int vm_progress_want(int mode);
 // Draws "\r[#####-----] done/total <what> <rate> <unit>/s ETA XmYYs" (what may be NULL).
 void vm_progress_bar(int64_t done, int64_t total, const char *what, double rate, const char *unit,
                      double eta_seconds);
+// Monotonic wall-clock seconds (rates, ETAs, benchmark timings).
+double vm_now_s(void);
 // Ends the bar's line (a newline), so following messages start on a fresh line.
 void vm_progress_end(void);
