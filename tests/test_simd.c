@@ -160,6 +160,36 @@ static void check_act_dot(vm_type type, int64_t C) {
     free(x); free(xhat); free(dx); free(xq); free(deq); free((void *)w.data);
 }
 
+// Every level's activation quantisation writes the bytes of vm_act_quant_row (the SIMD code has a
+// fast path for ordinary blocks and a general one): random rows at several scales, exact rounding
+// ties, zero blocks, a denormal maximum (its reciprocal overflows), huge values, inf and NaN.
+static void check_act_quant(vm_type type) {
+    enum { C = 1024 };
+    const size_t bytes = vm_act_row_size(type, C);
+    float *x = malloc(C * sizeof(float));
+    char *ref = malloc(bytes), *got = malloc(bytes);
+    for (int rep = 0; rep < 8; rep++) {
+        fill(x, C, rep == 1 ? 1e-3f : rep == 2 ? 1e30f : 1.0f);
+        if (rep == 3)   // ties: block maximum 127, values k + 0.5 quantise with id = 1 exactly
+            for (int i = 0; i < C; i++) x[i] = i % 32 == 0 ? 127.0f : (float)(i % 61 - 30) + 0.5f;
+        if (rep == 4) for (int i = 0; i < 256; i++) x[i] = 0.0f;
+        if (rep == 5) for (int i = 0; i < 256; i++) x[i] = (i % 3 ? 1 : -1) * 0x1p-149f * (float)(i % 4);
+        if (rep == 6) { x[3] = INFINITY; x[300] = -INFINITY; x[700] = 0x1.fffffep127f; }
+        if (rep == 7) { x[5] = NAN; x[600] = -NAN; }
+        memset(ref, 0x55, bytes);
+        CHECK(vm_act_quant_row(type, x, ref, C) == 0, "act_quant_row %s", vm_type_name(type));
+        for (int l = 1; l < VM_SIMD_COUNT; l++) {
+            const vm_simd_kernels *K = vm_simd_kernels_get((vm_simd_level)l);
+            if (!K || !vm_simd_supported((vm_simd_level)l)) continue;
+            memset(got, 0x55, bytes);
+            K->act_quant(type, x, got, C);
+            CHECK(memcmp(ref, got, bytes) == 0, "%s %s act_quant case %d: bytes differ from vm_act_quant_row",
+                  vm_simd_name((vm_simd_level)l), vm_type_name(type), rep);
+        }
+    }
+    free(x); free(ref); free(got);
+}
+
 // Non-finite activations reach the outputs of quantised matmuls at every level (not rounded away).
 static void check_nan(vm_type type) {
     enum { C = 512, OC = 8 };
@@ -247,6 +277,7 @@ int main(void) {
         check_matmul(qtypes[t], 1024, 150, 9);
         check_act_dot(qtypes[t], 256);
         check_act_dot(qtypes[t], 2048);
+        check_act_quant(qtypes[t]);
         check_nan(qtypes[t]);
     }
     // attention: head dims with and without a vector tail, GQA, contexts across chunk boundaries

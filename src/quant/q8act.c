@@ -2,9 +2,9 @@
 // These define the arithmetic; src/kernels/simd_avx2.c computes the same integers with SIMD and
 // then performs the same float operations in the same order, so every dispatch level gives the same
 // bits for quantised weights:
-// - Q8_0/Q4_0 (blocks of 32): eight float lanes; lane j takes the integer sum of elements 4j..4j+3
-//   of each block, scaled by d_w*d_x (product, then sum: no fused multiply-add); the lanes are added
-//   as ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)) at the end (the usual 256-bit horizontal sum).
+// - Q8_0/Q4_0 (blocks of 32): one exact integer S per block; acc += (d_w*d_x) * S, block after block
+//   (product, then sum: no fused multiply-add). One float step per block, not one per 4 elements,
+//   lets SIMD code convert and scale the sums of several rows/tokens with one instruction.
 // - K-quants (blocks of 256): two exact integers per block, A = sum over sub-blocks of
 //   scale * (q . x) and, for Q4_K/Q5_K, M = sum of min * (sum of x); acc += (d*d_x) * A, then
 //   acc -= (dmin*d_x) * M, block after block.
@@ -73,42 +73,31 @@ int vm_act_quant_row(vm_type wtype, const float *x, void *dst, int64_t n) {
 
 // ---- portable dots ---------------------------------------------------------------------------------
 
-static float hsum_lanes(const float a[8]) {
-    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
-}
-
 // Q8_0 (w = d*q) and Q4_0 (w = d*(nibble-8), element j in the low nibble of qs[j], j+16 in the high).
 static float dot_q8_0_act(const uint8_t *w, const vm_q8a32 *x, int64_t nb) {
-    float acc[8] = {0};
+    float acc = 0.0f;
     for (int64_t i = 0; i < nb; i++, w += QB_Q8_0) {
         const int8_t *q = (const int8_t *)(w + 2);
+        int32_t s = 0;
+        for (int e = 0; e < 32; e++) s += q[e] * x[i].qs[e];
         const float d = fp16_to_f32(rd_u16(w)) * x[i].d;
-        for (int j = 0; j < 8; j++) {
-            int s = 0;
-            for (int e = 4 * j; e < 4 * j + 4; e++) s += q[e] * x[i].qs[e];
-            const float t = d * (float)s;
-            acc[j] += t;
-        }
+        const float t = d * (float)s;
+        acc += t;
     }
-    return hsum_lanes(acc);
+    return acc;
 }
 
 static float dot_q4_0_act(const uint8_t *w, const vm_q8a32 *x, int64_t nb) {
-    float acc[8] = {0};
+    float acc = 0.0f;
     for (int64_t i = 0; i < nb; i++, w += QB_Q4_0) {
         const uint8_t *q = w + 2;
+        int32_t s = 0;
+        for (int e = 0; e < 16; e++) s += ((q[e] & 0xf) - 8) * x[i].qs[e] + ((q[e] >> 4) - 8) * x[i].qs[e + 16];
         const float d = fp16_to_f32(rd_u16(w)) * x[i].d;
-        for (int j = 0; j < 8; j++) {
-            int s = 0;
-            for (int e = 4 * j; e < 4 * j + 4; e++) {
-                const int v = (e < 16 ? q[e] & 0xf : q[e - 16] >> 4) - 8;
-                s += v * x[i].qs[e];
-            }
-            const float t = d * (float)s;
-            acc[j] += t;
-        }
+        const float t = d * (float)s;
+        acc += t;
     }
-    return hsum_lanes(acc);
+    return acc;
 }
 
 // Q4_K / Q5_K: sub-block s (32 elements) of a 256-block; hbit = 1 for Q5_K's fifth bit.
