@@ -4,9 +4,11 @@
 //   one 8-lane FMA accumulator per output element over C, the same 256-bit horizontal sum, then the
 //   C % 8 tail in order. The operations an element gets do not depend on its tile.
 // - quantised weights x int8 activations: each weight block is unpacked once and dotted with up to
-//   4 tokens (vpmaddubsw/vpmaddwd); integer sums are exact and the float steps are those of
-//   vm_vec_dot_act (q8act.c), so the bits equal the portable level's. Q8_0/Q4_0 tiles put the
-//   block sums of 8 (row, token) pairs into one vector for the float steps.
+//   8 (Q8_0/Q4_0) or 4 (K-quants) tokens (vpmaddubsw/vpmaddwd); integer sums are exact and the
+//   float steps are those of vm_vec_dot_act (q8act.c), so the bits equal the portable level's. A
+//   tile transposes the per-block integers of its (row, token) pairs into one vector, so the scale
+//   products and float steps run once per block for all of them; a single token takes several rows
+//   at a time and prefetches the next rows itself.
 #include "kernels/simd.h"
 
 #ifdef VM_SIMD_X86
@@ -38,8 +40,6 @@ AI int32_t hsum_epi32(__m256i v) {
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
     return _mm_cvtsi128_si32(s);
 }
-
-AI float half_f32(const uint8_t *p) { return _cvtsh_ss(rd_u16(p)); }
 
 // ---- f32 ---------------------------------------------------------------------------------------
 
@@ -132,6 +132,15 @@ AI __m256i hsum8x8_epi32(const __m256i v[8]) {
     return _mm256_add_epi32(_mm256_permute2x128_si256(c0, c1, 0x20), _mm256_permute2x128_si256(c0, c1, 0x31));
 }
 
+// Several rows at once read as several short streams, too short for the hardware prefetcher to
+// follow (measured 2-2.5x slower than one row at a time with the weights in DRAM); the tile
+// therefore prefetches the next tile's rows (contiguous after its own), R*bsz bytes per block.
+AI void prefetch_next_rows(const uint8_t *w, size_t ldw, int64_t i, size_t bsz, const int R) {
+    if (R == 1) return;
+    const uint8_t *next = w + (size_t)R * ldw + (size_t)i * R * bsz;
+    for (size_t off = 0; off < (size_t)R * bsz; off += 64) _mm_prefetch((const char *)(next + off), _MM_HINT_T0);
+}
+
 // One pair's 32-element integer dot, 8 int32 lanes.
 AI __m256i q40_q80_pair(__m256i aw, __m256i qw, const vm_q8a32 *xb) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)xb->qs), qw)),
@@ -150,6 +159,7 @@ AI void q40_q80_tile(float *out, size_t ldo, const uint8_t *w, size_t ldw, const
     __m128 acc4 = _mm_setzero_ps();
     float acc1 = 0.0f;
     for (int64_t i = 0; i < nb; i++) {
+        prefetch_next_rows(w, ldw, i, bsz, R);
         const vm_q8a32 *xb[PMAX];
 #pragma GCC unroll 8
         for (int t = 0; t < T; t++) xb[t] = (const vm_q8a32 *)(x + (size_t)t * ldx) + i;
@@ -245,131 +255,225 @@ static void q4_0_rows(float *out, size_t ldo, const uint8_t *w, size_t ldw, cons
     q40_q80_rows(out, ldo, w, ldw, x, ldx, R, B, nb, 1);
 }
 
-// Q4_K / Q5_K row against T tokens.
-AI void q45_K_row(float *out, size_t ldo, const uint8_t *w, const char *x, size_t ldx, int64_t nb,
-                  const int T, const int five) {
-    float acc[4] = {0};
-    const size_t bsz = five ? QB_Q5_K : QB_Q4_K;
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
-    for (int64_t i = 0; i < nb; i++, w += bsz) {
-        uint8_t sc[8], mn[8];
-        #pragma GCC unroll 8
-        for (int s = 0; s < 8; s++) vm_kscale_get(w + 4, s, &sc[s], &mn[s]);
-        const uint8_t *qs = w + (five ? 48 : 16);
-        const __m256i hb = five ? _mm256_loadu_si256((const __m256i *)(w + 16)) : _mm256_setzero_si256();
-        __m256i sumi[4];
-        #pragma GCC unroll 8
-        for (int t = 0; t < T; t++) sumi[t] = _mm256_setzero_si256();
-        #pragma GCC unroll 8
-        for (int p = 0; p < 4; p++) {
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * p));
-            __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-            if (five) {
-                const __m256i b0 = _mm256_set1_epi8((char)(1 << (2 * p))), b1 = _mm256_set1_epi8((char)(1 << (2 * p + 1)));
-                const __m256i s16 = _mm256_set1_epi8(16);
-                lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, b0), b0), s16));
-                hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, b1), b1), s16));
-            }
-            const __m256i s0 = _mm256_set1_epi16(sc[2 * p]), s1 = _mm256_set1_epi16(sc[2 * p + 1]);
-            #pragma GCC unroll 8
-            for (int t = 0; t < T; t++) {
-                const int8_t *xq = ((const vm_q8a256 *)(x + (size_t)t * ldx) + i)->qs + 64 * p;
-                const __m256i x0 = _mm256_loadu_si256((const __m256i *)xq), x1 = _mm256_loadu_si256((const __m256i *)(xq + 32));
-                const __m256i d0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), s0);
-                const __m256i d1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), s1);
-                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(d0, d1));
-            }
-        }
-        const float d = half_f32(w), dmin = half_f32(w + 2);
-        #pragma GCC unroll 8
-        for (int t = 0; t < T; t++) {
-            const vm_q8a256 *xb = (const vm_q8a256 *)(x + (size_t)t * ldx) + i;
-            int32_t M = 0;
-            #pragma GCC unroll 8
-            for (int s = 0; s < 8; s++) M += mn[s] * (xb->bsums[2 * s] + xb->bsums[2 * s + 1]);
-            const int32_t A = hsum_epi32(sumi[t]);
-            const float dd = d * xb->d, dm = dmin * xb->d;
-            const float ta = dd * (float)A, tm = dm * (float)M;
-            acc[t] += ta;
-            acc[t] -= tm;
-        }
-    }
-    #pragma GCC unroll 8
-    for (int t = 0; t < T; t++) out[(size_t)t * ldo] = acc[t];
+// K-quants: tiles (R, T) in {(4,1), (1,1)} for a single token and (1,4) for batches. Per block and
+// pair, the exact integers A (and M for Q4_K/Q5_K) of q8act.c; the P pairs' integers are transposed
+// into one vector so the scale products and the float steps (acc += (d*d_x)*A, acc -= (dmin*d_x)*M)
+// run once per block for all of them.
+
+// The 8 scales and 8 mins of a Q4_K/Q5_K block (12 bytes at s) as bytes, vm_kscale_get(s, j) for
+// j = 0..7: j < 4 keep the low 6 bits of s[j] / s[j+4]; j >= 4 take a nibble of s[j+4] below the
+// top 2 bits of s[j-4] / s[j]. On 32-bit words a = s[0..3], b = s[4..7], c = s[8..11].
+AI void kscales8(const uint8_t *s, uint64_t *sc, uint64_t *mn) {
+    uint32_t a, b, c;
+    memcpy(&a, s, 4);
+    memcpy(&b, s + 4, 4);
+    memcpy(&c, s + 8, 4);
+    const uint32_t lo6 = 0x3f3f3f3fu, lo4 = 0x0f0f0f0fu, lo2 = 0x03030303u;
+    *sc = (a & lo6) | (uint64_t)((c & lo4) | (((a >> 6) & lo2) << 4)) << 32;
+    *mn = (b & lo6) | (uint64_t)(((c >> 4) & lo4) | (((b >> 6) & lo2) << 4)) << 32;
 }
 
-// Q6_K row against T tokens: unsigned 6-bit q against x, minus 32 * sum(scale * bsum) per block.
-AI void q6_K_row(float *out, size_t ldo, const uint8_t *w, const char *x, size_t ldx, int64_t nb, const int T) {
-    float acc[4] = {0};
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(3);
-    for (int64_t i = 0; i < nb; i++, w += QB_Q6_K) {
-        const int8_t *sc = (const int8_t *)(w + 192);
+// lane k = the sum of the 4 lanes of v[k] (exact)
+AI __m128i hsum4x4_epi32(const __m128i v[4]) {
+    return _mm_hadd_epi32(_mm_hadd_epi32(v[0], v[1]), _mm_hadd_epi32(v[2], v[3]));
+}
+
+// the P pairs' scale products: lanes (d_w of row r) * (d_x of token t), pair p = r * T + t
+AI __m128 kq_scales4(const uint16_t h[4], const vm_q8a256 *const xb[4], const int R, const int T) {
+    const __m128i hv = R == 4 ? _mm_setr_epi16((short)h[0], (short)h[1 % R], (short)h[2 % R], (short)h[3 % R], 0, 0, 0, 0)
+                              : _mm_set1_epi16((short)h[0]);
+    const __m128 dx = T == 4 ? _mm_setr_ps(xb[0]->d, xb[1 % T]->d, xb[2 % T]->d, xb[3 % T]->d) : _mm_set1_ps(xb[0]->d);
+    return _mm_mul_ps(_mm_cvtph_ps(hv), dx);
+}
+
+AI void q45_K_tile(float *out, size_t ldo, const uint8_t *w, size_t ldw, const char *x, size_t ldx,
+                   int64_t nb, const int R, const int T, const int five) {
+    const int P = R * T;   // 4 or 1
+    const size_t bsz = five ? QB_Q5_K : QB_Q4_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m128 acc4 = _mm_setzero_ps();
+    float acc1 = 0.0f;
+    for (int64_t i = 0; i < nb; i++) {
+        prefetch_next_rows(w, ldw, i, bsz, R);
+        const vm_q8a256 *xb[4];
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) xb[t] = (const vm_q8a256 *)(x + (size_t)t * ldx) + i;
         __m256i sumi[4];
-        #pragma GCC unroll 8
-        for (int t = 0; t < T; t++) sumi[t] = _mm256_setzero_si256();
-        #pragma GCC unroll 8
-        for (int h = 0; h < 2; h++) {
-            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w + 64 * h));
-            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(w + 64 * h + 32));
-            const __m256i qh = _mm256_loadu_si256((const __m256i *)(w + 128 + 32 * h));
-            __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
-            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
-            #pragma GCC unroll 8
-            for (int k = 0; k < 4; k++) {
-                // int16 lanes 0-7 hold elements 0-15 (first scale), lanes 8-15 elements 16-31
-                const __m256i s = _mm256_set_m128i(_mm_set1_epi16(sc[8 * h + 2 * k + 1]), _mm_set1_epi16(sc[8 * h + 2 * k]));
-                #pragma GCC unroll 8
+        __m128i msum[4];
+        uint16_t hd[4], hm[4];
+        #pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const uint8_t *wb = w + (size_t)r * ldw + (size_t)i * bsz;
+            hd[r] = rd_u16(wb);
+            hm[r] = rd_u16(wb + 2);
+            uint64_t scb, mnb;
+            kscales8(wb + 4, &scb, &mnb);
+            const __m128i mn16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mnb));
+            const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)scb)));
+            #pragma GCC unroll 4
+            for (int t = 0; t < T; t++) {   // M = sum_s min_s * (bsum_2s + bsum_2s+1)
+                const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)xb[t]->bsums),
+                                                  _mm_loadu_si128((const __m128i *)(xb[t]->bsums + 8)));
+                msum[r * T + t] = _mm_madd_epi16(mn16, bs);
+                sumi[r * T + t] = _mm256_setzero_si256();
+            }
+            const uint8_t *qs = wb + (five ? 48 : 16);
+            const __m256i hb = five ? _mm256_loadu_si256((const __m256i *)(wb + 16)) : _mm256_setzero_si256();
+            #pragma GCC unroll 4
+            for (int p = 0; p < 4; p++) {
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * p));
+                __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                if (five) {
+                    const __m256i b0 = _mm256_set1_epi8((char)(1 << (2 * p))), b1 = _mm256_set1_epi8((char)(1 << (2 * p + 1)));
+                    const __m256i s16 = _mm256_set1_epi8(16);
+                    lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, b0), b0), s16));
+                    hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, b1), b1), s16));
+                }
+                const __m256i s0 = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)(((4 * p + 1) << 8) | (4 * p))));
+                const __m256i s1 = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)(((4 * p + 3) << 8) | (4 * p + 2))));
+                #pragma GCC unroll 4
                 for (int t = 0; t < T; t++) {
-                    const int8_t *xq = ((const vm_q8a256 *)(x + (size_t)t * ldx) + i)->qs + 128 * h + 32 * k;
-                    const __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)xq));
-                    sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p, s));
+                    const int8_t *xq = xb[t]->qs + 64 * p;
+                    const __m256i x0 = _mm256_loadu_si256((const __m256i *)xq), x1 = _mm256_loadu_si256((const __m256i *)(xq + 32));
+                    const __m256i d0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), s0);
+                    const __m256i d1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), s1);
+                    sumi[r * T + t] = _mm256_add_epi32(sumi[r * T + t], _mm256_add_epi32(d0, d1));
                 }
             }
         }
-        const float d = half_f32(w + 208);
-        #pragma GCC unroll 8
-        for (int t = 0; t < T; t++) {
-            const vm_q8a256 *xb = (const vm_q8a256 *)(x + (size_t)t * ldx) + i;
-            int32_t off = 0;
-            for (int g = 0; g < 16; g++) off += sc[g] * xb->bsums[g];
-            const int32_t A = hsum_epi32(sumi[t]) - 32 * off;
-            const float dd = d * xb->d;
-            const float ta = dd * (float)A;
-            acc[t] += ta;
+        if (P == 4) {
+            const __m128 dd = kq_scales4(hd, xb, R, T), dm = kq_scales4(hm, xb, R, T);
+            const __m128 ta = _mm_mul_ps(dd, _mm_cvtepi32_ps(hsum4x8_epi32(sumi)));
+            const __m128 tm = _mm_mul_ps(dm, _mm_cvtepi32_ps(hsum4x4_epi32(msum)));
+            acc4 = _mm_sub_ps(_mm_add_ps(acc4, ta), tm);
+        } else {
+            const __m128i m2 = _mm_add_epi32(msum[0], _mm_unpackhi_epi64(msum[0], msum[0]));
+            const int32_t A = hsum_epi32(sumi[0]), M = _mm_cvtsi128_si32(_mm_add_epi32(m2, _mm_shuffle_epi32(m2, 1)));
+            const float dd = _cvtsh_ss(hd[0]) * xb[0]->d, dm = _cvtsh_ss(hm[0]) * xb[0]->d;
+            const float ta = dd * (float)A, tm = dm * (float)M;
+            acc1 += ta;
+            acc1 -= tm;
         }
     }
-    #pragma GCC unroll 8
-    for (int t = 0; t < T; t++) out[(size_t)t * ldo] = acc[t];
+    float o[4];
+    if (P == 4) _mm_storeu_ps(o, acc4);
+    else o[0] = acc1;
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) out[(size_t)t * ldo + r] = o[r * T + t];
 }
 
-AI void act_row(vm_type type, float *out, size_t ldo, const uint8_t *w, const char *x, size_t ldx,
-                int64_t C, const int T) {
-    switch (type) {
-    case VM_TYPE_Q4_K: q45_K_row(out, ldo, w, x, ldx, C / 256, T, 0); break;
-    case VM_TYPE_Q5_K: q45_K_row(out, ldo, w, x, ldx, C / 256, T, 1); break;
-    case VM_TYPE_Q6_K: q6_K_row(out, ldo, w, x, ldx, C / 256, T); break;
-    default: for (int t = 0; t < T; t++) out[(size_t)t * ldo] = NAN; break;
+// Q6_K: unsigned 6-bit q against x per sub-block scale, minus 32 * sum(scale * bsum) per block.
+AI void q6_K_tile(float *out, size_t ldo, const uint8_t *w, size_t ldw, const char *x, size_t ldx,
+                  int64_t nb, const int R, const int T) {
+    const int P = R * T;   // 4 or 1
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(3);
+    __m128 acc4 = _mm_setzero_ps();
+    float acc1 = 0.0f;
+    for (int64_t i = 0; i < nb; i++) {
+        prefetch_next_rows(w, ldw, i, QB_Q6_K, R);
+        const vm_q8a256 *xb[4];
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) xb[t] = (const vm_q8a256 *)(x + (size_t)t * ldx) + i;
+        __m256i sumi[4];
+        uint16_t hd[4];
+        #pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const uint8_t *wb = w + (size_t)r * ldw + (size_t)i * QB_Q6_K;
+            const int8_t *sc = (const int8_t *)(wb + 192);
+            hd[r] = rd_u16(wb + 208);
+            // the offset term, folded into the sums: A = sum - 32 * sum_g sc_g * bsum_g
+            const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
+            #pragma GCC unroll 4
+            for (int t = 0; t < T; t++)
+                sumi[r * T + t] = _mm256_sub_epi32(_mm256_setzero_si256(),
+                    _mm256_slli_epi32(_mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)xb[t]->bsums)), 5));
+            #pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                const __m256i l0 = _mm256_loadu_si256((const __m256i *)(wb + 64 * h));
+                const __m256i l1 = _mm256_loadu_si256((const __m256i *)(wb + 64 * h + 32));
+                const __m256i qh = _mm256_loadu_si256((const __m256i *)(wb + 128 + 32 * h));
+                __m256i q[4];
+                q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
+                q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
+                q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
+                q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
+                // sc[8h..8h+7] in both halves (two literal immediates: clang wants a constant)
+                const __m256i sch = h ? _mm256_permute2x128_si256(sc16, sc16, 0x11) : _mm256_permute2x128_si256(sc16, sc16, 0x00);
+                #pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) {
+                    // int16 lanes 0-7 hold elements 0-15 (scale 8h+2k), lanes 8-15 elements 16-31 (8h+2k+1)
+                    const __m256i s = _mm256_shuffle_epi8(sch, _mm256_set_m128i(_mm_set1_epi16((short)(((4 * k + 3) << 8) | (4 * k + 2))),
+                                                                                _mm_set1_epi16((short)(((4 * k + 1) << 8) | (4 * k)))));
+                    #pragma GCC unroll 4
+                    for (int t = 0; t < T; t++) {
+                        const int8_t *xq = xb[t]->qs + 128 * h + 32 * k;
+                        const __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)xq));
+                        sumi[r * T + t] = _mm256_add_epi32(sumi[r * T + t], _mm256_madd_epi16(p, s));
+                    }
+                }
+            }
+        }
+        if (P == 4) {
+            const __m128 ta = _mm_mul_ps(kq_scales4(hd, xb, R, T), _mm_cvtepi32_ps(hsum4x8_epi32(sumi)));
+            acc4 = _mm_add_ps(acc4, ta);
+        } else {
+            const float dd = _cvtsh_ss(hd[0]) * xb[0]->d;
+            const float ta = dd * (float)hsum_epi32(sumi[0]);
+            acc1 += ta;
+        }
     }
+    float o[4];
+    if (P == 4) _mm_storeu_ps(o, acc4);
+    else o[0] = acc1;
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) out[(size_t)t * ldo + r] = o[r * T + t];
 }
+
+// one copy per type and tile shape
+#define KQ_ROWS(name, TILE_CALL)                                                                          \
+    static void name(float *out, size_t ldo, const uint8_t *w, size_t ldw, const char *x, size_t ldx,   \
+                     int R, int B, int64_t nb) {                                                         \
+        int t0 = 0;                                                                                      \
+        for (; t0 + 4 <= B; t0 += 4)                                                                     \
+            for (int r0 = 0; r0 < R; r0++) TILE_CALL(1, 4);                                              \
+        for (; t0 < B; t0++) {                                                                           \
+            int r0 = 0;                                                                                  \
+            for (; r0 + 4 <= R; r0 += 4) TILE_CALL(4, 1);                                                \
+            for (; r0 < R; r0++) TILE_CALL(1, 1);                                                        \
+        }                                                                                                \
+    }
+#define KQ_ARGS out + (size_t)t0 * ldo + r0, ldo, w + (size_t)r0 * ldw, ldw, x + (size_t)t0 * ldx, ldx, nb
+#define Q4K_TILE(R_, T_) q45_K_tile(KQ_ARGS, R_, T_, 0)
+#define Q5K_TILE(R_, T_) q45_K_tile(KQ_ARGS, R_, T_, 1)
+#define Q6K_TILE(R_, T_) q6_K_tile(KQ_ARGS, R_, T_)
+KQ_ROWS(q4_K_rows, Q4K_TILE)
+KQ_ROWS(q5_K_rows, Q5K_TILE)
+KQ_ROWS(q6_K_rows, Q6K_TILE)
+#undef KQ_ROWS
+#undef KQ_ARGS
+#undef Q4K_TILE
+#undef Q5K_TILE
+#undef Q6K_TILE
 
 static void act_rows(vm_type type, float *out, size_t ldo, const void *w, size_t ldw, const void *x,
                      size_t ldx, int R, int B, int64_t C) {
     const uint8_t *wb = w;
     const char *xb = x;
-    if (type == VM_TYPE_Q8_0 || type == VM_TYPE_Q4_0) {
-        (type == VM_TYPE_Q4_0 ? q4_0_rows : q8_0_rows)(out, ldo, wb, ldw, xb, ldx, R, B, C / 32);
-        return;
+    switch (type) {
+    case VM_TYPE_Q8_0: q8_0_rows(out, ldo, wb, ldw, xb, ldx, R, B, C / 32); break;
+    case VM_TYPE_Q4_0: q4_0_rows(out, ldo, wb, ldw, xb, ldx, R, B, C / 32); break;
+    case VM_TYPE_Q4_K: q4_K_rows(out, ldo, wb, ldw, xb, ldx, R, B, C / 256); break;
+    case VM_TYPE_Q5_K: q5_K_rows(out, ldo, wb, ldw, xb, ldx, R, B, C / 256); break;
+    case VM_TYPE_Q6_K: q6_K_rows(out, ldo, wb, ldw, xb, ldx, R, B, C / 256); break;
+    default:
+        for (int t = 0; t < B; t++)
+            for (int r = 0; r < R; r++) out[(size_t)t * ldo + r] = NAN;
+        break;
     }
-    int t0 = 0;
-    for (; t0 + 4 <= B; t0 += 4)
-        #pragma GCC unroll 8
-        for (int r = 0; r < R; r++) act_row(type, out + (size_t)t0 * ldo + r, ldo, wb + (size_t)r * ldw, xb + (size_t)t0 * ldx, ldx, C, 4);
-    for (; t0 < B; t0++)
-        #pragma GCC unroll 8
-        for (int r = 0; r < R; r++) act_row(type, out + (size_t)t0 * ldo + r, ldo, wb + (size_t)r * ldw, xb + (size_t)t0 * ldx, ldx, C, 1);
 }
 
 // ---- activation quantisation: vm_act_quant_row's arithmetic (exact steps, so the same bits) ------
