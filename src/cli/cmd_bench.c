@@ -38,7 +38,7 @@ static void usage(void) {
            "(--n-gen tokens one at a time), tokens/s for each --threads count; best of --reps runs.\n"
            "Kernel mode: GFLOP/s of the f32 matmul on the model's matrix shapes (Granite-3B-like shapes\n"
            "without a model) at batch 1 and --batch, against BLAS sgemm when linked in (bench/Makefile),\n"
-           "and Q8_0 / Q4_K / Q6_K weights against F32 at batch 1.\n"
+           "and Q8_0 / Q4_K / Q6_K weights against F32 at batch 1 and at --batch.\n"
            "Router mode (--routers): us per token per layer of every router kind on D 1536 / N 40 / K 8\n"
            "and D 2048 / N 64 / K 8, a batch of --batch tokens, --samples S.\n"
            "--gen-granite writes a random-weight llama-arch MoE with Granite-3B-like shapes (D 1536,\n"
@@ -195,10 +195,12 @@ static int bench_kernels(const char *path, const int32_t *thr, int n_thr, int B,
         ns = (int)(sizeof g / sizeof *g);
     }
     const int blas = cblas_sgemm != NULL && cblas_sgemv != NULL;
-    printf("kernels: simd %s, BLAS %s, batch %d (GFLOP/s; ratios ours/BLAS and F32-time/quantised-time)\n",
+    printf("kernels: simd %s, BLAS %s, batch %d (GFLOP/s; ratios ours/BLAS and F32-time/quantised-time at\n"
+           "batch 1 and at batch n)\n",
            vm_simd_name(vm_simd_get()), blas ? "linked" : "not linked (build bench/Makefile)", B);
-    printf("%-14s %6s %6s %3s | %8s %8s %6s | %8s %8s %6s | %7s %7s %7s\n", "matrix", "C", "OC", "thr",
-           "f32 B=1", "blas B=1", "ratio", "f32 B=n", "blas B=n", "ratio", "q8_0x", "q4_Kx", "q6_Kx");
+    printf("%-14s %6s %6s %3s | %8s %8s %6s | %8s %8s %6s | %6s %6s %6s | %6s %6s %6s\n", "matrix", "C", "OC", "thr",
+           "f32 B=1", "blas B=1", "ratio", "f32 B=n", "blas B=n", "ratio", "q8_0x", "q4_Kx", "q6_Kx", "q8_0xn", "q4_Kxn",
+           "q6_Kxn");
     if (js) fprintf(js, "{\"simd\": \"%s\", \"blas\": %s, \"batch\": %d, \"results\": [", vm_simd_name(vm_simd_get()),
                     blas ? "true" : "false", B);
     vm_rng r;
@@ -227,30 +229,35 @@ static int bench_kernels(const char *path, const int32_t *thr, int n_thr, int B,
             omp_set_num_threads(thr[it]);
             if (openblas_set_num_threads) openblas_set_num_threads(thr[it]);
             double f1 = 2.0 * C * OC, fn = f1 * B;
-            // batch 1: f32, blas, q8_0, q4_K, q6_K; batch B: f32, blas
-            // batch 1: f32, blas (or f32 again, unreported), then the quantised types the row length
-            // allows; batch B: f32, blas
+            // at batch 1 and at batch B: f32, blas (or f32 again, unreported), then the quantised
+            // types the row length allows
             kjob j1[5] = {{0, &tw, x, y, 1}, {blas, &tw, x, y, 1}};
             int n1 = 2, slot[3] = {-1, -1, -1};
             for (int k = 0; k < 3; k++)
                 if (qd[k]) { slot[k] = n1; j1[n1++] = (kjob){0, &tq[k], x, y, 1}; }
-            kjob jn[2] = {{0, &tw, x, y, B}, {1, &tw, x, y, B}};
-            double s1[5] = {0}, sn[2] = {0};
-            time_jobs(j1, n1, s1);
-            time_jobs(jn, blas ? 2 : 1, sn);
-            const double t1 = s1[0], b1 = s1[1], tn = sn[0], bn = sn[1];
-            double qx[3] = {0};
+            kjob jn[5] = {{0, &tw, x, y, B}, {blas, &tw, x, y, B}};
+            int nn = 2, slotn[3] = {-1, -1, -1};
             for (int k = 0; k < 3; k++)
+                if (qd[k]) { slotn[k] = nn; jn[nn++] = (kjob){0, &tq[k], x, y, B}; }
+            double s1[5] = {0}, sn[5] = {0};
+            time_jobs(j1, n1, s1);
+            time_jobs(jn, nn, sn);
+            const double t1 = s1[0], b1 = s1[1], tn = sn[0], bn = sn[1];
+            double qx[3] = {0}, qxn[3] = {0};
+            for (int k = 0; k < 3; k++) {
                 if (slot[k] >= 0) qx[k] = t1 / s1[slot[k]];
-            printf("%-14s %6d %6d %3d | %8.2f %8.2f %6.2f | %8.2f %8.2f %6.2f | %7.2f %7.2f %7.2f\n", sh[is].name, C, OC,
-                   thr[it], f1 / t1 * 1e-9, blas ? f1 / b1 * 1e-9 : 0, blas ? b1 / t1 : 0, fn / tn * 1e-9,
-                   blas ? fn / bn * 1e-9 : 0, blas ? bn / tn : 0, qx[0], qx[1], qx[2]);
+                if (slotn[k] >= 0) qxn[k] = tn / sn[slotn[k]];
+            }
+            printf("%-14s %6d %6d %3d | %8.2f %8.2f %6.2f | %8.2f %8.2f %6.2f | %6.2f %6.2f %6.2f | %6.2f %6.2f %6.2f\n",
+                   sh[is].name, C, OC, thr[it], f1 / t1 * 1e-9, blas ? f1 / b1 * 1e-9 : 0, blas ? b1 / t1 : 0,
+                   fn / tn * 1e-9, blas ? fn / bn * 1e-9 : 0, blas ? bn / tn : 0, qx[0], qx[1], qx[2], qxn[0], qxn[1], qxn[2]);
             if (js)
                 fprintf(js, "%s\n  {\"matrix\": \"%s\", \"C\": %d, \"OC\": %d, \"threads\": %d, \"f32_gflops_b1\": %.3f, "
                             "\"blas_gflops_b1\": %.3f, \"f32_gflops_bn\": %.3f, \"blas_gflops_bn\": %.3f, "
-                            "\"q8_0_speedup_b1\": %.3f, \"q4_K_speedup_b1\": %.3f, \"q6_K_speedup_b1\": %.3f}",
+                            "\"q8_0_speedup_b1\": %.3f, \"q4_K_speedup_b1\": %.3f, \"q6_K_speedup_b1\": %.3f, "
+                            "\"q8_0_speedup_bn\": %.3f, \"q4_K_speedup_bn\": %.3f, \"q6_K_speedup_bn\": %.3f}",
                         first ? "" : ",", sh[is].name, C, OC, thr[it], f1 / t1 * 1e-9, blas ? f1 / b1 * 1e-9 : 0,
-                        fn / tn * 1e-9, blas ? fn / bn * 1e-9 : 0, qx[0], qx[1], qx[2]);
+                        fn / tn * 1e-9, blas ? fn / bn * 1e-9 : 0, qx[0], qx[1], qx[2], qxn[0], qxn[1], qxn[2]);
             first = 0;
         }
     next:
