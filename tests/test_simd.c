@@ -190,6 +190,73 @@ static void check_act_quant(vm_type type) {
     free(x); free(ref); free(got);
 }
 
+// Every level's dequant_row writes the floats of vm_dequant_row, for every compute type (random
+// blocks with outliers; row lengths with and without a vector tail for F16/BF16).
+static void check_dequant(void) {
+    const vm_type types[] = {VM_TYPE_F16, VM_TYPE_BF16, VM_TYPE_Q8_0, VM_TYPE_Q4_0, VM_TYPE_Q4_K, VM_TYPE_Q5_K, VM_TYPE_Q6_K};
+    for (size_t k = 0; k < sizeof types / sizeof *types; k++) {
+        const int64_t C = types[k] == VM_TYPE_F16 || types[k] == VM_TYPE_BF16 ? 1037 : 1024;
+        vm_tensor w;
+        float *deq;
+        make_weights(&w, &deq, types[k], C, 3);
+        float *ref = malloc((size_t)C * sizeof(float)), *got = malloc((size_t)C * sizeof(float));
+        for (int r = 0; r < 3; r++) {
+            const char *row = (const char *)w.data + (size_t)r * w.nb[1];
+            vm_dequant_row(types[k], row, ref, C);
+            for (int l = 1; l < VM_SIMD_COUNT; l++) {
+                const vm_simd_kernels *K = vm_simd_kernels_get((vm_simd_level)l);
+                if (!K || !vm_simd_supported((vm_simd_level)l)) continue;
+                memset(got, 0x55, (size_t)C * sizeof(float));
+                K->dequant_row(types[k], row, got, C);
+                CHECK(memcmp(ref, got, (size_t)C * sizeof(float)) == 0, "%s %s dequant_row row %d differs from vm_dequant_row",
+                      vm_simd_name((vm_simd_level)l), vm_type_name(types[k]), r);
+            }
+        }
+        free(ref); free(got); free(deq); free((void *)w.data);
+    }
+}
+
+// Every level's axpy_rows gives the scalar level's bits (row lists with gaps, lengths with and
+// without vector tails, accumulation into a nonzero row).
+static void check_axpy_rows(void) {
+    const int64_t Cs[] = {7, 32, 45, 1536};
+    for (size_t ci = 0; ci < sizeof Cs / sizeof *Cs; ci++) {
+        const int64_t C = Cs[ci];
+        enum { NR = 16 };
+        float *wt = malloc((size_t)NR * C * sizeof(float)), g[NR], *ref = malloc(C * sizeof(float)), *got = malloc(C * sizeof(float));
+        fill(wt, (size_t)NR * C, 1.0f);
+        fill(g, NR, 1.0f);
+        int idx[NR], m = 0;
+        for (int j = 0; j < NR; j++)
+            if (j % 3 != 1) idx[m++] = j;
+        fill(ref, (size_t)C, 1.0f);
+        memcpy(got, ref, C * sizeof(float));
+        vm_simd_kernels_get(VM_SIMD_SCALAR)->axpy_rows(ref, g, wt, (size_t)C, idx, m, C);
+        for (int l = 1; l < VM_SIMD_COUNT; l++) {
+            const vm_simd_kernels *K = vm_simd_kernels_get((vm_simd_level)l);
+            if (!K || !vm_simd_supported((vm_simd_level)l)) continue;
+            float *o = malloc(C * sizeof(float));
+            memcpy(o, got, C * sizeof(float));
+            K->axpy_rows(o, g, wt, (size_t)C, idx, m, C);
+            CHECK(memcmp(o, ref, C * sizeof(float)) == 0, "%s axpy_rows C=%lld differs from the scalar level",
+                  vm_simd_name((vm_simd_level)l), (long long)C);
+            free(o);
+        }
+        // and the scalar level is one rounded multiply-add per listed row, in order
+        int bad = 0;
+        for (int64_t c = 0; c < C; c++) {
+            float s = got[c];
+            for (int k = 0; k < m; k++) {
+                const float t = g[idx[k]] * wt[(size_t)idx[k] * C + c];
+                s += t;
+            }
+            bad += memcmp(&s, &ref[c], sizeof s) != 0;
+        }
+        CHECK(bad == 0, "scalar axpy_rows C=%lld: %d elements differ from sequential axpys", (long long)C, bad);
+        free(wt); free(ref); free(got);
+    }
+}
+
 // Non-finite activations reach the outputs of quantised matmuls at every level (not rounded away).
 static void check_nan(vm_type type) {
     enum { C = 512, OC = 8 };
@@ -280,6 +347,8 @@ int main(void) {
         check_act_quant(qtypes[t]);
         check_nan(qtypes[t]);
     }
+    check_dequant();
+    check_axpy_rows();
     // attention: head dims with and without a vector tail, GQA, contexts across chunk boundaries
     check_attention(0, 5, 4, 4, 8);
     check_attention(60, 9, 8, 2, 32);

@@ -4,6 +4,7 @@
 // or a sequence run in double: the gradient checks compare against finite differences, and these
 // reductions are where f32 loses the digits.
 #include "kernels/ops.h"
+#include "kernels/simd.h"
 #include "quant/quant.h"
 
 #include <math.h>
@@ -21,14 +22,17 @@ static inline void axpy(float *restrict y, float a, const float *restrict x, int
 // Rows of W widened per tile: dinp rows are revisited once per tile instead of once per row of W.
 #define MM_TILE 16
 
-// dinp (B,C) += dout (B,OC) . W. Threads own disjoint token rows (no write races); each thread
-// widens the rows of W itself, which costs n_threads passes of dequantisation, small next to the
-// B*OC*C multiply-adds.
+// dinp (B,C) += dout (B,OC) . W, a tile of W's rows at a time, each token's row of dinp updated once
+// per tile in registers (the level's axpy_rows). Threads own disjoint token rows (no write races); each thread
+// widens the rows of W itself (n_threads passes of dequantisation, small next to the B*OC*C
+// multiply-adds), and only tiles with a nonzero gradient: a letter-scored fit back-propagates a
+// handful of vocabulary rows, not the whole output matrix.
 void vm_matmul_backward(float *dinp, const float *dout, const vm_tensor *w, int B) {
     const int64_t C = w->ne[0], OC = w->ne[1];
     const size_t row = w->nb[1];
     const char *base = (const char *)w->data;
     const vm_type type = w->type;
+    const vm_simd_kernels *K = vm_simd_kernels_get(vm_simd_get());
     #pragma omp parallel if ((int64_t)B * OC * C > 65536 && B > 1)
     {
         float *tile = type == VM_TYPE_F32 ? NULL : malloc((size_t)MM_TILE * (size_t)C * sizeof(float));
@@ -37,22 +41,24 @@ void vm_matmul_backward(float *dinp, const float *dout, const vm_tensor *w, int 
         if (type == VM_TYPE_F32 || tile) {
             for (int64_t o0 = 0; o0 < OC; o0 += MM_TILE) {
                 const int n = (int)(OC - o0 < MM_TILE ? OC - o0 : MM_TILE);
+                int any = 0;
+                for (int b = b0; b < b1 && !any; b++)
+                    for (int j = 0; j < n; j++) any |= dout[(size_t)b * OC + o0 + j] != 0.0f;
+                if (!any) continue;
                 const float *wt;
                 if (type == VM_TYPE_F32) {
                     wt = (const float *)(base + (size_t)o0 * row);   // f32 rows are contiguous
                 } else {
                     for (int j = 0; j < n; j++)
-                        vm_dequant_row(type, base + (size_t)(o0 + j) * row, tile + (size_t)j * C, C);
+                        K->dequant_row(type, base + (size_t)(o0 + j) * row, tile + (size_t)j * C, C);
                     wt = tile;
                 }
                 for (int b = b0; b < b1; b++) {
-                    float *di = dinp + (size_t)b * C;
                     const float *go = dout + (size_t)b * OC + o0;
-                    for (int j = 0; j < n; j++) {
-                        const float g = go[j];
-                        if (g == 0.0f) continue;
-                        axpy(di, g, wt + (size_t)j * C, C);
-                    }
+                    int idx[MM_TILE], m = 0;
+                    for (int j = 0; j < n; j++)
+                        if (go[j] != 0.0f) idx[m++] = j;
+                    if (m) K->axpy_rows(dinp + (size_t)b * C, go, wt, (size_t)C, idx, m, C);
                 }
             }
         }

@@ -52,7 +52,7 @@ static void mm_blocks(const mm_job *j, int64_t ib0, int64_t ib1, float *wbuf) {
             j->K->f32_rows(ob, ldo, (const float *)wr, j->row / sizeof(float), j->inp, C, R, j->B, j->C);
         } else if (j->type == VM_TYPE_F16 || j->type == VM_TYPE_BF16) {
             for (int r = 0; r < R; r++)
-                (j->type == VM_TYPE_F16 ? j->K->f16_row : j->K->bf16_row)(wr + (size_t)r * j->row, wbuf + (size_t)r * C, j->C);
+                j->K->dequant_row(j->type, wr + (size_t)r * j->row, wbuf + (size_t)r * C, j->C);
             j->K->f32_rows(ob, ldo, wbuf, C, j->inp, C, R, j->B, j->C);
         } else {
             j->K->act_rows(j->type, ob, ldo, wr, j->row, j->xq, j->arow, R, j->B, j->C);

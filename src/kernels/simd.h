@@ -28,9 +28,12 @@ typedef struct vm_simd_kernels {
                      size_t ldx, int R, int B, int64_t C);
     // As vm_act_quant_row (same bits) for a type with an int8 path and a valid n.
     void (*act_quant)(vm_type type, const float *x, void *dst, int64_t n);
-    // dst (n) = F16 / BF16 src widened (exact).
-    void (*f16_row)(const void *src, float *dst, int64_t n);
-    void (*bf16_row)(const void *src, float *dst, int64_t n);
+    // As vm_dequant_row (same bits): F16 / BF16 widening (exact) for the f32 tiles, and any
+    // compute type for the backward pass (kernels/backward.c).
+    void (*dequant_row)(vm_type type, const void *src, float *dst, int64_t n);
+    // di (C) += sum over k < m of g[idx[k]] * (row idx[k] of wt, stride ldw), rows in order, each
+    // product rounded then added (no FMA): the bits of one axpy per row, at every level.
+    void (*axpy_rows)(float *di, const float *g, const float *wt, size_t ldw, const int *idx, int m, int64_t C);
     // As vm_attention_forward (kernels/ops.h).
     void (*attention)(float *out, const float *q, const float *kc, const float *vc, int n_past, int B,
                       int n_head, int n_head_kv, int hd, float scale);

@@ -562,23 +562,84 @@ static void act_quant(vm_type type, const float *x, void *dst, int64_t n) {
     }
 }
 
-// ---- F16 / BF16 widening ----------------------------------------------------------------------------
+// ---- dequantisation: vm_dequant_row's bits (exact conversions, the same float products) ------------
 
-static void f16_row(const void *src, float *dst, int64_t n) {
-    const uint8_t *s = src;
+static void f16_row(const uint8_t *s, float *dst, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + 2 * i))));
     for (; i < n; i++) dst[i] = fp16_to_f32(rd_u16(s + 2 * i));
 }
 
-static void bf16_row(const void *src, float *dst, int64_t n) {
-    const uint8_t *s = src;
+static void bf16_row(const uint8_t *s, float *dst, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(s + 2 * i)));
         _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(h, 16)));
     }
     for (; i < n; i++) dst[i] = bf16_to_f32(rd_u16(s + 2 * i));
+}
+
+// Q8_0 / Q4_0: y = q * d per element (q exact in float)
+static void q40_q80_dequant(const uint8_t *b, float *y, int64_t nb, const int four) {
+    const size_t bsz = four ? QB_Q4_0 : QB_Q8_0;
+    for (int64_t i = 0; i < nb; i++, b += bsz, y += 32) {
+        const __m256 d = _mm256_set1_ps(_cvtsh_ss(rd_u16(b)));
+        const __m256i q = q40_q80_unpack(b, four);
+        const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+        _mm256_storeu_ps(y, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), d));
+        _mm256_storeu_ps(y + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), d));
+        _mm256_storeu_ps(y + 16, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), d));
+        _mm256_storeu_ps(y + 24, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), d));
+    }
+}
+
+static void dequant_row(vm_type type, const void *src, float *dst, int64_t n) {
+    switch (type) {
+    case VM_TYPE_F16: f16_row(src, dst, n); return;
+    case VM_TYPE_BF16: bf16_row(src, dst, n); return;
+    case VM_TYPE_Q8_0: if (n % 32 == 0) { q40_q80_dequant(src, dst, n / 32, 0); return; } break;
+    case VM_TYPE_Q4_0: if (n % 32 == 0) { q40_q80_dequant(src, dst, n / 32, 1); return; } break;
+    default: break;
+    }
+    vm_dequant_row(type, src, dst, n);   // the K-quants and every error case
+}
+
+// ---- backward: rows of W scaled into one row of dinp (kernels/backward.c) ----------------------------
+
+// Four 8-lane partial rows of di stay in registers across the m rows; products and sums are rounded
+// separately, as at the portable level, so the bits are the same.
+static void axpy_rows(float *di, const float *g, const float *wt, size_t ldw, const int *idx, int m, int64_t C) {
+    int64_t c0 = 0;
+    for (; c0 + 32 <= C; c0 += 32) {
+        __m256 s0 = _mm256_loadu_ps(di + c0), s1 = _mm256_loadu_ps(di + c0 + 8);
+        __m256 s2 = _mm256_loadu_ps(di + c0 + 16), s3 = _mm256_loadu_ps(di + c0 + 24);
+        for (int k = 0; k < m; k++) {
+            const __m256 a = _mm256_set1_ps(g[idx[k]]);
+            const float *wr = wt + (size_t)idx[k] * ldw + (size_t)c0;
+            s0 = _mm256_add_ps(s0, _mm256_mul_ps(a, _mm256_loadu_ps(wr)));
+            s1 = _mm256_add_ps(s1, _mm256_mul_ps(a, _mm256_loadu_ps(wr + 8)));
+            s2 = _mm256_add_ps(s2, _mm256_mul_ps(a, _mm256_loadu_ps(wr + 16)));
+            s3 = _mm256_add_ps(s3, _mm256_mul_ps(a, _mm256_loadu_ps(wr + 24)));
+        }
+        _mm256_storeu_ps(di + c0, s0);
+        _mm256_storeu_ps(di + c0 + 8, s1);
+        _mm256_storeu_ps(di + c0 + 16, s2);
+        _mm256_storeu_ps(di + c0 + 24, s3);
+    }
+    for (; c0 + 8 <= C; c0 += 8) {
+        __m256 s0 = _mm256_loadu_ps(di + c0);
+        for (int k = 0; k < m; k++)
+            s0 = _mm256_add_ps(s0, _mm256_mul_ps(_mm256_set1_ps(g[idx[k]]), _mm256_loadu_ps(wt + (size_t)idx[k] * ldw + (size_t)c0)));
+        _mm256_storeu_ps(di + c0, s0);
+    }
+    for (int64_t c = c0; c < C; c++) {
+        float s = di[c];
+        for (int k = 0; k < m; k++) {
+            const float t = g[idx[k]] * wt[(size_t)idx[k] * ldw + (size_t)c];
+            s += t;
+        }
+        di[c] = s;
+    }
 }
 
 // ---- attention --------------------------------------------------------------------------------------
@@ -644,9 +705,9 @@ static void attention(float *out, const float *q, const float *kc, const float *
     }
 }
 
-const vm_simd_kernels vm_simd_avx2 = { f32_rows, act_rows, act_quant, f16_row, bf16_row, attention };
+const vm_simd_kernels vm_simd_avx2 = { f32_rows, act_rows, act_quant, dequant_row, axpy_rows, attention };
 // AVX-512: wider f32 tiles (simd_avx512.c); the rest is this level's.
-const vm_simd_kernels vm_simd_avx512 = { vm_avx512_f32_rows, act_rows, act_quant, f16_row, bf16_row, attention };
+const vm_simd_kernels vm_simd_avx512 = { vm_avx512_f32_rows, act_rows, act_quant, dequant_row, axpy_rows, attention };
 
 #ifdef __clang__
 #pragma clang attribute pop

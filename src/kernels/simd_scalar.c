@@ -28,7 +28,30 @@ static void act_rows(vm_type type, float *out, size_t ldo, const void *w, size_t
 }
 
 static void act_quant(vm_type type, const float *x, void *dst, int64_t n) { vm_act_quant_row(type, x, dst, n); }
-static void f16_row(const void *src, float *dst, int64_t n) { vm_dequant_row(VM_TYPE_F16, src, dst, n); }
-static void bf16_row(const void *src, float *dst, int64_t n) { vm_dequant_row(VM_TYPE_BF16, src, dst, n); }
+// A chunk of di stays in registers across the m rows; per element the products are added in row order.
+static void axpy_rows(float *restrict di, const float *restrict g, const float *restrict wt, size_t ldw,
+                      const int *restrict idx, int m, int64_t C) {
+    enum { CH = 16 };
+    int64_t c0 = 0;
+    for (; c0 + CH <= C; c0 += CH) {
+        float s[CH];
+        for (int c = 0; c < CH; c++) s[c] = di[c0 + c];
+        for (int k = 0; k < m; k++) {
+            const float a = g[idx[k]], *wr = wt + (size_t)idx[k] * ldw + (size_t)c0;
+            for (int c = 0; c < CH; c++) {
+                const float t = a * wr[c];
+                s[c] += t;
+            }
+        }
+        for (int c = 0; c < CH; c++) di[c0 + c] = s[c];
+    }
+    for (int k = 0; k < m; k++) {
+        const float a = g[idx[k]], *wr = wt + (size_t)idx[k] * ldw;
+        for (int64_t c = c0; c < C; c++) {
+            const float t = a * wr[c];
+            di[c] += t;
+        }
+    }
+}
 
-const vm_simd_kernels vm_simd_scalar = { f32_rows, act_rows, act_quant, f16_row, bf16_row, vm_attention_scalar };
+const vm_simd_kernels vm_simd_scalar = { f32_rows, act_rows, act_quant, vm_dequant_row, axpy_rows, vm_attention_scalar };
