@@ -4,7 +4,7 @@
 # the dense FFN (noise 0.3 * rms) and a fresh router, then every weight trained by `vmoer train` on
 # the stories of the cloze *training* split (data/cloze/train-stories.txt; validation on the cloze
 # validation stories; the cloze test stories are never seen). Deterministic for a given seed: the
-# kernels' results do not depend on the thread count. About 7 minutes; one thread, the fastest for a model this small (OpenMP across 2 threads costs more than it gains at n_embd 64).
+# kernels' results do not depend on the thread count. About 5 minutes; one thread, the fastest for a model this small (OpenMP across 2 threads costs more than it gains at n_embd 64).
 # Usage (repository root): sh scripts/make_model.sh [OUT.gguf]
 set -e
 SH=${VMOER_SHARED:-../shared}
