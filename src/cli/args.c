@@ -15,8 +15,11 @@ int cli_fail(const char *cmd, const char *fmt, ...) {
         va_start(ap, fmt);
         vfprintf(stderr, fmt, ap);
         va_end(ap);
-    } else {
-        fputs(vm_errmsg(), stderr);
+    } else {   // the library's message; "fit: ..." under `vmoer fit` would name the command twice
+        const char *msg = vm_errmsg();
+        const size_t n = strlen(cmd);
+        if (!strncmp(msg, cmd, n) && msg[n] == ':' && msg[n + 1] == ' ') msg += n + 2;
+        fputs(msg, stderr);
     }
     fputc('\n', stderr);
     return 1;

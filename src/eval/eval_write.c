@@ -340,6 +340,7 @@ static int write_metrics(wctx *w, const vm_stability *st, const vm_cost *cost) {
     for (int s = 0; s < w->n_sets; s++) {
         json_t *js = json_object();
         json_object_set_new(js, "n", json_integer(w->sets[s].n));
+        json_object_set_new(js, "skipped", json_integer(w->sets[s].n_skipped));   // items that could not be built
         json_object_set_new(js, "seconds", jnum(w->sets[s].seconds));
         json_object_set_new(js, "tokens", json_integer(w->sets[s].n_tokens));
         json_object_set_new(sets, w->sets[s].name, js);

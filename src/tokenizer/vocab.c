@@ -183,7 +183,8 @@ static int ci_contains(const char *hay, const char *needle) {
 static const char *const eog_texts[] = {
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<end_of_turn>", "<|endoftext|>",
     "<|eom_id|>", "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>",
-    "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+    // DeepSeek's <｜end▁of▁sentence｜>, split after \x9c so "e" does not extend the escape
+    ("<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"),
 };
 
 static void set_attr(vm_tokenizer *t, const char *text, uint16_t bit, int on) {

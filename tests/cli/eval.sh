@@ -43,7 +43,7 @@ done
 [ "$(grep -c '"set":"arc-easy"' "$OUT/questions.jsonl")" -eq 12 ] && ok || bad "arc-easy rows"
 [ "$(grep -c '"set":"medmcqa"' "$OUT/questions.jsonl")" -eq 12 ] && ok || bad "medmcqa rows"
 grep -q '"deterministic+ts"' "$OUT/metrics.json" && ok || bad "no temperature-scaled method"
-for k in acc acc_norm nll brier ece ece_ci mce ece_adaptive ece_signed ece_classwise aurc auroc aupr fpr95 jaccard_mean flops_per_token_method time_ratio_per_pass params_extra conventions; do
+for k in acc acc_norm nll brier ece ece_ci mce ece_adaptive ece_signed ece_classwise aurc auroc aupr fpr95 jaccard_mean flops_per_token_method time_ratio_per_pass params_extra conventions skipped; do
     grep -q "\"$k\"" "$OUT/metrics.json" && ok || bad "metrics.json has no '$k'"
 done
 # metrics agree with an independent recomputation from the per-question file; stability checked there too

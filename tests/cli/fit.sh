@@ -23,6 +23,7 @@ cmp -s "$T/l0.npy" "$T/l1.npy" && bad "the adapter changes nothing" || ok
 grep -q "fitted for another model" "$T/err" && ok || bad "refusal message: $(cat "$T/err")"
 "$VMOER" fit "$T/moe.gguf" --data "$SH/data/mcqa/arc-easy/train.jsonl" --router deterministic -o "$T/x.gguf" >"$T/err" 2>&1 && bad "deterministic accepted" || ok
 grep -q "no trainable parameters" "$T/err" && ok || bad "kind message: $(cat "$T/err")"
+grep -q "^vmoer fit: router kind 'deterministic'" "$T/err" && ok || bad "command named once, then the message: $(cat "$T/err")"
 "$VMOER" fit "$T/moe.gguf" --data "$SH/data/mcqa/arc-easy/train.jsonl" --router map --layers 9 -o "$T/x.gguf" >"$T/err" 2>&1 && bad "layer 9 accepted" || ok
 "$VMOER" fit "$T/moe.gguf" --data "$SH/data/mcqa/arc-easy/train.jsonl" --router map --layers 3-x -o "$T/x.gguf" >/dev/null 2>&1 && bad "bad --layers accepted" || ok
 "$VMOER" fit --help | grep -q -- "--resume" && ok || bad help
