@@ -59,6 +59,9 @@ extern const vm_simd_kernels vm_simd_avx2;
 extern const vm_simd_kernels vm_simd_avx512;
 void vm_avx512_f32_rows(float *out, size_t ldo, const float *w, size_t ldw, const float *x, size_t ldx,
                         int R, int B, int64_t C);
+void vm_avx2_act_rows(vm_type type, float *out, size_t ldo, const void *w, size_t ldw, const void *x,
+                      size_t ldx, int R, int B, int64_t C);
+void vm_avx2_act_quant(vm_type type, const float *x, void *dst, int64_t n);
 #endif
 void vm_attention_scalar(float *out, const float *q, const float *kc, const float *vc, int n_past, int B,
                          int n_head, int n_head_kv, int hd, float scale);
