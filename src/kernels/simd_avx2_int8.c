@@ -392,15 +392,16 @@ void vm_avx2_act_rows(vm_type type, float *out, size_t ldo, const void *w, size_
 // ---- activation quantisation: vm_act_quant_row's arithmetic (exact steps, so the same bits) ------
 
 // n (a multiple of 32) floats to int8 with scale d; returns d, NaN when x is not finite.
-// General path: any input (inf / NaN lanes, a denormal maximum whose reciprocal overflows).
-static float quant_block8_slow(const float *x, int8_t *q, int n) {
+// vcvtps2dq's round-to-nearest-even stands in for the add/subtract of 1.5*2^23 (the same integers
+// for |v| <= 127 in the default rounding mode). NaN lanes (a NaN input, or 0 * inf when a denormal
+// maximum's reciprocal overflows) are zeroed only in blocks where they can occur.
+AI float quant_block8(const float *x, int8_t *q, int n) {
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), big = _mm256_set1_ps(0x1.fffffep127f);
-    __m256 amax = _mm256_setzero_ps();
-    int finite = 1;
+    __m256 amax = _mm256_setzero_ps(), fin_all = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
     for (int i = 0; i < n; i += 8) {
         const __m256 a = _mm256_and_ps(_mm256_loadu_ps(x + i), absmask);
         const __m256 fin = _mm256_cmp_ps(a, big, _CMP_LE_OQ);   // false for inf and NaN
-        finite &= _mm256_movemask_ps(fin) == 0xff;
+        fin_all = _mm256_and_ps(fin_all, fin);
         amax = _mm256_max_ps(amax, _mm256_and_ps(a, fin));
     }
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
@@ -408,54 +409,20 @@ static float quant_block8_slow(const float *x, int8_t *q, int n) {
     m = _mm_max_ss(m, _mm_movehdup_ps(m));
     const float am = _mm_cvtss_f32(m);
     const float d = am / 127.0f, id = am > 0.0f ? 127.0f / am : 0.0f;
+    const int finite = _mm256_movemask_ps(fin_all) == 0xff, plain = finite && id <= 0x1.fffffep127f;
     const __m256 idv = _mm256_set1_ps(id), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
-    const __m256 magic = _mm256_set1_ps(12582912.0f);
     const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     for (int i = 0; i < n; i += 32) {
         __m256i v32[4];
         for (int k = 0; k < 4; k++) {
             __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * k), idv);
-            v = _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q));   // NaN -> 0
-            v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
-            v = _mm256_sub_ps(_mm256_add_ps(v, magic), magic);
-            v32[k] = _mm256_cvtps_epi32(v);
-        }
-        const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(v32[0], v32[1]), _mm256_packs_epi32(v32[2], v32[3]));
-        _mm256_storeu_si256((__m256i *)(q + i), _mm256_permutevar8x32_epi32(p, perm));
-    }
-    return finite ? d : NAN;
-}
-
-// Fast path for finite blocks with a finite reciprocal scale (all but pathological inputs): no NaN
-// masking, and vcvtps2dq's round-to-nearest-even replaces the add/subtract of 1.5*2^23 (the same
-// integers for |v| <= 127 in the default rounding mode).
-AI float quant_block8(const float *x, int8_t *q, int n) {
-    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), big = _mm256_set1_ps(0x1.fffffep127f);
-    __m256 amax = _mm256_setzero_ps(), fin = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
-    for (int i = 0; i < n; i += 8) {
-        const __m256 a = _mm256_and_ps(_mm256_loadu_ps(x + i), absmask);
-        fin = _mm256_and_ps(fin, _mm256_cmp_ps(a, big, _CMP_LE_OQ));   // false for inf and NaN
-        amax = _mm256_max_ps(amax, a);
-    }
-    if (_mm256_movemask_ps(fin) != 0xff) return quant_block8_slow(x, q, n);
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_movehdup_ps(m));
-    const float am = _mm_cvtss_f32(m);
-    const float d = am / 127.0f, id = am > 0.0f ? 127.0f / am : 0.0f;
-    if (!(id <= 0x1.fffffep127f)) return quant_block8_slow(x, q, n);   // 0 * inf would make NaN lanes
-    const __m256 idv = _mm256_set1_ps(id), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
-    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    for (int i = 0; i < n; i += 32) {
-        __m256i v32[4];
-        for (int k = 0; k < 4; k++) {
-            const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * k), idv);
+            if (!plain) v = _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q));   // NaN -> 0
             v32[k] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, lo), hi));
         }
         const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(v32[0], v32[1]), _mm256_packs_epi32(v32[2], v32[3]));
         _mm256_storeu_si256((__m256i *)(q + i), _mm256_permutevar8x32_epi32(p, perm));
     }
-    return d;
+    return finite ? d : NAN;
 }
 
 void vm_avx2_act_quant(vm_type type, const float *x, void *dst, int64_t n) {
