@@ -69,6 +69,15 @@ AI void tile_store(float *out, size_t ldo, __m256 acc8, __m128 acc4, float acc1,
         for (int t = 0; t < T; t++) out[(size_t)t * ldo + r] = o[r * T + t];
 }
 
+// The scale products of 4 pairs (4 rows x 1 token or 1 row x 4 tokens): lanes (d_w of row r, fp16
+// bits h[r]) * (d_x of token t), pair p = r * T + t.
+AI __m128 scales4(const uint16_t h[4], const float dx[4], const int R, const int T) {
+    const __m128i hv = R == 4 ? _mm_setr_epi16((short)h[0], (short)h[1 % R], (short)h[2 % R], (short)h[3 % R], 0, 0, 0, 0)
+                              : _mm_set1_epi16((short)h[0]);
+    const __m128 dxv = T == 4 ? _mm_setr_ps(dx[0], dx[1 % T], dx[2 % T], dx[3 % T]) : _mm_set1_ps(dx[0]);
+    return _mm_mul_ps(_mm_cvtph_ps(hv), dxv);
+}
+
 // One pair's 32-element integer dot, 8 int32 lanes.
 AI __m256i q40_q80_pair(__m256i aw, __m256i qw, const vm_q8a32 *xb) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)xb->qs), qw)),
@@ -89,8 +98,12 @@ AI void q40_q80_tile(float *out, size_t ldo, const uint8_t *w, size_t ldw, const
     for (int64_t i = 0; i < nb; i++) {
         prefetch_next_rows(w, ldw, i, bsz, R);
         const vm_q8a32 *xb[PMAX];
+        float dx[PMAX];
 #pragma GCC unroll 8
-        for (int t = 0; t < T; t++) xb[t] = (const vm_q8a32 *)(x + (size_t)t * ldx) + i;
+        for (int t = 0; t < T; t++) {
+            xb[t] = (const vm_q8a32 *)(x + (size_t)t * ldx) + i;
+            dx[t] = xb[t]->d;
+        }
         __m256i s[PMAX];
         __m128i red[2];   // batches: the sums of 4 tokens, reduced as soon as they are ready
         uint16_t hw[PMAX];
@@ -120,30 +133,20 @@ AI void q40_q80_tile(float *out, size_t ldo, const uint8_t *w, size_t ldw, const
             if (T == 1) {
                 h = _mm_setr_epi16((short)hw[0], (short)hw[1 % R], (short)hw[2 % R], (short)hw[3 % R],
                                    (short)hw[4 % R], (short)hw[5 % R], (short)hw[6 % R], (short)hw[7 % R]);
-                dxv = _mm256_set1_ps(xb[0]->d);
+                dxv = _mm256_set1_ps(dx[0]);
             } else {   // one row, 8 tokens
                 h = _mm_set1_epi16((short)hw[0]);
-                dxv = _mm256_setr_ps(xb[0]->d, xb[1 % T]->d, xb[2 % T]->d, xb[3 % T]->d,
-                                     xb[4 % T]->d, xb[5 % T]->d, xb[6 % T]->d, xb[7 % T]->d);
+                dxv = _mm256_loadu_ps(dx);
             }
             const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(h), dxv);
             const __m256i si = T == 1 ? hsum8x8_epi32(s) : _mm256_set_m128i(red[1], red[0]);
             acc8 = _mm256_add_ps(acc8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(si)));
         } else if (P == 4) {
-            __m128i h;
-            __m128 dxv;
-            if (T == 1) {
-                h = _mm_setr_epi16((short)hw[0], (short)hw[1 % R], (short)hw[2 % R], (short)hw[3 % R], 0, 0, 0, 0);
-                dxv = _mm_set1_ps(xb[0]->d);
-            } else {
-                h = _mm_set1_epi16((short)hw[0]);
-                dxv = _mm_setr_ps(xb[0]->d, xb[1 % T]->d, xb[2 % T]->d, xb[3 % T]->d);
-            }
-            const __m128 d = _mm_mul_ps(_mm_cvtph_ps(h), dxv);
+            const __m128 d = scales4(hw, dx, R, T);
             const __m128i si = T == 1 ? hsum4x8_epi32(s) : red[0];
             acc4 = _mm_add_ps(acc4, _mm_mul_ps(d, _mm_cvtepi32_ps(si)));
         } else {
-            const float d = _cvtsh_ss(hw[0]) * xb[0]->d;
+            const float d = _cvtsh_ss(hw[0]) * dx[0];
             const float t = d * (float)hsum_epi32(s[0]);
             acc1 += t;
         }
@@ -199,18 +202,13 @@ AI __m128i hsum4x4_epi32(const __m128i v[4]) {
     return _mm_hadd_epi32(_mm_hadd_epi32(v[0], v[1]), _mm_hadd_epi32(v[2], v[3]));
 }
 
-// the P pairs' scale products: lanes (d_w of row r) * (d_x of token t), pair p = r * T + t
-AI __m128 kq_scales4(const uint16_t h[4], const vm_q8a256 *const xb[4], const int R, const int T) {
-    const __m128i hv = R == 4 ? _mm_setr_epi16((short)h[0], (short)h[1 % R], (short)h[2 % R], (short)h[3 % R], 0, 0, 0, 0)
-                              : _mm_set1_epi16((short)h[0]);
-    const __m128 dx = T == 4 ? _mm_setr_ps(xb[0]->d, xb[1 % T]->d, xb[2 % T]->d, xb[3 % T]->d) : _mm_set1_ps(xb[0]->d);
-    return _mm_mul_ps(_mm_cvtph_ps(hv), dx);
-}
-
-// block i of the T token rows
-AI void kq_tokens(const vm_q8a256 *xb[4], const char *x, size_t ldx, int64_t i, const int T) {
+// block i of the T token rows, and its scales
+AI void kq_tokens(const vm_q8a256 *xb[4], float dx[4], const char *x, size_t ldx, int64_t i, const int T) {
     #pragma GCC unroll 4
-    for (int t = 0; t < T; t++) xb[t] = (const vm_q8a256 *)(x + (size_t)t * ldx) + i;
+    for (int t = 0; t < T; t++) {
+        xb[t] = (const vm_q8a256 *)(x + (size_t)t * ldx) + i;
+        dx[t] = xb[t]->d;
+    }
 }
 
 AI void q45_K_tile(float *out, size_t ldo, const uint8_t *w, size_t ldw, const char *x, size_t ldx,
@@ -223,7 +221,8 @@ AI void q45_K_tile(float *out, size_t ldo, const uint8_t *w, size_t ldw, const c
     for (int64_t i = 0; i < nb; i++) {
         prefetch_next_rows(w, ldw, i, bsz, R);
         const vm_q8a256 *xb[4];
-        kq_tokens(xb, x, ldx, i, T);
+        float dx[4];
+        kq_tokens(xb, dx, x, ldx, i, T);
         __m256i sumi[4];
         __m128i msum[4];
         uint16_t hd[4], hm[4];
@@ -268,14 +267,14 @@ AI void q45_K_tile(float *out, size_t ldo, const uint8_t *w, size_t ldw, const c
             }
         }
         if (P == 4) {
-            const __m128 dd = kq_scales4(hd, xb, R, T), dm = kq_scales4(hm, xb, R, T);
+            const __m128 dd = scales4(hd, dx, R, T), dm = scales4(hm, dx, R, T);
             const __m128 ta = _mm_mul_ps(dd, _mm_cvtepi32_ps(hsum4x8_epi32(sumi)));
             const __m128 tm = _mm_mul_ps(dm, _mm_cvtepi32_ps(hsum4x4_epi32(msum)));
             acc4 = _mm_sub_ps(_mm_add_ps(acc4, ta), tm);
         } else {
             const __m128i m2 = _mm_add_epi32(msum[0], _mm_unpackhi_epi64(msum[0], msum[0]));
             const int32_t A = hsum_epi32(sumi[0]), M = _mm_cvtsi128_si32(_mm_add_epi32(m2, _mm_shuffle_epi32(m2, 1)));
-            const float dd = _cvtsh_ss(hd[0]) * xb[0]->d, dm = _cvtsh_ss(hm[0]) * xb[0]->d;
+            const float dd = _cvtsh_ss(hd[0]) * dx[0], dm = _cvtsh_ss(hm[0]) * dx[0];
             const float ta = dd * (float)A, tm = dm * (float)M;
             acc1 += ta;
             acc1 -= tm;
@@ -294,7 +293,8 @@ AI void q6_K_tile(float *out, size_t ldo, const uint8_t *w, size_t ldw, const ch
     for (int64_t i = 0; i < nb; i++) {
         prefetch_next_rows(w, ldw, i, QB_Q6_K, R);
         const vm_q8a256 *xb[4];
-        kq_tokens(xb, x, ldx, i, T);
+        float dx[4];
+        kq_tokens(xb, dx, x, ldx, i, T);
         __m256i sumi[4];
         uint16_t hd[4];
         #pragma GCC unroll 4
@@ -335,10 +335,10 @@ AI void q6_K_tile(float *out, size_t ldo, const uint8_t *w, size_t ldw, const ch
             }
         }
         if (P == 4) {
-            const __m128 ta = _mm_mul_ps(kq_scales4(hd, xb, R, T), _mm_cvtepi32_ps(hsum4x8_epi32(sumi)));
+            const __m128 ta = _mm_mul_ps(scales4(hd, dx, R, T), _mm_cvtepi32_ps(hsum4x8_epi32(sumi)));
             acc4 = _mm_add_ps(acc4, ta);
         } else {
-            const float dd = _cvtsh_ss(hd[0]) * xb[0]->d;
+            const float dd = _cvtsh_ss(hd[0]) * dx[0];
             const float ta = dd * (float)hsum_epi32(sumi[0]);
             acc1 += ta;
         }
