@@ -22,11 +22,11 @@ static inline void axpy(float *restrict y, float a, const float *restrict x, int
 // Rows of W widened per tile: dinp rows are revisited once per tile instead of once per row of W.
 #define MM_TILE 16
 
-// dinp (B,C) += dout (B,OC) . W, a tile of W's rows at a time, each token's row of dinp updated once
-// per tile in registers (the level's axpy_rows). Threads own disjoint token rows (no write races); each thread
-// widens the rows of W itself (n_threads passes of dequantisation, small next to the B*OC*C
-// multiply-adds), and only tiles with a nonzero gradient: a letter-scored fit back-propagates a
-// handful of vocabulary rows, not the whole output matrix.
+// dinp (B,C) += dout (B,OC) . W, a tile of W's rows at a time, each token's row of dinp updated
+// once per tile in registers (the level's axpy_rows). Threads own disjoint token rows (no write
+// races); each thread widens the rows of W itself (n_threads passes of dequantisation, small next to
+// the B*OC*C multiply-adds), and only when one of its tokens has a nonzero gradient in the tile: a
+// letter-scored fit back-propagates a handful of vocabulary rows, not the whole output matrix.
 void vm_matmul_backward(float *dinp, const float *dout, const vm_tensor *w, int B) {
     const int64_t C = w->ne[0], OC = w->ne[1];
     const size_t row = w->nb[1];
@@ -41,24 +41,21 @@ void vm_matmul_backward(float *dinp, const float *dout, const vm_tensor *w, int 
         if (type == VM_TYPE_F32 || tile) {
             for (int64_t o0 = 0; o0 < OC; o0 += MM_TILE) {
                 const int n = (int)(OC - o0 < MM_TILE ? OC - o0 : MM_TILE);
-                int any = 0;
-                for (int b = b0; b < b1 && !any; b++)
-                    for (int j = 0; j < n; j++) any |= dout[(size_t)b * OC + o0 + j] != 0.0f;
-                if (!any) continue;
-                const float *wt;
-                if (type == VM_TYPE_F32) {
-                    wt = (const float *)(base + (size_t)o0 * row);   // f32 rows are contiguous
-                } else {
-                    for (int j = 0; j < n; j++)
-                        K->dequant_row(type, base + (size_t)(o0 + j) * row, tile + (size_t)j * C, C);
-                    wt = tile;
-                }
+                const float *wt = NULL;   // the tile's rows as f32, once a token needs them
                 for (int b = b0; b < b1; b++) {
                     const float *go = dout + (size_t)b * OC + o0;
                     int idx[MM_TILE], m = 0;
                     for (int j = 0; j < n; j++)
                         if (go[j] != 0.0f) idx[m++] = j;
-                    if (m) K->axpy_rows(dinp + (size_t)b * C, go, wt, (size_t)C, idx, m, C);
+                    if (!m) continue;
+                    if (!wt && type == VM_TYPE_F32) {
+                        wt = (const float *)(base + (size_t)o0 * row);   // f32 rows are contiguous
+                    } else if (!wt) {
+                        for (int j = 0; j < n; j++)
+                            K->dequant_row(type, base + (size_t)(o0 + j) * row, tile + (size_t)j * C, C);
+                        wt = tile;
+                    }
+                    K->axpy_rows(dinp + (size_t)b * C, go, wt, (size_t)C, idx, m, C);
                 }
             }
         }
