@@ -160,6 +160,22 @@ static void time_jobs(const kjob *j, int n_jobs, double *best) {
         }
 }
 
+// At batch B: sec[0] = seconds per call of the f32 matmul, sec[1] of BLAS (the f32 matmul again,
+// unreported, without BLAS), qx[k] = f32 time / time with weights tq[k] (0 when qd[k] is NULL: the
+// row length does not fit the type). All taken by time_jobs in one interleaved run.
+static void time_batch(const vm_tensor *tw, const vm_tensor tq[3], void *const qd[3], int blas, const float *x,
+                       float *y, int B, double sec[2], double qx[3]) {
+    kjob j[5] = {{0, tw, x, y, B}, {blas, tw, x, y, B}};
+    int n = 2, slot[3] = {-1, -1, -1};
+    for (int k = 0; k < 3; k++)
+        if (qd[k]) { slot[k] = n; j[n++] = (kjob){0, &tq[k], x, y, B}; }
+    double s[5] = {0};
+    time_jobs(j, n, s);
+    sec[0] = s[0];
+    sec[1] = s[1];
+    for (int k = 0; k < 3; k++) qx[k] = slot[k] >= 0 ? s[0] / s[slot[k]] : 0.0;
+}
+
 static int add_shape(shape *s, int n, const char *name, const vm_tensor *t) {
     if (!t || !t->data || t->ne[0] <= 0 || t->ne[1] <= 0) return n;
     for (int i = 0; i < n; i++)
@@ -229,25 +245,10 @@ static int bench_kernels(const char *path, const int32_t *thr, int n_thr, int B,
             omp_set_num_threads(thr[it]);
             if (openblas_set_num_threads) openblas_set_num_threads(thr[it]);
             double f1 = 2.0 * C * OC, fn = f1 * B;
-            // at batch 1 and at batch B: f32, blas (or f32 again, unreported), then the quantised
-            // types the row length allows
-            kjob j1[5] = {{0, &tw, x, y, 1}, {blas, &tw, x, y, 1}};
-            int n1 = 2, slot[3] = {-1, -1, -1};
-            for (int k = 0; k < 3; k++)
-                if (qd[k]) { slot[k] = n1; j1[n1++] = (kjob){0, &tq[k], x, y, 1}; }
-            kjob jn[5] = {{0, &tw, x, y, B}, {blas, &tw, x, y, B}};
-            int nn = 2, slotn[3] = {-1, -1, -1};
-            for (int k = 0; k < 3; k++)
-                if (qd[k]) { slotn[k] = nn; jn[nn++] = (kjob){0, &tq[k], x, y, B}; }
-            double s1[5] = {0}, sn[5] = {0};
-            time_jobs(j1, n1, s1);
-            time_jobs(jn, nn, sn);
+            double s1[2], sn[2], qx[3], qxn[3];
+            time_batch(&tw, tq, qd, blas, x, y, 1, s1, qx);
+            time_batch(&tw, tq, qd, blas, x, y, B, sn, qxn);
             const double t1 = s1[0], b1 = s1[1], tn = sn[0], bn = sn[1];
-            double qx[3] = {0}, qxn[3] = {0};
-            for (int k = 0; k < 3; k++) {
-                if (slot[k] >= 0) qx[k] = t1 / s1[slot[k]];
-                if (slotn[k] >= 0) qxn[k] = tn / sn[slotn[k]];
-            }
             printf("%-14s %6d %6d %3d | %8.2f %8.2f %6.2f | %8.2f %8.2f %6.2f | %6.2f %6.2f %6.2f | %6.2f %6.2f %6.2f\n",
                    sh[is].name, C, OC, thr[it], f1 / t1 * 1e-9, blas ? f1 / b1 * 1e-9 : 0, blas ? b1 / t1 : 0,
                    fn / tn * 1e-9, blas ? fn / bn * 1e-9 : 0, blas ? bn / tn : 0, qx[0], qx[1], qx[2], qxn[0], qxn[1], qxn[2]);
