@@ -160,6 +160,11 @@ static void check_act_dot(vm_type type, int64_t C) {
     free(x); free(xhat); free(dx); free(xq); free(deq); free((void *)w.data);
 }
 
+// Level l's kernel table, NULL when it is not compiled in or this CPU lacks it.
+static const vm_simd_kernels *level_kernels(int l) {
+    return vm_simd_supported((vm_simd_level)l) ? vm_simd_kernels_get((vm_simd_level)l) : NULL;
+}
+
 // Every level's activation quantisation writes the bytes of vm_act_quant_row (the SIMD code has a
 // fast path for ordinary blocks and a general one): random rows at several scales, exact rounding
 // ties, zero blocks, a denormal maximum (its reciprocal overflows), huge values, inf and NaN.
@@ -179,8 +184,8 @@ static void check_act_quant(vm_type type) {
         memset(ref, 0x55, bytes);
         CHECK(vm_act_quant_row(type, x, ref, C) == 0, "act_quant_row %s", vm_type_name(type));
         for (int l = 1; l < VM_SIMD_COUNT; l++) {
-            const vm_simd_kernels *K = vm_simd_kernels_get((vm_simd_level)l);
-            if (!K || !vm_simd_supported((vm_simd_level)l)) continue;
+            const vm_simd_kernels *K = level_kernels(l);
+            if (!K) continue;
             memset(got, 0x55, bytes);
             K->act_quant(type, x, got, C);
             CHECK(memcmp(ref, got, bytes) == 0, "%s %s act_quant case %d: bytes differ from vm_act_quant_row",
@@ -204,8 +209,8 @@ static void check_dequant(void) {
             const char *row = (const char *)w.data + (size_t)r * w.nb[1];
             vm_dequant_row(types[k], row, ref, C);
             for (int l = 1; l < VM_SIMD_COUNT; l++) {
-                const vm_simd_kernels *K = vm_simd_kernels_get((vm_simd_level)l);
-                if (!K || !vm_simd_supported((vm_simd_level)l)) continue;
+                const vm_simd_kernels *K = level_kernels(l);
+                if (!K) continue;
                 memset(got, 0x55, (size_t)C * sizeof(float));
                 K->dequant_row(types[k], row, got, C);
                 CHECK(memcmp(ref, got, (size_t)C * sizeof(float)) == 0, "%s %s dequant_row row %d differs from vm_dequant_row",
@@ -233,8 +238,8 @@ static void check_axpy_rows(void) {
         memcpy(got, ref, C * sizeof(float));
         vm_simd_kernels_get(VM_SIMD_SCALAR)->axpy_rows(ref, g, wt, (size_t)C, idx, m, C);
         for (int l = 1; l < VM_SIMD_COUNT; l++) {
-            const vm_simd_kernels *K = vm_simd_kernels_get((vm_simd_level)l);
-            if (!K || !vm_simd_supported((vm_simd_level)l)) continue;
+            const vm_simd_kernels *K = level_kernels(l);
+            if (!K) continue;
             float *o = malloc(C * sizeof(float));
             memcpy(o, got, C * sizeof(float));
             K->axpy_rows(o, g, wt, (size_t)C, idx, m, C);
