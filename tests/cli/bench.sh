@@ -31,7 +31,9 @@ VMOER_SIMD=scalar "$VMOER" bench "$M" --n-prompt 8 --n-gen 2 --reps 1 >"$T/out" 
 "$VMOER" bench --kernels "$M" --threads 1 --batch 4 --json "$T/k.json" >"$T/out" 2>"$T/e" && ok || bad "bench --kernels: $(cat "$T/e")"
 [ "$(grep -cE '^(attn_q|attn_k|ffn_up|ffn_down|output) ' "$T/out")" -ge 3 ] && ok || bad "kernel table: $(cat "$T/out")"
 grep -q '"f32_gflops_bn": [0-9]' "$T/k.json" && ok || bad "kernel json: $(cat "$T/k.json")"
-grep -q '"q8_0_speedup_bn": [0-9]*[1-9]' "$T/k.json" && ok || bad "kernel json lacks the batched Q8_0 ratio: $(cat "$T/k.json")"
+# the batched Q8_0/F32 ratio must be present and a positive finite number; how large it is depends on
+# the machine and is a benchmark result (bench/, README), never a pass/fail condition here
+grep -qE '"q8_0_speedup_bn": ([1-9][0-9]*(\.[0-9]+)?|0\.[0-9]*[1-9][0-9]*)[,}]' "$T/k.json" && ok || bad "kernel json lacks a positive batched Q8_0 ratio: $(cat "$T/k.json")"
 
 # failures: one line, exit 1
 refuse() {
