@@ -316,10 +316,7 @@ int main(int argc, char **argv) {
 
     // 5. cost: deterministic = base; vglr-mf adds 2DH + 2HN + 2HN + S*2N per MoE layer (H = D/4)
     vm_cost c0, c1;
-    vm_router_opts ro;
-    vm_router_opts_default(&ro);
-    ro.samples = 4;
-    CHECK(vm_cost_flops(m, &ro, 10, &c0) == 0, "cost");
+    CHECK(vm_cost_flops(m, 10, &c0) == 0, "cost");
     CHECK(c0.flops_method == c0.flops_base && c0.params_extra == 0, "deterministic cost");
     const double D = m->hp.n_embd, N = m->hp.n_expert, H = (int)(D / 4), S = 4;
     // hand count of the dense part: q,k,v,o + attention at span 10 + K experts + output
@@ -327,7 +324,7 @@ int main(int argc, char **argv) {
     const double per_layer = 2 * D * qd + 4 * D * kvd + 2 * qd * D + 4 * qd * 10 + 2.0 * 6 * D * m->hp.n_ff_exp + 2 * D * N;
     CHECK_NEAR(c0.flops_base, 5 * per_layer + 2 * D * m->hp.n_vocab, 1e-6, "analytic FLOPs");
     set_router(m, "vglr-mf");
-    CHECK(vm_cost_flops(m, &ro, 10, &c1) == 0, "cost");
+    CHECK(vm_cost_flops(m, 10, &c1) == 0, "cost");
     CHECK_NEAR(c1.flops_method - c1.flops_base, 5 * (2 * D * H + 4 * H * N + S * 2 * N), 1e-6, "vglr-mf router FLOPs");
     CHECK(c1.params_extra == (long long)(5 * (D * H + 2 * H * N)), "vglr-mf parameters %lld", c1.params_extra);
     CHECK(vm_cost_time(m, &task, &ds, 3, &c1) == 0 && c1.sec_base > 0 && c1.sec_method > 0, "timing: %s", vm_errmsg());

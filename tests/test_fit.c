@@ -65,10 +65,28 @@ static unsigned char *slurp(const char *path, size_t *n) {
     return b;
 }
 
+// Mean over tokens of the population SD of the router logits, per layer, from the trace.
+typedef struct sd_acc { double sum[8]; long cnt[8]; } sd_acc;
+static void sd_trace(void *ud, const vm_trace_ev *ev) {
+    sd_acc *a = ud;
+    if (strcmp(ev->name, "ffn_moe_logits") || ev->layer < 0 || ev->layer >= 8) return;
+    for (int t = 0; t < ev->n_tokens; t++) {
+        const float *l = ev->f + (size_t)t * ev->ne;
+        double m = 0, v = 0;
+        for (int e = 0; e < ev->ne; e++) m += l[e];
+        m /= ev->ne;
+        for (int e = 0; e < ev->ne; e++) v += (l[e] - m) * (l[e] - m);
+        a->sum[ev->layer] += sqrt(v / ev->ne);
+        a->cnt[ev->layer]++;
+    }
+}
+
 static void fit_opts(vm_fit_opts *o) {
     vm_fit_opts_default(o);
     o->kind = "vglr-mf"; o->n_layers = 1; o->layers[0] = 4;
     o->epochs = 3; o->batch = 6; o->lr = 0.1f; o->val_frac = 0.25f; o->seed = 3; o->progress = 2;
+    o->beta = 1e-4f; o->prior_sd = 0.0f;   // a weak, wide prior: 18 items cannot outweigh the full
+                                           // ELBO (beta 1), and the unit prior leaves much to learn
     o->system = "Answer with a letter.";   // shorter prompts keep the test fast
 }
 
@@ -111,6 +129,27 @@ int main(void) {
         }
         printf("jaccard at gamma 0.01: %.4f %.4f %.4f %.4f %.4f\n", j1[0], j1[1], j1[2], j1[3], j1[4]);
         vm_task_input_free(&in[0]); vm_task_input_free(&in[1]);
+    }
+
+    // the prior's scale: vm_fit_logit_scale (W_r times the traced router input) against the mean
+    // per-token SD of the logits the deterministic router itself reports ("ffn_moe_logits")
+    {
+        vm_task t; vm_task_init(&t, tok, VM_TASK_LETTER, VM_CHAT_NONE, 0);
+        t.system = "Answer with a letter.";
+        vm_task_input in[3];
+        for (int i = 0; i < 3; i++) CHECK(vm_task_build(&t, &ds.items[i], &in[i]) == 0, "build");
+        const int layers[2] = { 1, 4 };
+        float sd[2];
+        CHECK(vm_fit_logit_scale(m, in, 3, layers, 2, sd) == 0, "logit scale: %s", vm_errmsg());
+        sd_acc a = { 0 };
+        vm_ctx *c = vm_ctx_init(m, 0, 0);
+        vm_ctx_set_trace(c, sd_trace, &a);
+        for (int i = 0; i < 3; i++) { vm_ctx_reset(c); vm_ctx_eval(c, in[i].seq[0].tokens, in[i].seq[0].n, NULL); }
+        vm_ctx_free(c);
+        for (int k = 0; k < 2; k++)
+            CHECK(fabs(sd[k] - a.sum[layers[k]] / a.cnt[layers[k]]) <= 1e-5 * sd[k], "sigma_p of layer %d: %g vs %g", layers[k], sd[k], a.sum[layers[k]] / a.cnt[layers[k]]);
+        printf("router-logit SD: layer 1 %.5f, layer 4 %.5f\n", sd[0], sd[1]);
+        for (int i = 0; i < 3; i++) vm_task_input_free(&in[i]);
     }
 
     // kinds without parameters are refused

@@ -104,6 +104,7 @@ static void fd_check(const char *kind, layer_fix *f, vm_router *r, int T, float 
     double worst = 0.0;
     // params then u (index -1)
     for (int pi = -1; pi < r->n_params; pi++) {
+        if (pi >= 0 && r->params[pi].frozen) continue;   // constants: no gradient by design
         float *x = pi < 0 ? u : r->params[pi].w;
         const float *an = pi < 0 ? du : r->params[pi].g;
         const int64_t cnt = pi < 0 ? (int64_t)T * D : r->params[pi].ne[0] * r->params[pi].ne[1];
@@ -140,6 +141,7 @@ static void scramble_sd(vm_router *r, uint64_t seed, float sdv) {
     vm_rng_seed(&g, seed);
     for (int i = 0; i < r->n_params; i++) {
         vm_param *p = &r->params[i];
+        if (p->frozen) continue;
         const int64_t n = p->ne[0] * p->ne[1];
         const float sd = strstr(p->name, "w_t") || strstr(p->name, "w_1") || strstr(p->name, "w_r") ? 0.0f : sdv;
         for (int64_t e = 0; e < n; e++) p->w[e] += sd * vm_rng_normal(&g);
@@ -151,10 +153,12 @@ static void scramble(vm_router *r, uint64_t seed) { scramble_sd(r, seed, 0.4f); 
 static void test_gradients(void) {
     const vm_gate_conv all[] = { VM_GATE_SOFTMAX_SELECTED, VM_GATE_SOFTMAX_ALL, VM_GATE_SOFTMAX_ALL_NORM,
                                  VM_GATE_SIGMOID_NORM, VM_GATE_SIGMOID };
-    const char *kinds[] = { "deterministic", "map", "temp-sample", "mcdropout", "ensemble", "vglr-mf", "vglr-fc", "vtsr" };
+    const char *const *kinds = vm_router_kind_names();   // every registered kind
     const int D = 8, N = 5, T = 3;
-    for (int ki = 0; ki < 8; ki++) {
-        const int every_conv = !strcmp(kinds[ki], "vglr-fc") || !strcmp(kinds[ki], "vtsr") || !strcmp(kinds[ki], "vglr-mf");
+    for (int ki = 0; kinds[ki]; ki++) {
+        // the learned stochastic kinds under every gate convention, the others under two
+        const unsigned fl = vm_router_kind_ops(kinds[ki])->flags;
+        const int every_conv = (fl & VM_ROUTER_TRAINABLE) && (fl & VM_ROUTER_STOCHASTIC);
         for (int ci = 0; ci < 5; ci++) {
             if (!every_conv && ci >= 2) continue;
             for (int kk = 0; kk < 2; kk++) {
@@ -270,17 +274,17 @@ static void test_kl_and_mean_at_init(void) {
     d->ops->forward(d, &f.L, u, T, &det.o, NULL);
     for (int fc = 0; fc < 2; fc++) {
         vm_router *r = vm_router_create(fc ? "vglr-fc" : "vglr-mf", &f.L, NULL);
-        CHECK(r && r->n_params == 3, "vglr create");
+        CHECK(r && r->n_params == 4 && r->params[3].frozen && r->params[3].w[0] == 1.0f, "vglr create");
         if (!r) continue;
-        CHECK(fabs(r->beta - 0.01f) < 1e-9, "vglr default beta %g", (double)r->beta);
+        CHECK(fabs(r->beta - 1.0f) < 1e-9, "vglr default beta %g (the ELBO)", (double)r->beta);
         for (int mode = 0; mode < 2; mode++) {
             r->training = mode;
             ob_init(&ob);
             vm_rng_seed(&g, 5);
             CHECK(r->ops->forward(r, &f.L, u, T, &ob.o, &g) == 0, "vglr forward");
             const double kl = r->ops->reg(r);
-            // v = W_L h ~ N(0, 1e-6 |h|^2) per entry, KL ~ sum of v^2 = O(P * 1e-6 * |h|^2 / H)
-            CHECK(kl >= 0.0 && kl < 2e-4, "%s KL at init %.3g (want O(P * 1e-6))", r->ops->name, kl);
+            // v = W_L h ~ N(0, 1e-6 |h|^2) per entry, KL ~ sum of v^2 = O(P * 1e-6 * |h|^2 / H) per token
+            CHECK(kl >= 0.0 && kl < 2e-4 * T, "%s KL at init %.3g (want T * O(P * 1e-6))", r->ops->name, kl);
             if (!mode) CHECK(memcmp(ob.logits, det.logits, sizeof(float) * T * N) == 0,
                              "%s posterior mean != l_det at init", r->ops->name);
             for (int t = 0; t < T; t++)
@@ -294,9 +298,33 @@ static void test_kl_and_mean_at_init(void) {
         CHECK(fabs(r->ops->reg(r)) < 1e-12, "%s KL with W_cov = 0: %g", r->ops->name, r->ops->reg(r));
         vm_router_free(r);
     }
-    // VTSR: T = 1 for every token, reg = -log T = 0
+    // scale-aware prior: q = N(l_det, sigma_p^2 I) at init, so ILV = N sigma_p^2 and the KL ~ 0
+    for (int fc = 0; fc < 2; fc++) {
+        vm_router_opts o;
+        vm_router_opts_default(&o);
+        o.prior_sd = 0.25f;
+        vm_router *r = vm_router_create(fc ? "vglr-fc" : "vglr-mf", &f.L, &o);
+        if (!r) { CHECK(0, "create"); continue; }
+        ob_init(&ob);
+        vm_rng_seed(&g, 5);
+        CHECK(r->ops->forward(r, &f.L, u, T, &ob.o, &g) == 0, "vglr forward");
+        for (int t = 0; t < T; t++)
+            CHECK_NEAR(ob.unc[t * VM_UNC_COUNT + VM_UNC_ILV], N * 0.0625, 0.05 * N * 0.0625, "ILV at init ~ N sigma_p^2");
+        CHECK(r->ops->reg(r) >= 0.0 && r->ops->reg(r) < 2e-4 * T, "%s KL at init with sigma_p 0.25: %g", r->ops->name, r->ops->reg(r));
+        // the training sample's spread: l - l_det = sigma_p M eps with M ~ I, so SD ~ 0.25
+        r->training = 1;
+        double ss = 0.0;
+        for (int rep = 0; rep < 50; rep++) {
+            ob_init(&ob);
+            r->ops->forward(r, &f.L, u, T, &ob.o, &g);
+            for (int i = 0; i < T * N; i++) ss += (double)(ob.logits[i] - det.logits[i]) * (ob.logits[i] - det.logits[i]);
+        }
+        CHECK_NEAR(sqrt(ss / (50.0 * T * N)), 0.25, 0.02, "vglr sample SD = sigma_p");
+        vm_router_free(r);
+    }
+    // VTSR: T = T0 = 1 (scale-blind) for every token, reg = (log T - log T0)^2 / 2 = 0
     vm_router *r = vm_router_create("vtsr", &f.L, NULL);
-    CHECK(r && r->n_params == 4 && fabs(r->beta - 0.05f) < 1e-9, "vtsr create");
+    CHECK(r && r->n_params == 5 && r->params[4].frozen && fabs(r->beta - 0.01f) < 1e-9, "vtsr create");
     if (r) {
         ob_init(&ob);
         vm_rng_seed(&g, 5);
@@ -304,11 +332,22 @@ static void test_kl_and_mean_at_init(void) {
         double worst = 0.0;
         for (int t = 0; t < T; t++) worst = fmax(worst, fabs(ob.unc[t * VM_UNC_COUNT + VM_UNC_TEMPERATURE] - 1.0));
         CHECK(worst < 1e-4, "VTSR T at init off 1 by %g", worst);
-        CHECK(fabs(r->ops->reg(r)) < 1e-4, "VTSR -log T at init %g", r->ops->reg(r));
+        CHECK(fabs(r->ops->reg(r)) < 1e-6, "VTSR prior term at init %g", r->ops->reg(r));
         // z = l_det / T: the output logits are the deterministic ones scaled by ~1
         CHECK_NEAR(ob.logits[5], det.logits[5], 1e-4 * (1 + fabs(det.logits[5])), "vtsr z = l_det at init");
     }
     vm_router_free(r);
+    {   // with a logit scale: T0 = sigma_p sqrt(6)/pi
+        vm_router_opts o;
+        vm_router_opts_default(&o);
+        o.prior_sd = 0.5f;
+        r = vm_router_create("vtsr", &f.L, &o);
+        ob_init(&ob);
+        CHECK(r && r->ops->forward(r, &f.L, u, T, &ob.o, &g) == 0, "vtsr forward");
+        for (int t = 0; r && t < T; t++)
+            CHECK_NEAR(ob.unc[t * VM_UNC_COUNT + VM_UNC_TEMPERATURE], 0.5 * sqrt(6.0) / M_PI, 1e-5, "VTSR T0 from sigma_p");
+        vm_router_free(r);
+    }
     vm_router_free(d);
     fix_free(&f);
 }
@@ -618,8 +657,76 @@ static void test_registry(void) {
     fix_free(&f);
 }
 
+// What each kind declares in its ops is what it does: the read-outs marked in `unc` are finite for
+// every token (in inference and training forwards) and the others stay NaN; STOCHASTIC kinds need a
+// stream and their output changes with it, the others do not; TRAINABLE kinds have parameters;
+// FLOPs are at least those of W_r u and grow with S where the kind samples inside the router.
+static void test_declarations(void) {
+    const int D = 16, N = 6, K = 2, T = 5;
+    layer_fix f;
+    fix_init(&f, D, N, K, VM_GATE_SOFTMAX_SELECTED, 0.4f, 31);
+    float u[T * D];
+    vm_rng g;
+    vm_rng_seed(&g, 3);
+    randn(u, T * D, 1.0f, &g);
+    static outbuf a, b;
+    for (const char *const *k = vm_router_kind_names(); *k; k++) {
+        const vm_router_ops *ops = vm_router_kind_ops(*k);
+        CHECK(ops && !strcmp(ops->name, *k), "registry entry %s", *k);
+        vm_router_opts o;
+        vm_router_opts_default(&o);
+        o.samples = 8; o.dropout = 0.3f; o.members = 3;
+        vm_router *r = vm_router_create(*k, &f.L, &o);
+        if (!r) { CHECK(0, "create %s: %s", *k, vm_errmsg()); continue; }
+        CHECK(r->ops == ops, "%s: created router has the registry's ops", *k);
+        int trainable = 0;
+        for (int i = 0; i < r->n_params; i++) trainable |= !r->params[i].frozen;
+        CHECK(!!(ops->flags & VM_ROUTER_TRAINABLE) == trainable, "%s: TRAINABLE flag vs parameters", *k);
+        const int stoch = (ops->flags & VM_ROUTER_STOCHASTIC) != 0;
+        if (stoch) scramble(r, 11);
+        for (int mode = 0; mode < 2; mode++) {
+            if (mode && !trainable) break;
+            r->training = mode;
+            ob_init(&a); ob_init(&b);
+            for (int i = 0; i < T * VM_UNC_COUNT; i++) a.unc[i] = b.unc[i] = NAN;
+            vm_rng ga, gb;
+            vm_rng_seed(&ga, 1); vm_rng_seed(&gb, 2);
+            CHECK(r->ops->forward(r, &f.L, u, T, &a.o, &ga) == 0, "%s forward: %s", *k, vm_errmsg());
+            CHECK(r->ops->forward(r, &f.L, u, T, &b.o, &gb) == 0, "%s forward", *k);
+            if (stoch) CHECK(r->ops->forward(r, &f.L, u, T, &b.o, NULL) == -1, "%s without a stream refused", *k);
+            const int differs = memcmp(a.probs, b.probs, sizeof a.probs) || memcmp(a.sel, b.sel, sizeof a.sel) ||
+                                memcmp(a.logits, b.logits, sizeof a.logits);
+            // (training forwards may sample, e.g. the ensemble's member; STOCHASTIC is about inference)
+            if (!stoch && !mode) CHECK(!differs, "%s: not STOCHASTIC but depends on the stream", *k);
+            else if (!mode) CHECK(differs, "%s: STOCHASTIC but the stream changes nothing", *k);
+            for (int u_ = 0; u_ < VM_UNC_COUNT; u_++) {
+                // disagreement is an inference-only read-out of the kinds that draw S samples
+                if (mode && u_ == VM_UNC_DISAGREEMENT) continue;
+                int fin = 0;
+                for (int t = 0; t < T; t++) fin += isfinite(a.unc[t * VM_UNC_COUNT + u_]) != 0;
+                const int declared = (ops->unc & VM_UNC_BIT(u_)) != 0;
+                CHECK(fin == (declared ? T : 0), "%s (training %d): read-out %d declared %d, finite on %d of %d tokens",
+                      *k, mode, u_, declared, fin, T);
+            }
+        }
+        const double fl = vm_router_flops(r, &f.L), det = 2.0 * D * N;
+        CHECK(fl >= det && isfinite(fl), "%s: FLOPs %g below W_r u (%g)", *k, fl, det);
+        if (!strncmp(*k, "vglr", 4) || !strcmp(*k, "mcdropout")) {   // S samples inside the router
+            vm_router_opts o2 = o;
+            o2.samples = 64;
+            vm_router *r2 = vm_router_create(*k, &f.L, &o2);
+            CHECK(r2 && vm_router_flops(r2, &f.L) > fl, "%s: FLOPs grow with S", *k);
+            vm_router_free(r2);
+        }
+        vm_router_free(r);
+    }
+    CHECK(vm_router_kind_ops("nope") == NULL && vm_router_flops(NULL, &f.L) == 2.0 * D * N, "unknown kind, NULL router");
+    fix_free(&f);
+}
+
 int main(void) {
     test_registry();
+    test_declarations();
     test_gate_helpers();
     test_gradients();
     test_f16_gate();

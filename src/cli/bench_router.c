@@ -270,19 +270,6 @@ static double flops_base(const vm_hparams *hp, const vm_model *m, int n) {
     return per_tok * n + att + 2.0 * D * hp->n_vocab;
 }
 
-// Extra matrix-product FLOPs per token of one layer routed by `kind` instead of the deterministic
-// router (method.md §3; H = opts hidden or D/4).
-static double flops_extra(const char *kind, const vm_hparams *hp, const vm_router_opts *o) {
-    const double D = hp->n_embd, N = hp->n_expert, S = o->samples;
-    const double H = o->hidden > 0 ? o->hidden : (hp->n_embd / 4 > 0 ? hp->n_embd / 4 : 1);
-    if (!strcmp(kind, "vglr-fc")) return 2.0 * H * D + 2.0 * H * N + 2.0 * H * N * (N + 1) / 2.0 + S * N * (N + 1);
-    if (!strcmp(kind, "vglr-mf")) return 2.0 * H * D + 4.0 * H * N + 2.0 * S * N;
-    if (!strcmp(kind, "vtsr")) return 2.0 * H * D + 2.0 * H;
-    if (!strcmp(kind, "mcdropout")) return 2.0 * S * o->dropout * D * N;   // the dropped columns only
-    if (!strcmp(kind, "ensemble")) return 2.0 * (o->members - 1) * D * N;
-    return 0.0;   // deterministic, map, temp-sample: the same product
-}
-
 static int install(vm_model *m, const int *layers, int n, const char *kind, const vm_router_opts *o) {
     for (int i = 0; i < n; i++) {
         const vm_router_layer *L = &m->layers[layers[i]].rl;
@@ -355,7 +342,13 @@ int bench_router_ab(const char *path, const char *kind, int n_bayes, int S, int 
             cmed[side] = median(tc[side], reps);
         }
         const double fb = flops_base(hp, m, n_prompt);
-        const double fx = flops_extra(kind, hp, &o) * n_moe * n_prompt;
+        // the kind's own per-token formula (router_<kind>.c) minus the deterministic W_r u it replaces
+        if (install(m, layers, n_moe, kind, &o)) { rc = cli_fail(CMD, NULL); goto done; }
+        double fx = 0.0;
+        for (int i = 0; i < n_moe; i++) {
+            const vm_router_layer *L = &m->layers[layers[i]].rl;
+            fx += (vm_router_flops(m->routers[layers[i]], L) - vm_router_flops(NULL, L)) * n_prompt;
+        }
         struct stat st;
         const double fsize = stat(path, &st) ? 0.0 : (double)st.st_size;
         const long hwm = vm_hwm_kb();

@@ -267,7 +267,7 @@ int cmd_eval(int argc, char **argv) {
             num += T * (T + 1) / 2;
             den += T;
         }
-        if (vm_cost_flops(m, &ropts, den > 0 ? num / den : 1, &cost) ||
+        if (vm_cost_flops(m, den > 0 ? num / den : 1, &cost) ||
             vm_cost_time(m, &task, &ds_id, (int)time_items, &cost)) { cli_fail(CMD, NULL); goto done; }
         cost.passes = eo.passes;
     }

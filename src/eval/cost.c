@@ -7,51 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-// Second dimension of the router parameter whose name ends in `suffix` (0 when absent).
-static int64_t param_ne1(const vm_router *r, const char *suffix, int *count) {
-    int64_t v = 0;
-    if (count) *count = 0;
-    const size_t ls = strlen(suffix);
-    for (int i = 0; i < r->n_params; i++) {
-        const size_t ln = strlen(r->params[i].name);
-        if (ln >= ls && !strcmp(r->params[i].name + ln - ls, suffix)) {
-            v = r->params[i].ne[1];
-            if (count) (*count)++;
-        }
-    }
-    return v;
-}
-
-// Per-token FLOPs of one MoE layer's router of the given kind.
-static double router_flops(const vm_router *r, const vm_router_layer *L, const vm_router_opts *o) {
-    const double D = L->n_embd, N = L->n_expert, S = o->samples;
-    const double det = 2.0 * D * N;
-    const char *kind = r ? vm_eval_router_inner(r)->ops->name : "deterministic";
-    const vm_router *in = r ? vm_eval_router_inner(r) : NULL;
-    if (!strcmp(kind, "mcdropout")) return det + S * 2.0 * o->dropout * D * N;
-    if (!strcmp(kind, "ensemble")) {
-        int M = 0;
-        for (int i = 0; i < in->n_params; i++) M += strstr(in->params[i].name, "ensemble.w_r") != NULL;
-        return (M > 0 ? M : o->members) * det;
-    }
-    if (!strcmp(kind, "vglr-mf") || !strcmp(kind, "vglr-fc")) {
-        const int fc = kind[5] == 'f';
-        double H = (double)param_ne1(in, "vglr.w_t", NULL), P = (double)param_ne1(in, fc ? "vglr.w_L" : "vglr.w_s", NULL);
-        if (H <= 0) H = o->hidden > 0 ? o->hidden : (D / 4 >= 1 ? (double)(int)(D / 4) : 1);
-        if (P <= 0) P = fc ? N * (N + 1) / 2 : N;
-        return det + 2.0 * D * H + 2.0 * H * N + 2.0 * H * P + S * (fc ? N * (N + 1) : 2.0 * N);
-    }
-    if (!strcmp(kind, "vtsr")) {
-        double H = (double)param_ne1(in, "vtsr.w_1", NULL);
-        if (H <= 0) H = o->hidden > 0 ? o->hidden : (D / 4 >= 1 ? (double)(int)(D / 4) : 1);
-        return det + 2.0 * D * H + 2.0 * H;
-    }
-    return det;   // deterministic, map, temp-sample: one W_r u
-}
-
-int vm_cost_flops(const vm_model *m, const vm_router_opts *o, double ctx_mean, vm_cost *c) {
-    vm_router_opts def;
-    if (!o) { vm_router_opts_default(&def); o = &def; }
+int vm_cost_flops(const vm_model *m, double ctx_mean, vm_cost *c) {
     if (!m || !c) return vm_err("cost: no model");
     const vm_hparams *hp = &m->hp;
     const double D = hp->n_embd, qd = (double)hp->n_head * hp->head_dim, kvd = (double)hp->n_head_kv * hp->head_dim;
@@ -63,8 +19,8 @@ int vm_cost_flops(const vm_model *m, const vm_router_opts *o, double ctx_mean, v
         common += 2.0 * 2.0 * qd * ctx_mean;                            // q.k and att.v over the span
         if (!ly->is_moe) { common += 3.0 * 2.0 * D * hp->n_ff; continue; }
         common += (double)hp->n_expert_used * 3.0 * 2.0 * D * hp->n_ff_exp;
-        rb += router_flops(NULL, &ly->rl, o);
-        rm += router_flops(m->routers[l], &ly->rl, o);
+        rb += vm_router_flops(NULL, &ly->rl);
+        rm += vm_router_flops(m->routers[l], &ly->rl);
     }
     c->flops_base = common + rb;
     c->flops_method = common + rm;
@@ -73,9 +29,10 @@ int vm_cost_flops(const vm_model *m, const vm_router_opts *o, double ctx_mean, v
     c->ctx_mean = ctx_mean;
     long long pe = 0, pb = 0;
     for (int l = 0; l < hp->n_layer; l++) {
-        const vm_router *r = m->routers[l] ? vm_eval_router_inner(m->routers[l]) : NULL;
+        const vm_router *r = m->routers[l];
         if (!r) continue;
-        for (int i = 0; i < r->n_params; i++) pe += (long long)(r->params[i].ne[0] * r->params[i].ne[1]);
+        for (int i = 0; i < r->n_params; i++)
+            if (!r->params[i].frozen) pe += (long long)(r->params[i].ne[0] * r->params[i].ne[1]);
     }
     for (int64_t i = 0; i < m->gguf->n_tensors; i++) {
         const vm_tensor *t = &m->gguf->tensors[i].t;

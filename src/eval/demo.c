@@ -342,7 +342,7 @@ static int eval_method(demo *d, worker *wk, int row, const char *name, int with_
     vm_router_opts ro;
     router_opts(d, &ro);
     vm_cost cost = {0};
-    if (vm_cost_flops(wk->m, &ro, den > 0 ? num / den : 1, &cost)) return -1;
+    if (vm_cost_flops(wk->m, den > 0 ? num / den : 1, &cost)) return -1;
     cost.passes = w->passes;
     w->flops_ratio = w->passes * cost.flops_method / cost.flops_base;
     w->sec_eval = vm_eval_now() - t;

@@ -1,7 +1,7 @@
-// Scoring a dataset with every uncertainty score per question (eval.h). The router read-outs come
-// from a thin "probe" router wrapped around each MoE layer's router for the run: it asks the inner
-// router for its read-outs (vm_router_out.unc, which the model itself does not request) and keeps
-// them for the trace callback, which knows the positions and copies the row of the target token.
+// Scoring a dataset with every uncertainty score per question (eval.h). The router read-outs
+// travel out of the model through the router interface itself: every kind writes its per-token
+// read-outs (vm_router_out.unc), the model emits them as the trace point "ffn_moe_unc", and the
+// trace callback, which knows the positions, keeps the row of the target token.
 #include "util/progress.h"
 #include "eval/eval_internal.h"
 #include "util/err.h"
@@ -13,16 +13,13 @@
 #include <string.h>
 
 static const char *const unc_names[VM_EVAL_UNC_COUNT] = {
-    "entropy", "neg_maxprob", "mi", "ilv", "gate_entropy", "temperature", "base_gate_entropy",
+    "entropy", "neg_maxprob", "mi", "ilv", "gate_entropy", "temperature", "base_gate_entropy", "ilv_dev",
 };
 const char *vm_eval_unc_name(int u) { return u >= 0 && u < VM_EVAL_UNC_COUNT ? unc_names[u] : "?"; }
 
 int vm_eval_kind_sampled(const char *kind) {
-    static const char *const sampled[] = { "temp-sample", "mcdropout", "vglr-mf", "vglr-fc", "vtsr" };
-    if (!kind) return 0;
-    for (size_t i = 0; i < sizeof sampled / sizeof *sampled; i++)
-        if (!strcmp(kind, sampled[i])) return 1;
-    return 0;
+    const vm_router_ops *ops = vm_router_kind_ops(kind);
+    return ops && (ops->flags & VM_ROUTER_STOCHASTIC);
 }
 
 // Adapters usually replace only some layers: the other layers' deterministic routers do not count.
@@ -33,7 +30,7 @@ const char *vm_eval_model_router(const vm_model *m) {
         const vm_router *r = m->routers[l];
         if (!m->layers[l].is_moe || !r || !r->ops) continue;
         any = 1;
-        const char *n = vm_eval_router_inner(r)->ops->name;
+        const char *n = r->ops->name;
         if (!strcmp(n, "deterministic")) continue;
         if (!name) name = n;
         else if (strcmp(name, n)) return "mixed";
@@ -41,73 +38,18 @@ const char *vm_eval_model_router(const vm_model *m) {
     return name ? name : any ? "deterministic" : NULL;
 }
 
+int vm_eval_readout_layer(const vm_model *m, int il) {
+    if (il < 0 || il >= m->hp.n_layer || !m->layers[il].is_moe) return 0;
+    int replaced = 0;
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        const vm_router *r = m->routers[l];
+        replaced |= m->layers[l].is_moe && r && r->ops && strcmp(r->ops->name, "deterministic") != 0;
+    }
+    const vm_router *r = m->routers[il];
+    return !replaced || (r && r->ops && strcmp(r->ops->name, "deterministic") != 0);
+}
+
 double vm_eval_now(void) { return vm_now_s(); }
-
-// ---------------------------------------------------------------- the probe router
-
-typedef struct probe_state {
-    vm_router *inner;
-    float *unc; size_t unc_cap;   // (T, VM_UNC_COUNT) read-outs of the latest forward
-    int T;
-} probe_state;
-
-static int probe_forward(vm_router *r, const vm_router_layer *L, const float *u, int T,
-                         vm_router_out *out, vm_rng *rng) {
-    probe_state *s = r->state;
-    size_t need = (size_t)T * VM_UNC_COUNT * sizeof(float);
-    if (need > s->unc_cap) {
-        free(s->unc);
-        s->unc_cap = 0;
-        if (!(s->unc = vm_malloc(need))) return -1;
-        s->unc_cap = need;
-    }
-    for (size_t i = 0; i < (size_t)T * VM_UNC_COUNT; i++) s->unc[i] = NAN;
-    vm_router_out o = *out;
-    o.unc = s->unc;
-    s->T = 0;
-    if (s->inner->ops->forward(s->inner, L, u, T, &o, rng)) return -1;
-    s->T = T;
-    return 0;
-}
-
-static void probe_free(vm_router *r) {
-    if (!r) return;
-    probe_state *s = r->state;
-    if (s) { vm_router_free(s->inner); free(s->unc); free(s); }
-    free(r);
-}
-
-static const vm_router_ops probe_ops = { .name = "probe", .forward = probe_forward, .free = probe_free };
-
-const vm_router *vm_eval_router_inner(const vm_router *r) {
-    return r && r->ops == &probe_ops ? ((const probe_state *)r->state)->inner : r;
-}
-
-int vm_eval_probe_install(vm_model *m) {
-    for (int l = 0; l < m->hp.n_layer; l++) {
-        vm_router *in = m->routers[l];
-        if (!m->layers[l].is_moe || !in || in->ops == &probe_ops) continue;
-        vm_router *p = vm_calloc(1, sizeof *p);
-        probe_state *s = vm_calloc(1, sizeof *s);
-        if (!p || !s) { free(p); free(s); vm_eval_probe_remove(m); return -1; }
-        s->inner = in;
-        p->ops = &probe_ops;
-        p->state = s;
-        m->routers[l] = p;
-    }
-    return 0;
-}
-
-void vm_eval_probe_remove(vm_model *m) {
-    for (int l = 0; l < m->hp.n_layer; l++) {
-        vm_router *p = m->routers[l];
-        if (!p || p->ops != &probe_ops) continue;
-        probe_state *s = p->state;
-        m->routers[l] = s->inner;
-        s->inner = NULL;
-        probe_free(p);
-    }
-}
 
 // ---------------------------------------------------------------- trace: read-outs at one token
 
@@ -119,6 +61,7 @@ typedef struct readout_acc {
                                              // sequences come after them and are not read
     double sum[VM_EVAL_UNC_COUNT];
     int cnt[VM_EVAL_UNC_COUNT];
+    const unsigned char *readout;            // (n_layer) 1: the layer's read-outs are averaged
 } readout_acc;
 
 static void readout_cb(void *ud, const vm_trace_ev *ev) {
@@ -128,7 +71,7 @@ static void readout_cb(void *ud, const vm_trace_ev *ev) {
     if (a->target < ev->pos0 || a->target >= ev->pos0 + ev->n_tokens || ev->layer < 0) return;
     const int t = a->target - ev->pos0;
     const vm_model *m = a->m;
-    if (!strcmp(ev->name, "ffn_norm") && m->layers[ev->layer].is_moe && ev->f) {
+    if (!strcmp(ev->name, "ffn_norm") && m->layers[ev->layer].is_moe && ev->f && a->readout[ev->layer]) {
         // baseline: the frozen router's distribution at this token
         const vm_router_layer *L = &m->layers[ev->layer].rl;
         const int N = L->n_expert;
@@ -137,16 +80,13 @@ static void readout_cb(void *ud, const vm_trace_ev *ev) {
         vm_gate_probs(L, lg, p);
         const double h = vm_gate_entropy(p, N);
         if (isfinite(h)) { a->sum[VM_EVAL_UNC_BASE_GATE_ENTROPY] += h; a->cnt[VM_EVAL_UNC_BASE_GATE_ENTROPY]++; }
-    } else if (!strcmp(ev->name, "ffn_moe_logits")) {
-        const vm_router *r = m->routers[ev->layer];
-        if (!r || r->ops != &probe_ops) return;
-        const probe_state *s = r->state;
-        if (t >= s->T) return;
-        static const int map[3][2] = { { VM_UNC_ILV, VM_EVAL_UNC_ILV },
+    } else if (!strcmp(ev->name, "ffn_moe_unc") && ev->f && a->readout[ev->layer]) {
+        static const int map[4][2] = { { VM_UNC_ILV, VM_EVAL_UNC_ILV },
                                        { VM_UNC_GATE_ENTROPY, VM_EVAL_UNC_GATE_ENTROPY },
-                                       { VM_UNC_TEMPERATURE, VM_EVAL_UNC_TEMPERATURE } };
-        for (int k = 0; k < 3; k++) {
-            const float v = s->unc[(size_t)t * VM_UNC_COUNT + map[k][0]];
+                                       { VM_UNC_TEMPERATURE, VM_EVAL_UNC_TEMPERATURE },
+                                       { VM_UNC_ILV_DEV, VM_EVAL_UNC_ILV_DEV } };
+        for (int k = 0; k < 4; k++) {
+            const float v = ev->f[(size_t)t * ev->ne + map[k][0]];
             if (isfinite(v)) { a->sum[map[k][1]] += v; a->cnt[map[k][1]]++; }
         }
     }
@@ -192,11 +132,13 @@ int vm_eval_run(vm_model *m, const vm_task *task, const vm_dataset *ds, const ch
     out->name = vm_strdup(name ? name : "id");
     out->items = vm_calloc(ds->n, sizeof *out->items);
     if (!out->name || !out->items) { vm_eval_set_free(out); return -1; }
-    if (vm_eval_probe_install(m)) { vm_eval_set_free(out); return -1; }
     const int n_ctx = m->hp.n_ctx_train;   // task->max_tokens should not exceed it
     vm_ctx *c = vm_ctx_init(m, n_ctx, n_ctx);
     int rc = c ? 0 : -1;
-    readout_acc acc = { .m = m, .target = -1 };
+    unsigned char *ro_layers = vm_calloc((size_t)m->hp.n_layer, 1);
+    if (!ro_layers) { vm_eval_set_free(out); vm_ctx_free(c); return -1; }
+    for (int l = 0; l < m->hp.n_layer; l++) ro_layers[l] = (unsigned char)vm_eval_readout_layer(m, l);
+    readout_acc acc = { .m = m, .target = -1, .readout = ro_layers };
     if (c) vm_ctx_set_trace(c, readout_cb, &acc);
     const double t0 = vm_eval_now();
     for (size_t i = 0; i < ds->n && rc == 0; i++) {
@@ -260,7 +202,7 @@ int vm_eval_run(vm_model *m, const vm_task *task, const vm_dataset *ds, const ch
                     out->skip_msg ? out->skip_msg : "?");
     out->seconds = vm_eval_now() - t0;
     vm_ctx_free(c);
-    vm_eval_probe_remove(m);
+    free(ro_layers);
     if (rc) vm_eval_set_free(out);
     return rc;
 }

@@ -32,6 +32,7 @@ typedef enum vm_eval_unc {
     VM_EVAL_UNC_GATE_ENTROPY,    // the router's own gate entropy read-out
     VM_EVAL_UNC_TEMPERATURE,     // VTSR T(u)
     VM_EVAL_UNC_BASE_GATE_ENTROPY, // entropy of convention(W_r u)
+    VM_EVAL_UNC_ILV_DEV,         // VGLR |log(tr Sigma / tr Sigma_prior)|, the direction-free ILV score
     VM_EVAL_UNC_COUNT
 } vm_eval_unc;
 const char *vm_eval_unc_name(int u);   // "entropy", "neg_maxprob", "mi", "ilv", "gate_entropy", ...
@@ -108,11 +109,9 @@ typedef struct vm_cost {
     double sec_method, sec_base;   // measured: one pass over the same prompts
 } vm_cost;
 // Analytic per-token FLOPs (2 per multiply-add) of a forward at mean attention span ctx_mean,
-// for the model's routers (method) and for the deterministic router (base). Router kinds by name:
-// deterministic/map/temp-sample 2DN; mcdropout 2DN + S * 2pDN (only dropped columns are touched);
-// ensemble M * 2DN; vglr 2DN + 2DH + 2HN + 2HP + S * (fc: N(N+1), mf: 2N) for the samples;
-// vtsr 2DN + 2DH + 2H. o: the options the routers were created with (NULL = defaults).
-int vm_cost_flops(const vm_model *m, const vm_router_opts *o, double ctx_mean, vm_cost *c);
+// for the model's routers (method) and for the deterministic router (base). Each router's share is
+// its kind's own formula (vm_router_flops: the `flops` of the kind's ops, router_<kind>.c).
+int vm_cost_flops(const vm_model *m, double ctx_mean, vm_cost *c);
 // Times one pass over the prompts with the current routers and with deterministic ones (swapped in
 // and back), same prompts, same threads. Fills sec_method / sec_base.
 int vm_cost_time(vm_model *m, const vm_task *task, const vm_dataset *ds, int max_items, vm_cost *c);

@@ -2,12 +2,9 @@
 #pragma once
 #include "eval/eval.h"
 
-// Wraps every MoE layer's router in a probe that keeps the read-outs of its latest forward
-// (idempotent), and unwraps them again. The model's routers are otherwise untouched.
-int vm_eval_probe_install(vm_model *m);
-void vm_eval_probe_remove(vm_model *m);
-// The router inside a probe (r itself when it is not one).
-const vm_router *vm_eval_router_inner(const vm_router *r);
+// 1 when MoE layer il's router read-outs enter a question's scores: the layers whose router is not
+// the deterministic one (the replaced, e.g. Bayesian, layers), or every MoE layer when none is.
+int vm_eval_readout_layer(const vm_model *m, int il);
 
 double vm_eval_now(void);   // monotonic seconds
 // One seed from (seed, stream), for vm_ctx_set_seed / vm_ctx_set_embd_noise.

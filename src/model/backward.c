@@ -20,6 +20,7 @@ typedef struct vm_tlayer {
     float *q, *k, *v, *att;     // (T,qd), (T,kvd), (T,kvd), (T,qd); q and k after rope
     float *hb, *hb2, *ye;       // (rows,F), (rows,F), (rows,D) (ye: MoE only)
     float *r_logits, *r_probs, *r_gates;   // (T,N), (T,N), (T,K)
+    float *r_unc;                          // (T,VM_UNC_COUNT) router read-outs
     int32_t *r_sel, *slot_tk, *e_off;      // (T,K), (rows), (N+1)
     float *q_pre, *k_pre;       // (T,qd), (T,kvd) Q/K projections before their RMSNorm (hp.qk_norm)
     float *sh_hb, *sh_hb2;      // (T,Fs) shared expert gate pre-activation and up projection
@@ -88,6 +89,7 @@ static void layout(vm_tctx *c, carver *cv) {
             l->ye = carve(cv, rows * D, f4);
             l->r_logits = carve(cv, T * N, f4);  l->r_probs = carve(cv, T * N, f4);
             l->r_gates = carve(cv, T * K, f4);   l->r_sel = carve(cv, T * K, i4);
+            l->r_unc = carve(cv, T * VM_UNC_COUNT, f4);
             l->slot_tk = carve(cv, rows, i4);    l->e_off = carve(cv, N + 1, i4);
         }
         if (hp->qk_norm) { l->q_pre = carve(cv, T * qd, f4); l->k_pre = carve(cv, T * kvd, f4); }
@@ -150,6 +152,11 @@ void vm_tctx_free(vm_tctx *c) {
 
 int vm_tctx_l0(const vm_tctx *c) { return c ? c->l0 : -1; }
 
+const float *vm_tctx_router_unc(const vm_tctx *c, int il) {
+    if (!c || !c->have_fwd || il < c->l0 || il >= c->m->hp.n_layer || !c->m->layers[il].is_moe) return NULL;
+    return c->ly[il - c->l0].r_unc;
+}
+
 // ---------------------------------------------------------------- forward
 
 int vm_tctx_forward(vm_tctx *c, const float *h, int T, const int32_t *out_pos, int n_out,
@@ -173,6 +180,7 @@ int vm_tctx_forward(vm_tctx *c, const float *h, int T, const int32_t *out_pos, i
                                  .att = l->att, .ao = c->ao, .xb_ffn = l->xb_ffn, .hb = l->hb,
                                  .hb2 = l->hb2, .hs = c->hs, .r_logits = l->r_logits,
                                  .r_probs = l->r_probs, .r_gates = l->r_gates, .r_sel = l->r_sel,
+                                 .r_unc = l->r_unc,
                                  .xe = c->xe, .ye = l->ye, .slot_tk = l->slot_tk, .e_off = l->e_off,
                                  .keep = 1, .pos = c->pos, .n_past = 0,
                                  .q_pre = l->q_pre, .k_pre = l->k_pre, .sh_hb = l->sh_hb,

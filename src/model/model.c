@@ -196,6 +196,7 @@ struct vm_ctx {
     float *r_logits, *r_probs;// (nb, N)
     float *r_gates;           // (nb, K)
     int32_t *r_sel;           // (nb, K)
+    float *r_unc;             // (nb, VM_UNC_COUNT) router read-outs
     float *xe, *ye;           // (nb, D) tokens routed to one expert, and their outputs
     int32_t *e_tok;           // (nb) token rows routed to the current expert
     float *e_gate;            // (nb) their gates
@@ -240,7 +241,8 @@ vm_ctx *vm_ctx_init(const vm_model *m, int n_ctx, int n_batch) {
     const size_t K = (size_t)(hp->n_expert_used > 0 ? hp->n_expert_used : 1);
     const size_t V = (size_t)hp->n_vocab;
     const size_t sizes[] = { nb * D, nb * D, nb * qd, nb * qd, nb * D, nb * ff, nb * ff, nb * N, nb * N,
-                             nb * K, nb * K, nb * D, nb * D, nb, nb, nb, V, nb * vm_mla_scratch(m) };
+                             nb * K, nb * K, nb * D, nb * D, nb, nb, nb, V, nb * vm_mla_scratch(m),
+                             nb * VM_UNC_COUNT };
     size_t total = 0, kv;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         if (carve_add(&total, sizes[i])) goto fail;
@@ -257,6 +259,7 @@ vm_ctx *vm_ctx_init(const vm_model *m, int n_ctx, int n_batch) {
     c->e_gate = carve(&cur, nb);         c->pos = carve(&cur, nb);
     c->last_logits = carve(&cur, V);
     if (m->mla) c->mla = carve(&cur, nb * vm_mla_scratch(m));
+    c->r_unc = carve(&cur, nb * VM_UNC_COUNT);
     if (vm_size_mul((size_t)hp->n_layer * (size_t)n_ctx, kvd, &kv) || vm_size_mul(kv, sizeof(float), &kv))
         goto fail;
     c->kcache = vm_malloc(kv ? kv : 1);
@@ -304,8 +307,11 @@ static int moe_ffn(const vm_model *m, int il, const vm_block_io *io, int B, vm_r
     const vm_router_layer *L = &ly->rl;
     const int D = m->hp.n_embd, N = L->n_expert, K = L->n_expert_used, F = m->hp.n_ff_exp;
     vm_router *r = m->routers[il];
-    vm_router_out ro = { .logits = io->r_logits, .probs = io->r_probs, .sel = io->r_sel, .gates = io->r_gates };
+    vm_router_out ro = { .logits = io->r_logits, .probs = io->r_probs, .sel = io->r_sel, .gates = io->r_gates,
+                         .unc = io->r_unc };
     if (!r || !r->ops || !r->ops->forward) return vm_err("model: layer %d has no router", il);
+    // read-outs a kind does not write stay NaN (kinds written outside the library included)
+    if (io->r_unc) for (size_t i = 0; i < (size_t)B * VM_UNC_COUNT; i++) io->r_unc[i] = NAN;
     if (r->ops->forward(r, L, io->xb_ffn, B, &ro, rng)) return vm_err_prefix("layer %d", il);
     for (int t = 0; t < B * K; t++)
         if (io->r_sel[t] < 0 || io->r_sel[t] >= N)
@@ -315,6 +321,7 @@ static int moe_ffn(const vm_model *m, int il, const vm_block_io *io, int B, vm_r
     emit(io, "ffn_moe_probs", il, B, N, io->r_probs, NULL);
     emit(io, "ffn_moe_topk", il, B, K, NULL, io->r_sel);
     emit(io, "ffn_moe_weights", il, B, K, io->r_gates, NULL);
+    if (io->r_unc) emit(io, "ffn_moe_unc", il, B, VM_UNC_COUNT, io->r_unc, NULL);
     memset(io->ao, 0, (size_t)B * D * sizeof(float));
     int off = 0;   // first slot of the current expert (stays 0 when slots are reused)
     for (int e = 0; e < N; e++) {
@@ -466,7 +473,7 @@ static int ctx_layers(vm_ctx *c, const int32_t *tokens, int B, int n_layers) {
     vm_block_io io = { .x_in = c->x, .x_mid = c->x, .x_out = c->x, .xb_att = c->xb, .q = c->q,
                        .att = c->att, .ao = c->ao, .xb_ffn = c->xb, .hb = c->hb, .hb2 = c->hb2,
                        .hs = c->hb, .r_logits = c->r_logits, .r_probs = c->r_probs,
-                       .r_gates = c->r_gates, .r_sel = c->r_sel, .xe = c->xe, .ye = c->ye,
+                       .r_gates = c->r_gates, .r_sel = c->r_sel, .r_unc = c->r_unc, .xe = c->xe, .ye = c->ye,
                        .slot_tk = c->e_tok, .pos = c->pos, .n_past = c->n_past,
                        .sh_hb = c->hb, .sh_hb2 = c->hb2, .sh_hs = c->hb, .sh_y = c->ye, .sh_g = c->e_gate,
                        .mla = c->mla,

@@ -72,6 +72,8 @@ typedef struct vm_block_io {
     // MoE only
     float *r_logits, *r_probs, *r_gates;   // (B,N), (B,N), (B,K) router outputs
     int32_t *r_sel;                        // (B,K)
+    float *r_unc;                          // (B,VM_UNC_COUNT) the router's read-outs (trace point
+                                           // "ffn_moe_unc"; NaN where the kind has none), or NULL
     float *xe;              // (B,D) scratch: the tokens routed to one expert
     float *ye;              // (rows,D) expert outputs per slot
     int32_t *slot_tk;       // (rows) slot -> t*K + k (token t's k-th choice)

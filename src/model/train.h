@@ -38,6 +38,9 @@ int vm_tctx_backward(vm_tctx *c, const float *dlogits, float reg_weight, float *
 double vm_tctx_reg(const vm_tctx *c);
 
 int vm_tctx_l0(const vm_tctx *c);
+// The router read-outs (T, VM_UNC_COUNT) of MoE layer il in the last forward (NaN where the kind
+// has none); NULL for a layer below l0, a dense layer or before a forward.
+const float *vm_tctx_router_unc(const vm_tctx *c, int il);
 
 // ---- Full-parameter training (`vmoer train`, train/lm.h): weight gradients of every block.
 // Each pointer is the gradient buffer of the weight of the same name, laid out as the weight

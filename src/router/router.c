@@ -334,32 +334,52 @@ float *vm_rt_w_gate_f32(const vm_router_layer *L) {
 // ---- registry ----
 
 typedef struct kind_entry {
-    const char *name;
+    const vm_router_ops *ops;   // name, flags, read-outs, FLOPs
     vm_router *(*create)(const vm_router_layer *L, const vm_router_opts *o);
     float beta;   // default regulariser weight (method.md §4)
 } kind_entry;
 
+// A new kind: its file router_<kind>.c (ops + create) and one line here.
 static const kind_entry kinds[] = {
-    { "deterministic", vm_router_create_deterministic, 0.0f },
-    { "map",           vm_router_create_map,           0.0f },
-    { "temp-sample",   vm_router_create_temp_sample,   0.0f },
-    { "mcdropout",     vm_router_create_mcdropout,     0.0f },
-    { "ensemble",      vm_router_create_ensemble,      0.0f },
-    { "vglr-mf",       vm_router_create_vglr_mf,       0.01f },
-    { "vglr-fc",       vm_router_create_vglr_fc,       0.01f },
-    { "vtsr",          vm_router_create_vtsr,          0.05f },
+    { &vm_router_ops_deterministic, vm_router_create_deterministic, 0.0f },
+    { &vm_router_ops_map,           vm_router_create_map,           0.0f },
+    { &vm_router_ops_temp_sample,   vm_router_create_temp_sample,   0.0f },
+    { &vm_router_ops_mcdropout,     vm_router_create_mcdropout,     0.0f },
+    { &vm_router_ops_ensemble,      vm_router_create_ensemble,      0.0f },
+    { &vm_router_ops_vglr_mf,       vm_router_create_vglr_mf,       1.0f },
+    { &vm_router_ops_vglr_fc,       vm_router_create_vglr_fc,       1.0f },
+    { &vm_router_ops_vtsr,          vm_router_create_vtsr,          0.01f },
 };
 #define N_KINDS ((int)(sizeof kinds / sizeof kinds[0]))
 
-const char *const *vm_router_kind_names(void) {
+// Names are taken from the ops, so the list and the kinds can never disagree.
+static const char *const *kind_names_init(void) {
     static const char *names[N_KINDS + 1];
-    if (!names[0]) for (int i = 0; i < N_KINDS; i++) names[i] = kinds[i].name;
+    for (int i = 0; i < N_KINDS; i++) names[i] = kinds[i].ops->name;
+    names[N_KINDS] = NULL;
     return names;
+}
+
+const char *const *vm_router_kind_names(void) {
+    static const char *const *names;
+    if (!names) names = kind_names_init();   // idempotent: concurrent first calls write the same values
+    return names;
+}
+
+const vm_router_ops *vm_router_kind_ops(const char *kind) {
+    if (!kind) return NULL;
+    for (int i = 0; i < N_KINDS; i++) if (!strcmp(kinds[i].ops->name, kind)) return kinds[i].ops;
+    return NULL;
+}
+
+double vm_router_flops(const vm_router *r, const vm_router_layer *L) {
+    if (r && r->ops && r->ops->flops) return r->ops->flops(r, L);
+    return 2.0 * L->n_embd * L->n_expert;   // W_r u
 }
 
 void vm_router_opts_default(vm_router_opts *o) {
     *o = (vm_router_opts){ .samples = 35, .temp = 0.3f, .dropout = 0.05f, .members = 5,
-                           .member_noise = 0.1f, .hidden = 0, .beta = -1.0f, .seed = 0 };
+                           .member_noise = 0.1f, .hidden = 0, .beta = -1.0f, .prior_sd = 0.0f, .seed = 0 };
 }
 
 vm_router *vm_router_create(const char *kind, const vm_router_layer *L, const vm_router_opts *o) {
@@ -367,7 +387,7 @@ vm_router *vm_router_create(const char *kind, const vm_router_layer *L, const vm
     if (!o) { vm_router_opts_default(&def); o = &def; }
     if (!kind) { vm_err("router: no kind given"); return NULL; }
     const kind_entry *k = NULL;
-    for (int i = 0; i < N_KINDS; i++) if (!strcmp(kinds[i].name, kind)) k = &kinds[i];
+    for (int i = 0; i < N_KINDS; i++) if (!strcmp(kinds[i].ops->name, kind)) k = &kinds[i];
     if (!k) { vm_err("router: unknown kind '%s' (see vmoer fit --help for the list)", kind); return NULL; }
     if (!L) { vm_err("router %s: no layer description", kind); return NULL; }
     const int D = L->n_embd, N = L->n_expert, K = L->n_expert_used;
@@ -384,10 +404,10 @@ vm_router *vm_router_create(const char *kind, const vm_router_layer *L, const vm
     if (o->samples < 1 || o->samples > 100000 || !(o->temp > 0.0f) || !isfinite(o->temp) ||
         !(o->dropout >= 0.0f && o->dropout < 1.0f) || o->members < 1 || o->members > 1000 ||
         !(o->member_noise >= 0.0f) || !isfinite(o->member_noise) || o->hidden < 0 ||
-        !isfinite(o->beta)) {
+        !isfinite(o->beta) || !isfinite(o->prior_sd) || o->prior_sd > 1e6f) {
         vm_err("router %s: bad options (samples %d, temp %g, dropout %g, members %d, member noise %g, "
-               "hidden %d, beta %g)", kind, o->samples, (double)o->temp, (double)o->dropout, o->members,
-               (double)o->member_noise, o->hidden, (double)o->beta);
+               "hidden %d, beta %g, prior sd %g)", kind, o->samples, (double)o->temp, (double)o->dropout, o->members,
+               (double)o->member_noise, o->hidden, (double)o->beta, (double)o->prior_sd);
         return NULL;
     }
     vm_router *r = k->create(L, o);

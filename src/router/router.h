@@ -42,6 +42,8 @@ typedef enum vm_unc {
     VM_UNC_GATE_ENTROPY,     // entropy of the routing distribution the selection was drawn from
     VM_UNC_TEMPERATURE,      // T(u) (VTSR)
     VM_UNC_DISAGREEMENT,     // sampled kinds: fraction of samples whose top-K set differs from the final one
+    VM_UNC_ILV_DEV,          // |log(tr Sigma / tr Sigma_prior)| (VGLR): how far the posterior's spread is
+                             // from the prior's, in either direction (docs/method.md §5.3)
     VM_UNC_COUNT
 } vm_unc;
 
@@ -53,11 +55,30 @@ typedef struct vm_param {
     int64_t ne[2];
     float *w;                // values
     float *g;                // gradient, accumulated by backward (+=), zeroed by the optimiser
+    int frozen;              // 1: a constant of the router (e.g. its prior scale), saved and loaded with
+                             // the parameters but never trained (the optimiser and checks skip it)
 } vm_param;
+
+// What a router kind is, declared once in its ops (router_<kind>.c); eval, cost, bench, fit and the
+// tests read these instead of keeping lists of kind names.
+enum vm_router_flag {
+    VM_ROUTER_TRAINABLE  = 1u << 0,  // has parameters `vmoer fit` trains (an adapter can store it)
+    VM_ROUTER_STOCHASTIC = 1u << 1,  // its inference forward draws from the caller's random stream
+    VM_ROUTER_SAMPLED_SELECTION = 1u << 2, // one forward = one sampled expert selection, so a predictive
+                                     // mean and mutual information need several model passes
+                                     // (multi-pass MC); the other stochastic kinds average their
+                                     // samples inside the router and run the experts once
+};
+#define VM_UNC_BIT(u) (1u << (u))
 
 typedef struct vm_router vm_router;
 typedef struct vm_router_ops {
     const char *name;
+    unsigned flags;          // VM_ROUTER_* of the kind
+    unsigned unc;            // VM_UNC_BIT()s of the read-outs the kind writes (the others are NaN)
+    // FLOPs per token of this router instance (2 per multiply-add of every product, S samples
+    // included; the deterministic W_r u alone is 2 D N). NULL: that of the deterministic router.
+    double (*flops)(const vm_router *r, const vm_router_layer *L);
     // u (T,D) -> out. rng is the caller's explicit stream (sampled kinds); may be NULL otherwise.
     int (*forward)(vm_router *r, const vm_router_layer *L, const float *u, int T,
                    vm_router_out *out, vm_rng *rng);
@@ -68,11 +89,13 @@ typedef struct vm_router_ops {
     // may be a buffer later layers have reused.
     // Backward of the most recent forward call (same L, u, T, out): given dgates (T,K) = dL/dgates,
     // accumulates (+=) dL/du into du (T,D) and parameter gradients into params[i].g. The kind's
-    // regulariser, reg_weight * mean_t reg_t (KL for VGLR, -log T for VTSR), is included in both.
-    // The discrete selection carries no gradient.
+    // regulariser, reg_weight * sum_t reg_t (KL for VGLR, the log-normal prior of T for VTSR), is
+    // included in both. Through the discrete selection: kinds whose training selection is sampled
+    // from a distribution they learn (VTSR) add the score-function term r->sf_coef * d log P(sel)
+    // (r->sf_coef = 0: none); the other kinds pass no gradient through the selection.
     int (*backward)(vm_router *r, const vm_router_layer *L, const float *u, int T,
                     const vm_router_out *out, const float *dgates, float *du, float reg_weight);
-    // Mean over the T tokens of the last forward of the regulariser (0 for kinds without one).
+    // Sum over the T tokens of the last forward of the regulariser (0 for kinds without one).
     double (*reg)(const vm_router *r);
 } vm_router_ops;
 
@@ -84,6 +107,10 @@ struct vm_router {
     vm_param *params;        // owned by the kind; NULL when none
     float beta;              // regulariser weight the fit loop should pass as reg_weight (from the opts;
                              // 0 for kinds without a regulariser)
+    float sf_coef;           // score-function coefficient of the next backward: the fit loop sets it to
+                             // (example loss - baseline) * the example's gradient scale, so that
+                             // sf_coef * d log P(sampled selection) is an unbiased estimate of the
+                             // selection's share of the gradient (used by VTSR; 0 = none)
 };
 
 // The pretrained router: l = W_r u, then the layer's gate convention.
@@ -108,7 +135,10 @@ typedef struct vm_router_opts {
     int members;          // ensemble's M (default 5)
     float member_noise;   // ensemble: member m = W_r + member_noise * rms(W_r) * N(0,1) (default 0.1)
     int hidden;           // H of the vglr/vtsr heads; 0 = max(1, D/4)
-    float beta;           // regulariser weight; < 0 = the kind's default (vglr 0.01, vtsr 0.05)
+    float beta;           // regulariser weight; < 0 = the kind's default (vglr 1: the ELBO, vtsr 0.01)
+    float prior_sd;       // the layer's router-logit scale sigma_p (docs/method.md §3): vglr's prior is
+                          // N(l_det, sigma_p^2 I), vtsr starts at and is pulled towards
+                          // T0 = sigma_p sqrt(6)/pi; <= 0: sigma_p = 1 and T0 = 1 (scale-blind)
     uint64_t seed;        // parameter initialisation (streams per layer, see router.c)
 } vm_router_opts;
 
@@ -118,6 +148,11 @@ void vm_router_opts_default(vm_router_opts *o);
 vm_router *vm_router_create(const char *kind, const vm_router_layer *L, const vm_router_opts *o);
 // NULL-terminated list of the kind names, in a fixed order (for the CLI's help and checks).
 const char *const *vm_router_kind_names(void);
+// The ops of a kind by name, for its declared flags and read-outs without creating one; NULL (no
+// error set) when the name is unknown.
+const vm_router_ops *vm_router_kind_ops(const char *kind);
+// FLOPs per token of router r on layer L by its kind's formula (r NULL: the deterministic router).
+double vm_router_flops(const vm_router *r, const vm_router_layer *L);
 
 // ---- More shared building blocks (one token each unless said otherwise) ----
 // probs (N) from logits by the convention: softmax or sigmoid.

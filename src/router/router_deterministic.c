@@ -41,10 +41,12 @@ done:
 
 static double det_reg(const vm_router *r) { (void)r; return 0.0; }
 
-static const vm_router_ops det_ops = { .name = "deterministic", .forward = det_forward,
-                                       .free = vm_rt_free, .backward = det_backward, .reg = det_reg };
+const vm_router_ops vm_router_ops_deterministic = {
+    .name = "deterministic", .flags = 0, .unc = VM_UNC_BIT(VM_UNC_GATE_ENTROPY),
+    .flops = NULL,   // W_r u
+    .forward = det_forward, .free = vm_rt_free, .backward = det_backward, .reg = det_reg };
 
-vm_router *vm_router_deterministic(void) { return vm_rt_alloc(&det_ops, 0, 0); }
+vm_router *vm_router_deterministic(void) { return vm_rt_alloc(&vm_router_ops_deterministic, 0, 0); }
 
 vm_router *vm_router_create_deterministic(const vm_router_layer *L, const vm_router_opts *o) {
     (void)L; (void)o;

@@ -113,12 +113,19 @@ static void ens_free(vm_router *r) {
     vm_rt_free(r);
 }
 
-static const vm_router_ops ens_ops = { .name = "ensemble", .forward = ens_forward, .free = ens_free,
-                                       .backward = ens_backward, .reg = ens_reg };
+static double ens_flops(const vm_router *r, const vm_router_layer *L) {   // M members' W_m u
+    return ((const ens_state *)r->state)->M * 2.0 * L->n_embd * L->n_expert;
+}
+
+const vm_router_ops vm_router_ops_ensemble = {
+    .name = "ensemble", .flags = VM_ROUTER_TRAINABLE,
+    .unc = VM_UNC_BIT(VM_UNC_GATE_ENTROPY) | VM_UNC_BIT(VM_UNC_DISAGREEMENT),
+    .flops = ens_flops,
+    .forward = ens_forward, .free = ens_free, .backward = ens_backward, .reg = ens_reg };
 
 vm_router *vm_router_create_ensemble(const vm_router_layer *L, const vm_router_opts *o) {
     const int D = L->n_embd, N = L->n_expert, M = o->members;
-    vm_router *r = vm_rt_alloc(&ens_ops, sizeof(ens_state), M);
+    vm_router *r = vm_rt_alloc(&vm_router_ops_ensemble, sizeof(ens_state), M);
     if (!r) return NULL;
     ens_state *s = r->state;
     s->M = M;

@@ -54,12 +54,14 @@ static int map_backward(vm_router *r, const vm_router_layer *L, const float *u, 
 
 static double map_reg(const vm_router *r) { (void)r; return 0.0; }
 
-static const vm_router_ops map_ops = { .name = "map", .forward = map_forward, .free = vm_rt_free,
-                                       .backward = map_backward, .reg = map_reg };
+const vm_router_ops vm_router_ops_map = {
+    .name = "map", .flags = VM_ROUTER_TRAINABLE, .unc = VM_UNC_BIT(VM_UNC_GATE_ENTROPY),
+    .flops = NULL,   // its own W_r u
+    .forward = map_forward, .free = vm_rt_free, .backward = map_backward, .reg = map_reg };
 
 vm_router *vm_router_create_map(const vm_router_layer *L, const vm_router_opts *o) {
     (void)o;
-    vm_router *r = vm_rt_alloc(&map_ops, 0, 1);
+    vm_router *r = vm_rt_alloc(&vm_router_ops_map, 0, 1);
     if (!r) return NULL;
     float *w = vm_rt_w_gate_f32(L);
     if (!w || vm_rt_param(&r->params[0], "map.w_r", L->n_embd, L->n_expert)) { free(w); vm_rt_free(r); return NULL; }

@@ -174,11 +174,22 @@ static void mcd_free(vm_router *r) {
     vm_rt_free(r);
 }
 
-static const vm_router_ops mcd_ops = { .name = "mcdropout", .forward = mcd_forward, .free = mcd_free,
-                                       .backward = mcd_backward, .reg = mcd_reg };
+// W_r u once, then per sample only the dropped inputs' columns are subtracted: p D N expected
+// multiply-adds per sample.
+static double mcd_flops(const vm_router *r, const vm_router_layer *L) {
+    const mcd_state *s = r->state;
+    const double DN = (double)L->n_embd * L->n_expert;
+    return 2.0 * DN + s->S * 2.0 * s->p * DN;
+}
+
+const vm_router_ops vm_router_ops_mcdropout = {
+    .name = "mcdropout", .flags = VM_ROUTER_STOCHASTIC,
+    .unc = VM_UNC_BIT(VM_UNC_GATE_ENTROPY) | VM_UNC_BIT(VM_UNC_DISAGREEMENT),
+    .flops = mcd_flops,
+    .forward = mcd_forward, .free = mcd_free, .backward = mcd_backward, .reg = mcd_reg };
 
 vm_router *vm_router_create_mcdropout(const vm_router_layer *L, const vm_router_opts *o) {
-    vm_router *r = vm_rt_alloc(&mcd_ops, sizeof(mcd_state), 0);
+    vm_router *r = vm_rt_alloc(&vm_router_ops_mcdropout, sizeof(mcd_state), 0);
     if (!r) return NULL;
     mcd_state *s = r->state;
     s->p = o->dropout;

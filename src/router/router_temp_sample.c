@@ -84,12 +84,15 @@ static void ts_free(vm_router *r) {
     vm_rt_free(r);
 }
 
-static const vm_router_ops ts_ops = { .name = "temp-sample", .forward = ts_forward, .free = ts_free,
-                                      .backward = ts_backward, .reg = ts_reg };
+const vm_router_ops vm_router_ops_temp_sample = {
+    .name = "temp-sample", .flags = VM_ROUTER_STOCHASTIC | VM_ROUTER_SAMPLED_SELECTION,
+    .unc = VM_UNC_BIT(VM_UNC_GATE_ENTROPY) | VM_UNC_BIT(VM_UNC_TEMPERATURE),
+    .flops = NULL,   // W_r u; the Gumbel draws are not matrix products
+    .forward = ts_forward, .free = ts_free, .backward = ts_backward, .reg = ts_reg };
 
 vm_router *vm_router_create_temp_sample(const vm_router_layer *L, const vm_router_opts *o) {
     (void)L;
-    vm_router *r = vm_rt_alloc(&ts_ops, sizeof(ts_state), 0);
+    vm_router *r = vm_rt_alloc(&vm_router_ops_temp_sample, sizeof(ts_state), 0);
     if (!r) return NULL;
     ((ts_state *)r->state)->temp = o->temp;
     return r;

@@ -3,10 +3,14 @@
 //   h = ReLU(W_t u)                       W_t (H,D), no bias     "vglr.w_t"  ne = [D, H]
 //   dmu = W_mu h                          W_mu (N,H)             "vglr.w_mu" ne = [H, N]
 //   fc: v = W_L h (P = N(N+1)/2),         W_L (P,H)              "vglr.w_L"  ne = [H, P]
-//       L lower triangular filled row-major from v (L[i][j], j <= i, is v[i(i+1)/2 + j]),
-//       L_ii = exp(v_ii), Sigma = L L^T
-//   mf: s = W_s h, sigma = exp(s/2)       W_s (N,H)              "vglr.w_s"  ne = [H, N]
-//   q(l|u) = N(mu, Sigma), mu = l_det + dmu, l_det = W_r u (frozen); prior N(l_det, I).
+//       M lower triangular filled row-major from v (M[i][j], j <= i, is v[i(i+1)/2 + j]),
+//       M_ii = exp(v_ii), L = sigma_p M, Sigma = L L^T
+//   mf: s = W_s h, sigma = sigma_p exp(s/2)  W_s (N,H)           "vglr.w_s"  ne = [H, N]
+//   q(l|u) = N(mu, Sigma), mu = l_det + dmu, l_det = W_r u (frozen); prior N(l_det, sigma_p^2 I).
+//   sigma_p: the layer's router-logit scale (vm_router_opts.prior_sd, docs/method.md §3.1), kept
+//   as the frozen 1-element parameter "vglr.prior_sd" so an adapter carries its own prior.
+//   Parameterising the covariance relative to sigma_p makes q = prior at v = s = 0 whatever the
+//   scale of the base router's logits.
 // Init: W_t Kaiming-uniform as torch.nn.Linear's default (U(-1/sqrt(D), 1/sqrt(D))), W_mu = 0,
 // W_L / W_s ~ N(0, 1e-3^2): q is the prior up to O(1e-3) and mu == l_det exactly.
 // Training (r->training): one reparameterised sample l = mu + L eps; gates = the base convention
@@ -17,8 +21,8 @@
 // Read-outs: ILV = tr(Sigma) (= ||L||_F^2, mf: sum sigma^2), gate entropy of probs (p_bar at
 // inference), disagreement = fraction of the S samples whose own top-K set differs from the final
 // one (NaN in training).
-// KL per token: fc 1/2[tr(L L^T) + dmu.dmu - N - 2 sum log L_ii]; mf 1/2 sum(sigma^2 + dmu^2 - 1 -
-// log sigma^2). reg() = its mean over the tokens of the last forward.
+// KL per token (prior N(l_det, sigma_p^2 I)): fc 1/2[tr(M M^T) + dmu.dmu / sigma_p^2 - N - 2 sum log M_ii];
+// mf 1/2 sum(exp(s) + dmu^2 / sigma_p^2 - 1 - s). reg() = its sum over the tokens of the last forward.
 // Random stream: training: per token in order, N normals eps_0..eps_{N-1} from the caller's stream.
 // Inference: one vm_rng_u64 of the caller's stream gives `base`; token t draws from its own stream
 // vm_rng_seed2(base, t) (tokens run in parallel: same result for any thread count) N * Sp normals
@@ -46,7 +50,9 @@ typedef struct vglr_state {
     double *klt; size_t klt_cap;     // (T) per-token KL at inference (summed in token order)
 } vglr_state;
 
-enum { W_T = 0, W_MU = 1, W_COV = 2 };
+enum { W_T = 0, W_MU = 1, W_COV = 2, PRIOR_SD = 3 };
+
+static float prior_sd(const vm_router *r) { return r->params[PRIOR_SD].w[0]; }
 
 // L (N,N) row-major, zero above the diagonal, from v.
 static void fill_L(const float *v, int N, float *Lm) {
@@ -57,30 +63,38 @@ static void fill_L(const float *v, int N, float *Lm) {
     }
 }
 
-// KL of one token and tr(Sigma) (the ILV read-out).
+// KL of one token and tr(Sigma) (the ILV read-out). Lm is M (fc), sp = sigma_p.
 static double token_kl(const vglr_state *s, int N, const float *dmu, const float *v, const float *Lm,
-                       double *ilv) {
+                       float sp, double *ilv) {
     double tr = 0.0, mm = 0.0, extra = 0.0;
+    const double sp2 = (double)sp * sp;
     for (int i = 0; i < N; i++) mm += (double)dmu[i] * dmu[i];
+    mm /= sp2;
     if (s->fc) {
         for (int i = 0; i < N; i++)
             for (int j = 0; j <= i; j++) tr += (double)Lm[i * N + j] * Lm[i * N + j];
         for (int i = 0; i < N; i++) extra += 2.0 * v[i * (i + 1) / 2 + i];   // 2 log L_ii
     } else {
-        for (int i = 0; i < N; i++) { tr += exp((double)v[i]); extra += v[i]; }   // log sigma^2 = s
+        for (int i = 0; i < N; i++) { tr += exp((double)v[i]); extra += v[i]; }   // log(sigma^2/sigma_p^2) = s
     }
-    *ilv = tr;
+    *ilv = tr * sp2;   // tr(Sigma) = sigma_p^2 tr(M M^T) (mf: sigma_p^2 sum exp(s))
     return 0.5 * (tr + mm - N - extra);
 }
 
-// l (N) = mu + L eps (fc) or mu + sigma .* eps (mf)
+// The direction-free read-out: |log(tr Sigma / (N sigma_p^2))|, 0 at the prior, growing as the posterior
+// narrows (in distribution, where the data pinned the routing down) or widens.
+static float ilv_dev(double ilv, int N, float sp) {
+    return (float)fabs(log(ilv / ((double)N * sp * sp)));
+}
+
+// l (N) = mu + sigma_p M eps (fc) or mu + sigma .* eps (mf)
 static void sample_logits(const vglr_state *s, int N, const float *mu, const float *Lm, const float *v,
-                          const float *eps, float *l) {
+                          const float *eps, float sp, float *l) {
     for (int i = 0; i < N; i++) {
-        float acc = mu[i];
+        float acc = 0.0f;
         if (s->fc) for (int j = 0; j <= i; j++) acc += Lm[i * N + j] * eps[j];
-        else acc += expf(0.5f * v[i]) * eps[i];
-        l[i] = acc;
+        else acc = expf(0.5f * v[i]) * eps[i];
+        l[i] = mu[i] + sp * acc;
     }
 }
 
@@ -92,7 +106,7 @@ static size_t infer_ws_floats(int N, int Sp) {
 // One token at inference: S samples of the logits as the columns of Z (N,Sp), p_bar, selection,
 // gates and read-outs; returns the token's KL. g is the token's own stream.
 static double infer_token(const vglr_state *s, const vm_router_layer *L, int t, const float *dm,
-                          const float *v, vm_rng *g, float *ws, vm_router_out *out) {
+                          const float *v, float sp, vm_rng *g, float *ws, vm_router_out *out) {
     const int N = L->n_expert, K = L->n_expert_used, S = s->S, Sp = (S + 7) & ~7;
     const int sigm = L->conv == VM_GATE_SIGMOID || L->conv == VM_GATE_SIGMOID_NORM;
     float *Lm = ws, *E = Lm + (size_t)N * N, *Z = E + (size_t)N * Sp, *P = Z + (size_t)N * Sp;
@@ -102,7 +116,7 @@ static double infer_token(const vglr_state *s, const vm_router_layer *L, int t, 
     if (s->fc) fill_L(v, N, Lm);
     for (int i = 0; i < N; i++) mu[i] = lo[i] + dm[i];
     double ilv;
-    const double kl = token_kl(s, N, dm, v, Lm, &ilv);
+    const double kl = token_kl(s, N, dm, v, Lm, sp, &ilv);
     vm_vec_normals(g, E, P, N * Sp);   // eps (N,Sp), expert-major; columns >= S are padding
     // Z (N,Sp) = mu + L E: one sample per column, vectorised along the samples
     for (int i = 0; i < N; i++) {
@@ -113,12 +127,12 @@ static double infer_token(const vglr_state *s, const vm_router_layer *L, int t, 
             #pragma omp simd
             for (int c = 0; c < Sp; c++) zi[c] = m;
             for (int j = 0; j <= i; j++) {
-                const float lij = Li[j], *ej = E + (size_t)j * Sp;
+                const float lij = sp * Li[j], *ej = E + (size_t)j * Sp;
                 #pragma omp simd
                 for (int c = 0; c < Sp; c++) zi[c] += lij * ej[c];
             }
         } else {
-            const float sd = expf(0.5f * v[i]), *ei = E + (size_t)i * Sp;
+            const float sd = sp * expf(0.5f * v[i]), *ei = E + (size_t)i * Sp;
             #pragma omp simd
             for (int c = 0; c < Sp; c++) zi[c] = m + sd * ei[c];
         }
@@ -188,6 +202,7 @@ static double infer_token(const vglr_state *s, const vm_router_layer *L, int t, 
         differ += !same;
     }
     vm_rt_unc(out->unc, t, (float)ilv, vm_gate_entropy(po, N), NAN, (float)differ / S);
+    out->unc[(size_t)t * VM_UNC_COUNT + VM_UNC_ILV_DEV] = ilv_dev(ilv, N, sp);
     return kl;
 }
 
@@ -199,6 +214,7 @@ static int vglr_forward(vm_router *r, const vm_router_layer *L, const float *u, 
     if (!rng) return vm_err("router %s: needs a random stream (layer %d)", name, L->layer);
     const int D = L->n_embd, N = L->n_expert, K = L->n_expert_used, H = s->H, P = s->P, S = s->S;
     const int train = r->training != 0;
+    const float sp = prior_sd(r);
     s->T = 0; s->trained = 0; s->kl_sum = 0.0;
     // the heads run batched over the T tokens (the caches double as scratch at inference)
     if (!(s->h = vm_rt_grow(s->h, &s->h_cap, (size_t)T * H * sizeof(float))) ||
@@ -224,14 +240,15 @@ static int vglr_forward(vm_router *r, const vm_router_layer *L, const float *u, 
             if (s->fc) fill_L(v, N, Lm);
             for (int i = 0; i < N; i++) mu[i] = lo[i] + dm[i];
             double ilv;
-            s->kl_sum += token_kl(s, N, dm, v, Lm, &ilv);
+            s->kl_sum += token_kl(s, N, dm, v, Lm, sp, &ilv);
             for (int i = 0; i < N; i++) eps[i] = vm_rng_normal(rng);
-            sample_logits(s, N, mu, Lm, v, eps, lo);
+            sample_logits(s, N, mu, Lm, v, eps, sp, lo);
             vm_gate_from_logits(L, lo, po, sel, out->gates + (size_t)t * K);
             memcpy(s->eps + (size_t)t * N, eps, sizeof eps);
             memcpy(s->l + (size_t)t * N, lo, (size_t)N * sizeof(float));
             memcpy(s->sel + (size_t)t * K, sel, (size_t)K * sizeof(int32_t));
             vm_rt_unc(out->unc, t, (float)ilv, vm_gate_entropy(po, N), NAN, NAN);
+            if (out->unc) out->unc[(size_t)t * VM_UNC_COUNT + VM_UNC_ILV_DEV] = ilv_dev(ilv, N, sp);
         }
         free(Lm);
         s->T = T;
@@ -255,7 +272,7 @@ static int vglr_forward(vm_router *r, const vm_router_layer *L, const float *u, 
             if (!ws) continue;
             vm_rng g;
             vm_rng_seed2(&g, base, (uint64_t)t);
-            s->klt[t] = infer_token(s, L, t, s->dmu + (size_t)t * N, s->v + (size_t)t * P, &g, ws, out);
+            s->klt[t] = infer_token(s, L, t, s->dmu + (size_t)t * N, s->v + (size_t)t * P, sp, &g, ws, out);
         }
         free(ws);
     }
@@ -274,7 +291,8 @@ static int vglr_backward(vm_router *r, const vm_router_layer *L, const float *u,
         return vm_err("router %s: backward needs a training-mode forward of the same %d tokens (layer %d)",
                       name, T, L->layer);
     const int D = L->n_embd, N = L->n_expert, K = L->n_expert_used, H = s->H, P = s->P;
-    const float c = T > 0 ? reg_weight / (float)T : 0.0f;   // d(reg_weight * mean_t KL_t)/d KL_t
+    const float c = reg_weight;   // d(reg_weight * sum_t KL_t)/d KL_t
+    const float sp = prior_sd(r), isp2 = 1.0f / (sp * sp);
     vm_param *Wt = &r->params[W_T], *Wmu = &r->params[W_MU], *Wc = &r->params[W_COV];
     float *dl_all = vm_calloc((size_t)T * N, sizeof(float)), *dm_all = vm_malloc((size_t)T * N * sizeof(float));
     float *dv_all = vm_malloc((size_t)T * P * sizeof(float)), *dh = vm_calloc((size_t)T * H, sizeof(float));
@@ -286,19 +304,19 @@ static int vglr_backward(vm_router *r, const vm_router_layer *L, const float *u,
         float *dl = dl_all + (size_t)t * N, *dm = dm_all + (size_t)t * N, *dv = dv_all + (size_t)t * P;
         vm_gate_backward(L, s->l + (size_t)t * N, s->sel + (size_t)t * K, dgates + (size_t)t * K, dl);
         // l = l_det + dmu + noise: dl reaches l_det (-> u through W_r, below) and dmu unchanged
-        for (int i = 0; i < N; i++) dm[i] = dl[i] + c * dmu[i];
+        for (int i = 0; i < N; i++) dm[i] = dl[i] + c * dmu[i] * isp2;
         if (s->fc) {
             fill_L(v, N, Lm);
             int idx = 0;
             for (int i = 0; i < N; i++)
                 for (int j = 0; j <= i; j++, idx++) {
-                    const float Lij = Lm[i * N + j];
-                    const float dL = dl[i] * eps[j] + c * Lij;   // sample path + KL's 1/2 L_ij^2
-                    dv[idx] = j == i ? dL * Lij - c : dL;        // L_ii = exp(v_ii); KL's -v_ii
+                    const float Mij = Lm[i * N + j];
+                    const float dM = dl[i] * sp * eps[j] + c * Mij;   // sample path + KL's 1/2 M_ij^2
+                    dv[idx] = j == i ? dM * Mij - c : dM;             // M_ii = exp(v_ii); KL's -v_ii
                 }
         } else {
             for (int i = 0; i < N; i++) {
-                const float sig = expf(0.5f * v[i]);
+                const float sig = sp * expf(0.5f * v[i]);
                 dv[i] = dl[i] * eps[i] * 0.5f * sig + c * 0.5f * (expf(v[i]) - 1.0f);
             }
         }
@@ -315,7 +333,7 @@ done:
 
 static double vglr_reg(const vm_router *r) {
     const vglr_state *s = r->state;
-    return s->T > 0 ? s->kl_sum / s->T : 0.0;
+    return s->T > 0 ? s->kl_sum : 0.0;
 }
 
 static void vglr_free(vm_router *r) {
@@ -325,13 +343,25 @@ static void vglr_free(vm_router *r) {
     vm_rt_free(r);
 }
 
-static const vm_router_ops vglr_mf_ops = { .name = "vglr-mf", .forward = vglr_forward, .free = vglr_free,
-                                           .backward = vglr_backward, .reg = vglr_reg };
-static const vm_router_ops vglr_fc_ops = { .name = "vglr-fc", .forward = vglr_forward, .free = vglr_free,
-                                           .backward = vglr_backward, .reg = vglr_reg };
+// W_r u, the trunk (H x D), the mean head (N x H), the covariance head (P x H), and per sample
+// L eps (fc: N(N+1)/2 multiply-adds) or sigma .* eps (mf: N), plus the sample's N-way shift.
+static double vglr_flops(const vm_router *r, const vm_router_layer *L) {
+    const vglr_state *s = r->state;
+    const double D = L->n_embd, N = L->n_expert, H = s->H, P = s->P;
+    return 2.0 * D * N + 2.0 * D * H + 2.0 * H * N + 2.0 * H * P + s->S * (s->fc ? N * (N + 1) : 2.0 * N);
+}
+
+#define VGLR_UNC (VM_UNC_BIT(VM_UNC_ILV) | VM_UNC_BIT(VM_UNC_GATE_ENTROPY) | VM_UNC_BIT(VM_UNC_DISAGREEMENT) | \
+                  VM_UNC_BIT(VM_UNC_ILV_DEV))
+const vm_router_ops vm_router_ops_vglr_mf = {
+    .name = "vglr-mf", .flags = VM_ROUTER_TRAINABLE | VM_ROUTER_STOCHASTIC, .unc = VGLR_UNC, .flops = vglr_flops,
+    .forward = vglr_forward, .free = vglr_free, .backward = vglr_backward, .reg = vglr_reg };
+const vm_router_ops vm_router_ops_vglr_fc = {
+    .name = "vglr-fc", .flags = VM_ROUTER_TRAINABLE | VM_ROUTER_STOCHASTIC, .unc = VGLR_UNC, .flops = vglr_flops,
+    .forward = vglr_forward, .free = vglr_free, .backward = vglr_backward, .reg = vglr_reg };
 
 static vm_router *vglr_create(const vm_router_layer *L, const vm_router_opts *o, int fc) {
-    vm_router *r = vm_rt_alloc(fc ? &vglr_fc_ops : &vglr_mf_ops, sizeof(vglr_state), 3);
+    vm_router *r = vm_rt_alloc(fc ? &vm_router_ops_vglr_fc : &vm_router_ops_vglr_mf, sizeof(vglr_state), 4);
     if (!r) return NULL;
     vglr_state *s = r->state;
     const int D = L->n_embd, N = L->n_expert;
@@ -341,7 +371,10 @@ static vm_router *vglr_create(const vm_router_layer *L, const vm_router_opts *o,
     s->S = o->samples;
     if (vm_rt_param(&r->params[W_T], "vglr.w_t", D, s->H) ||
         vm_rt_param(&r->params[W_MU], "vglr.w_mu", s->H, N) ||
-        vm_rt_param(&r->params[W_COV], fc ? "vglr.w_L" : "vglr.w_s", s->H, s->P)) { vglr_free(r); return NULL; }
+        vm_rt_param(&r->params[W_COV], fc ? "vglr.w_L" : "vglr.w_s", s->H, s->P) ||
+        vm_rt_param(&r->params[PRIOR_SD], "vglr.prior_sd", 1, 1)) { vglr_free(r); return NULL; }
+    r->params[PRIOR_SD].w[0] = o->prior_sd > 0.0f ? o->prior_sd : 1.0f;
+    r->params[PRIOR_SD].frozen = 1;
     vm_rng g;
     const float bound = 1.0f / sqrtf((float)D);
     vm_rt_init_rng(&g, o->seed, L->layer, W_T);

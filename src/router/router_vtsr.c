@@ -1,15 +1,25 @@
-// VTSR, the Variational Temperature Sampling Router (method.md §3.2):
+// VTSR, the Variational Temperature Sampling Router (docs/method.md §3.2):
 //   a = W_1 u + b_1, h = ReLU(a)       W_1 (H,D) "vtsr.w_1" ne = [D, H]; b_1 (H) "vtsr.b_1"
 //   o = w_2 . h + b_2                  w_2 (H)   "vtsr.w_2";             b_2 (1) "vtsr.b_2"
 //   T(u) = softplus(o) + 1e-6, z = l_det / T, l_det = W_r u (frozen)
 // Selection: Gumbel-top-K, i.e. the convention's selection rule on z + g with g i.i.d. Gumbel(0,1)
 // (for softmax archs without selection bias: top-K of z + g = K draws without replacement from
-// softmax(z)), in training and at inference alike. Gates: the base convention on z at the selected
-// set (vm_gate_at), so the gradient reaches T through the gates; the selection carries none.
-// Init: W_1, b_1 as torch.nn.Linear's default (U(-1/sqrt(D), 1/sqrt(D))); b_2 = 0.5413 (method.md
-// decision); Decision: w_2 = 0 so that T(u) = softplus(0.5413) + 1e-6 = 1 (to 2e-5) for EVERY u at
-// initialisation (the trunk then only starts learning once w_2 has moved, as a LoRA with B = 0).
-// Regulariser: reg_t = -log T(u_t), reg() = mean over the tokens of the last forward.
+// softmax(z), a Plackett-Luce draw), in training and at inference alike. Gates: the base convention
+// on z at the selected set (vm_gate_at).
+// Gradient: pathwise through the gates, plus -- where the selection is a Plackett-Luce draw (no
+// selection bias, no group-limited routing: the softmax and sigmoid conventions rank z + g itself)
+// -- the score-function term r->sf_coef * d log P(sel | z) / d z, with
+//   log P(s_1..s_K | z) = sum_k [z_{s_k} - log sum_{j not in s_1..s_{k-1}} exp z_j],
+// so that E[pathwise + (loss - baseline) d log P] is the gradient of the EXPECTED loss
+// (docs/method.md §3.2; test_vtsr_estimator.c checks it by Monte Carlo). dz reaches T and l_det.
+// T0: the initial temperature and the centre of its prior, T0 = sigma_p sqrt(6)/pi (Gumbel noise
+// T0 g on the logits then has the SD sigma_p of VGLR's prior), kept as the frozen parameter
+// "vtsr.t0"; opts.prior_sd <= 0 gives the scale-blind T0 = 1.
+// Init: W_1, b_1 as torch.nn.Linear's default (U(-1/sqrt(D), 1/sqrt(D))); w_2 = 0 and
+// b_2 = softplus^-1(T0 - 1e-6), so that T(u) = T0 for EVERY u at initialisation.
+// Regulariser: a log-normal prior on T around T0, reg_t = (log T(u_t) - log T0)^2 / 2 (finite
+// optimum at T0, unlike the -log T of the first specification, which fell without bound as T
+// grew); reg() = its sum over the tokens of the last forward.
 // Outputs: logits = z (the scaled logits the gates come from), probs = convention(z).
 // Read-outs: temperature T, gate entropy H(softmax(z)) (the distribution the draws come from).
 // Random stream: one vm_rng_u64 of the caller's stream gives `base`; token t draws its N Gumbels
@@ -22,7 +32,6 @@
 #include <omp.h>
 #include <stdlib.h>
 
-#define VTSR_B2_INIT 0.5413f
 #define VTSR_T_MIN 1e-6f
 
 typedef struct vtsr_state {
@@ -35,7 +44,7 @@ typedef struct vtsr_state {
     int32_t *sel; size_t sel_cap;    // (T,K)
 } vtsr_state;
 
-enum { W_1 = 0, B_1 = 1, W_2 = 2, B_2 = 3 };
+enum { W_1 = 0, B_1 = 1, W_2 = 2, B_2 = 3, T0 = 4 };
 
 static int vtsr_forward(vm_router *r, const vm_router_layer *L, const float *u, int T,
                         vm_router_out *out, vm_rng *rng) {
@@ -86,9 +95,34 @@ static int vtsr_forward(vm_router *r, const vm_router_layer *L, const float *u, 
             }
         }
     }
-    for (int t = 0; t < T; t++) s->reg_sum += -log((double)s->temp[t]);   // in token order
+    const double lt0 = log((double)r->params[T0].w[0]);
+    for (int t = 0; t < T; t++) {   // in token order
+        const double d = log((double)s->temp[t]) - lt0;
+        s->reg_sum += 0.5 * d * d;
+    }
     s->T = T;
     return 0;
+}
+
+// Whether the selection is a Plackett-Luce draw from softmax(z) (top-K of z + g): the selection rule
+// ranks z + g itself (softmax and sigmoid are monotone) with no selection bias and no groups.
+static int plackett_luce(const vm_router_layer *L) {
+    return !L->sel_bias && !(L->n_group > 1 && L->topk_group > 0 && L->topk_group < L->n_group);
+}
+
+// dz (N) += coef * d log P(sel_1..sel_K | z) / dz for a Plackett-Luce draw.
+static void pl_score(const float *z, const int32_t *sel, int N, int K, float coef, float *dz) {
+    unsigned char gone[N];
+    double mx = z[0];
+    for (int i = 0; i < N; i++) { gone[i] = 0; if (z[i] > mx) mx = z[i]; }
+    for (int k = 0; k < K; k++) {
+        // step k: z_{s_k} - log sum over the experts not yet drawn
+        double sum = 0.0;
+        for (int i = 0; i < N; i++) if (!gone[i]) sum += exp(z[i] - mx);
+        for (int i = 0; i < N; i++) if (!gone[i]) dz[i] -= (float)(coef * exp(z[i] - mx) / sum);
+        dz[sel[k]] += coef;
+        gone[sel[k]] = 1;
+    }
 }
 
 static int vtsr_backward(vm_router *r, const vm_router_layer *L, const float *u, int T,
@@ -98,7 +132,8 @@ static int vtsr_backward(vm_router *r, const vm_router_layer *L, const float *u,
     if (T != s->T) return vm_err("router vtsr: backward for %d tokens after a forward of %d (layer %d)",
                                  T, s->T, L->layer);
     const int D = L->n_embd, N = L->n_expert, K = L->n_expert_used, H = s->H;
-    const float c = T > 0 ? reg_weight / (float)T : 0.0f;
+    const double c = reg_weight, lt0 = log((double)r->params[T0].w[0]);
+    const float sf = plackett_luce(L) ? r->sf_coef : 0.0f;
     vm_param *W1 = &r->params[W_1], *b1 = &r->params[B_1], *w2 = &r->params[W_2], *b2 = &r->params[B_2];
     float *dl = vm_calloc((size_t)T * N, sizeof(float)), *da = vm_malloc((size_t)T * H * sizeof(float));
     float dz[N];
@@ -106,14 +141,16 @@ static int vtsr_backward(vm_router *r, const vm_router_layer *L, const float *u,
     if (!dl || !da) goto done;
     for (int t = 0; t < T; t++) {
         const float *z = s->z + (size_t)t * N, *h = s->h + (size_t)t * H;
+        const int32_t *sel = s->sel + (size_t)t * K;
         float *dat = da + (size_t)t * H;
         const float temp = s->temp[t];
         for (int i = 0; i < N; i++) dz[i] = 0.0f;
-        vm_gate_backward(L, z, s->sel + (size_t)t * K, dgates + (size_t)t * K, dz);
+        vm_gate_backward(L, z, sel, dgates + (size_t)t * K, dz);
+        if (sf != 0.0f) pl_score(z, sel, N, K, sf, dz);
         // z = l_det / T: dl_det = dz / T, dT = -sum dz_i l_det_i / T^2 = -sum dz_i z_i / T
         double dT = 0.0;
         for (int i = 0; i < N; i++) { dl[(size_t)t * N + i] = dz[i] / temp; dT -= (double)dz[i] * z[i]; }
-        dT = dT / temp - c / temp;                                 // reg: c * (-log T)
+        dT = dT / temp + c * (log((double)temp) - lt0) / temp;     // reg: c (log T - log T0)^2 / 2
         const float dout = (float)(dT * vm_rt_sigmoid(s->o[t]));   // softplus' = sigmoid
         b2->g[0] += dout;
         for (int j = 0; j < H; j++) {
@@ -131,7 +168,7 @@ done:
 
 static double vtsr_reg(const vm_router *r) {
     const vtsr_state *s = r->state;
-    return s->T > 0 ? s->reg_sum / s->T : 0.0;
+    return s->T > 0 ? s->reg_sum : 0.0;
 }
 
 static void vtsr_free(vm_router *r) {
@@ -141,17 +178,25 @@ static void vtsr_free(vm_router *r) {
     vm_rt_free(r);
 }
 
-static const vm_router_ops vtsr_ops = { .name = "vtsr", .forward = vtsr_forward, .free = vtsr_free,
-                                        .backward = vtsr_backward, .reg = vtsr_reg };
+static double vtsr_flops(const vm_router *r, const vm_router_layer *L) {   // W_r u, W_1 u, w_2 . h
+    const double D = L->n_embd, H = ((const vtsr_state *)r->state)->H;
+    return 2.0 * D * L->n_expert + 2.0 * D * H + 2.0 * H;
+}
+
+const vm_router_ops vm_router_ops_vtsr = {
+    .name = "vtsr", .flags = VM_ROUTER_TRAINABLE | VM_ROUTER_STOCHASTIC | VM_ROUTER_SAMPLED_SELECTION,
+    .unc = VM_UNC_BIT(VM_UNC_GATE_ENTROPY) | VM_UNC_BIT(VM_UNC_TEMPERATURE), .flops = vtsr_flops,
+    .forward = vtsr_forward, .free = vtsr_free, .backward = vtsr_backward, .reg = vtsr_reg };
 
 vm_router *vm_router_create_vtsr(const vm_router_layer *L, const vm_router_opts *o) {
-    vm_router *r = vm_rt_alloc(&vtsr_ops, sizeof(vtsr_state), 4);
+    vm_router *r = vm_rt_alloc(&vm_router_ops_vtsr, sizeof(vtsr_state), 5);
     if (!r) return NULL;
     vtsr_state *s = r->state;
     const int D = L->n_embd;
     const int H = s->H = o->hidden > 0 ? o->hidden : (D / 4 > 0 ? D / 4 : 1);
     if (vm_rt_param(&r->params[W_1], "vtsr.w_1", D, H) || vm_rt_param(&r->params[B_1], "vtsr.b_1", H, 1) ||
-        vm_rt_param(&r->params[W_2], "vtsr.w_2", H, 1) || vm_rt_param(&r->params[B_2], "vtsr.b_2", 1, 1)) {
+        vm_rt_param(&r->params[W_2], "vtsr.w_2", H, 1) || vm_rt_param(&r->params[B_2], "vtsr.b_2", 1, 1) ||
+        vm_rt_param(&r->params[T0], "vtsr.t0", 1, 1)) {
         vtsr_free(r);
         return NULL;
     }
@@ -161,6 +206,11 @@ vm_router *vm_router_create_vtsr(const vm_router_layer *L, const vm_router_opts 
     for (size_t i = 0; i < (size_t)H * D; i++) r->params[W_1].w[i] = bound * (float)(2.0 * vm_rng_uniform(&g) - 1.0);
     vm_rt_init_rng(&g, o->seed, L->layer, B_1);
     for (int j = 0; j < H; j++) r->params[B_1].w[j] = bound * (float)(2.0 * vm_rng_uniform(&g) - 1.0);
-    r->params[B_2].w[0] = VTSR_B2_INIT;   // w_2 stays 0
+    // T0 = sigma_p sqrt(6)/pi, or 1 without a scale; b_2 = softplus^-1(T0 - 1e-6) (w_2 stays 0)
+    const double t0 = o->prior_sd > 0.0f ? o->prior_sd * sqrt(6.0) / M_PI : 1.0;
+    r->params[T0].w[0] = (float)t0;
+    r->params[T0].frozen = 1;
+    const double x = t0 - VTSR_T_MIN;
+    r->params[B_2].w[0] = (float)(x > 20.0 ? x : log(expm1(x)));
     return r;
 }

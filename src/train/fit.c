@@ -21,7 +21,7 @@ void vm_fit_opts_default(vm_fit_opts *o) {
     o->kind = "vglr-mf"; o->auto_count = 5; o->auto_gamma = 0.01f; o->auto_prompts = 32;
     o->beta = -1.0f; o->epochs = 3; o->lr = 1e-3f; o->batch = 16; o->val_frac = 0.1f;
     o->patience = 2; o->mode = VM_TASK_LETTER; o->tmpl = VM_CHAT_NONE; o->wd = 0.01f;
-    o->warmup_frac = 0.05f; o->progress = -1;
+    o->warmup_frac = 0.05f; o->progress = -1; o->prior_sd = -1.0f;
 }
 
 int vm_fit_split(int n, float val_frac, uint64_t seed, int *order, int *n_val) {
@@ -120,6 +120,55 @@ int vm_fit_layer_stability(const vm_model *m, const vm_task_input *ins, int n, f
     return rc;
 }
 
+// ---------------------------------------------------------------- the router-logit scale
+
+typedef struct scale_acc { const vm_model *m; const int *layers; int nl; double *sum; long *cnt; } scale_acc;
+
+static void scale_trace(void *ud, const vm_trace_ev *ev) {
+    scale_acc *a = ud;
+    if (strcmp(ev->name, "ffn_norm") || !ev->f || ev->layer < 0) return;
+    int i = 0;
+    while (i < a->nl && a->layers[i] != ev->layer) i++;
+    if (i == a->nl) return;
+    const vm_router_layer *L = &a->m->layers[ev->layer].rl;
+    const int N = L->n_expert;
+    float l[N];
+    for (int t = 0; t < ev->n_tokens; t++) {
+        vm_router_logits(L, ev->f + (size_t)t * ev->ne, 1, l);   // l_det = W_r u, whatever routes
+        double mean = 0.0, var = 0.0;
+        for (int e = 0; e < N; e++) mean += l[e];
+        mean /= N;
+        for (int e = 0; e < N; e++) var += (l[e] - mean) * (l[e] - mean);
+        a->sum[i] += sqrt(var / N);
+        a->cnt[i]++;
+    }
+}
+
+int vm_fit_logit_scale(const vm_model *m, const vm_task_input *ins, int n, const int *layers, int nl,
+                       float *sd) {
+    double sum[VM_ADAPTER_MAX_LAYERS] = {0};
+    long cnt[VM_ADAPTER_MAX_LAYERS] = {0};
+    if (nl < 1 || nl > VM_ADAPTER_MAX_LAYERS) return vm_err("fit: %d layers for the logit scale", nl);
+    scale_acc a = { .m = m, .layers = layers, .nl = nl, .sum = sum, .cnt = cnt };
+    vm_ctx *c = vm_ctx_init(m, m->hp.n_ctx_train, m->hp.n_ctx_train);
+    if (!c) return -1;
+    vm_ctx_set_trace(c, scale_trace, &a);
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        vm_ctx_reset(c);
+        vm_ctx_set_seed(c, (uint64_t)i);
+        rc = vm_ctx_eval(c, ins[i].seq[0].tokens, ins[i].seq[0].n, NULL);
+    }
+    vm_ctx_free(c);
+    for (int i = 0; i < nl && !rc; i++) {
+        sd[i] = cnt[i] ? (float)(sum[i] / cnt[i]) : 0.0f;
+        if (!(sd[i] > 0.0f) || !isfinite(sd[i]))
+            rc = vm_err("fit: layer %d's router logits have no spread (SD %g over %ld tokens): no scale for the prior",
+                        layers[i], (double)sd[i], cnt[i]);
+    }
+    return rc ? vm_err_prefix("fit: router-logit scale") : 0;
+}
+
 // ---------------------------------------------------------------- the fit
 
 typedef struct fit_ex {
@@ -142,10 +191,19 @@ typedef struct fit_state {
     vm_router **routers;               // the trained ones (n_layers)
     int n_layers;
     int64_t tokens;
+    double sf_base;                    // score-function baseline: the validation NLL of the kept
+                                       // parameters (a constant within an epoch, and in the checkpoint)
 } fit_state;
 
 static void set_training(fit_state *s, int on) {
     for (int i = 0; i < s->n_layers; i++) s->routers[i]->training = on;
+}
+
+// The score-function coefficient of the coming backward calls, (loss - baseline) * scale: the
+// baseline does not depend on this example's samples, so the estimate stays unbiased.
+static void set_sf(fit_state *s, double ce, float scale) {
+    const float c = isfinite(ce) && isfinite(s->sf_base) ? (float)((ce - s->sf_base) * scale) : 0.0f;
+    for (int i = 0; i < s->n_layers; i++) s->routers[i]->sf_coef = c;
 }
 
 // Hidden state of sequence q of example e entering l0 (cached, or recomputed with no_cache).
@@ -172,10 +230,13 @@ static int run_example(fit_state *s, fit_ex *e, int train, float scale, vm_rng *
         if (train) memset(s->dlogits, 0, (size_t)V * sizeof(float));
         *ce = -vm_task_letter_probs(in, s->logits, probs, train ? s->dlogits : NULL, scale);
         *reg = vm_tctx_reg(s->tc);
+        if (train) set_sf(s, *ce, scale);
         if (train && vm_tctx_backward(s->tc, s->dlogits, s->beta * scale, NULL)) return -1;
         return 0;
     }
-    // loglik: every choice forward; then (training) each again with the same noise, and backward
+    // loglik: every choice forward; then (training) each again with the same noise, and backward.
+    // The regulariser counts each sequence's tokens with weight 1/n_seq (the shared context is run
+    // once per choice here).
     double ll[VM_TASK_MAX_SEQ], score[VM_MCQ_MAX_CHOICES];
     vm_rng saved[VM_TASK_MAX_SEQ];
     for (int c = 0; c < in->n_seq; c++) {
@@ -192,6 +253,7 @@ static int run_example(fit_state *s, fit_ex *e, int train, float scale, vm_rng *
     vm_task_choice_scores(in, ll, score);   // pmi: conditional minus unconditional
     *ce = vm_task_choice_softmax(score, in->n_choices, in->answer, probs);
     if (!train) return 0;
+    set_sf(s, *ce, scale);
     for (int c = 0; c < in->n_seq; c++) {
         const vm_task_seq *q = &in->seq[c];
         const float *h = hidden(s, e, c);
@@ -263,6 +325,7 @@ static uint64_t fingerprint(const vm_model *m, const vm_fit_opts *o, const int *
                             (double)o->seed, o->val_frac, o->patience, o->mode, o->tmpl, o->wd,
                             o->warmup_frac, n_ex, o->max_tokens };
     h = vm_fnv1a(h, nums, sizeof nums);
+    h = vm_fnv1a(h, &o->prior_sd, sizeof o->prior_sd);   // the measured sigma_p follow from model and items
     if (o->lora_rank > 0) {
         const double lo[] = { o->lora_rank, o->lora_alpha };
         h = vm_fnv1a(h, lo, sizeof lo);
@@ -293,11 +356,15 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
     {   // a kind without parameters cannot be fitted: say so before any work
         vm_router *probe = vm_router_create(o->kind, &m->layers[first_moe].rl, &ro);
         if (!probe) return vm_err_prefix("fit");
-        const int np = probe->n_params;
+        const int trainable = (probe->ops->flags & VM_ROUTER_TRAINABLE) != 0;
         vm_router_free(probe);
-        if (np <= 0)
-            return vm_err("fit: router kind '%s' has no trainable parameters (fit trains map, ensemble, "
-                          "vglr-mf, vglr-fc, vtsr)", o->kind);
+        if (!trainable) {
+            char list[256] = "";
+            for (const char *const *k = vm_router_kind_names(); *k; k++)
+                if (vm_router_kind_ops(*k)->flags & VM_ROUTER_TRAINABLE)
+                    snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", list[0] ? ", " : "", *k);
+            return vm_err("fit: router kind '%s' has no trainable parameters (fit trains %s)", o->kind, list);
+        }
     }
     const int quiet = o->progress == 2;
     const int bar = o->progress == 1 || (o->progress < 0 && isatty(2));
@@ -387,14 +454,36 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
     }
     st->l0 = s.l0;
 
-    // ---- routers and parameters
+    // ---- the prior's scale per layer, measured on (up to 64) training prompts with the frozen
+    // (deterministic) routers in the trained layers -- whatever the model held there before -- and
+    // the model's routers elsewhere
+    float sd[VM_ADAPTER_MAX_LAYERS];
+    for (int i = 0; i < nl; i++) sd[i] = o->prior_sd > 0 ? o->prior_sd : 0.0f;
+    if (o->prior_sd < 0) {
+        for (int i = 0; i < nl; i++) {
+            vm_router *d = vm_router_deterministic();
+            if (!d || vm_model_set_router(m, layers[i], d)) goto done;
+        }
+        const int np = n_tr < 64 ? n_tr : 64;
+        vm_task_input *ins = vm_malloc((size_t)np * sizeof *ins);
+        if (!ins) goto done;
+        for (int i = 0; i < np; i++) ins[i] = s.ex[tr_idx[i]].in;
+        const int r2 = vm_fit_logit_scale(m, ins, np, layers, nl, sd);
+        free(ins);
+        if (r2) goto done;
+    }
+    memcpy(st->prior_sd, sd, (size_t)nl * sizeof(float));
+
+    // ---- routers and parameters (frozen constants such as the prior's scale are not trained)
     s.routers = vm_calloc((size_t)nl, sizeof *s.routers);
     if (!s.routers) goto done;
     for (int i = 0; i < nl; i++) {
-        vm_router *r = vm_router_create(o->kind, &m->layers[layers[i]].rl, &ro);
+        vm_router_opts rl = ro;
+        rl.prior_sd = sd[i];
+        vm_router *r = vm_router_create(o->kind, &m->layers[layers[i]].rl, &rl);
         if (!r || vm_model_set_router(m, layers[i], r)) goto done;
         s.routers[i] = r; s.n_layers = i + 1;
-        s.n_params += r->n_params;
+        for (int j = 0; j < r->n_params; j++) s.n_params += !r->params[j].frozen;
     }
     s.beta = s.routers[0]->beta;
     for (int i = 0; i < n_lora; i++) {
@@ -410,10 +499,12 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
     size_t n_w = 0;
     int np = 0;
     for (int i = 0; i < nl; i++)
-        for (int j = 0; j < s.routers[i]->n_params; j++, np++) {
+        for (int j = 0; j < s.routers[i]->n_params; j++) {
+            if (s.routers[i]->params[j].frozen) continue;
             s.params[np] = &s.routers[i]->params[j];
             decay[np] = wd_ok && s.params[np]->n_dims == 2;
             n_w += (size_t)vm_param_numel(s.params[np]);
+            np++;
         }
     for (int i = 0; i < n_lora; i++)
         for (int j = 0; j < 2 * VM_LORA_COUNT; j++, np++) {
@@ -467,6 +558,8 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
         }
     }
     st->val_nll_init = cs.val_init; st->val_acc_init = cs.acc_init;
+    // the score-function baseline: the kept parameters' validation NLL (chance level without one)
+    s.sf_base = isfinite(cs.best_val) ? cs.best_val : log((double)(s.ex[tr_idx[0]].in.n_choices > 1 ? s.ex[tr_idx[0]].in.n_choices : 2));
     if (!quiet)
         fprintf(stderr, "fit: %s on layers %d..%d (%d), %d train / %d val items (%d skipped), %lld steps of %d, "
                 "val nll %.4f acc %.3f at start\n", o->kind, layers[0], layers[nl - 1], nl, n_tr, n_va,
@@ -549,6 +642,7 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
                 }
                 cs.ep_ce = cs.ep_obj = 0; cs.ep_n = 0;
                 stop = cs.stopped;
+                if (isfinite(cs.best_val)) s.sf_base = cs.best_val;
             }
             const int interrupt = o->stop_after > 0 && cs.step >= o->stop_after && cs.step < total && !stop;
             if (epoch_end || interrupt || (o->ckpt_every > 0 && cs.step % o->ckpt_every == 0))

@@ -41,6 +41,8 @@ typedef struct vm_fit_opts {
     float auto_gamma;          // noise scale gamma (default 0.01)
     int auto_prompts;          // training prompts used to rank (default 32)
     float beta;                // < 0: the kind's default
+    float prior_sd;            // router-logit scale sigma_p: < 0 measured per layer on the training
+                               // items (vm_fit_logit_scale; default), 0 scale-blind (1), > 0 given
     int samples;               // inference samples S (0: default 35)
     int hidden;                // head width H (0: kind default)
     int members;               // ensemble M (0: default 5)
@@ -80,6 +82,7 @@ typedef struct vm_fit_stats {
     double val_nll_init, val_nll_best, val_acc_init, val_acc_best;
     double seconds, tokens_per_s;             // training forward/backward only (no validation)
     double jaccard[VM_ADAPTER_MAX_LAYERS];    // --layers auto: per layer (NaN: not MoE / not measured)
+    float prior_sd[VM_ADAPTER_MAX_LAYERS];    // sigma_p of each trained layer (st->layers order)
 } vm_fit_stats;
 
 void vm_fit_opts_default(vm_fit_opts *o);
@@ -95,6 +98,13 @@ int vm_fit_default_layers(const vm_model *m, int max, int *layers);
 // over n prompts; jacc (n_layer) gets NaN for dense layers. Uses the model's current routers.
 int vm_fit_layer_stability(const vm_model *m, const vm_task_input *ins, int n, float gamma,
                            uint64_t seed, double *jacc);
+
+// sd[i] = sigma_p of layers[i]: the mean over the tokens of the n prompts' first sequences of the
+// SD over the N experts of the frozen router's logits l_det = W_r u (docs/method.md §3.0), with the
+// model's current routers (vm_fit_run installs deterministic ones in the trained layers first).
+// Returns 0, or -1 when a layer's logits have no spread.
+int vm_fit_logit_scale(const vm_model *m, const vm_task_input *ins, int n, const int *layers, int nl,
+                       float *sd);
 
 // The whole fit: builds the task, splits, picks layers, installs fresh routers in m, trains and
 // writes the adapter to out_path (the best validation parameters). m keeps the trained routers.
