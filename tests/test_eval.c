@@ -169,8 +169,11 @@ static int check_outdir(const char *dir) {
         }
         (void)n_ood;
     }
-    // stability: Jaccard 1 at gamma 0, falling with gamma
+    // stability: Jaccard 1 at gamma 0 for a deterministic router (a stochastic one's clean and noisy
+    // passes draw from independent streams: below 1 there too), falling with gamma
     json_t *st = json_object_get(mj, "stability");
+    const char *rk = json_string_value(json_object_get(json_object_get(mj, "config"), "router"));
+    const int stochastic = !rk || vm_eval_kind_sampled(rk) || !strcmp(rk, "mixed");
     if (st) {
         json_t *g = json_object_get(st, "gamma"), *jm = json_object_get(st, "jaccard_mean");
         const int ng = (int)json_array_size(g);
@@ -178,7 +181,7 @@ static int check_outdir(const char *dir) {
         for (int i = 0; i < ng; i++) {
             const double gi = jd(json_array_get(g, (size_t)i)), ji = jd(json_array_get(jm, (size_t)i));
             CHECK(ji >= 0 && ji <= 1, "jaccard %g", ji);
-            if (gi == 0) CHECK(ji == 1.0, "Jaccard at gamma 0 is %.17g", ji);
+            if (gi == 0 && !stochastic) CHECK(ji == 1.0, "Jaccard at gamma 0 is %.17g", ji);
             if (i > 0) CHECK(ji <= jd(json_array_get(jm, (size_t)i - 1)) + 0.01, "Jaccard rises at gamma %g", gi);
         }
         if (ng >= 2) CHECK(jd(json_array_get(jm, (size_t)ng - 1)) < jd(json_array_get(jm, 1)),
@@ -301,12 +304,32 @@ int main(int argc, char **argv) {
     CHECK(same, "same seed, different results");
     CHECK(differ, "other seed, same results");
 
-    // 4. stability: Jaccard exactly 1 at gamma 0 (also for a sampled router), falling with gamma
+    // 4. stability: a sampled router's clean and noisy passes draw from independent streams, so even
+    // at gamma 0 its Jaccard is below 1 (its own sampling noise), and repeatable for a seed; the
+    // deterministic router's is exactly 1 at gamma 0, falling with gamma; per-item values average
+    // (token-weighted) to the per-layer means
     const double grid[] = { 0, 0.001, 0.01, 0.1, 1.0 };
-    vm_stability st;
+    vm_stability st, st2;
     CHECK(vm_stability_run(m, &task, &ds, 5, grid, 1, &st) == 0, "stability: %s", vm_errmsg());
-    CHECK(st.jac_mean[0] == 1.0 && st.changed[0] == 0.0, "sampled router, gamma 0: %g", st.jac_mean[0]);
+    CHECK(vm_stability_run(m, &task, &ds, 5, grid, 1, &st2) == 0, "stability: %s", vm_errmsg());
+    CHECK(st.jac_mean[0] < 1.0 && st.changed[0] > 0.0, "sampled router, gamma 0: %g (independent streams)", st.jac_mean[0]);
+    CHECK(!memcmp(st.jac, st2.jac, sizeof(double) * 5 * st.n_layer), "same seed, same stability");
+    {
+        double worst = 0;
+        for (int g = 0; g < 5; g++)
+            for (int l = 0; l < st.n_layer; l++) {
+                double s = 0;
+                long long n = 0;
+                for (int i = 0; i < st.n_items; i++) {
+                    s += st.jac_item[((size_t)i * 5 + g) * st.n_layer + l] * st.item_tokens[i];
+                    n += st.item_tokens[i];
+                }
+                worst = fmax(worst, fabs(s / n - st.jac[g * st.n_layer + l]));
+            }
+        CHECK(st.n_items == 6 && worst < 1e-12, "per-item Jaccard: %d items, off by %g", st.n_items, worst);
+    }
     vm_stability_free(&st);
+    vm_stability_free(&st2);
     set_router(m, "deterministic");
     CHECK(vm_stability_run(m, &task, &ds, 5, grid, 1, &st) == 0, "stability: %s", vm_errmsg());
     CHECK(st.n_layer == 5 && st.L_bar > 0, "layers %d, L_bar %g", st.n_layer, st.L_bar);

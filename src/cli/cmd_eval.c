@@ -24,6 +24,8 @@ static const char *CMD = "eval";
 static const double default_grid[] = { 0, 0.001, 0.002, 0.005, 0.007, 0.01, 0.02, 0.05 };
 
 static void usage(void) {
+    char kinds[256];
+    vm_router_kind_list(0, kinds, sizeof kinds);
     printf("usage: vmoer eval MODEL.gguf --data PATH -o OUTDIR [options]\n\n"
            "Scores a multiple-choice set (method.md §5) and writes into OUTDIR: questions.jsonl (per question:\n"
            "probabilities, prediction, every uncertainty score), metrics.json (acc, acc_norm, nll, brier, ece with\n"
@@ -36,15 +38,16 @@ static void usage(void) {
            "  --ood NAME=PATH[@SUBJECT]  an OOD set (repeatable, up to %d); @SUBJECT keeps one subject (MedMCQA)\n"
            "  --val PATH           validation set: adds the method '<router>+ts' (temperature scaling fitted there)\n"
            "  --adapter A.gguf     trained routers from `vmoer fit`\n"
-           "  --router KIND        replace every router by a fresh one of this kind (baselines): deterministic, map,\n"
-           "                       temp-sample, mcdropout, ensemble, vglr-mf, vglr-fc, vtsr\n"
+           "  --router KIND        replace every router by a fresh one of this kind (baselines): %s\n"
            "  --samples S --temp T --dropout P --members M   router options (defaults of vm_router_opts)\n"
            "  --score MODE         letter: the paper's prompt with the chat template (default); loglik:\n"
            "                       lm-eval log-likelihood; loglik-raw: the question as plain context\n"
            "                       (story cloze); pmi: loglik-raw minus log p(choice | BOS)\n"
            "  --chat-template NAME template to use instead of the model's (none = raw text; auto = the model's)\n"
            "  --limit N            first N items of every set (0 = all; default 0)\n"
-           "  --passes P           model passes per question for sampled routers (default %d; MI from them)\n"
+           "  --passes P           model passes per question for stochastic routers (default %d: the method,\n"
+           "                       which averages its samples inside the router); P > 1 is multi-pass Monte\n"
+           "                       Carlo on top (mean probabilities, MI), labelled as such in the outputs\n"
            "  --noise-grid G,...   stability noise levels gamma (default 0,0.001,0.002,0.005,0.007,0.01,0.02,0.05;\n"
            "                       'none' skips the stability runs)\n"
            "  --stability-limit N  first N prompts used for stability (default: all --limit items)\n"
@@ -54,7 +57,7 @@ static void usage(void) {
            "  --seed S             seed of router streams, noise and bootstrap (default 0)\n"
            "  --threads N          worker threads\n"
            "  -o, --output OUTDIR  output folder (created)\n"
-           "  -h, --help           this text\n", MAX_OOD, VM_EVAL_PASSES);
+           "  -h, --help           this text\n", MAX_OOD, kinds, VM_EVAL_PASSES);
 }
 
 // A set given on the command line: NAME=PATH[@SUBJECT] or PATH.

@@ -18,17 +18,28 @@
 static const char *CMD = "fit";
 
 static void usage(void) {
+    char kinds[256];
+    vm_router_kind_list(VM_ROUTER_TRAINABLE, kinds, sizeof kinds);
     printf("usage: vmoer fit MODEL.gguf --data TRAIN --router KIND -o ADAPTER.gguf [options]\n\n"
-           "Fits the routers of some MoE layers on a multiple-choice training set (answer cross-entropy\n"
-           "+ beta * regulariser), keeps the parameters with the best validation NLL, writes an adapter.\n\n"
+           "Fits the routers of some MoE layers on a multiple-choice training set and writes an adapter.\n"
+           "Objective per item, in ELBO form (docs/method.md §4): answer cross-entropy + beta * the sum over\n"
+           "the Bayesian layers and the item's tokens of the regulariser (vglr: KL(q || prior); vtsr: the\n"
+           "log-normal prior of T, (log T - log T0)^2 / 2); beta 1 is the ELBO itself. Keeps the parameters\n"
+           "with the best validation NLL (the initial ones included).\n"
+           "Scale-aware prior: sigma_p of each layer = the mean over tokens of the SD over the experts of the\n"
+           "frozen router's logits, measured on the first 64 training prompts; vglr's prior is\n"
+           "N(l_det, sigma_p^2 I), vtsr starts at and is pulled towards T0 = sigma_p sqrt(6)/pi (its Gumbel\n"
+           "noise then has the prior's SD). Both are stored in the adapter.\n\n"
            "options:\n"
            "  --data PATH          training items (OBQA/ARC/SciQ/MedMCQA JSONL, MMLU CSV, generic JSONL)\n"
            "  --format NAME        data format (default: detect)\n"
            "  --limit N            use only the first N items of the file\n"
-           "  --router KIND        map, ensemble, vglr-mf, vglr-fc, vtsr (kinds with parameters)\n"
+           "  --router KIND        %s (the kinds with parameters)\n"
            "  --layers SPEC        e.g. 27-31 or 3,5,7, or 'auto' (least stable under embedding noise);\n"
            "                       default: the last 5 MoE layers\n"
-           "  --beta B             regulariser weight (default: the kind's, vglr 0.01, vtsr 0.05)\n"
+           "  --beta B             regulariser weight (default: the kind's, vglr 1 = the ELBO, vtsr 0.01)\n"
+           "  --prior-sd X         sigma_p: 'auto' (measured per layer, default), a value > 0, or 0 for the\n"
+           "                       scale-blind prior N(l_det, I) and T0 = 1 of the first specification\n"
            "  --samples S          inference samples stored in the adapter (default 35)\n"
            "  --hidden H           head width (default n_embd/4)\n"
            "  --members M          ensemble members (default 5)\n"
@@ -54,7 +65,7 @@ static void usage(void) {
            "  --quiet              no progress output\n"
            "  --threads N          worker threads\n"
            "  -o, --output FILE    adapter to write (required)\n"
-           "  -h, --help           this text\n");
+           "  -h, --help           this text\n", kinds);
 }
 
 // "27-31", "3,5,7", "2-3,6": ascending distinct layers.
@@ -97,6 +108,12 @@ int cmd_fit(int argc, char **argv) {
         else if (!strcmp(a, "--router")) { VAL(); o.kind = v; }
         else if (!strcmp(a, "--layers")) { VAL(); layers = v; }
         else if (!strcmp(a, "--beta")) { VAL(); if (cli_float(CMD, a, v, 0, 1e6, &dv)) return 1; o.beta = (float)dv; }
+        else if (!strcmp(a, "--prior-sd")) {
+            VAL();
+            if (!strcmp(v, "auto")) o.prior_sd = -1.0f;
+            else if (cli_float(CMD, a, v, 0, 1e6, &dv)) return 1;
+            else o.prior_sd = (float)dv;
+        }
         else if (!strcmp(a, "--samples")) { VAL(); if (cli_long(CMD, a, v, 1, 100000, &lv)) return 1; o.samples = (int)lv; }
         else if (!strcmp(a, "--hidden")) { VAL(); if (cli_long(CMD, a, v, 1, 1 << 20, &lv)) return 1; o.hidden = (int)lv; }
         else if (!strcmp(a, "--members")) { VAL(); if (cli_long(CMD, a, v, 1, 1000, &lv)) return 1; o.members = (int)lv; }
@@ -129,7 +146,10 @@ int cmd_fit(int argc, char **argv) {
     }
     if (!path) return cli_fail(CMD, "expected MODEL.gguf (see --help)");
     if (!data) return cli_fail(CMD, "--data TRAIN is required");
-    if (!o.kind) return cli_fail(CMD, "--router KIND is required (map, ensemble, vglr-mf, vglr-fc, vtsr)");
+    if (!o.kind) {
+        char kinds[256];
+        return cli_fail(CMD, "--router KIND is required (%s)", vm_router_kind_list(VM_ROUTER_TRAINABLE, kinds, sizeof kinds));
+    }
     if (!out) return cli_fail(CMD, "-o ADAPTER.gguf is required");
     if (layers) {
         if (!strcmp(layers, "auto")) o.layers_auto = 1;

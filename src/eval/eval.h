@@ -3,14 +3,17 @@
 // (stability.c) and the cost of the method (cost.c), then write JSONL / metrics.json / CSVs /
 // report.html (eval_write.c).
 //
-// Passes: a router is "sampled" when its forward draws random numbers (temp-sample, mcdropout,
-// vglr-*, vtsr). Each question is then scored P times (opts.passes, default VM_EVAL_PASSES) with
-// independent router streams; the answer distribution is the mean p_bar of the P pass
-// distributions and the mutual information MI = H(p_bar) - mean_q H(p_q) (nats). Deterministic
-// routers (deterministic, map, ensemble) run once and have MI = NaN.
-// Router read-outs (ILV, gate entropy, T) are taken at the last prompt token (letter mode) or the
-// last context token of every choice sequence (loglik), averaged over the MoE layers whose router
-// gives that read-out, then over passes (and choice sequences). The baseline gate entropy is the
+// Passes: every router kind is evaluated as the method defines it in ONE model pass (VGLR and
+// MC-dropout average their S samples inside the router, docs/method.md §3.1). For a stochastic kind
+// (VM_ROUTER_STOCHASTIC: its forward draws random numbers) opts.passes = P > 1 asks for multi-pass
+// Monte Carlo on top: each question is scored P times with independent router streams, the answer
+// distribution is the mean p_bar of the P pass distributions and the mutual information
+// MI = H(p_bar) - mean_q H(p_q) (nats); with one pass MI is NaN. Deterministic kinds always run once.
+// Router read-outs (ILV, gate entropy, T, ILV deviation) come out of the model per token (trace
+// point "ffn_moe_unc") and are taken at the last prompt token (letter mode) or the last context
+// token of every choice sequence (loglik), averaged over the replaced MoE layers (those whose router
+// is not the deterministic one; all MoE layers when none is), then over passes (and choice
+// sequences). The baseline gate entropy is the
 // entropy of the frozen router's distribution convention(W_r u) at the same token, whatever router
 // runs (so it is the deterministic model's score, seen through this method's hidden states).
 #pragma once
@@ -21,7 +24,7 @@
 #include "model/model.h"
 #include "router/router.h"
 
-#define VM_EVAL_PASSES 8
+#define VM_EVAL_PASSES 1   // the method: one pass; > 1 only on request (multi-pass MC)
 
 // Per-question uncertainty scores; higher = more uncertain (so also the OOD score direction).
 typedef enum vm_eval_unc {
@@ -59,7 +62,7 @@ typedef struct vm_eval_set {
 } vm_eval_set;
 
 typedef struct vm_eval_opts {
-    int passes;          // P for sampled routers (0 = VM_EVAL_PASSES); deterministic ones always 1
+    int passes;          // P for stochastic routers (0 = VM_EVAL_PASSES = 1); deterministic ones always 1
     uint64_t seed;       // router streams: pass q of item i uses vm_rng_seed2(seed, i * 65536 + q)
 } vm_eval_opts;
 
@@ -87,12 +90,17 @@ typedef struct vm_stability {
     double *jac_mean;         // (n_gamma) mean over layers
     double *changed;          // (n_gamma) fraction of (token, layer) pairs whose set changed
     long long n_tokens;       // tokens per layer averaged over
+    int n_items;              // prompts measured (skipped items excluded)
+    double *jac_item;         // (n_items, n_gamma, n_layer) each prompt's mean Jaccard over its tokens
+    int *item_tokens;         // (n_items) its tokens (the token-weighted mean of jac_item is jac)
 } vm_stability;
 
 // For each gamma, every prompt of `task` over ds (letter prompt; loglik: the context of choice 0)
 // runs clean and with eps ~ N(0, (gamma L_bar)^2 I) added to the embedding output; the same
-// standard-normal draws per prompt for every gamma (common random numbers), and the same router
-// stream in the clean and the noisy pass, so only the noise differs. 0 or -1.
+// standard-normal draws per prompt for every gamma (common random numbers). The clean and the noisy
+// passes draw their routers' random numbers from INDEPENDENT streams (the noisy passes share one),
+// so a sampled router's stability counts its own sampling noise too, as two separate uses of the
+// router would see it (docs/method.md §5.4). 0 or -1.
 int vm_stability_run(vm_model *m, const vm_task *task, const vm_dataset *ds, int n_gamma,
                      const double *gamma, uint64_t seed, vm_stability *out);
 void vm_stability_free(vm_stability *s);

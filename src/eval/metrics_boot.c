@@ -63,13 +63,12 @@ int vm_metric_ood_fn(void *ctx, int n, const int *idx, double *out) {
 // ---------------------------------------------------------------------------------------------
 // Bootstrap
 
-static int cmp_double(const void *a, const void *b) {
+int vm_cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
 
-// Linear-interpolation quantile of sorted v (m), as numpy's default method.
-static double quantile_sorted(const double *v, int m, double q) {
+double vm_quantile_sorted(const double *v, int m, double q) {
     double h = (m - 1) * q;
     int lo = (int)floor(h);
     if (lo >= m - 1) return v[m - 1];
@@ -112,9 +111,9 @@ int vm_metric_bootstrap(vm_metric_fn fn, void *ctx, int n, int B, double level, 
         rc = vm_err("metrics: every bootstrap replicate is NaN (vm_metric_bootstrap)");
         goto done;
     }
-    qsort(v, (size_t)m, sizeof *v, cmp_double);
-    out->lo = quantile_sorted(v, m, (1.0 - level) / 2.0);
-    out->hi = quantile_sorted(v, m, (1.0 + level) / 2.0);
+    qsort(v, (size_t)m, sizeof *v, vm_cmp_double);
+    out->lo = vm_quantile_sorted(v, m, (1.0 - level) / 2.0);
+    out->hi = vm_quantile_sorted(v, m, (1.0 + level) / 2.0);
     out->n_valid = m;
 done:
     free(idx), free(v);

@@ -35,6 +35,7 @@ static double jaccard(const int32_t *a, const int32_t *b, int K) {
 void vm_stability_free(vm_stability *s) {
     if (!s) return;
     free(s->gamma); free(s->layers); free(s->jac); free(s->jac_mean); free(s->changed);
+    free(s->jac_item); free(s->item_tokens);
     memset(s, 0, sizeof *s);
 }
 
@@ -62,12 +63,14 @@ int vm_stability_run(vm_model *m, const vm_task *task, const vm_dataset *ds, int
     out->jac = vm_calloc((size_t)n_gamma * n_moe, sizeof(double));
     out->jac_mean = vm_calloc((size_t)n_gamma, sizeof(double));
     out->changed = vm_calloc((size_t)n_gamma, sizeof(double));
+    out->jac_item = vm_calloc(ds->n * (size_t)n_gamma * n_moe, sizeof(double));
+    out->item_tokens = vm_calloc(ds->n, sizeof(int));
     float *row = vm_malloc((size_t)D * sizeof(float));
     int32_t *clean = vm_malloc((size_t)n_moe * n_ctx * (K > 0 ? K : 1) * sizeof(int32_t));
     int32_t *noisy = vm_malloc((size_t)n_moe * n_ctx * (K > 0 ? K : 1) * sizeof(int32_t));
     vm_ctx *c = vm_ctx_init(m, n_ctx, n_ctx);
-    int rc = out->gamma && out->layers && out->jac && out->jac_mean && out->changed && row && clean &&
-             noisy && c ? 0 : -1;
+    int rc = out->gamma && out->layers && out->jac && out->jac_mean && out->changed && out->jac_item &&
+             out->item_tokens && row && clean && noisy && c ? 0 : -1;
     if (rc == 0) {
         memcpy(out->gamma, gamma, (size_t)n_gamma * sizeof(double));
         for (int l = 0; l < hp->n_layer; l++) if (moe_of_layer[l] >= 0) out->layers[moe_of_layer[l]] = l;
@@ -100,14 +103,17 @@ int vm_stability_run(vm_model *m, const vm_task *task, const vm_dataset *ds, int
         int T;
         if (prompt_of(task, &ds->items[i], &in, &T)) continue;
         if (T > n_ctx) { vm_task_input_free(&in); continue; }
-        const uint64_t rseed = vm_eval_stream_seed(seed, 2 * (uint64_t)i);       // router stream
-        const uint64_t nseed = vm_eval_stream_seed(seed, 2 * (uint64_t)i + 1);   // noise draws
+        // router streams: one for the clean pass, an independent one for the noisy passes
+        const uint64_t cseed = vm_eval_stream_seed(seed, 3 * (uint64_t)i);
+        const uint64_t rseed = vm_eval_stream_seed(seed, 3 * (uint64_t)i + 1);
+        const uint64_t nseed = vm_eval_stream_seed(seed, 3 * (uint64_t)i + 2);   // noise draws
         sb.T = T;
+        double *ji = out->jac_item + (size_t)out->n_items * n_gamma * n_moe;
         for (int g = -1; g < n_gamma && rc == 0; g++) {   // g = -1: the clean pass
             sb.sel = g < 0 ? clean : noisy;
             sb.bad = 0;
             vm_ctx_reset(c);
-            vm_ctx_set_seed(c, rseed);
+            vm_ctx_set_seed(c, g < 0 ? cseed : rseed);
             vm_ctx_set_embd_noise(c, g < 0 ? 0.0f : (float)(gamma[g] * out->L_bar), nseed);
             if (vm_ctx_eval(c, in.seq[0].tokens, T, NULL)) { rc = vm_err_prefix("stability: item %s", ds->items[i].id); break; }
             if (sb.bad) { rc = vm_err("stability: unexpected routing trace (item %s)", ds->items[i].id); break; }
@@ -117,10 +123,12 @@ int vm_stability_run(vm_model *m, const vm_task *task, const vm_dataset *ds, int
                     const size_t at = ((size_t)li * T + t) * K;
                     const double j = jaccard(clean + at, noisy + at, K);
                     out->jac[(size_t)g * n_moe + li] += j;
+                    ji[(size_t)g * n_moe + li] += j / T;
                     changed[g] += j < 1.0;
                 }
         }
         vm_ctx_set_embd_noise(c, 0.0f, 0);
+        out->item_tokens[out->n_items++] = T;
         out->n_tokens += T;
         vm_task_input_free(&in);
     }

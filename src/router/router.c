@@ -372,6 +372,18 @@ const vm_router_ops *vm_router_kind_ops(const char *kind) {
     return NULL;
 }
 
+const char *vm_router_kind_list(unsigned need, char *buf, size_t n) {
+    size_t used = 0;
+    if (n) buf[0] = 0;
+    for (int i = 0; i < N_KINDS && n; i++) {
+        if ((kinds[i].ops->flags & need) != need) continue;
+        const int w = snprintf(buf + used, n - used, "%s%s", used ? ", " : "", kinds[i].ops->name);
+        if (w < 0 || (size_t)w >= n - used) break;
+        used += (size_t)w;
+    }
+    return buf;
+}
+
 double vm_router_flops(const vm_router *r, const vm_router_layer *L) {
     if (r && r->ops && r->ops->flops) return r->ops->flops(r, L);
     return 2.0 * L->n_embd * L->n_expert;   // W_r u

@@ -151,6 +151,9 @@ const char *const *vm_router_kind_names(void);
 // The ops of a kind by name, for its declared flags and read-outs without creating one; NULL (no
 // error set) when the name is unknown.
 const vm_router_ops *vm_router_kind_ops(const char *kind);
+// "a, b, c": the kinds whose flags include all of `need` (0: every kind), for help texts and errors.
+// Returns buf (truncated to n bytes).
+const char *vm_router_kind_list(unsigned need, char *buf, size_t n);
 // FLOPs per token of router r on layer L by its kind's formula (r NULL: the deterministic router).
 double vm_router_flops(const vm_router *r, const vm_router_layer *L);
 

@@ -359,11 +359,9 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
         const int trainable = (probe->ops->flags & VM_ROUTER_TRAINABLE) != 0;
         vm_router_free(probe);
         if (!trainable) {
-            char list[256] = "";
-            for (const char *const *k = vm_router_kind_names(); *k; k++)
-                if (vm_router_kind_ops(*k)->flags & VM_ROUTER_TRAINABLE)
-                    snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", list[0] ? ", " : "", *k);
-            return vm_err("fit: router kind '%s' has no trainable parameters (fit trains %s)", o->kind, list);
+            char list[256];
+            return vm_err("fit: router kind '%s' has no trainable parameters (fit trains %s)", o->kind,
+                          vm_router_kind_list(VM_ROUTER_TRAINABLE, list, sizeof list));
         }
     }
     const int quiet = o->progress == 2;
