@@ -402,7 +402,12 @@ int vm_serve_run(const vm_serve_opts *o) {
         }
         const int idle = s->draining && s->active == 0;
         pthread_mutex_unlock(&s->mu);
-        if (sig > 0 && !forced && lfd < 0) lfd = (int)MHD_quiesce_daemon(s->d);   // no new connections
+        if (sig > 0 && !forced && lfd < 0) {
+            // no new connections: a quiesced socket still queues them (they would hang until the
+            // end), so it is shut down, which refuses them; it is closed after MHD_stop_daemon
+            lfd = (int)MHD_quiesce_daemon(s->d);
+            if (lfd >= 0) shutdown(lfd, SHUT_RDWR);
+        }
         if (idle || forced) break;
     }
     rc = forced ? vm_err("serve: a second signal while draining: stopped without finishing") : 0;

@@ -278,6 +278,7 @@ static char *message_text(const json_t *c, size_t i, srv_err *e) {
 
 static int parse_chat(srv *s, const json_t *o, srv_job *j, srv_err *e) {
     if (check_keys(o, common_keys, chat_keys, NULL, e) || parse_common(s, o, j, e)) return -1;
+    j->logprobs = 0;   // chat: a boolean (completions: a count, -1 = off)
     if (get_bool(o, "logprobs", &j->logprobs, e)) return -1;
     long long top = 0;
     if (get_int(o, "top_logprobs", 0, VM_GEN_MAX_TOP, &top, e)) return -1;

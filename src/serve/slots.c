@@ -69,6 +69,7 @@ static void *slot_main(void *arg) {
         s->q_len--;
         if (j->cancelled) {   // its client left while it waited
             s->n_cancelled++;
+            if (!s->o.quiet) fprintf(stderr, "vmoer serve: %s: client gone while queued: dropped\n", j->id);
             j->done = 1;
             j->finish = "cancelled";
             pthread_cond_broadcast(&j->cond);
@@ -81,7 +82,11 @@ static void *slot_main(void *arg) {
         srv_run_job(s, sl, j);
         pthread_mutex_lock(&s->mu);
         s->busy--;
-        if (j->cancelled) s->n_cancelled++;
+        if (j->cancelled) {
+            s->n_cancelled++;
+            if (!s->o.quiet)
+                fprintf(stderr, "vmoer serve: %s: client gone: stopped after %d tokens, slot %d free\n", j->id, j->n_gen, sl->idx);
+        }
         j->done = 1;
         pthread_cond_broadcast(&j->cond);
         srv_job_release(s, j);
