@@ -33,8 +33,9 @@ static void usage(void) {
            "  -h, --help          this text\n");
 }
 
-// One JSON line per position: the record of the next token (gen_json.h), written atomically.
-static int write_unc(const char *path, vm_gen *g, const vm_tokenizer *tok, const int32_t *ids, int n,
+// One JSON line per position: the record of the next token (gen_json.h), into an atomic file the
+// caller commits once the .npy is written too (a failed command leaves neither).
+static int write_unc(vm_afile *afp, const char *path, vm_gen *g, const vm_tokenizer *tok, const int32_t *ids, int n,
                      const float *logits) {
     vm_afile af = {0};
     if (vm_afile_open(&af, path)) return -1;
@@ -54,7 +55,8 @@ static int write_unc(const char *path, vm_gen *g, const vm_tokenizer *tok, const
         free(line);
         if (e) { vm_afile_abort(&af); return vm_err("%s: write failed", path); }
     }
-    return vm_afile_commit(&af);
+    *afp = af;
+    return 0;
 }
 
 int cmd_logits(int argc, char **argv) {
@@ -116,9 +118,11 @@ int cmd_logits(int argc, char **argv) {
         vm_ctx_free(c);
         if (e) { cli_fail(CMD, NULL); goto done; }
     }
+    vm_afile uf = {0};
+    if (unc_out && write_unc(&uf, unc_out, g, tok, ids, n, logits)) { cli_fail(CMD, NULL); goto done; }
     int64_t shape[2] = {n, n_vocab};
-    if (vm_npy_write_f32(out, logits, 2, shape)) { cli_fail(CMD, NULL); goto done; }
-    if (unc_out && write_unc(unc_out, g, tok, ids, n, logits)) { cli_fail(CMD, NULL); goto done; }
+    if (vm_npy_write_f32(out, logits, 2, shape)) { if (unc_out) vm_afile_abort(&uf); cli_fail(CMD, NULL); goto done; }
+    if (unc_out && vm_afile_commit(&uf)) { cli_fail(CMD, NULL); goto done; }
     rc = 0;
 done:
     free(ids); free(logits);

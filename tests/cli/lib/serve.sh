@@ -21,6 +21,7 @@ trap 'exit 1' INT TERM
 # sets URL and SPID. Returns non-zero when it did not come up within 120 s (sanitizer builds load slowly).
 start() {
     name=$1; shift
+    : >"$T/$name.log"   # exists before the background job opens it
     "$VMOER" serve "$@" --port 0 >"$T/$name.out" 2>"$T/$name.log" &
     SPID=$!
     PIDS="$PIDS $SPID"
@@ -33,6 +34,23 @@ start() {
     done
     echo "server $name did not start: $(cat "$T/$name.log")"
     return 1
+}
+
+# finish: stops every server still running with SIGTERM (each must drain and exit 0, with no
+# sanitizer report in its log), prints the summary line and exits with the result.
+finish() {
+    for pid in $PIDS; do
+        kill -0 "$pid" 2>/dev/null || continue
+        kill -TERM "$pid"; wait "$pid"; rc=$?
+        [ $rc -eq 0 ] && ok || bad "a server exited with status $rc after SIGTERM"
+    done
+    PIDS=""
+    if grep -l -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T"/*.log >/dev/null 2>&1; then
+        bad "sanitizer report: $(grep -h -A5 -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T"/*.log | head -30)"
+    else ok; fi
+    echo "$p passed, $f failed"
+    [ "$f" -eq 0 ]
+    exit
 }
 
 # post PATH BODY OUT: POST with curl; prints the HTTP status.
