@@ -16,6 +16,7 @@ SPID=""
 trap '[ -n "$SPID" ] && kill "$SPID" 2>/dev/null; wait 2>/dev/null; rm -rf "$T"' EXIT
 trap 'exit 1' INT TERM
 
+: >"$T/log"   # exists before the background job opens it
 "$VMOER" serve "$MODEL" --port 0 --quiet "$@" 2>"$T/log" &
 SPID=$!
 i=0
