@@ -23,6 +23,14 @@ json_t *srv_error_json(const srv_err *e) {
     return o;
 }
 
+// {"error": ...} of a failure inside the model run (500), from the pending vm_errmsg().
+static json_t *internal_error_json(void) {
+    srv_err e = { .status = 500 };
+    snprintf(e.type, sizeof e.type, "server_error");
+    snprintf(e.msg, sizeof e.msg, "%s", vm_errmsg());
+    return srv_error_json(&e);
+}
+
 static char *dump_free(json_t *o) {
     char *s = vm_json_dump(o);
     json_decref(o);
@@ -359,10 +367,7 @@ static void run_generation(srv *s, srv_slot *sl, srv_job *j) {
     j->finish = rc ? "error" : gone ? "cancelled" : vm_gen_finish_name(res.finish);
     if (gone) goto out;
     if (rc) {
-        srv_err e = { .status = 500 };
-        snprintf(e.type, sizeof e.type, "server_error");
-        snprintf(e.msg, sizeof e.msg, "%s", vm_errmsg());
-        json_t *ej = srv_error_json(&e);
+        json_t *ej = internal_error_json();
         if (j->stream) emit_json(&r, ej);
         else { char *b = dump_free(ej); j->status = 500; if (b) srv_job_emit(s, j, b, strlen(b)); free(b); }
         if (j->stream) srv_job_emit(s, j, "data: [DONE]\n\n", 14);
@@ -426,18 +431,15 @@ static void run_choices(srv *s, srv_slot *sl, srv_job *j) {
         hsum += entropy(tr.probs, C);
     }
     vm_gen_target(sl->g, -1, 0);
-    json_t *o = json_object();
+    json_t *o;
     if (rc) {
-        srv_err e = { .status = 500 };
-        snprintf(e.type, sizeof e.type, "server_error");
-        snprintf(e.msg, sizeof e.msg, "%s", vm_errmsg());
-        json_decref(o);
-        o = srv_error_json(&e);
+        o = internal_error_json();
         j->status = 500;
         j->finish = "error";
     } else {
         int pred = 0;
         for (int k = 1; k < C; k++) if (pbar[k] > pbar[pred]) pred = k;
+        o = json_object();
         json_t *cs = json_array(), *v = json_deep_copy(s->info);
         for (int k = 0; k < C; k++) {
             json_t *c = json_object();
