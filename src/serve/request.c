@@ -140,7 +140,8 @@ static int parse_vmoer(srv *s, const json_t *o, srv_job *j, srv_err *e) {
     json_t *L = field(v, "layers");
     if (L && !j->routing) return fail(e, "vmoer.layers", "invalid_value", "vmoer.layers needs vmoer.return_routing: true");
     if (L) {
-        if (!json_is_array(L) || !json_array_size(L) || json_array_size(L) > (size_t)m->hp.n_layer)
+        if (!json_is_array(L) || !json_array_size(L) || json_array_size(L) > (size_t)m->hp.n_layer ||
+            json_array_size(L) > sizeof j->r_layers / sizeof *j->r_layers)
             return fail(e, "vmoer.layers", "invalid_type", "vmoer.layers: expected a non-empty array of MoE layer indices");
         size_t i;
         json_t *x;
@@ -226,7 +227,7 @@ static int parse_prompt(srv *s, const json_t *o, srv_job *j, srv_err *e) {
     if (json_is_string(p)) return tokenize(s, json_string_value(p), 0, j, e, "prompt");
     if (!json_is_array(p)) return fail(e, "prompt", "invalid_type", "prompt: expected a string or an array of token ids");
     const size_t n = json_array_size(p);
-    if (n > (size_t)s->n_ctx) return 0;   // too long: refused below with the context message
+    if (n > (size_t)s->n_ctx) { j->n_prompt = n > INT_MAX ? INT_MAX : (int)n; return 0; }   // refused below: too long
     if (!(j->prompt = vm_malloc((n ? n : 1) * sizeof *j->prompt))) return fail(e, "prompt", NULL, "out of memory");
     size_t i;
     json_t *x;

@@ -34,7 +34,7 @@ typedef struct srv_job {
     int logprobs;                // completions: -1 off, else top count; chat: 0/1
     int top_logprobs;            // chat: top count
     int routing;                 // return_routing
-    int r_layers[256], n_rl;     // its layers
+    int r_layers[512], n_rl;     // its layers (MoE layers; no model has more)
     int r_json;                  // "format": "json" (else base64)
     vm_task_input task;          // choices: the item's sequences
     char *choice_text[VM_MCQ_MAX_CHOICES];
