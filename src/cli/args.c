@@ -1,5 +1,6 @@
 #include "cli/cli.h"
 #include "util/err.h"
+#include "util/fileio.h"
 
 #include <errno.h>
 #include <omp.h>
@@ -57,6 +58,14 @@ int cli_u64(const char *cmd, const char *flag, const char *val, uint64_t *out) {
     if (errno || end == val || *end) { cli_fail(cmd, "%s expects a non-negative integer, got '%s'", flag, val); return -1; }
     *out = v;
     return 0;
+}
+
+int cli_output(const char *cmd, const char *path) {
+    return vm_output_check(path) ? cli_fail(cmd, NULL) : 0;
+}
+
+int cli_output_dir(const char *cmd, const char *path, const char *const *names) {
+    return vm_output_dir_check(path, names) ? cli_fail(cmd, NULL) : 0;
 }
 
 const char *cli_value(const char *cmd, int argc, char **argv, int *i) {

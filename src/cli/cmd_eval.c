@@ -175,6 +175,7 @@ int cmd_eval(int argc, char **argv) {
     if (!model_path) return cli_fail(CMD, "expected MODEL.gguf (see --help)");
     if (!data_arg) return cli_fail(CMD, "--data PATH is required");
     if (!outdir) return cli_fail(CMD, "-o OUTDIR is required");
+    if (cli_output_dir(CMD, outdir, vm_eval_output_names)) return 1;
     if (adapter && router) return cli_fail(CMD, "--adapter and --router exclude each other");
     vm_task_mode mode;
     if (vm_task_mode_parse(score, &mode)) return cli_fail(CMD, NULL);

@@ -131,6 +131,9 @@ int cmd_fit(int argc, char **argv) {
     if (!data) return cli_fail(CMD, "--data TRAIN is required");
     if (!o.kind) return cli_fail(CMD, "--router KIND is required (map, ensemble, vglr-mf, vglr-fc, vtsr)");
     if (!out) return cli_fail(CMD, "-o ADAPTER.gguf is required");
+    char ckpt_buf[4096];   // the checkpoint is written during the fit: check it now, not after it
+    snprintf(ckpt_buf, sizeof ckpt_buf, "%s.ckpt", out);
+    if (cli_output(CMD, out) || cli_output(CMD, o.ckpt_path ? o.ckpt_path : ckpt_buf)) return 1;
     if (layers) {
         if (!strcmp(layers, "auto")) o.layers_auto = 1;
         else if ((o.n_layers = parse_layers(layers, o.layers, VM_ADAPTER_MAX_LAYERS)) <= 0)

@@ -97,6 +97,7 @@ int cmd_trace(int argc, char **argv) {
     if (!path) return cli_fail(CMD, "expected MODEL.gguf (see --help)");
     if (!prompt) return cli_fail(CMD, "-p PROMPT is required");
     if (!out) return cli_fail(CMD, "-o OUT.jsonl is required");
+    if (cli_output(CMD, out)) return 1;
 
     int rc = 1;
     vm_model *m = NULL;

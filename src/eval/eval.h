@@ -127,8 +127,14 @@ typedef struct vm_eval_write_opts {
     int passes;
 } vm_eval_write_opts;
 
+// The files of an eval folder (NULL-terminated): vm_eval_write replaces a folder holding only these.
+extern const char *const vm_eval_output_names[];
+
 // Writes questions.jsonl, metrics.json, metrics.csv, reliability.csv, risk_coverage.csv, ood.csv,
-// roc.csv, stability.csv and report.html into outdir (created). sets[0] is the in-distribution
-// set, sets[1..] OOD. val (may be NULL): the validation set temperature scaling is fitted on.
+// roc.csv, stability.csv, curves.json and report.html into outdir (created) as one set: written
+// into a temporary folder beside it and swapped in (util/fileio.h vm_adir), so a failure (full
+// disk, kill) leaves the previous set whole. An existing outdir must hold only these files
+// (vm_output_dir_check). sets[0] is the in-distribution set, sets[1..] OOD. val (may be NULL): the
+// validation set temperature scaling is fitted on.
 int vm_eval_write(const vm_eval_write_opts *o, int n_sets, const vm_eval_set *sets,
                   const vm_eval_set *val, const vm_stability *st, const vm_cost *cost);

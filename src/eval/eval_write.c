@@ -39,6 +39,11 @@ static const char *const conventions[][2] = {
     { "cost", "analytic FLOPs per token, 2 per multiply-add, of every matrix product (attention products at the mean span ctx_mean); a question costs passes x that; params_extra = trainable router parameters; time ratio = one pass with this router / one pass with the deterministic router, same prompts and threads" },
 };
 
+const char *const vm_eval_output_names[] = {
+    "questions.jsonl", "metrics.json", "metrics.csv", "reliability.csv", "risk_coverage.csv", "roc.csv",
+    "ood.csv", "stability.csv", "curves.json", "report.html", NULL
+};
+
 // ---------------------------------------------------------------- small helpers
 
 static json_t *jnum(double x) { return isfinite(x) ? json_real(x) : json_null(); }
@@ -221,6 +226,7 @@ static int ood_compute(const mset *in, const mset *out, int k, ood_metrics *o) {
 
 typedef struct wctx {
     const vm_eval_write_opts *o;
+    const char *dir;            // the temporary folder the set is written into (vm_adir)
     int n_sets, n_methods, loglik;
     const vm_eval_set *sets;
     method_t meth[MAX_METHODS];
@@ -233,7 +239,7 @@ typedef struct wctx {
 
 static int write_questions(wctx *w) {
     vm_afile a;
-    if (afile_open_in(&a, w->o->outdir, "questions.jsonl")) return -1;
+    if (afile_open_in(&a, w->dir, "questions.jsonl")) return -1;
     int rc = 0;
     for (int s = 0; s < w->n_sets && !rc; s++) {
         const vm_eval_set *es = &w->sets[s];
@@ -376,7 +382,7 @@ static int write_metrics(wctx *w, const vm_stability *st, const vm_cost *cost) {
     json_object_set_new(root, "results", res);
     if (st) json_object_set_new(root, "stability", stability_json(st));
     if (cost) json_object_set_new(root, "cost", cost_json(cost));
-    int rc = write_json(o->outdir, "metrics.json", root);
+    int rc = write_json(w->dir, "metrics.json", root);
     json_decref(root);
     return rc;
 }
@@ -384,7 +390,7 @@ static int write_metrics(wctx *w, const vm_stability *st, const vm_cost *cost) {
 // metrics.csv (long format), reliability.csv, risk_coverage.csv, roc.csv, ood.csv, stability.csv,
 // and curves.json (the same curves for `vmoer compare`).
 static int write_tables(wctx *w, const vm_stability *st, json_t *curves) {
-    const char *dir = w->o->outdir;
+    const char *dir = w->dir;
     const int M = w->o->bins;
     vm_afile a;
     // metrics.csv
@@ -662,7 +668,7 @@ static int write_report(wctx *w, const vm_stability *st, const vm_cost *cost) {
     if (!rc && w->n_sets > 1) rc |= vm_report_section(r, "OOD detection") || add_ood(r, w);
     if (!rc && st) rc |= vm_report_section(r, "Routing stability under embedding noise") || add_stability(r, st, w->meth[0].name);
     if (!rc && cost) rc |= vm_report_section(r, "Cost") || add_cost(r, cost, w->meth[0].name);
-    char *path = join(w->o->outdir, "report.html");
+    char *path = join(w->dir, "report.html");
     if (!rc && path) rc = vm_report_write(r, path);
     free(path);
     vm_report_free(r);
@@ -673,8 +679,9 @@ int vm_eval_write(const vm_eval_write_opts *o, int n_sets, const vm_eval_set *se
                   const vm_eval_set *val, const vm_stability *st, const vm_cost *cost) {
     if (!o || !o->outdir || n_sets < 1 || !sets || sets[0].n < 1) return vm_err("eval: nothing to write");
     if (o->bins < 1 || o->bins > 1000) return vm_err("eval: %d ECE bins", o->bins);
-    if (vm_mkdir_p(o->outdir)) return -1;
-    wctx w = { .o = o, .n_sets = n_sets, .sets = sets, .n_methods = 1,
+    vm_adir out;
+    if (vm_adir_open(&out, o->outdir, vm_eval_output_names)) return vm_err_prefix("eval");
+    wctx w = { .o = o, .dir = out.tmp, .n_sets = n_sets, .sets = sets, .n_methods = 1,
                .loglik = o->score && (!strcmp(o->score, "loglik") || !strcmp(o->score, "loglik-raw")) };
     snprintf(w.meth[0].name, sizeof w.meth[0].name, "%s", o->router ? o->router : "model");
     w.meth[0].T = NAN;
@@ -693,7 +700,7 @@ int vm_eval_write(const vm_eval_write_opts *o, int n_sets, const vm_eval_set *se
         }
         if (!rc && vm_temp_fit(val->n, C, z, y, &T)) rc = -1;
         free(z); free(y);
-        if (rc) return vm_err_prefix("eval: temperature scaling on %s", val->name);
+        if (rc) { vm_adir_abort(&out); return vm_err_prefix("eval: temperature scaling on %s", val->name); }
         w.n_methods = 2;
         snprintf(w.meth[1].name, sizeof w.meth[1].name, "%.80s+ts", w.meth[0].name);
         w.meth[1].T = T;
@@ -716,9 +723,11 @@ int vm_eval_write(const vm_eval_write_opts *o, int n_sets, const vm_eval_set *se
     json_t *curves = json_object();
     if (!rc) rc = write_questions(&w);
     if (!rc) rc = write_tables(&w, st, curves);
-    if (!rc) rc = write_json(o->outdir, "curves.json", curves);
+    if (!rc) rc = write_json(w.dir, "curves.json", curves);
     if (!rc) rc = write_metrics(&w, st, cost);
     if (!rc) rc = write_report(&w, st, cost);
+    if (!rc) rc = vm_adir_commit(&out);   // the whole set in one step: never a mix of two runs
+    else vm_adir_abort(&out);
     json_decref(curves);
     for (int m = 0; m < w.n_methods; m++) {
         if (!w.meth[m].sets) continue;

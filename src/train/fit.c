@@ -6,6 +6,7 @@
 #include "train/optim.h"
 #include "model/train.h"
 #include "util/err.h"
+#include "util/fileio.h"
 #include "util/progress.h"
 #include "util/hash.h"
 #include "util/rng.h"
@@ -277,6 +278,7 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
     memset(st, 0, sizeof *st);
     for (int i = 0; i < VM_ADAPTER_MAX_LAYERS; i++) st->jaccard[i] = NAN;
     const vm_hparams *hp = &m->hp;
+    if (vm_output_check(out_path)) return vm_err_prefix("fit");   // before the work, not after it
     if (!ds || ds->n == 0) return vm_err("fit: no training items");
     if (ds->n > 10000000) return vm_err("fit: too many items (%zu)", ds->n);
     if (hp->n_expert <= 0) return vm_err("fit: the model has no MoE layers");
