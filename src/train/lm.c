@@ -392,7 +392,8 @@ int vm_lm_train(vm_lm *lm, const int32_t *train, int64_t n_train, const int32_t 
         cs.fingerprint = h;
     }
     if (o->resume && access(ckpt, F_OK) == 0) {   // vm_ckpt_read refuses what is not a regular file
-        if (vm_ckpt_read(ckpt, &cs, &opt, best, n_all)) goto done;
+        const vm_ckpt_expect ex = { .total_steps = o->steps };   // no epochs
+        if (vm_ckpt_read(ckpt, &cs, &opt, best, n_all, &ex)) goto done;
         st->resumed = 1;
         if (!quiet) fprintf(stderr, "train: resumed from %s at step %lld\n", ckpt, (long long)cs.step);
     } else {
