@@ -10,18 +10,21 @@
 #include <string.h>
 
 int cli_fail(const char *cmd, const char *fmt, ...) {
-    fprintf(stderr, "vmoer %s: ", cmd);
+    char buf[2048];
+    const char *msg = buf;
     if (fmt) {
         va_list ap;
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        vsnprintf(buf, sizeof buf, fmt, ap);
         va_end(ap);
     } else {   // the library's message; "fit: ..." under `vmoer fit` would name the command twice
-        const char *msg = vm_errmsg();
+        msg = vm_errmsg();
         const size_t n = strlen(cmd);
         if (!strncmp(msg, cmd, n) && msg[n] == ':' && msg[n + 1] == ' ') msg += n + 2;
-        fputs(msg, stderr);
     }
+    // one line of printable text whatever the arguments or files held (util/err.h vm_escape)
+    fprintf(stderr, "vmoer %s: ", cmd);
+    vm_fput_escaped(stderr, msg, strlen(msg));
     fputc('\n', stderr);
     return 1;
 }
