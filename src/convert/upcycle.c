@@ -105,6 +105,14 @@ int vm_upcycle(const char *in_path, const char *out_path, const vm_upcycle_opts 
             vm_err("%s: already a MoE (tensor %s)", in_path, g->tensors[i].name);
             goto done;
         }
+    for (int64_t i = 0; i < g->n_tensors; i++) {   // the upcycled model would not load
+        const vm_gguf_tensor_info *ti = &g->tensors[i];
+        const int64_t bad = vm_type_find_nonfinite(ti->t.type, ti->t.data, vm_tensor_nelements(&ti->t));
+        if (bad >= 0) {
+            vm_err("%s: tensor %s holds a non-finite value (NaN or Inf) at element %lld", in_path, ti->name, (long long)bad);
+            goto done;
+        }
+    }
     if (!(w = vm_gguf_writer_init()) || !(bufs = vm_calloc((size_t)n_layer * 4, sizeof *bufs))) goto done;
     vm_gguf_copy_kv(w, g);
     vm_gguf_set_u32(w, "llama.expert_count", (uint32_t)o->n_expert);
