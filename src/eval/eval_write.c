@@ -49,6 +49,18 @@ const char *const vm_eval_output_names[] = {
 static json_t *jnum(double x) { return isfinite(x) ? json_real(x) : json_null(); }
 
 
+// A CSV field per RFC 4180: as is, or (when it holds a comma, a double quote, CR or LF) in double
+// quotes with its double quotes doubled. Names come from the command line (--ood NAME=...).
+static char *csv_quote(const char *s) {
+    if (!strpbrk(s, ",\"\r\n")) return vm_strdup(s);
+    char *q = vm_malloc(2 * strlen(s) + 3), *o = q;
+    if (!q) return NULL;
+    *o++ = '"';
+    for (; *s; s++) { if (*s == '"') *o++ = '"'; *o++ = *s; }
+    *o++ = '"'; *o = 0;
+    return q;
+}
+
 static char *join(const char *dir, const char *name) {
     size_t n = strlen(dir) + strlen(name) + 2;
     char *s = vm_malloc(n);
@@ -233,6 +245,7 @@ typedef struct wctx {
     cls_metrics cm[MAX_METHODS];
     ood_metrics *om;            // (n_methods, n_sets, VM_EVAL_UNC_COUNT); set 0 unused
     vm_ece_bin *bins;           // (n_methods, M)
+    char *qm[MAX_METHODS], **qs;   // method and set names as CSV fields (csv_quote)
 } wctx;
 
 #define OM(w, m, s, k) ((w)->om[((size_t)(m) * (w)->n_sets + (s)) * VM_EVAL_UNC_COUNT + (k)])
@@ -398,7 +411,7 @@ static int write_tables(wctx *w, const vm_stability *st, json_t *curves) {
     fprintf(a.f, "method,set,metric,value\n");
     for (int m = 0; m < w->n_methods; m++) {
         const cls_metrics *c = &w->cm[m];
-        const char *nm = w->meth[m].name, *sn = w->sets[0].name;
+        const char *nm = w->qm[m], *sn = w->qs[0];
         const struct { const char *k; double v; } rows[] = {
             { "acc", c->acc }, { "acc_stderr", c->acc_stderr }, { "acc_norm", c->acc_norm }, { "nll", c->nll },
             { "brier", c->brier }, { "ece", c->ece }, { "ece_lo", c->ece_lo }, { "ece_hi", c->ece_hi },
@@ -410,9 +423,9 @@ static int write_tables(wctx *w, const vm_stability *st, json_t *curves) {
             for (int u = 0; u < VM_EVAL_UNC_COUNT; u++) {
                 const ood_metrics *om = &OM(w, m, s, u);
                 if (!om->ok) continue;
-                fprintf(a.f, "%s,%s,auroc_%s,%.10g\n", nm, w->sets[s].name, vm_eval_unc_name(u), om->auroc);
-                fprintf(a.f, "%s,%s,aupr_%s,%.10g\n", nm, w->sets[s].name, vm_eval_unc_name(u), om->aupr);
-                fprintf(a.f, "%s,%s,fpr95_%s,%.10g\n", nm, w->sets[s].name, vm_eval_unc_name(u), om->fpr95);
+                fprintf(a.f, "%s,%s,auroc_%s,%.10g\n", nm, w->qs[s], vm_eval_unc_name(u), om->auroc);
+                fprintf(a.f, "%s,%s,aupr_%s,%.10g\n", nm, w->qs[s], vm_eval_unc_name(u), om->aupr);
+                fprintf(a.f, "%s,%s,fpr95_%s,%.10g\n", nm, w->qs[s], vm_eval_unc_name(u), om->fpr95);
             }
     }
     if (vm_afile_commit(&a)) return -1;
@@ -427,7 +440,7 @@ static int write_tables(wctx *w, const vm_stability *st, json_t *curves) {
         json_t *x = json_array(), *y = json_array(), *cnt = json_array();
         for (int b = 0; b < M; b++) {
             const vm_ece_bin *e = &w->bins[(size_t)m * M + b];
-            fprintf(a.f, "%s,%d,%.6g,%.6g,%d,%.10g,%.10g\n", w->meth[m].name, b, (double)b / M, (double)(b + 1) / M,
+            fprintf(a.f, "%s,%d,%.6g,%.6g,%d,%.10g,%.10g\n", w->qm[m], b, (double)b / M, (double)(b + 1) / M,
                     e->count, e->acc, e->conf);
             json_array_append_new(x, jnum(e->count ? e->conf : NAN));
             json_array_append_new(y, jnum(e->count ? e->acc : NAN));
@@ -449,7 +462,7 @@ static int write_tables(wctx *w, const vm_stability *st, json_t *curves) {
         if (!cov || !risk || vm_metric_risk_coverage(s->n, s->conf, s->loss, cov, risk, &np)) rc = -1;
         json_t *x = json_array(), *y = json_array();
         for (int i = 0; i < np && !rc; i++) {
-            fprintf(a.f, "%s,%.10g,%.10g\n", w->meth[m].name, cov[i], risk[i]);
+            fprintf(a.f, "%s,%.10g,%.10g\n", w->qm[m], cov[i], risk[i]);
             json_array_append_new(x, jnum(cov[i])); json_array_append_new(y, jnum(risk[i]));
         }
         json_t *jm = json_object();
@@ -472,7 +485,7 @@ static int write_tables(wctx *w, const vm_stability *st, json_t *curves) {
                 const ood_metrics *om = &OM(w, m, s, u);
                 if (!om->ok) continue;
                 const mset *in = &w->meth[m].sets[0], *out = &w->meth[m].sets[s];
-                fprintf(b.f, "%s,%s,%s,%.10g,%.10g,%.10g\n", w->meth[m].name, w->sets[s].name,
+                fprintf(b.f, "%s,%s,%s,%.10g,%.10g,%.10g\n", w->qm[m], w->qs[s],
                         vm_eval_unc_name(u), om->auroc, om->aupr, om->fpr95);
                 double *si = score_col(in, u), *so = score_col(out, u);
                 const size_t np1 = (size_t)in->n + out->n + 1;
@@ -482,7 +495,7 @@ static int write_tables(wctx *w, const vm_stability *st, json_t *curves) {
                 if (!si || !so || !fpr || !tpr || !thr || vm_metric_roc(in->n, si, out->n, so, fpr, tpr, thr, &np)) rc = -1;
                 json_t *x = json_array(), *y = json_array();
                 for (int i = 0; i < np && !rc; i++) {
-                    fprintf(a.f, "%s,%s,%s,%.10g,%.10g,%.10g\n", w->meth[m].name, w->sets[s].name,
+                    fprintf(a.f, "%s,%s,%s,%.10g,%.10g,%.10g\n", w->qm[m], w->qs[s],
                             vm_eval_unc_name(u), fpr[i], tpr[i], thr[i]);
                     json_array_append_new(x, jnum(fpr[i])); json_array_append_new(y, jnum(tpr[i]));
                 }
@@ -705,6 +718,10 @@ int vm_eval_write(const vm_eval_write_opts *o, int n_sets, const vm_eval_set *se
         snprintf(w.meth[1].name, sizeof w.meth[1].name, "%.80s+ts", w.meth[0].name);
         w.meth[1].T = T;
     }
+    w.qs = vm_calloc((size_t)n_sets, sizeof *w.qs);
+    for (int m = 0; m < w.n_methods && !rc; m++) if (!(w.qm[m] = csv_quote(w.meth[m].name))) rc = -1;
+    for (int s = 0; s < n_sets && w.qs && !rc; s++) if (!(w.qs[s] = csv_quote(sets[s].name))) rc = -1;
+    if (!w.qs) rc = -1;
     w.om = vm_calloc((size_t)w.n_methods * n_sets * VM_EVAL_UNC_COUNT, sizeof *w.om);
     w.bins = vm_calloc((size_t)w.n_methods * o->bins, sizeof *w.bins);
     if (!w.om || !w.bins) rc = -1;
@@ -735,5 +752,8 @@ int vm_eval_write(const vm_eval_write_opts *o, int n_sets, const vm_eval_set *se
         free(w.meth[m].sets);
     }
     free(w.om); free(w.bins);
+    for (int m = 0; m < MAX_METHODS; m++) free(w.qm[m]);
+    for (int s = 0; w.qs && s < n_sets; s++) free(w.qs[s]);
+    free(w.qs);
     return rc ? vm_err_prefix("eval: writing %s", o->outdir) : 0;
 }
