@@ -121,7 +121,7 @@ int vm_cost_time(vm_model *m, const vm_task *task, const vm_dataset *ds, int max
 typedef struct vm_eval_write_opts {
     const char *outdir;
     const char *model_path, *adapter_path, *data_path, *router, *score, *val_path;
-    int bins;            // ECE bins (10 or 15)
+    int bins;            // ECE bins, 1..1000 (the paper reports 10 and 15)
     int boot;            // bootstrap replicates
     uint64_t seed;
     int passes;

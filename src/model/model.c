@@ -151,7 +151,7 @@ vm_model *vm_model_from_gguf(vm_gguf *g) {
     if (arch_loaders[ia].load(m)) goto fail_ctx;
     return m;
 fail_ctx:
-    vm_err_prefix("%s", g->path ? g->path : "?");
+    if (!g->path || !strstr(vm_errmsg(), g->path)) vm_err_prefix("%s", g->path ? g->path : "?");   // once
 fail:
     vm_model_free(m);
     return NULL;

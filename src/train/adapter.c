@@ -93,7 +93,7 @@ int vm_adapter_write(const vm_model *m, const vm_adapter_info *a, const char *pa
     if (!rc && extra) extra(w, ud);
     if (!rc) rc = vm_gguf_write(w, path);
     vm_gguf_writer_free(w);
-    return rc ? vm_err_prefix("adapter %s", path) : 0;
+    return rc ? vm_err_prefix_file("adapter", path) : 0;
 }
 
 // A count that must fit in an int (a u32 above INT_MAX would turn negative).
@@ -240,7 +240,7 @@ int vm_adapter_apply_ex(vm_model *m, const char *path, int samples, vm_adapter_i
     }
     for (int i = 0; i < VM_ADAPTER_MAX_LAYERS; i++) { vm_router_free(rs[i]); vm_lora_free(los[i]); }
     vm_gguf_free(g);
-    return rc ? vm_err_prefix("adapter %s", path) : 0;
+    return rc ? vm_err_prefix_file("adapter", path) : 0;
 }
 
 int vm_adapter_apply(vm_model *m, const char *path) { return vm_adapter_apply_ex(m, path, 0, NULL); }

@@ -38,7 +38,7 @@ int vm_ckpt_write(const char *path, const vm_ckpt_state *s, const vm_adamw *o, c
     if (!rc) rc = vm_gguf_add_tensor(w, "best", VM_TYPE_F32, 1, nbst, best, n_best * sizeof(float));
     if (!rc) rc = vm_gguf_write(w, path);
     vm_gguf_writer_free(w);
-    return rc ? vm_err_prefix("checkpoint %s", path) : 0;
+    return rc ? vm_err_prefix_file("checkpoint", path) : 0;
 }
 
 // A value no run writes: the caller adds "checkpoint <path>: ", the message says which field and why.
@@ -178,5 +178,5 @@ int vm_ckpt_read(const char *path, vm_ckpt_state *s, vm_adamw *o, float *best, s
     }
     free(type);
     vm_gguf_free(g);
-    return rc ? vm_err_prefix("checkpoint %s", path) : 0;
+    return rc ? vm_err_prefix_file("checkpoint", path) : 0;
 }

@@ -87,6 +87,14 @@ int vm_err_prefix(const char *fmt, ...) {
     return -1;
 }
 
+int vm_err_prefix_file(const char *what, const char *path) {
+    char esc[512];   // messages hold the escaped path
+    const size_t n = vm_escape(esc, sizeof esc, path, strlen(path));
+    if (n && !strncmp(err_buf, esc, n) && err_buf[n] == ':' && err_buf[n + 1] == ' ')
+        memmove(err_buf, err_buf + n + 2, strlen(err_buf + n + 2) + 1);
+    return vm_err_prefix("%s %s", what, path);
+}
+
 const char *vm_errmsg(void) { return err_buf[0] ? err_buf : "unknown error"; }
 void vm_err_clear(void) { err_buf[0] = 0; }
 

@@ -17,6 +17,9 @@
 int vm_err(const char *fmt, ...) VM_PRINTF(1, 2);
 // Prefixes the current message with "<prefix>: " (adds context on the way up).
 int vm_err_prefix(const char *fmt, ...) VM_PRINTF(1, 2);
+// "<what> <path>: <message>", dropping a "<path>: " the message already starts with (readers and
+// writers name their file themselves): one mention of the file, not two.
+int vm_err_prefix_file(const char *what, const char *path);
 const char *vm_errmsg(void);
 void vm_err_clear(void);
 
