@@ -3,6 +3,7 @@
 #include "gguf/gguf.h"
 #include "util/err.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -325,6 +326,10 @@ int vm_gguf_write(vm_gguf_writer *w, const char *path) {
         put_zeros(f, pad_to(w->t[i].nbytes, align));
     }
     free(offs);
-    if (ferror(f)) { vm_afile_abort(&af); return vm_err("%s: write failed", path); }
+    if (ferror(f)) {   // errno is still the failing write's (a full disk: ENOSPC)
+        const int e = errno;
+        vm_afile_abort(&af);
+        return vm_err("%s: write failed: %s", path, strerror(e));
+    }
     return vm_afile_commit(&af);
 }
