@@ -17,18 +17,25 @@ typedef enum hf_arch {
     HF_LLAMA = 0, HF_GRANITEMOE, HF_QWEN2MOE, HF_QWEN3MOE, HF_OLMOE, HF_DEEPSEEK, HF_DEEPSEEK2
 } hf_arch;
 
-static const struct { const char *hf; hf_arch arch; const char *gguf; } hf_archs[] = {
-    {"LlamaForCausalLM", HF_LLAMA, "llama"},
-    {"MistralForCausalLM", HF_LLAMA, "llama"},
-    {"MixtralForCausalLM", HF_LLAMA, "llama"},
-    {"GraniteMoeForCausalLM", HF_GRANITEMOE, "granitemoe"},
-    {"GraniteMoeSharedForCausalLM", HF_GRANITEMOE, "granitemoe"},
-    {"Qwen2MoeForCausalLM", HF_QWEN2MOE, "qwen2moe"},
-    {"Qwen3MoeForCausalLM", HF_QWEN3MOE, "qwen3moe"},
-    {"OlmoeForCausalLM", HF_OLMOE, "olmoe"},
-    {"DeepseekForCausalLM", HF_DEEPSEEK, "deepseek"},
-    {"DeepseekV2ForCausalLM", HF_DEEPSEEK2, "deepseek2"},
-    {"DeepseekV3ForCausalLM", HF_DEEPSEEK2, "deepseek2"},
+// "architectures"[0], or (a config without that list, which transformers loads by its model_type)
+// "model_type"; n_ctx: the config class's max_position_embeddings default, used when config.json
+// has none (transformers fills the attribute from the class default then). Sources: the
+// `configuration_<model_type>.py` files of transformers (Llama 2048; Mistral, Mixtral 4096 * 32;
+// GraniteMoe, GraniteMoeShared 2048; Qwen2Moe, Qwen3Moe 32768; Olmoe 4096; DeepseekV2 2048;
+// DeepseekV3 4096) and, for deepseek (not in transformers), the remote-code DeepseekConfig of
+// deepseek-ai/deepseek-moe-16b (2048).
+static const struct { const char *hf, *model_type; hf_arch arch; const char *gguf; int n_ctx; } hf_archs[] = {
+    {"LlamaForCausalLM", "llama", HF_LLAMA, "llama", 2048},
+    {"MistralForCausalLM", "mistral", HF_LLAMA, "llama", 4096 * 32},
+    {"MixtralForCausalLM", "mixtral", HF_LLAMA, "llama", 4096 * 32},
+    {"GraniteMoeForCausalLM", "granitemoe", HF_GRANITEMOE, "granitemoe", 2048},
+    {"GraniteMoeSharedForCausalLM", "granitemoeshared", HF_GRANITEMOE, "granitemoe", 2048},
+    {"Qwen2MoeForCausalLM", "qwen2_moe", HF_QWEN2MOE, "qwen2moe", 32768},
+    {"Qwen3MoeForCausalLM", "qwen3_moe", HF_QWEN3MOE, "qwen3moe", 32768},
+    {"OlmoeForCausalLM", "olmoe", HF_OLMOE, "olmoe", 4096},
+    {"DeepseekForCausalLM", "deepseek", HF_DEEPSEEK, "deepseek", 2048},
+    {"DeepseekV2ForCausalLM", "deepseek_v2", HF_DEEPSEEK2, "deepseek2", 2048},
+    {"DeepseekV3ForCausalLM", "deepseek_v3", HF_DEEPSEEK2, "deepseek2", 4096},
 };
 
 // ---------------------------------------------------------------- config.json
@@ -131,21 +138,25 @@ static int cfg_read(const char *dir, hf_cfg *c, char **name_out) {
     if (!json_is_object(root)) { vm_err("%s: not a JSON object", path); goto done; }
     json_t *archs = json_object_get(root, "architectures");
     const char *a = json_is_array(archs) ? json_string_value(json_array_get(archs, 0)) : NULL;
-    if (!a) { vm_err("%s: no \"architectures\" list", path); goto done; }
-    int found = 0;
+    const char *mt = a ? NULL : json_string_value(json_object_get(root, "model_type"));
+    if (!a && !mt) { vm_err("%s: neither an \"architectures\" list nor a \"model_type\"", path); goto done; }
+    int found = -1;
     for (size_t i = 0; i < sizeof hf_archs / sizeof *hf_archs; i++)
-        if (!strcmp(a, hf_archs[i].hf)) { c->arch = hf_archs[i].arch; c->gguf_arch = hf_archs[i].gguf; found = 1; }
-    if (!found) {
-        vm_err("%s: architecture '%s' is not supported (Llama, Mistral, Mixtral, GraniteMoe, Qwen2Moe, "
-               "Qwen3Moe, Olmoe, Deepseek, DeepseekV2/V3)", path, a);
+        if (a ? !strcmp(a, hf_archs[i].hf) : !strcmp(mt, hf_archs[i].model_type)) found = (int)i;
+    if (found < 0) {
+        vm_err("%s: %s '%s' is not supported (Llama, Mistral, Mixtral, GraniteMoe, Qwen2Moe, Qwen3Moe, Olmoe, "
+               "Deepseek, DeepseekV2/V3)", path, a ? "architecture" : "model_type", a ? a : mt);
         goto done;
     }
+    c->arch = hf_archs[found].arch; c->gguf_arch = hf_archs[found].gguf;
+    if (!a) a = hf_archs[found].hf;   // for messages
+    c->n_ctx = hf_archs[found].n_ctx;
     const int BIG = 1 << 24;
     static const char *const k_ctx[] = {"max_position_embeddings", "n_ctx", "n_positions", NULL};
     static const char *const k_nexp[] = {"num_local_experts", "num_experts", "n_routed_experts", NULL};
     static const char *const k_used[] = {"num_experts_per_tok", NULL};
     if (cj_int(root, "vocab_size", &c->n_vocab, 1, 1, BIG) ||
-        cj_int_any(root, k_ctx, &c->n_ctx, 1, 1, 1 << 30) ||
+        cj_int_any(root, k_ctx, &c->n_ctx, 0, 1, 1 << 30) < 0 ||
         cj_int(root, "hidden_size", &c->n_embd, 1, 1, BIG) ||
         cj_int(root, "intermediate_size", &c->n_ff, 1, 1, BIG) ||
         cj_int(root, "num_hidden_layers", &c->n_layer, 1, 1, 1 << 16) ||
