@@ -145,7 +145,7 @@ static void print_text(const vm_gguf *g, const char *arch, const info_stats *s) 
     printf("format:          GGUF v%u, %lld metadata keys, alignment %zu, data at %zu\n", g->version,
            (long long)g->n_kv, g->alignment, g->data_offset);
     printf("architecture:    ");
-    if (arch[0]) print_str(arch, strlen(arch), sizeof arch); else printf("(none)");
+    if (arch[0]) print_str(arch, strlen(arch), strlen(arch)); else printf("(none)");
     printf("\n");
     if ((kv = str_kv(g, "general.name"))) { printf("name:            "); print_value(kv); printf("\n"); }
     for (size_t i = 0; arch[0] && i < sizeof dims_ / sizeof *dims_; i++) {
