@@ -2,6 +2,7 @@
 // (aligned start, every tensor padded to the alignment, as ggml writes it). Written atomically.
 #include "gguf/gguf.h"
 #include "util/err.h"
+#include "util/testhook.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -322,6 +323,7 @@ int vm_gguf_write(vm_gguf_writer *w, const char *path) {
     }
     put_zeros(f, pad_to(pos, align));
     for (int64_t i = 0; i < w->n_t; i++) {
+        if (i == w->n_t / 2) vm_test_kill_point("gguf-write");   // tests: a kill mid-write
         put(f, w->t[i].data, w->t[i].nbytes);
         put_zeros(f, pad_to(w->t[i].nbytes, align));
     }

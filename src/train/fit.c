@@ -10,6 +10,7 @@
 #include "util/progress.h"
 #include "util/hash.h"
 #include "util/rng.h"
+#include "util/testhook.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -442,6 +443,7 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
     if (!o->no_cache) {
         for (int k = 0; k < n_tr + n_va; k++) {
             fit_ex *e = &s.ex[k < n_tr ? tr_idx[k] : va_idx[k - n_tr]];
+            vm_test_kill_point("fit-cache");   // tests: a kill during the cache build
             for (int q = 0; q < e->in.n_seq; q++) {
                 if (!(e->h[q] = vm_malloc((size_t)e->in.seq[q].n * s.D * sizeof(float)))) goto done;
                 if (vm_model_hidden(m, e->in.seq[q].tokens, e->in.seq[q].n, s.l0, e->h[q])) goto done;
@@ -523,6 +525,7 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
             }
             vm_adamw_step(&opt, vm_lr_schedule(o->lr, cs.step, total, o->warmup_frac));
             cs.step++;
+            vm_test_kill_point("fit-step");   // tests: a kill between a step and its checkpoint
             t_train += vm_now_s() - ts;
             if (bar && !quiet) {
                 const double tps = t_train > 0 ? s.tokens / t_train : 0;
