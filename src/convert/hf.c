@@ -293,8 +293,8 @@ static int put(hf_ctx *x, const char *name, float *data, int n_dims, const int64
     for (int i = 1; i < n_dims; i++) rows *= ne[i];
     size_t row = vm_type_row_size(ty, ne[0]), nbytes;
     if (row == 0 || vm_size_mul(row, (size_t)rows, &nbytes)) return vm_err("%s: bad size", name);
-    const int64_t bad = vm_type_find_nonfinite(VM_TYPE_F32, data, ne[0] * rows);   // the model would not load
-    if (bad >= 0) return vm_err("%s holds a non-finite value (NaN or Inf) at element %lld", name, (long long)bad);
+    // what is written must be finite, or the model would not load (f16/q8_0 can overflow to Inf)
+    if (vm_type_check_finite(VM_TYPE_F32, data, ne[0] * rows, name)) return -1;
     if (ty == VM_TYPE_F32) return vm_gguf_add_tensor(x->w, name, ty, n_dims, ne, data, nbytes);
     uint8_t *dst = keep(x, vm_malloc(nbytes ? nbytes : 1));
     if (!dst) return -1;
@@ -310,6 +310,7 @@ static int put(hf_ctx *x, const char *name, float *data, int n_dims, const int64
             return vm_err("%s: cannot quantise to %s", name, vm_type_name(ty));
         }
     }
+    if (vm_type_check_finite(ty, dst, ne[0] * rows, name)) return -1;
     return vm_gguf_add_tensor(x->w, name, ty, n_dims, ne, dst, nbytes);
 }
 
@@ -349,8 +350,7 @@ static int emit(hf_ctx *x, const char *gname, const char *hname, int nd, const i
     vm_type want = kind == K_MAT ? x->type : VM_TYPE_F32;
     if (want == VM_TYPE_Q8_0 && ne[0] % 32) want = VM_TYPE_F16;
     if (!permute_heads && st_to_vm(t->dtype) == want) {   // already in the output type: no copy
-        const int64_t bad = vm_type_find_nonfinite(want, t->data, ne[0] * ne[1] * ne[2] * ne[3]);
-        if (bad >= 0) return vm_err("%s holds a non-finite value (NaN or Inf) at element %lld", hname, (long long)bad);
+        if (vm_type_check_finite(want, t->data, ne[0] * ne[1] * ne[2] * ne[3], hname)) return -1;
         return vm_gguf_add_tensor(x->w, gname, want, nd, ne, t->data, t->nbytes);
     }
     float *f = read_f32(t);

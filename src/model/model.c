@@ -47,9 +47,11 @@ int vm_model_tensor(const vm_model *m, vm_tensor *out, const char *name, int n_d
         return vm_err("model: tensor '%s' rows of %lld are not whole %s blocks", name,
                       (long long)t->ne[0], tr->name);
     // a NaN/Inf weight would poison every output it touches: refuse the file now, naming the tensor
-    const int64_t bad = vm_type_find_nonfinite(t->type, t->data, vm_tensor_nelements(t));
-    if (bad >= 0)
-        return vm_err("model: tensor '%s' holds a non-finite value (NaN or Inf) at element %lld", name, (long long)bad);
+    char what[96];
+    snprintf(what, sizeof what, "model: tensor '%s'", name);
+    const int bad = vm_type_check_finite(t->type, t->data, vm_tensor_nelements(t), what);
+    vm_mmap_release(&m->gguf->map, t->data, vm_tensor_nbytes(t));   // read once, not kept resident
+    if (bad) return -1;
     *out = *t;
     out->name = ti->name;
     return 0;

@@ -5,6 +5,7 @@
 // for only inside a chunk that has one.
 #include "quant/quant.h"
 #include "quant/quant_impl.h"
+#include "util/err.h"
 
 #define CHUNK 4096   // elements (or blocks) per branch-free pass
 
@@ -86,4 +87,10 @@ int64_t vm_type_find_nonfinite(vm_type type, const void *data, int64_t n) {
         if (at >= 0) return at * l.per;
     }
     return -1;
+}
+
+int vm_type_check_finite(vm_type type, const void *data, int64_t n, const char *what) {
+    const int64_t bad = vm_type_find_nonfinite(type, data, n);
+    return bad < 0 ? 0 : vm_err("%s holds a non-finite %s value (NaN or Inf) at element %lld", what,
+                                 vm_type_name(type), (long long)bad);
 }

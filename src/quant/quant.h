@@ -36,6 +36,9 @@ size_t vm_type_row_size(vm_type type, int64_t n);
 // Q5_K, Q6_K: the block's fp16 scales (d, and dmin for Q4_K/Q5_K), whose quants are integers; the
 // result is then the block's first element. Types without a check (integers, unsupported blocks): -1.
 int64_t vm_type_find_nonfinite(vm_type type, const void *data, int64_t n);
+// The same as a check: 0, or -1 with "<what> holds a non-finite <type> value (NaN or Inf) at
+// element N" (a converter's f16 or q8_0 output can overflow to Inf where its f32 input did not).
+int vm_type_check_finite(vm_type type, const void *data, int64_t n, const char *what);
 
 // All of these require a compute type and n a multiple of the block size.
 void vm_dequant_row(vm_type type, const void *src, float *dst, int64_t n);

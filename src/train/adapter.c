@@ -147,8 +147,9 @@ static int load_param(const vm_gguf *g, int il, vm_param *p) {
     if (!ti) return vm_err("tensor %s missing", name);
     if (ti->t.type != VM_TYPE_F32 || ti->t.ne[0] != p->ne[0] || ti->t.ne[1] != ne1 || ti->t.ne[2] != 1)
         return vm_err("tensor %s: expected f32 [%lld, %lld]", name, (long long)p->ne[0], (long long)ne1);
-    const int64_t bad = vm_type_find_nonfinite(VM_TYPE_F32, ti->t.data, p->ne[0] * ne1);
-    if (bad >= 0) return vm_err("tensor %s holds a non-finite value (NaN or Inf) at element %lld", name, (long long)bad);
+    char what[VM_GGUF_MAX_NAME + 24];
+    snprintf(what, sizeof what, "tensor %s", name);
+    if (vm_type_check_finite(VM_TYPE_F32, ti->t.data, p->ne[0] * ne1, what)) return -1;
     memcpy(p->w, ti->t.data, (size_t)(p->ne[0] * ne1) * sizeof(float));
     return 0;
 }

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -85,6 +86,17 @@ int vm_mmap_open(vm_mmap *m, const char *path) {
     }
     close(fd);
     return 0;
+}
+
+void vm_mmap_release(const vm_mmap *m, const void *p, size_t n) {
+    const uintptr_t lo = (uintptr_t)m->data, hi = lo + m->size, page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p, b = a + n;
+    if (!m->data || !n || a >= hi || b <= lo || page == 0) return;
+    if (a < lo) a = lo;
+    if (b > hi) b = hi;
+    a &= ~(page - 1);   // whole pages: the mapping is read-only and never written, so dropping a page
+    b = (b + page - 1) & ~(page - 1);   // shared with a neighbouring tensor only costs a re-fault
+    madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
 void vm_mmap_close(vm_mmap *m) {

@@ -25,6 +25,11 @@ typedef struct vm_mmap { void *data; size_t size; } vm_mmap;
 
 int vm_mmap_open(vm_mmap *m, const char *path);   // 0 ok; an empty file maps to data=NULL,size=0
 void vm_mmap_close(vm_mmap *m);
+// Drops the pages of [p, p + n) that lie in m's mapping from the process's resident set (the data
+// stays in the file, and in the page cache while the system keeps it there; a later access faults it
+// back in). For a pass that reads a whole mapped file once (the non-finite weight check) without
+// leaving it all resident. No-op for memory outside the mapping (a GGUF opened from a buffer).
+void vm_mmap_release(const vm_mmap *m, const void *p, size_t n);
 
 typedef struct vm_afile {
     FILE *f;

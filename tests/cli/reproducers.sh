@@ -53,11 +53,11 @@ one_line "resume with other items of the same count" "written by a fit with othe
 data_at=$("$VMOER" info "$M" | sed -n 's/.*data at \([0-9]*\).*/\1/p')
 cp "$M" "$T/nan.gguf"; poke "$T/nan.gguf" $((data_at + 400000)) '\000\000\300\177'   # f32 NaN
 "$VMOER" run "$T/nan.gguf" -p "Once" -n 2 >/dev/null 2>"$T/err"; rc=$?
-one_line "model with a NaN weight" "tensor 'blk.0.ffn_gate_exps.weight' holds a non-finite value (NaN or Inf) at element 5088"
+one_line "model with a NaN weight" "tensor 'blk.0.ffn_gate_exps.weight' holds a non-finite f32 value (NaN or Inf) at element 5088"
 cp "$T/y.gguf" "$T/inf.gguf"; poke "$T/inf.gguf" $(($(wc -c <"$T/y.gguf") - 4)) '\000\000\200\377'   # -Inf
 EVAL="eval $M --data $D/test.jsonl --limit 4 --score loglik-raw --chat-template none --noise-grid none --boot 10 --time-items 1"
 "$VMOER" $EVAL --adapter "$T/inf.gguf" -o "$T/ev_inf" >/dev/null 2>"$T/err"; rc=$?
-one_line "adapter with an Inf weight" "adapter .*inf.gguf: tensor blk.4.map.w_r holds a non-finite value"
+one_line "adapter with an Inf weight" "adapter .*inf.gguf: tensor blk.4.map.w_r holds a non-finite f32 value"
 [ ! -e "$T/ev_inf" ] && ok || bad "eval left an output folder for an adapter it refused"
 
 # ---- 6. a FIFO as model or data: refused before it is opened (it used to block forever)
