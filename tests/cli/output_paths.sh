@@ -65,7 +65,10 @@ refuse "logits -o ''" "empty" logits "$M" --ids 1,2 -o ""
 refuse "trace -o x/" "cannot end with '/'" trace "$M" -p hi -o "$T/x/"
 refuse "fit -o missing/x" "does not exist\|No such file" $FIT -o "$T/missing/x.gguf"
 refuse "eval -o ''" "empty" $EVAL -o ""
-refuse "eval -o ." "replaced as a whole" $EVAL -o .
+( cd "$T/dir" && "$VM_ABS" $EVAL -o . >"$T/out" 2>"$T/err"; echo $? >"$T/rc" )   # in a temp folder: an unfixed
+[ "$(cat "$T/rc")" = 1 ] && grep -q "replaced as a whole" "$T/err" && [ -z "$(ls "$T/dir")" ] && ok ||   # binary writes the set there
+    bad "eval -o .: exit $(cat "$T/rc"), $(cat "$T/err"); left: $(ls "$T/dir")"
+rm -f "$T/out" "$T/err" "$T/rc"
 refuse "compare -o dir" "not a regular file" compare "$T" -o "$T/dir"
 
 # ---- an eval folder holding someone else's file is not replaced
