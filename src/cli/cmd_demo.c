@@ -108,6 +108,7 @@ int cmd_demo(int argc, char **argv) {
 #undef VAL
     }
     if (cli_threads(CMD, threads)) return 1;
+    if (cli_output_dir(CMD, o.outdir, NULL)) return 1;
     vm_demo_result r;
     if (vm_demo_run(&o, &r)) return cli_fail(CMD, NULL);
     char *md = vm_demo_table_md(&o, &r);

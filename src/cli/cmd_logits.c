@@ -87,6 +87,7 @@ int cmd_logits(int argc, char **argv) {
     if (!path) return cli_fail(CMD, "expected MODEL.gguf (see --help)");
     if (!prompt == !ids_arg) return cli_fail(CMD, "give exactly one of -p PROMPT and --ids LIST");
     if (!out) return cli_fail(CMD, "-o OUT.npy is required");
+    if (cli_output(CMD, out)) return 1;
 
     int rc = 1, n = 0;
     int32_t *ids = NULL;

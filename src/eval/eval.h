@@ -128,14 +128,20 @@ int vm_cost_time(vm_model *m, const vm_task *task, const vm_dataset *ds, int max
 typedef struct vm_eval_write_opts {
     const char *outdir;
     const char *model_path, *adapter_path, *data_path, *router, *score, *val_path;
-    int bins;            // ECE bins (10 or 15)
+    int bins;            // ECE bins, 1..1000 (the paper reports 10 and 15)
     int boot;            // bootstrap replicates
     uint64_t seed;
     int passes;
 } vm_eval_write_opts;
 
+// The files of an eval folder (NULL-terminated): vm_eval_write replaces a folder holding only these.
+extern const char *const vm_eval_output_names[];
+
 // Writes questions.jsonl, metrics.json, metrics.csv, reliability.csv, risk_coverage.csv, ood.csv,
-// roc.csv, stability.csv and report.html into outdir (created). sets[0] is the in-distribution
-// set, sets[1..] OOD. val (may be NULL): the validation set temperature scaling is fitted on.
+// roc.csv, stability.csv, curves.json and report.html into outdir (created) as one set: written
+// into a temporary folder beside it and swapped in (util/fileio.h vm_adir), so a failure (full
+// disk, kill) leaves the previous set whole. An existing outdir must hold only these files
+// (vm_output_dir_check). sets[0] is the in-distribution set, sets[1..] OOD. val (may be NULL): the
+// validation set temperature scaling is fitted on.
 int vm_eval_write(const vm_eval_write_opts *o, int n_sets, const vm_eval_set *sets,
                   const vm_eval_set *val, const vm_stability *st, const vm_cost *cost);

@@ -11,6 +11,13 @@
 #include <stddef.h>
 #include "model/model_internal.h"
 
+// Epsilon of the two latent norms (q_a_layernorm, kv_a_layernorm). The reference modelling code
+// (transformers' modeling_deepseek_v2.py / modeling_deepseek_v3.py, as DeepSeek's own) builds them
+// with the RMSNorm default 1e-6 and never passes rms_norm_eps, which only the block and output
+// norms use; so the GGUF key attention.layer_norm_rms_epsilon does not apply to them. (Released
+// checkpoints all have rms_norm_eps 1e-6, where the two agree; llama.cpp uses the key for both.)
+#define VM_MLA_LATENT_NORM_EPS 1e-6f
+
 typedef struct vm_mla_layer {
     vm_tensor wq_a, wq_b;           // q LoRA [D, q_lora], [q_lora, H*(nope+rope)]; without it the
                                     // layer's wq is attn_q [D, H*(nope+rope)]

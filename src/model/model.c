@@ -46,6 +46,12 @@ int vm_model_tensor(const vm_model *m, vm_tensor *out, const char *name, int n_d
     if (t->ne[0] % tr->blck_size != 0 || !t->data)
         return vm_err("model: tensor '%s' rows of %lld are not whole %s blocks", name,
                       (long long)t->ne[0], tr->name);
+    // a NaN/Inf weight would poison every output it touches: refuse the file now, naming the tensor
+    char what[96];
+    snprintf(what, sizeof what, "model: tensor '%s'", name);
+    const int bad = vm_type_check_finite(t->type, t->data, vm_tensor_nelements(t), what);
+    vm_mmap_release(&m->gguf->map, t->data, vm_tensor_nbytes(t));   // read once, not kept resident
+    if (bad) return -1;
     *out = *t;
     out->name = ti->name;
     return 0;
@@ -147,7 +153,7 @@ vm_model *vm_model_from_gguf(vm_gguf *g) {
     if (arch_loaders[ia].load(m)) goto fail_ctx;
     return m;
 fail_ctx:
-    vm_err_prefix("%s", g->path ? g->path : "?");
+    if (!g->path || !strstr(vm_errmsg(), g->path)) vm_err_prefix("%s", g->path ? g->path : "?");   // once
 fail:
     vm_model_free(m);
     return NULL;

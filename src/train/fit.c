@@ -6,9 +6,11 @@
 #include "train/optim.h"
 #include "model/train.h"
 #include "util/err.h"
+#include "util/fileio.h"
 #include "util/progress.h"
 #include "util/hash.h"
 #include "util/rng.h"
+#include "util/testhook.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -317,8 +319,10 @@ static void progress_end(int *open) {
 }
 
 // Everything a resumed run must agree on.
-static uint64_t fingerprint(const vm_model *m, const vm_fit_opts *o, const int *layers, int nl, int n_ex) {
+static uint64_t fingerprint(const vm_model *m, const vm_fit_opts *o, const int *layers, int nl, int n_ex,
+                            uint64_t data_id) {
     uint64_t h = vm_model_router_checksum(m);
+    h = vm_fnv1a(h, &data_id, sizeof data_id);   // the items' contents, not only their count
     h = vm_fnv1a(h, o->kind, strlen(o->kind));
     h = vm_fnv1a(h, layers, (size_t)nl * sizeof(int));
     const double nums[] = { o->beta, o->samples, o->hidden, o->members, o->epochs, o->lr, o->batch,
@@ -340,6 +344,7 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
     memset(st, 0, sizeof *st);
     for (int i = 0; i < VM_ADAPTER_MAX_LAYERS; i++) st->jaccard[i] = NAN;
     const vm_hparams *hp = &m->hp;
+    if (vm_output_check(out_path)) return vm_err_prefix("fit");   // before the work, not after it
     if (!ds || ds->n == 0) return vm_err("fit: no training items");
     if (ds->n > 10000000) return vm_err("fit: too many items (%zu)", ds->n);
     if (hp->n_expert <= 0) return vm_err("fit: the model has no MoE layers");
@@ -375,6 +380,7 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
     int rc = -1, n_val_items = 0;
     int *tr_idx = NULL, *va_idx = NULL, n_tr = 0, n_va = 0;
     float *best = NULL;
+    int *eorder = NULL;   // the epoch's example order; freed at done (every exit)
     vm_adamw opt = {0};
     if (!order || vm_fit_split(n_items, o->val_frac, o->seed, order, &n_val_items)) goto done;
     vm_task task;
@@ -526,6 +532,7 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
     if (!o->no_cache) {
         for (int k = 0; k < n_tr + n_va; k++) {
             fit_ex *e = &s.ex[k < n_tr ? tr_idx[k] : va_idx[k - n_tr]];
+            vm_test_kill_point("fit-cache");   // tests: a kill during the cache build
             for (int q = 0; q < e->in.n_seq; q++) {
                 if (!(e->h[q] = vm_malloc((size_t)e->in.seq[q].n * s.D * sizeof(float)))) goto done;
                 if (vm_model_hidden(m, e->in.seq[q].tokens, e->in.seq[q].n, s.l0, e->h[q])) goto done;
@@ -540,10 +547,12 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
     const char *ckpt = o->ckpt_path;
     if (!ckpt) { snprintf(ckpt_buf, sizeof ckpt_buf, "%s.ckpt", out_path); ckpt = ckpt_buf; }
     vm_ckpt_state cs = { .best_val = INFINITY, .best_epoch = 0 };
-    cs.fingerprint = fingerprint(m, o, layers, nl, n_items);
+    cs.fingerprint = fingerprint(m, o, layers, nl, n_items, vm_dataset_fingerprint(ds));
     int have_ckpt = 0;
     if (o->resume && access(ckpt, F_OK) == 0) {
-        if (vm_ckpt_read(ckpt, &cs, &opt, best, n_w)) goto done;
+        const vm_ckpt_expect ex = { .total_steps = total, .steps_per_epoch = spe, .batch = o->batch,
+                                    .n_train = n_tr, .n_val = n_va, .patience = o->patience };
+        if (vm_ckpt_read(ckpt, &cs, &opt, best, n_w, &ex)) goto done;
         have_ckpt = 1; st->resumed = 1;
         if (!quiet) fprintf(stderr, "fit: resuming from %s at step %lld/%lld\n", ckpt, (long long)cs.step, (long long)total);
     }
@@ -564,8 +573,7 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
                 st->n_skipped, (long long)total, o->batch, cs.val_init, cs.acc_init);
 
     // ---- training
-    int *eorder = vm_malloc((size_t)n_tr * sizeof(int));
-    if (!eorder) goto done;
+    if (!(eorder = vm_malloc((size_t)n_tr * sizeof(int)))) goto done;
     double t0 = vm_now_s(), t_train = 0;
     const int64_t step0 = cs.step;
     int stop = cs.stopped;
@@ -604,11 +612,11 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
                     vm_err("training diverged at step %lld (epoch %d): non-finite loss or gradient; stopped "
                            "before the update, no checkpoint written yet (try a lower --lr)",
                            (long long)cs.step + 1, epoch + 1);
-                free(eorder);
                 goto done;
             }
             vm_adamw_step(&opt, vm_lr_schedule(o->lr, cs.step, total, o->warmup_frac));
             cs.step++;
+            vm_test_kill_point("fit-step");   // tests: a kill between a step and its checkpoint
             t_train += vm_now_s() - ts;
             if (bar && !quiet) {
                 const double tps = t_train > 0 ? s.tokens / t_train : 0;
@@ -649,11 +657,10 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
                 st->interrupted = 1;
                 progress_end(&bar_open);
                 if (!quiet) fprintf(stderr, "fit: stopped after %lld steps (checkpoint %s)\n", (long long)cs.step, ckpt);
-                rc = 0; free(eorder); goto fill;
+                rc = 0; goto fill;
             }
         }
     }
-    free(eorder);
 
     // ---- the best parameters -> adapter
     for (int i = 0, off = 0; i < s.n_params; i++) {
@@ -682,7 +689,7 @@ done:
         for (int q = 0; q < VM_TASK_MAX_SEQ; q++) free(s.ex[i].h[q]);
         vm_task_input_free(&s.ex[i].in);
     }
-    free(s.ex); free(order); free(tr_idx); free(va_idx); free(best);
+    free(s.ex); free(order); free(tr_idx); free(va_idx); free(best); free(eorder);
     vm_adamw_free(&opt);
     vm_tctx_free(s.tc);
     free(s.h_tmp); free(s.logits); free(s.dlogits); free(s.pos); free(s.tgt);
