@@ -359,6 +359,11 @@ double vm_task_seq_loglik(const vm_task_input *in, int s, const float *logits, i
     return ll;
 }
 
+void vm_task_tree_loglik(const vm_task_input *in, const float *logits, int V, double *ll) {
+    for (int s = 0; s < in->n_seq; s++)
+        ll[s] = vm_task_seq_loglik(in, s, logits + (size_t)in->tree.out0[s] * V, V, NULL, 0);
+}
+
 double vm_task_choice_softmax(const double *ll, int n, int answer, double *probs) {
     double mx = -INFINITY, z = 0;
     for (int c = 0; c < n; c++) if (ll[c] > mx) mx = ll[c];

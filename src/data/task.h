@@ -148,6 +148,9 @@ double vm_task_letter_probs(const vm_task_input *in, const float *row, double *p
 // (n - n_ctx, V) in vm_task_positions order. dlogits (same shape) non-NULL: += scale * d ll / d logits.
 double vm_task_seq_loglik(const vm_task_input *in, int s, const float *logits, int V,
                           float *dlogits, float scale);
+// The per-sequence log-likelihoods ll (n_seq) from the logits (tree.n_out, V) of a tree forward at
+// in->tree.out_row (sequence s at rows out0[s].. of logits).
+void vm_task_tree_loglik(const vm_task_input *in, const float *logits, int V, double *ll);
 // Per-choice scores (n_choices) from the per-sequence log-likelihoods ll_seq (n_seq):
 // loglik / loglik-raw: score_c = ll_c; pmi: score_c = ll_c - ll_{n+c}.
 void vm_task_choice_scores(const vm_task_input *in, const double *ll_seq, double *score);

@@ -233,8 +233,7 @@ static int run_example(fit_state *s, fit_ex *e, int train, float scale, vm_rng *
         *ce = -vm_task_letter_probs(in, s->logits, probs, train ? s->dlogits : NULL, scale);
     } else {
         double ll[VM_TASK_MAX_SEQ], score[VM_MCQ_MAX_CHOICES];
-        for (int q = 0; q < in->n_seq; q++)
-            ll[q] = vm_task_seq_loglik(in, q, s->logits + (size_t)t->out0[q] * V, V, NULL, 0);
+        vm_task_tree_loglik(in, s->logits, V, ll);
         vm_task_choice_scores(in, ll, score);   // pmi: conditional minus unconditional
         *ce = vm_task_choice_softmax(score, in->n_choices, in->answer, probs);
         // d(-log p_y)/d ll_q = p_c - 1[c = y] (negated for pmi's unconditional sequences), at
