@@ -71,7 +71,7 @@ static void check_tree(const vm_task_input *in, const char *what) {
 static void check_boundary_merge(void) {
 #define U2581 "\xe2\x96\x81"
     // no byte tokens: the texts below use only a, b and spaces
-    const char *texts[] = { "<unk>", "<s>", "</s>", U2581, "a", "b", "a" U2581 };
+    const char *texts[] = { "<unk>", "<s>", "</s>", U2581, "a", "b", ("a" U2581) };
     const float scores[] = { 0, 0, 0, -3, -4, -5, -1 };
     const int32_t types[] = { VM_TOKEN_TYPE_UNKNOWN, VM_TOKEN_TYPE_CONTROL, VM_TOKEN_TYPE_CONTROL, VM_TOKEN_TYPE_NORMAL,
                               VM_TOKEN_TYPE_NORMAL, VM_TOKEN_TYPE_NORMAL, VM_TOKEN_TYPE_NORMAL };
