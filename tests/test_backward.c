@@ -18,6 +18,7 @@
 #include "model/train.h"
 #include "data/task.h"
 #include "router/router.h"
+#include "train/lm.h"
 #include "gguf/gguf.h"
 #include "util/err.h"
 #include "util/rng.h"
@@ -766,6 +767,60 @@ static void tree_grad_sum(const char *label, vm_model *m, int use_aff) {
     vm_task_input_free(&in);
 }
 
+// (c) for the weight gradients of `vmoer train` (vm_tctx_set_grads): the tree's equal the sums
+// of its sequences' (deterministic routers, W_r trained; no load-balancing term, which is per batch).
+static void tree_weight_grads(const char *path) {
+    vm_lm *lm = vm_lm_load(path);
+    CHECK(lm != NULL, "%s: %s", path, vm_errmsg());
+    if (!lm) return;
+    vm_model *m = vm_lm_model(lm);
+    const int V = m->hp.n_vocab, D = m->hp.n_embd;
+    vm_task_input in;
+    CHECK(tree_item(&in, V) == 0, "tree: %s", vm_errmsg());
+    const vm_task_tree *t = &in.tree;
+    const int R = t->view.n_rows;
+    net n = { .m = m, .tree = &t->view, .n_rows = R, .out = t->out_row, .target = t->out_tgt, .n_out = t->n_out };
+    n.tc = vm_tctx_init(m, 0, R);
+    n.h = calloc((size_t)R * D, sizeof(float));
+    n.logits = calloc((size_t)R * V, sizeof(float));
+    n.dlogits = calloc((size_t)R * V, sizeof(float));
+    CHECK(n.tc && vm_tctx_set_grads(n.tc, vm_lm_grads(lm)) == 0 && vm_model_hidden_tree(m, t->tok, n.tree, 0, n.h, NULL) == 0,
+          "%s: setup: %s", path, vm_errmsg());
+    int64_t total = 0, cnt;
+    float *w, *g;
+    const char *name;
+    for (int i = 0; vm_lm_param(lm, i, &name, &w, &g, &cnt) == 0; i++) { memset(g, 0, (size_t)cnt * sizeof(float)); total += cnt; }
+    float *gt = calloc((size_t)total, sizeof(float));
+    CHECK(isfinite(net_loss(&n)) && vm_tctx_backward(n.tc, n.dlogits, 0.0f, NULL) == 0, "%s: tree backward: %s", path, vm_errmsg());
+    int64_t o = 0;
+    for (int i = 0; vm_lm_param(lm, i, &name, &w, &g, &cnt) == 0; i++, o += cnt) {
+        memcpy(gt + o, g, (size_t)cnt * sizeof(float));
+        memset(g, 0, (size_t)cnt * sizeof(float));
+    }
+    for (int s = 0; s < in.n_seq; s++) {
+        const vm_task_seq *q = &in.seq[s];
+        int32_t rows[NC + 4], pos[NC + 4], tgt[NC + 4];
+        seq_rows(&in, s, rows);
+        const int k = vm_task_positions(&in, s, pos, tgt);
+        net ns = n;
+        ns.tree = NULL; ns.n_rows = q->n; ns.out = pos; ns.target = tgt; ns.n_out = k;
+        ns.h = calloc((size_t)q->n * D, sizeof(float));
+        for (int i = 0; i < q->n; i++) memcpy(ns.h + (size_t)i * D, n.h + (size_t)rows[i] * D, (size_t)D * sizeof(float));
+        CHECK(isfinite(net_loss(&ns)) && vm_tctx_backward(n.tc, ns.dlogits, 0.0f, NULL) == 0, "sequence %d: %s", s, vm_errmsg());
+        free(ns.h);
+    }
+    double e = 0, mx = 0;
+    o = 0;
+    for (int i = 0; vm_lm_param(lm, i, &name, &w, &g, &cnt) == 0; i++)
+        for (int64_t j = 0; j < cnt; j++, o++) { e = fmax(e, fabs(gt[o] - g[j])); mx = fmax(mx, fabs(g[j])); }
+    printf("%-40s tree vs sum of sequences: weight gradients max|diff| %.2g of %.2g\n", path, e, mx);
+    CHECK(mx > 0 && e <= 1e-5 * mx, "%s: weight gradients of the tree differ from the sum by %g (max %g)", path, e, mx);
+    free(gt); free(n.h); free(n.logits); free(n.dlogits);
+    vm_tctx_free(n.tc);
+    vm_task_input_free(&in);
+    vm_lm_free(lm);
+}
+
 static void test_tree(void) {
     // (a) every architecture family of the fixtures: llama dense, MoE (stacked, per-expert, f16,
     // tied), granitemoe (µP scales, shared expert), qwen2moe (QKV biases, gated shared expert),
@@ -815,6 +870,8 @@ static void test_tree(void) {
             tree_grad_sum(label, m, aff);
             vm_model_free(m);
         }
+    tree_weight_grads(GOLD "dense.gguf");
+    tree_weight_grads(GOLD "moe_stacked.gguf");
 }
 
 // A copy of a golden model with another expert_used_count (K = N).

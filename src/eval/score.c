@@ -74,7 +74,8 @@ int vm_scorer_run(vm_scorer *s, const vm_task_input *in, const float *h, vm_rng 
     if (!s || !in || !out) return vm_err("scorer: nothing to score");
     const vm_task_tree *t = &in->tree;
     const size_t V = (size_t)s->m->hp.n_vocab;
-    if (!t->mem || grow(s, t->view.n_rows)) return vm_err_prefix("scorer");
+    if (!t->mem) return vm_err("scorer: an input without its tree (vm_task_tree_build)");
+    if (grow(s, t->view.n_rows)) return vm_err_prefix("scorer");
     if (!h) {
         if (vm_model_hidden_tree(s->m, t->tok, &t->view, s->l0, s->h, rng)) return vm_err_prefix("scorer");
         h = s->h;

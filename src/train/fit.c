@@ -226,7 +226,7 @@ static int run_example(fit_state *s, fit_ex *e, int train, float scale, vm_rng *
     const float *h = hidden(s, e);
     if (!h) return -1;
     if (vm_tctx_forward_tree(s->tc, h, &t->view, t->out_row, t->n_out, s->logits, rng)) return -1;
-    s->tokens += t->view.n_rows;
+    if (train) s->tokens += t->view.n_rows;   // tok/s: rows run per second of training (validation aside)
     *reg = vm_tctx_reg(s->tc);
     if (train) memset(s->dlogits, 0, (size_t)t->n_out * V * sizeof(float));
     if (in->mode == VM_TASK_LETTER) {
