@@ -11,9 +11,10 @@
 // Each item runs as one tree batch (vm_scorer_run): the context once, each choice's continuation
 // once (scores as if every sequence ran alone). Router read-outs (ILV, gate entropy, T) are taken at
 // the last prompt token (letter mode) or the last context token (loglik: one row, shared by every
-// choice), averaged over the MoE layers whose router gives that read-out, then over passes. The baseline gate entropy is the
-// entropy of the frozen router's distribution convention(W_r u) at the same token, whatever router
-// runs (so it is the deterministic model's score, seen through this method's hidden states).
+// choice), averaged over the MoE layers whose router gives that read-out, then over passes. The
+// baseline gate entropy is the entropy of the frozen router's distribution convention(W_r u) at the
+// same token, whatever router runs (so it is the deterministic model's score, seen through this
+// method's hidden states).
 #pragma once
 #include <stdint.h>
 
@@ -88,7 +89,7 @@ typedef struct vm_tree_score_out {
 
 typedef struct vm_scorer vm_scorer;
 // A scorer for m from layer l0 up: one vm_tctx, grown to the largest tree it meets.
-vm_scorer *vm_scorer_init(vm_model *m, int l0);
+vm_scorer *vm_scorer_init(const vm_model *m, int l0);
 void vm_scorer_free(vm_scorer *s);
 int vm_scorer_l0(const vm_scorer *s);
 // Scores one built input. h: the hidden states of in->tree's rows entering l0 (a cache from

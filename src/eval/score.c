@@ -10,13 +10,13 @@
 #include <string.h>
 
 struct vm_scorer {
-    vm_model *m;
+    const vm_model *m;
     int l0, T_max;
     vm_tctx *tc;
     float *h, *logits;   // (T_max, D), (T_max, V)
 };
 
-vm_scorer *vm_scorer_init(vm_model *m, int l0) {
+vm_scorer *vm_scorer_init(const vm_model *m, int l0) {
     if (!m || l0 < 0 || l0 >= m->hp.n_layer) { vm_err("scorer: no model or layer %d out of range", l0); return NULL; }
     vm_scorer *s = vm_calloc(1, sizeof *s);
     if (s) { s->m = m; s->l0 = l0; }

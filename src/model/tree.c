@@ -20,7 +20,7 @@ int vm_tree_check(const vm_tree *t, int max_rows) {
         return vm_err("tree: segments cover rows [%d, %d), expected [0, %d)", t->seg_off[0], t->seg_off[t->n_seg], t->n_rows);
     for (int s = 0; s < t->n_seg; s++) {
         const int r0 = t->seg_off[s], r1 = t->seg_off[s + 1], p = t->parent[s];
-        if (r1 <= r0) return vm_err("tree: segment %d is empty or out of order", s);
+        if (r1 <= r0 || r1 > t->n_rows) return vm_err("tree: segment %d is empty or out of order", s);
         if (p < -1 || p >= s) return vm_err("tree: segment %d has parent %d (expected -1 or an earlier segment)", s, p);
         const int32_t first = p < 0 ? 0 : t->pos[t->seg_off[p + 1] - 1] + 1;
         for (int r = r0; r < r1; r++)
