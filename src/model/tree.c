@@ -95,8 +95,17 @@ void vm_tree_attention_forward(const vm_tree *t, float *out, const float *q, con
     }
 }
 
+static int zero_row(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) if (x[i] != 0.0f) return 0;
+    return 1;
+}
+
 // Backward of vm_tree_attention_forward (same arguments): dq (T, n_head*hd) += ..., dk, dv
 // (T, n_head_kv*hd) += ... (dv may not alias dk even when vc is kc).
+// A query whose output gradient is zero adds exactly zero to every gradient, so each segment's
+// call is trimmed to its rows [lo, hi) from the first to the last such row with a nonzero one
+// (the rows before lo stay in as keys and values): in the top layer only the scored rows carry a
+// gradient, so a context's rows there cost nothing but its last.
 void vm_tree_attention_backward(const vm_tree *t, float *dq, float *dk, float *dv, const float *dout,
                                 const float *q, const float *kc, const float *vc, int n_head,
                                 int n_head_kv, int hd, float scale, float *scratch) {
@@ -104,22 +113,27 @@ void vm_tree_attention_backward(const vm_tree *t, float *dq, float *dk, float *d
     float *gk = scratch, *gv = vc == kc ? gk : scratch + T * kvd;
     float *gdk = scratch + 2 * T * kvd, *gdv = scratch + 3 * T * kvd;
     for (int s = 0; s < t->n_seg; s++) {
-        const int r0 = t->seg_off[s], own = t->seg_off[s + 1] - r0;
+        const int r0 = t->seg_off[s];
+        int lo = 0, hi = t->seg_off[s + 1] - r0;
+        while (lo < hi && zero_row(dout + (size_t)(r0 + lo) * qd, qd)) lo++;
+        while (hi > lo && zero_row(dout + (size_t)(r0 + hi - 1) * qd, qd)) hi--;
+        if (lo == hi) continue;
         int a0;
         const int n_anc = ancestors(t, s, &a0);
+        const size_t qo = (size_t)(r0 + lo) * qd;   // the first query row run
         if (a0 >= 0) {   // contiguous: the kernel accumulates into the rows themselves
-            vm_attention_backward(dq + (size_t)r0 * qd, dk + (size_t)a0 * kvd, dv + (size_t)a0 * kvd,
-                                  dout + (size_t)r0 * qd, q + (size_t)r0 * qd, kc + (size_t)a0 * kvd,
-                                  vc + (size_t)a0 * kvd, n_anc, own, n_head, n_head_kv, hd, scale);
+            vm_attention_backward(dq + qo, dk + (size_t)a0 * kvd, dv + (size_t)a0 * kvd, dout + qo, q + qo,
+                                  kc + (size_t)a0 * kvd, vc + (size_t)a0 * kvd, n_anc + lo, hi - lo,
+                                  n_head, n_head_kv, hd, scale);
             continue;
         }
-        const size_t n = (size_t)(n_anc + own) * kvd;
+        const size_t n = (size_t)(n_anc + t->seg_off[s + 1] - r0) * kvd;
         gather(t, s, n_anc, gk, kc, kvd);
         if (gv != gk) gather(t, s, n_anc, gv, vc, kvd);
         memset(gdk, 0, n * sizeof(float));
         memset(gdv, 0, n * sizeof(float));
-        vm_attention_backward(dq + (size_t)r0 * qd, gdk, gdv, dout + (size_t)r0 * qd, q + (size_t)r0 * qd,
-                              gk, gv, n_anc, own, n_head, n_head_kv, hd, scale);
+        vm_attention_backward(dq + qo, gdk, gdv, dout + qo, q + qo, gk, gv, n_anc + lo, hi - lo,
+                              n_head, n_head_kv, hd, scale);
         scatter_add(t, s, n_anc, dk, gdk, kvd);
         scatter_add(t, s, n_anc, dv, gdv, kvd);
     }
