@@ -701,30 +701,66 @@ static double tree_forward_equal(const char *path) {
     return fmax(dmax, hmax);
 }
 
-// (c) With routers whose forward is deterministic, the tree's gradients (dh per row, router
-// parameters) equal the sums of the gradients of its sequences run alone: a row shared by
-// several sequences receives the sum of theirs. Only the summation order differs.
-static void tree_grad_sum(const char *label, vm_model *m, int use_aff) {
+// A net over the tree of a fresh tree_item in `in` at l0 = 0: its context, buffers and hidden
+// states (the embeddings); reg_weight 0 (the tree counts a shared row's regulariser once, its
+// sequences once each).
+static net tree_net(vm_model *m, vm_task_input *in, const char *label) {
     const int V = m->hp.n_vocab, D = m->hp.n_embd;
-    for (int l = 0; l < m->hp.n_layer; l++)
-        if (m->layers[l].is_moe)
-            vm_model_set_router(m, l, use_aff ? aff_new(m->hp.n_expert) : spy_new(vm_router_deterministic()));
-    vm_task_input in;
-    CHECK(tree_item(&in, V) == 0, "%s: tree: %s", label, vm_errmsg());
-    const vm_task_tree *t = &in.tree;
+    CHECK(tree_item(in, V) == 0, "%s: tree: %s", label, vm_errmsg());
+    const vm_task_tree *t = &in->tree;
     const int R = t->view.n_rows;
-    // reg_weight 0: the tree counts a shared row's regulariser once, the sequences once each
     net n = { .m = m, .tree = &t->view, .n_rows = R, .out = t->out_row, .target = t->out_tgt, .n_out = t->n_out };
     n.tc = vm_tctx_init(m, 0, R);
     n.h = calloc((size_t)R * D, sizeof(float));
     n.logits = calloc((size_t)R * V, sizeof(float));
     n.dlogits = calloc((size_t)R * V, sizeof(float));
+    CHECK(n.tc && vm_model_hidden_tree(m, t->tok, n.tree, 0, n.h, NULL) == 0, "%s: setup: %s", label, vm_errmsg());
+    return n;
+}
+
+static void net_free(net *n) {
+    free(n->h); free(n->logits); free(n->dlogits);
+    vm_tctx_free(n->tc);
+}
+
+// Each sequence of the tree input alone (vm_tctx_forward on n's context), from the tree's
+// hidden-state rows n->h, scored at the same targets, then its backward (reg_weight 0): parameter
+// gradients accumulate; each sequence's dh (d1: room for its rows) is added into ds at its rows when
+// ds is non-NULL.
+static void run_sequences(const net *n, const vm_task_input *in, float *ds, float *d1, const char *label) {
+    const int D = n->m->hp.n_embd;
+    for (int s = 0; s < in->n_seq; s++) {
+        const vm_task_seq *q = &in->seq[s];
+        int32_t rows[NC + 4], pos[NC + 4], tgt[NC + 4];
+        seq_rows(in, s, rows);
+        const int k = vm_task_positions(in, s, pos, tgt);
+        net ns = *n;
+        ns.tree = NULL; ns.n_rows = q->n; ns.out = pos; ns.target = tgt; ns.n_out = k;
+        ns.h = calloc((size_t)q->n * D, sizeof(float));
+        for (int i = 0; i < q->n; i++) memcpy(ns.h + (size_t)i * D, n->h + (size_t)rows[i] * D, (size_t)D * sizeof(float));
+        CHECK(isfinite(net_loss(&ns)) && vm_tctx_backward(n->tc, ns.dlogits, 0.0f, ds ? d1 : NULL) == 0, "%s: sequence %d: %s", label, s, vm_errmsg());
+        for (int i = 0; ds && i < q->n; i++)
+            for (int d = 0; d < D; d++) ds[(size_t)rows[i] * D + d] += d1[(size_t)i * D + d];
+        free(ns.h);
+    }
+}
+
+// (c) With routers whose forward is deterministic, the tree's gradients (dh per row, router
+// parameters) equal the sums of the gradients of its sequences run alone: a row shared by
+// several sequences receives the sum of theirs. Only the summation order differs.
+static void tree_grad_sum(const char *label, vm_model *m, int use_aff) {
+    const int D = m->hp.n_embd;
+    for (int l = 0; l < m->hp.n_layer; l++)
+        if (m->layers[l].is_moe)
+            vm_model_set_router(m, l, use_aff ? aff_new(m->hp.n_expert) : spy_new(vm_router_deterministic()));
+    vm_task_input in;
+    net n = tree_net(m, &in, label);
+    const int R = in.tree.view.n_rows;
     float *dt = calloc((size_t)R * D, sizeof(float)), *ds = calloc((size_t)R * D, sizeof(float)), *d1 = calloc((size_t)R * D, sizeof(float));
     size_t np = 0;
     for (int l = 0; l < m->hp.n_layer; l++)
         if (m->routers[l]) for (int p = 0; p < m->routers[l]->n_params; p++) np += (size_t)(m->routers[l]->params[p].ne[0] * m->routers[l]->params[p].ne[1]);
     float *gt = calloc(np + 1, sizeof(float));
-    CHECK(n.tc && vm_model_hidden_tree(m, t->tok, n.tree, 0, n.h, NULL) == 0, "%s: setup: %s", label, vm_errmsg());
     // the tree: forward, backward, then the parameter gradients moved out (zeroed for the sum)
     CHECK(isfinite(net_loss(&n)) && vm_tctx_backward(n.tc, n.dlogits, 0.0f, dt) == 0, "%s: tree backward: %s", label, vm_errmsg());
     size_t o = 0;
@@ -734,21 +770,7 @@ static void tree_grad_sum(const char *label, vm_model *m, int use_aff) {
             const size_t cnt = (size_t)(pr->ne[0] * pr->ne[1]);
             memcpy(gt + o, pr->g, cnt * sizeof(float)); memset(pr->g, 0, cnt * sizeof(float)); o += cnt;
         }
-    // each sequence alone, from the same hidden-state rows, scored at the same targets
-    for (int s = 0; s < in.n_seq; s++) {
-        const vm_task_seq *q = &in.seq[s];
-        int32_t rows[NC + 4], pos[NC + 4], tgt[NC + 4];
-        seq_rows(&in, s, rows);
-        const int k = vm_task_positions(&in, s, pos, tgt);
-        net ns = n;
-        ns.tree = NULL; ns.n_rows = q->n; ns.out = pos; ns.target = tgt; ns.n_out = k;
-        ns.h = calloc((size_t)q->n * D, sizeof(float));
-        for (int i = 0; i < q->n; i++) memcpy(ns.h + (size_t)i * D, n.h + (size_t)rows[i] * D, (size_t)D * sizeof(float));
-        CHECK(isfinite(net_loss(&ns)) && vm_tctx_backward(n.tc, ns.dlogits, 0.0f, d1) == 0, "%s: sequence %d: %s", label, s, vm_errmsg());
-        for (int i = 0; i < q->n; i++)
-            for (int d = 0; d < D; d++) ds[(size_t)rows[i] * D + d] += d1[(size_t)i * D + d];
-        free(ns.h);
-    }
+    run_sequences(&n, &in, ds, d1, label);
     double eh = 0, nh = 0, ep = 0, npm = 0;
     for (size_t i = 0; i < (size_t)R * D; i++) { eh = fmax(eh, fabs(dt[i] - ds[i])); nh = fmax(nh, fabs(ds[i])); }
     o = 0;
@@ -762,8 +784,7 @@ static void tree_grad_sum(const char *label, vm_model *m, int use_aff) {
     CHECK(!use_aff || (npm > 0 && ep <= 1e-5 * npm), "%s: router gradients differ by %g (max %g)", label, ep, npm);
     CHECK(n.fails == 0, "%s: %d forwards failed: %s", label, n.fails, vm_errmsg());
     free(dt); free(ds); free(d1); free(gt);
-    free(n.h); free(n.logits); free(n.dlogits);
-    vm_tctx_free(n.tc);
+    net_free(&n);
     vm_task_input_free(&in);
 }
 
@@ -774,18 +795,9 @@ static void tree_weight_grads(const char *path) {
     CHECK(lm != NULL, "%s: %s", path, vm_errmsg());
     if (!lm) return;
     vm_model *m = vm_lm_model(lm);
-    const int V = m->hp.n_vocab, D = m->hp.n_embd;
     vm_task_input in;
-    CHECK(tree_item(&in, V) == 0, "tree: %s", vm_errmsg());
-    const vm_task_tree *t = &in.tree;
-    const int R = t->view.n_rows;
-    net n = { .m = m, .tree = &t->view, .n_rows = R, .out = t->out_row, .target = t->out_tgt, .n_out = t->n_out };
-    n.tc = vm_tctx_init(m, 0, R);
-    n.h = calloc((size_t)R * D, sizeof(float));
-    n.logits = calloc((size_t)R * V, sizeof(float));
-    n.dlogits = calloc((size_t)R * V, sizeof(float));
-    CHECK(n.tc && vm_tctx_set_grads(n.tc, vm_lm_grads(lm)) == 0 && vm_model_hidden_tree(m, t->tok, n.tree, 0, n.h, NULL) == 0,
-          "%s: setup: %s", path, vm_errmsg());
+    net n = tree_net(m, &in, path);
+    CHECK(n.tc && vm_tctx_set_grads(n.tc, vm_lm_grads(lm)) == 0, "%s: weight gradients: %s", path, vm_errmsg());
     int64_t total = 0, cnt;
     float *w, *g;
     const char *name;
@@ -797,26 +809,15 @@ static void tree_weight_grads(const char *path) {
         memcpy(gt + o, g, (size_t)cnt * sizeof(float));
         memset(g, 0, (size_t)cnt * sizeof(float));
     }
-    for (int s = 0; s < in.n_seq; s++) {
-        const vm_task_seq *q = &in.seq[s];
-        int32_t rows[NC + 4], pos[NC + 4], tgt[NC + 4];
-        seq_rows(&in, s, rows);
-        const int k = vm_task_positions(&in, s, pos, tgt);
-        net ns = n;
-        ns.tree = NULL; ns.n_rows = q->n; ns.out = pos; ns.target = tgt; ns.n_out = k;
-        ns.h = calloc((size_t)q->n * D, sizeof(float));
-        for (int i = 0; i < q->n; i++) memcpy(ns.h + (size_t)i * D, n.h + (size_t)rows[i] * D, (size_t)D * sizeof(float));
-        CHECK(isfinite(net_loss(&ns)) && vm_tctx_backward(n.tc, ns.dlogits, 0.0f, NULL) == 0, "sequence %d: %s", s, vm_errmsg());
-        free(ns.h);
-    }
+    run_sequences(&n, &in, NULL, NULL, path);
     double e = 0, mx = 0;
     o = 0;
     for (int i = 0; vm_lm_param(lm, i, &name, &w, &g, &cnt) == 0; i++)
         for (int64_t j = 0; j < cnt; j++, o++) { e = fmax(e, fabs(gt[o] - g[j])); mx = fmax(mx, fabs(g[j])); }
     printf("%-40s tree vs sum of sequences: weight gradients max|diff| %.2g of %.2g\n", path, e, mx);
     CHECK(mx > 0 && e <= 1e-5 * mx, "%s: weight gradients of the tree differ from the sum by %g (max %g)", path, e, mx);
-    free(gt); free(n.h); free(n.logits); free(n.dlogits);
-    vm_tctx_free(n.tc);
+    free(gt);
+    net_free(&n);
     vm_task_input_free(&in);
     vm_lm_free(lm);
 }
