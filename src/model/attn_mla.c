@@ -116,7 +116,8 @@ int vm_mla_forward(const vm_model *m, int il, const vm_block_io *io, int B) {
     }
     // multi-query attention over the cache rows; each head's first kvl outputs are its latent
     // (the last `rope` are the weighted rope keys, unused)
-    vm_attention_forward(io->att, io->q, io->kc, io->kc, io->n_past, B, H, 1, row, a->kq_scale);
+    if (io->tree) vm_tree_attention_forward(io->tree, io->att, io->q, io->kc, io->kc, H, 1, row, a->kq_scale, io->tree_kv);
+    else vm_attention_forward(io->att, io->q, io->kc, io->kc, io->n_past, B, H, 1, row, a->kq_scale);
     for (int h = 0; h < H; h++) {
         copy_rows(gin, (size_t)kvl, io->att + (size_t)h * row, (size_t)H * row, B, kvl);
         vm_matmul_forward(gout, gin, &L->v_b[h], NULL, B);   // (B, vd)
@@ -140,7 +141,9 @@ size_t vm_mla_backward_scratch(const vm_model *m) {
 // [W_kb_h^T q_nope_h ; rope(q_pe_h)]; [c ; k_pe] = wkv_a xb; q = wq xb or wq_b norm(wq_a xb).
 // The pre-norm latents (c and the q LoRA) are recomputed from xb rather than kept.
 void vm_mla_backward(const vm_model *m, int il, const float *dao, const float *xb, const float *q,
-                     const float *kc, const int32_t *pos, int T, float *dxb, float *scratch) {
+                     const float *kc, const vm_tree *tree, float *tree_kv, float *dxb, float *scratch) {
+    const int T = tree->n_rows;
+    const int32_t *pos = tree->pos;
     const vm_mla *a = m->mla;
     const vm_layer *ly = &m->layers[il];
     const vm_mla_layer *L = &a->layers[il];
@@ -174,7 +177,7 @@ void vm_mla_backward(const vm_model *m, int il, const float *dao, const float *x
     memset(dq, 0, (size_t)T * H * row * sizeof(float));
     memset(dk, 0, (size_t)T * row * sizeof(float));
     memset(dv, 0, (size_t)T * row * sizeof(float));
-    vm_attention_backward(dq, dk, dv, datt, q, kc, kc, 0, T, H, 1, row, a->kq_scale);
+    vm_tree_attention_backward(tree, dq, dk, dv, datt, q, kc, kc, H, 1, row, a->kq_scale, tree_kv);
     // cache rows: keys and values are the same numbers
     for (size_t i = 0; i < (size_t)T * row; i++) dk[i] += dv[i];
     // [c ; k_pe] = wkv_a xb: the latent through its norm, k_pe through the inverse rotation

@@ -174,8 +174,8 @@ int vm_fit_logit_scale(const vm_model *m, const vm_task_input *ins, int n, const
 // ---------------------------------------------------------------- the fit
 
 typedef struct fit_ex {
-    vm_task_input in;
-    float *h[VM_TASK_MAX_SEQ];      // cached hidden states entering l0, (n, D) per sequence
+    vm_task_input in;               // in.tree: the rows the example runs as (task.h)
+    float *h;                       // cached hidden states entering l0 of the tree's rows (n_rows, D)
 } fit_ex;
 
 typedef struct fit_state {
@@ -185,8 +185,7 @@ typedef struct fit_state {
     int l0, D, V, T_max;
     fit_ex *ex;
     int n_ex;
-    float *h_tmp, *logits, *dlogits;   // (T_max, D), (T_max, V) x2
-    int32_t *pos, *tgt;
+    float *h_tmp, *logits, *dlogits;   // (T_max, D), (T_max, V) x2; T_max = the largest tree
     float beta;
     vm_param **params;
     int n_params;
@@ -208,69 +207,46 @@ static void set_sf(fit_state *s, double ce, float scale) {
     for (int i = 0; i < s->n_layers; i++) s->routers[i]->sf_coef = c;
 }
 
-// Hidden state of sequence q of example e entering l0 (cached, or recomputed with no_cache).
-static const float *hidden(fit_state *s, fit_ex *e, int q) {
-    if (e->h[q]) return e->h[q];
-    if (vm_model_hidden(s->m, e->in.seq[q].tokens, e->in.seq[q].n, s->l0, s->h_tmp)) return NULL;
+// Hidden states of example e's tree rows entering l0 (cached, or recomputed with no_cache).
+static const float *hidden(fit_state *s, fit_ex *e) {
+    if (e->h) return e->h;
+    const vm_task_tree *t = &e->in.tree;
+    if (vm_model_hidden_tree(s->m, t->tok, &t->view, s->l0, s->h_tmp, NULL)) return NULL;
     return s->h_tmp;
 }
 
-// One example: forward (and backward with gradient scale `scale` when train). Returns the answer
-// cross-entropy in *ce, the regulariser sum in *reg, probabilities in probs. 0 or -1.
+// One example: one forward over its tree (every sequence: letter mode's prompt, or the context once
+// and each choice's continuation), and when train one backward with gradient scale `scale`.
+// Returns the answer cross-entropy in *ce, the regulariser sum over the tree's rows in *reg (each
+// row once: a shared context is one set of tokens of the ELBO, method.md §4), probabilities in
+// probs. 0 or -1.
 static int run_example(fit_state *s, fit_ex *e, int train, float scale, vm_rng *rng, double *ce,
                        double *reg, double *probs) {
     const vm_task_input *in = &e->in;
+    const vm_task_tree *t = &in->tree;
     const int V = s->V;
-    *reg = 0;
+    const float *h = hidden(s, e);
+    if (!h) return -1;
+    if (vm_tctx_forward_tree(s->tc, h, &t->view, t->out_row, t->n_out, s->logits, rng)) return -1;
+    if (train) s->tokens += t->view.n_rows;   // tok/s: rows run per second of training (validation aside)
+    *reg = vm_tctx_reg(s->tc);
+    if (train) memset(s->dlogits, 0, (size_t)t->n_out * V * sizeof(float));
     if (in->mode == VM_TASK_LETTER) {
-        const vm_task_seq *q = &in->seq[0];
-        const float *h = hidden(s, e, 0);
-        if (!h) return -1;
-        const int32_t p = q->n - 1;
-        if (vm_tctx_forward(s->tc, h, q->n, &p, 1, s->logits, rng)) return -1;
-        s->tokens += q->n;
-        if (train) memset(s->dlogits, 0, (size_t)V * sizeof(float));
         *ce = -vm_task_letter_probs(in, s->logits, probs, train ? s->dlogits : NULL, scale);
-        *reg = vm_tctx_reg(s->tc);
-        if (train) set_sf(s, *ce, scale);
-        if (train && vm_tctx_backward(s->tc, s->dlogits, s->beta * scale, NULL)) return -1;
-        return 0;
+    } else {
+        double ll[VM_TASK_MAX_SEQ], score[VM_MCQ_MAX_CHOICES];
+        vm_task_tree_loglik(in, s->logits, V, ll);
+        vm_task_choice_scores(in, ll, score);   // pmi: conditional minus unconditional
+        *ce = vm_task_choice_softmax(score, in->n_choices, in->answer, probs);
+        // d(-log p_y)/d ll_q = p_c - 1[c = y] (negated for pmi's unconditional sequences), at
+        // sequence q's scored rows
+        for (int q = 0; train && q < in->n_seq; q++)
+            vm_task_seq_loglik(in, q, s->logits + (size_t)t->out0[q] * V, V, s->dlogits + (size_t)t->out0[q] * V,
+                               scale * (float)vm_task_seq_coef(in, q, probs));
     }
-    // loglik: every choice forward; then (training) each again with the same noise, and backward.
-    // The regulariser counts each sequence's tokens with weight 1/n_seq (the shared context is run
-    // once per choice here).
-    double ll[VM_TASK_MAX_SEQ], score[VM_MCQ_MAX_CHOICES];
-    vm_rng saved[VM_TASK_MAX_SEQ];
-    for (int c = 0; c < in->n_seq; c++) {
-        const vm_task_seq *q = &in->seq[c];
-        const float *h = hidden(s, e, c);
-        if (!h) return -1;
-        const int k = vm_task_positions(in, c, s->pos, s->tgt);
-        if (rng) saved[c] = *rng;
-        if (vm_tctx_forward(s->tc, h, q->n, s->pos, k, s->logits, rng)) return -1;
-        s->tokens += q->n;
-        ll[c] = vm_task_seq_loglik(in, c, s->logits, V, NULL, 0);
-        *reg += vm_tctx_reg(s->tc) / in->n_seq;
-    }
-    vm_task_choice_scores(in, ll, score);   // pmi: conditional minus unconditional
-    *ce = vm_task_choice_softmax(score, in->n_choices, in->answer, probs);
     if (!train) return 0;
     set_sf(s, *ce, scale);
-    for (int c = 0; c < in->n_seq; c++) {
-        const vm_task_seq *q = &in->seq[c];
-        const float *h = hidden(s, e, c);
-        if (!h) return -1;
-        const int k = vm_task_positions(in, c, s->pos, s->tgt);
-        vm_rng r2 = rng ? saved[c] : (vm_rng){{0}};
-        if (vm_tctx_forward(s->tc, h, q->n, s->pos, k, s->logits, rng ? &r2 : NULL)) return -1;
-        s->tokens += q->n;
-        memset(s->dlogits, 0, (size_t)k * V * sizeof(float));
-        // d(-log p_y)/d ll_c = p_c - 1[c = y] (negated for pmi's unconditional sequences)
-        vm_task_seq_loglik(in, c, s->logits, V, s->dlogits, scale * (float)vm_task_seq_coef(in, c, probs));
-        if (vm_tctx_backward(s->tc, s->dlogits, s->beta * scale / in->n_seq, NULL)) return -1;
-    }
-    if (rng && in->n_seq > 0) *rng = saved[in->n_seq - 1];   // keep the caller's stream defined
-    return 0;
+    return vm_tctx_backward(s->tc, s->dlogits, s->beta * scale, NULL);
 }
 
 static int validate(fit_state *s, const int *idx, int n, uint64_t seed, double *nll, double *acc) {
@@ -398,7 +374,7 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
             continue;
         }
         if (k < n_val_items) va_idx[n_va++] = it; else tr_idx[n_tr++] = it;
-        for (int q = 0; q < s.ex[it].in.n_seq; q++) if (s.ex[it].in.seq[q].n > s.T_max) s.T_max = s.ex[it].in.seq[q].n;
+        if (s.ex[it].in.tree.view.n_rows > s.T_max) s.T_max = s.ex[it].in.tree.view.n_rows;
     }
     s.n_ex = n_items;
     st->n_items = n_items; st->n_train = n_tr; st->n_val = n_va;
@@ -526,17 +502,14 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
     s.h_tmp = vm_malloc((size_t)s.T_max * s.D * sizeof(float));
     s.logits = vm_malloc((size_t)s.T_max * s.V * sizeof(float));
     s.dlogits = vm_malloc((size_t)s.T_max * s.V * sizeof(float));
-    s.pos = vm_malloc((size_t)s.T_max * sizeof(int32_t));
-    s.tgt = vm_malloc((size_t)s.T_max * sizeof(int32_t));
-    if (!s.h_tmp || !s.logits || !s.dlogits || !s.pos || !s.tgt) goto done;
-    if (!o->no_cache) {
+    if (!s.h_tmp || !s.logits || !s.dlogits) goto done;
+    if (!o->no_cache) {   // one prefix per item: its tree's rows (the shared context once)
         for (int k = 0; k < n_tr + n_va; k++) {
             fit_ex *e = &s.ex[k < n_tr ? tr_idx[k] : va_idx[k - n_tr]];
             vm_test_kill_point("fit-cache");   // tests: a kill during the cache build
-            for (int q = 0; q < e->in.n_seq; q++) {
-                if (!(e->h[q] = vm_malloc((size_t)e->in.seq[q].n * s.D * sizeof(float)))) goto done;
-                if (vm_model_hidden(m, e->in.seq[q].tokens, e->in.seq[q].n, s.l0, e->h[q])) goto done;
-            }
+            const vm_task_tree *t = &e->in.tree;
+            if (!(e->h = vm_malloc((size_t)t->view.n_rows * s.D * sizeof(float)))) goto done;
+            if (vm_model_hidden_tree(m, t->tok, &t->view, s.l0, e->h, NULL)) goto done;
         }
     }
 
@@ -686,13 +659,13 @@ done:
     progress_end(&bar_open);   // the caller's error line must not land on the bar
     if (rc) vm_err_prefix("fit");
     for (int i = 0; s.ex && i < n_items; i++) {
-        for (int q = 0; q < VM_TASK_MAX_SEQ; q++) free(s.ex[i].h[q]);
+        free(s.ex[i].h);
         vm_task_input_free(&s.ex[i].in);
     }
     free(s.ex); free(order); free(tr_idx); free(va_idx); free(best); free(eorder);
     vm_adamw_free(&opt);
     vm_tctx_free(s.tc);
-    free(s.h_tmp); free(s.logits); free(s.dlogits); free(s.pos); free(s.tgt);
+    free(s.h_tmp); free(s.logits); free(s.dlogits);
     free(s.params); free(s.routers);
     return rc;
 }

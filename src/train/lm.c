@@ -123,6 +123,8 @@ static int map_grads(vm_lm *lm) {
     return 0;
 }
 
+const vm_model_grads *vm_lm_grads(const vm_lm *lm) { return lm ? &lm->grads : NULL; }
+
 vm_lm *vm_lm_load(const char *path) {
     vm_lm *lm = vm_calloc(1, sizeof *lm);
     if (!lm) return NULL;
