@@ -24,7 +24,7 @@ LDFLAGS += -fopenmp $(SANFLAGS)
 
 LIB_SRC := $(sort $(wildcard src/util/*.c src/gguf/*.c src/quant/*.c src/kernels/*.c \
              src/router/*.c src/model/*.c src/tokenizer/*.c src/convert/*.c src/data/*.c src/eval/*.c src/train/*.c \
-             src/report/*.c src/gen/*.c src/serve/*.c))
+             src/report/*.c src/gen/*.c src/serve/*.c src/demo/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 

@@ -3,11 +3,12 @@
 set -e
 # build: compiler, JSON, regexes, HTTP server (vmoer serve). tests: clang + libFuzzer runtime + LLVM
 # OpenMP (fuzzing), valgrind, chromium (the HTML report is loaded in a headless browser), curl and
-# Node.js (the server is tested with curl and the official `openai` npm client).
+# Node.js (the server is tested with curl and the official `openai` npm client), python3 (JSON
+# checks of the demo's table.json).
 PKGS="build-essential pkg-config libjansson-dev libpcre2-dev libmicrohttpd-dev"
 TESTS=0
 [ "${1:-}" = "--tests" ] && TESTS=1
-[ $TESTS = 1 ] && PKGS="$PKGS clang libclang-rt-14-dev libomp-dev valgrind chromium curl"
+[ $TESTS = 1 ] && PKGS="$PKGS clang libclang-rt-14-dev libomp-dev valgrind chromium curl python3"
 missing=""
 for p in $PKGS; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -100,6 +100,9 @@ int vm_scorer_l0(const vm_scorer *s);
 // layer): whose read-outs are averaged (layers below l0 have none here). 0 or -1.
 int vm_scorer_run(vm_scorer *s, const vm_task_input *in, const float *h, vm_rng *rng,
                   const unsigned char *layers, vm_tree_score_out *out);
+// After vm_scorer_run of `in`: MoE layer il's own read-outs (VM_UNC_COUNT) at in's last context row
+// (NaN where its kind has none). 0, or -1 for a layer below l0 or not MoE.
+int vm_scorer_layer_unc(const vm_scorer *s, const vm_task_input *in, int il, float *unc);
 
 // Scores every item of ds. An item that cannot be built (longer than the model's context, letters
 // that collide) is skipped and counted. out is filled (free with vm_eval_set_free). 0 or -1

@@ -69,6 +69,13 @@ static void readouts(const vm_scorer *s, int row, const unsigned char *layers, v
     out->base_gate_entropy = hcnt ? hsum / hcnt : NAN;
 }
 
+int vm_scorer_layer_unc(const vm_scorer *s, const vm_task_input *in, int il, float *unc) {
+    const float *u = s && in ? vm_tctx_router_unc(s->tc, il) : NULL;
+    if (!u) return vm_err("scorer: no read-outs of layer %d", il);
+    memcpy(unc, u + (size_t)in->tree.ctx_row * VM_UNC_COUNT, VM_UNC_COUNT * sizeof(float));
+    return 0;
+}
+
 int vm_scorer_run(vm_scorer *s, const vm_task_input *in, const float *h, vm_rng *rng,
                   const unsigned char *layers, vm_tree_score_out *out) {
     if (!s || !in || !out) return vm_err("scorer: nothing to score");

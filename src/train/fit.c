@@ -176,6 +176,7 @@ int vm_fit_logit_scale(const vm_model *m, const vm_task_input *ins, int n, const
 typedef struct fit_ex {
     vm_task_input in;               // in.tree: the rows the example runs as (task.h)
     float *h;                       // cached hidden states entering l0 of the tree's rows (n_rows, D)
+    int h_borrowed;                 // h belongs to the caller (vm_fit_opts.cache_h)
 } fit_ex;
 
 typedef struct fit_state {
@@ -504,10 +505,22 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
     s.dlogits = vm_malloc((size_t)s.T_max * s.V * sizeof(float));
     if (!s.h_tmp || !s.logits || !s.dlogits) goto done;
     if (!o->no_cache) {   // one prefix per item: its tree's rows (the shared context once)
+        const int shared = o->cache_h && o->cache_l0 == s.l0;
         for (int k = 0; k < n_tr + n_va; k++) {
-            fit_ex *e = &s.ex[k < n_tr ? tr_idx[k] : va_idx[k - n_tr]];
+            const int item = k < n_tr ? tr_idx[k] : va_idx[k - n_tr];
+            fit_ex *e = &s.ex[item];
             vm_test_kill_point("fit-cache");   // tests: a kill during the cache build
             const vm_task_tree *t = &e->in.tree;
+            if (shared && item < o->cache_n && o->cache_h[item]) {   // the caller's prefix
+                if (!o->cache_rows || o->cache_rows[item] != t->view.n_rows) {
+                    vm_err("fit: the shared prefix of item %d has %d rows, its tree %d", item,
+                           o->cache_rows ? o->cache_rows[item] : -1, t->view.n_rows);
+                    goto done;
+                }
+                e->h = (float *)o->cache_h[item];
+                e->h_borrowed = 1;
+                continue;
+            }
             if (!(e->h = vm_malloc((size_t)t->view.n_rows * s.D * sizeof(float)))) goto done;
             if (vm_model_hidden_tree(m, t->tok, &t->view, s.l0, e->h, NULL)) goto done;
         }
@@ -659,7 +672,7 @@ done:
     progress_end(&bar_open);   // the caller's error line must not land on the bar
     if (rc) vm_err_prefix("fit");
     for (int i = 0; s.ex && i < n_items; i++) {
-        free(s.ex[i].h);
+        if (!s.ex[i].h_borrowed) free(s.ex[i].h);
         vm_task_input_free(&s.ex[i].in);
     }
     free(s.ex); free(order); free(tr_idx); free(va_idx); free(best); free(eorder);

@@ -62,6 +62,13 @@ typedef struct vm_fit_opts {
     float wd;                  // default 0.01
     float warmup_frac;         // default 0.05
     int no_cache;              // recompute the hidden state below l0 at every step (benchmark)
+    // A prefix computed by the caller and shared by several fits (vmoer demo): cache_h[i] = the
+    // hidden states entering layer cache_l0 of the tree rows of dataset item i (NULL: compute it;
+    // cache_rows[i] their count, checked). Used when cache_l0 is the fit's lowest trained layer;
+    // borrowed, never freed. The routers below cache_l0 must be the ones the prefix was made with.
+    const float *const *cache_h;
+    const int *cache_rows;
+    int cache_l0, cache_n;
     const char *ckpt_path;     // NULL: "<out>.ckpt"
     int ckpt_every;            // also checkpoint every N steps (0: at epoch ends only)
     int resume;                // continue from the checkpoint when it exists
