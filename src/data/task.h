@@ -99,7 +99,6 @@ typedef struct vm_task_seq {
 } vm_task_seq;
 
 // Sequences of an item as one tree batch (see the top of this file). Every array is in `mem`.
-#define VM_TASK_TREE_MAX_SEG (2 * VM_TASK_MAX_SEQ)
 typedef struct vm_task_tree {
     vm_tree view;              // n_rows, n_seg, pos (n_rows), seg_off (n_seg+1), parent (n_seg)
     int32_t *tok;              // (n_rows) token id of each row (for vm_model_hidden_tree)
