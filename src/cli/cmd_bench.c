@@ -30,7 +30,7 @@ static void usage(void) {
     printf("usage: vmoer bench MODEL.gguf [options]\n"
            "       vmoer bench --kernels [MODEL.gguf] [options]\n"
            "       vmoer bench --routers [options]\n"
-           "       vmoer bench --gen-granite OUT.gguf [--type q8_0|q4_0] [--layers N] [--vocab N]\n"
+           "       vmoer bench --gen-granite OUT.gguf [--type q8_0|q4_0|f32|f16] [--layers N] [--vocab N] [--experts N]\n"
            "       vmoer bench MODEL.gguf --ab KIND [--bayes-layers N] [--samples S] [options]\n"
            "       vmoer bench MODEL.gguf --fit [--kinds LIST] [--bayes-layers N] [--items N] [options]\n\n"
            "Model mode: prompt processing (a prompt of --n-prompt random tokens evaluated in chunks of\n"
@@ -42,7 +42,8 @@ static void usage(void) {
            "Router mode (--routers): us per token per layer of every router kind on D 1536 / N 40 / K 8\n"
            "and D 2048 / N 64 / K 8, a batch of --batch tokens, --samples S.\n"
            "--gen-granite writes a random-weight llama-arch MoE with Granite-3B-like shapes (D 1536,\n"
-           "40 experts, top-8, n_ff_exp 512, heads 24/8; default 32 layers, vocab 49155, q8_0).\n"
+           "--experts (default 40), top-8, n_ff_exp 512, heads 24/8; default 32 layers, vocab 49155, q8_0; routers and\n"
+           "norms F32; a placeholder SentencePiece vocabulary, so llama.cpp loads it too).\n"
            "--ab KIND: prompt processing (--n-prompt tokens in --batch chunks, first --threads count)\n"
            "with the deterministic router vs KIND on the last --bayes-layers MoE layers (default 5),\n"
            "interleaved --reps times (weights mlock'ed): wall-time, CPU-time and matrix-product FLOPs\n"
@@ -277,7 +278,7 @@ int cmd_bench(int argc, char **argv) {
     const char *kinds = NULL;
     long items = 32;
     const char *gen = NULL, *ab = NULL, *qtype = "q8_0";
-    long n_layers = 32, n_vocab = 49155, bayes_layers = 5, samples = 35;
+    long n_layers = 32, n_vocab = 49155, n_experts = 40, bayes_layers = 5, samples = 35;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); return 0; }
@@ -293,6 +294,8 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--type")) { if (!(qtype = cli_value(CMD, argc, argv, &i))) return 1; }
         else if (!strcmp(a, "--layers")) {
             if (!(v = cli_value(CMD, argc, argv, &i)) || cli_long(CMD, a, v, 1, 1024, &n_layers)) return 1;
+        } else if (!strcmp(a, "--experts")) {
+            if (!(v = cli_value(CMD, argc, argv, &i)) || cli_long(CMD, a, v, 1, 256, &n_experts)) return 1;
         } else if (!strcmp(a, "--vocab")) {
             if (!(v = cli_value(CMD, argc, argv, &i)) || cli_long(CMD, a, v, 1, 1 << 20, &n_vocab)) return 1;
         } else if (!strcmp(a, "--bayes-layers")) {
@@ -318,7 +321,7 @@ int cmd_bench(int argc, char **argv) {
     }
     if (gen) {
         if (path || kernels || routers || ab) return cli_fail(CMD, "--gen-granite takes no other mode (see --help)");
-        return bench_gen_granite(gen, qtype, (int)n_layers, (int)n_vocab);
+        return bench_gen_granite(gen, qtype, (int)n_layers, (int)n_vocab, (int)n_experts);
     }
     if (!path && !kernels && !routers) return cli_fail(CMD, "expected MODEL.gguf, --kernels or --routers (see --help)");
     if (ab && !path) return cli_fail(CMD, "--ab needs MODEL.gguf (see --help)");
