@@ -219,9 +219,14 @@ static void attention(float *out, const float *q, const float *kc, const float *
     }
 }
 
-const vm_simd_kernels vm_simd_avx2 = { f32_rows, vm_avx2_act_rows, vm_avx2_act_quant, dequant_row, axpy_rows, attention };
+const vm_simd_kernels vm_simd_avx2 = { f32_rows, vm_avx2_act_rows, vm_avx2_act_quant, dequant_row, axpy_rows, attention,
+                                       &vm_avx2_gemm };
+// AVX-VNNI: the same, with vpdpbusd in the batched int8 products (simd_avx2_gemm.c)
+const vm_simd_kernels vm_simd_avxvnni = { f32_rows, vm_avx2_act_rows, vm_avx2_act_quant, dequant_row, axpy_rows, attention,
+                                          &vm_avxvnni_gemm };
 // AVX-512: wider f32 tiles (simd_avx512.c); the rest is this level's.
-const vm_simd_kernels vm_simd_avx512 = { vm_avx512_f32_rows, vm_avx2_act_rows, vm_avx2_act_quant, dequant_row, axpy_rows, attention };
+const vm_simd_kernels vm_simd_avx512 = { vm_avx512_f32_rows, vm_avx2_act_rows, vm_avx2_act_quant, dequant_row, axpy_rows, attention,
+                                         &vm_avx2_gemm };
 
 #ifdef __clang__
 #pragma clang attribute pop
