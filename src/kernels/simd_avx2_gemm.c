@@ -1,15 +1,16 @@
-// Batched products of quantised weights with int8 activations (several tokens): the gemm_* entries
+// Batched products of quantised weights with int8 activations (several tokens): the gemm entries
 // of the AVX2 and AVX-VNNI levels. The single-token tiles (simd_avx2_int8.c) reduce each block's
 // 32 products of a (row, token) pair across the lanes of a vector, then transpose 8 pairs' sums;
 // at batch 64 that reduction costs as much as the products (Q8_0 ran at 0.8-1.0x the F32 kernel).
 // Here lanes are tokens instead, so nothing is reduced:
 // - gemm_pack, once per matmul: 8 tokens' int8 activations interleaved by 4-element groups, one
-//   32-byte vector per group holding those 4 elements of each token, stored as x + 128 (unsigned,
-//   as vpdpbusd's first operand must be), with the tokens' scales and, for Q4_K/Q5_K, the 32-element
-//   sums of x the mins need;
-// - gemm_rows: a tile of 4 weight rows; per 4-element group a broadcast of each row's 4 weight bytes
-//   meets the group vector: one vpdpbusd (or vpmaddubsw + vpmaddwd) adds 4 products for 8 tokens.
-//   sum (x + 128) w = sum x w + 128 sum w, and 128 sum w is the row's, computed once per block.
+//   32-byte vector per group holding those 4 elements of each token, with the tokens' scales and
+//   the sums of x that the weights' offsets and mins need;
+// - gemm_rows: a tile of 4 weight rows x 2 token groups; each row's block is unpacked once to
+//   unsigned bytes (vpdpbusd's unsigned operand: Q8_0 as w + 128, Q4_0 as the nibble, Q6_K as
+//   q + 32 before its offset), then per 4-element group a broadcast of the row's 4 bytes meets the
+//   group vector: one vpdpbusd (or vpmaddubsw + vpmaddwd) adds 4 products for 8 tokens. The offsets
+//   come back from the token sums: sum (w + c) x - c sum x.
 // The integers are q8act.c's exact block sums and the float steps are its steps, lane by lane, so
 // the bits equal every other level's (tests/test_simd.c).
 #include "kernels/simd.h"
@@ -31,15 +32,17 @@ enum {
     GEMM_GMAX = 32,   // token groups (of 8) per pass: their float accumulators live on the stack
 };
 
-// Layout of one token group: [C/4 groups x 32 bytes][nb x 8 scales][Q4_K/Q5_K: nb x 4 x 8 sum pairs]
+// One token group: [C/4 groups x 32 bytes][nb x 8 scales][nb x per-block sums]; the sums are
+// c sum x (int32 per token) for Q8_0 (c = 128) / Q4_0 (c = 8), and int16 pairs per token of the
+// 32-element sums (Q4_K/Q5_K, 4 pairs) or of the 16-element sums (Q6_K, 8 pairs).
 static size_t gemm_d_off(int64_t nb, int bs) { return (size_t)nb * (size_t)bs * 8; }
-static size_t gemm_s_off(int64_t nb) { return gemm_d_off(nb, 256) + (size_t)nb * 32; }
-static int gemm_sums(vm_type type) { return type == VM_TYPE_Q4_K || type == VM_TYPE_Q5_K; }
+static size_t gemm_s_off(int64_t nb, int bs) { return gemm_d_off(nb, bs) + (size_t)nb * 32; }
+static size_t gemm_s_bytes(vm_type type) { return type == VM_TYPE_Q6_K ? 256 : vm_act_block(type) == 256 ? 128 : 32; }
 
 static size_t gemm_group_bytes(vm_type type, int64_t C) {
     const int bs = vm_act_block(type);
     const int64_t nb = C / bs;
-    return gemm_d_off(nb, bs) + (size_t)nb * 32 + (gemm_sums(type) ? (size_t)nb * 128 : 0);
+    return gemm_s_off(nb, bs) + (size_t)nb * gemm_s_bytes(type);
 }
 
 // 8 rows of 8 dwords -> 8 columns (column j: dword j of each row)
@@ -61,49 +64,69 @@ AI void transpose8x8_epi32(__m256i v[8]) {
     }
 }
 
+// B <= 8 tokens (rows of vm_act_quant_row output, stride ldx) into one group; missing tokens are 0.
 static void gemm_pack(vm_type type, const void *xq, size_t ldx, int B, int64_t C, void *dst) {
-    const int bs = vm_act_block(type), G = (B + 7) / 8;
+    const int bs = vm_act_block(type);
     const int64_t nb = C / bs;
-    const size_t gb = gemm_group_bytes(type, C), qoff = bs == 32 ? offsetof(vm_q8a32, qs) : offsetof(vm_q8a256, qs);
+    const size_t qoff = bs == 32 ? offsetof(vm_q8a32, qs) : offsetof(vm_q8a256, qs);
     const size_t bbytes = bs == 32 ? sizeof(vm_q8a32) : sizeof(vm_q8a256);
-    const __m256i flip = _mm256_set1_epi8((char)0x80);
-    for (int gi = 0; gi < G; gi++) {
-        uint8_t *g = (uint8_t *)dst + (size_t)gi * gb;
-        float *d = (float *)(g + gemm_d_off(nb, bs));
-        int16_t *s = (int16_t *)(g + gemm_s_off(nb));
-        const int nt = B - 8 * gi < 8 ? B - 8 * gi : 8;
-        for (int64_t i = 0; i < nb; i++) {
-            const uint8_t *blk[8];
-            for (int t = 0; t < 8; t++) blk[t] = t < nt ? (const uint8_t *)xq + (size_t)(8 * gi + t) * ldx + (size_t)i * bbytes : NULL;
-            for (int c = 0; c < bs / 32; c++) {
-                __m256i v[8];
-                for (int t = 0; t < 8; t++)
-                    v[t] = _mm256_xor_si256(flip, blk[t] ? _mm256_loadu_si256((const __m256i *)(blk[t] + qoff + 32 * c)) : _mm256_setzero_si256());
-                transpose8x8_epi32(v);
-                for (int j = 0; j < 8; j++) _mm256_store_si256((__m256i *)(g + ((size_t)i * bs / 4 + 8 * c + j) * 32), v[j]);
+    uint8_t *g = dst;
+    float *d = (float *)(g + gemm_d_off(nb, bs));
+    uint8_t *sums = g + gemm_s_off(nb, bs);
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *blk[8];
+        for (int t = 0; t < 8; t++) blk[t] = t < B ? (const uint8_t *)xq + (size_t)t * ldx + (size_t)i * bbytes : NULL;
+        for (int c = 0; c < bs / 32; c++) {
+            __m256i v[8];
+            for (int t = 0; t < 8; t++) v[t] = blk[t] ? _mm256_loadu_si256((const __m256i *)(blk[t] + qoff + 32 * c)) : _mm256_setzero_si256();
+            transpose8x8_epi32(v);
+            for (int j = 0; j < 8; j++) _mm256_store_si256((__m256i *)(g + ((size_t)i * bs / 4 + 8 * c + j) * 32), v[j]);
+        }
+        for (int t = 0; t < 8; t++) d[8 * i + t] = blk[t] ? ((const float *)blk[t])[0] : 0.0f;
+        uint8_t *si = sums + (size_t)i * gemm_s_bytes(type);
+        if (bs == 32) {
+            int32_t cs[8];
+            for (int t = 0; t < 8; t++) {
+                int32_t sx = 0;
+                for (int l = 0; t < B && l < 32; l++) sx += ((const vm_q8a32 *)blk[t])->qs[l];
+                cs[t] = (type == VM_TYPE_Q8_0 ? 128 : 8) * sx;
             }
-            for (int t = 0; t < 8; t++) d[8 * i + t] = blk[t] ? ((const float *)blk[t])[0] : 0.0f;
-            if (gemm_sums(type))   // pair j, token t: the sums of x over sub-blocks 2j and 2j+1
-                for (int j = 0; j < 4; j++)
-                    for (int t = 0; t < 8; t++)
-                        for (int h = 0; h < 2; h++) {
-                            const int16_t *bsum = blk[t] ? ((const vm_q8a256 *)blk[t])->bsums : NULL;
-                            const int sb = 2 * j + h;
-                            s[((size_t)i * 4 + j) * 16 + 2 * t + h] = bsum ? (int16_t)(bsum[2 * sb] + bsum[2 * sb + 1]) : 0;
-                        }
+            memcpy(si, cs, sizeof cs);
+        } else {   // pair j of token t: sums (2j, 2j+1) of 32 elements (Q4_K/Q5_K) or 16 (Q6_K)
+            const int npair = type == VM_TYPE_Q6_K ? 8 : 4, per = type == VM_TYPE_Q6_K ? 1 : 2;
+            int16_t *sp = (int16_t *)si;
+            for (int j = 0; j < npair; j++)
+                for (int t = 0; t < 8; t++)
+                    for (int h = 0; h < 2; h++) {
+                        int s = 0;
+                        for (int k = 0; t < B && k < per; k++) s += ((const vm_q8a256 *)blk[t])->bsums[per * (2 * j + h) + k];
+                        sp[16 * j + 2 * t + h] = (int16_t)s;
+                    }
         }
     }
 }
 
-// A K-quant block (256 weights) as signed bytes in element order (Q6_K minus 32), the sub-block
-// scales, the Q4_K/Q5_K mins as int16 pairs (m_2j | m_2j+1 << 16), the scales d / dmin as floats;
-// returns 128 sum_s sc_s sum(w in s), the correction of the unsigned activations.
-AI int32_t gemm_kq_unpack(const uint8_t *wb, vm_type type, int8_t q[256], int32_t sc[16], int32_t mp[4],
-                          float *dd, float *dm) {
+// A 32-block's weights as unsigned bytes in element order (Q8_0 w + 128, Q4_0 the nibble), its scale.
+AI float gemm_q32_unpack(const uint8_t *wb, const int four, uint8_t q[32]) {
+    __m256i v;
+    if (four) {
+        const __m128i b = _mm_loadu_si128((const __m128i *)(wb + 2));
+        v = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), _mm256_set1_epi8(0x0f));
+    } else {
+        v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(wb + 2)), _mm256_set1_epi8((char)0x80));
+    }
+    _mm256_store_si256((__m256i *)q, v);
+    return _cvtsh_ss(rd_u16(wb));
+}
+
+// A K-quant block (256 weights) as unsigned bytes in element order (Q6_K: q + 32, before its
+// offset), the sub-block scales, int16 pairs for vpmaddwd (Q4_K/Q5_K: mins m_2j | m_2j+1 << 16;
+// Q6_K: scales sc_2j | sc_2j+1 << 16), the scales d / dmin as floats.
+AI void gemm_kq_unpack(const uint8_t *wb, vm_type type, uint8_t q[256], int32_t sc[16], int32_t pairs[8],
+                       float *dd, float *dm) {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
-    int32_t K = 0;
     if (type == VM_TYPE_Q6_K) {
-        const __m256i m2 = _mm256_set1_epi8(3), off = _mm256_set1_epi8(32);
+        const __m256i m2 = _mm256_set1_epi8(3);
         for (int h = 0; h < 2; h++) {
             const __m256i l0 = _mm256_loadu_si256((const __m256i *)(wb + 64 * h));
             const __m256i l1 = _mm256_loadu_si256((const __m256i *)(wb + 64 * h + 32));
@@ -112,21 +135,16 @@ AI int32_t gemm_kq_unpack(const uint8_t *wb, vm_type type, int8_t q[256], int32_
                                    _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4)};
             for (int k = 0; k < 4; k++) {
                 const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), m2);
-                const __m256i v = _mm256_sub_epi8(_mm256_or_si256(lo[k], _mm256_slli_epi16(hi, 4)), off);
-                _mm256_store_si256((__m256i *)(q + 128 * h + 32 * k), v);
+                _mm256_store_si256((__m256i *)(q + 128 * h + 32 * k), _mm256_or_si256(lo[k], _mm256_slli_epi16(hi, 4)));
             }
         }
-        const int8_t *s8 = (const int8_t *)(wb + 192);
-        for (int g = 0; g < 16; g++) {
-            int sum = 0;
-            for (int l = 0; l < 16; l++) sum += q[16 * g + l];
-            sc[g] = s8[g];
-            K += sc[g] * sum;
-        }
+        const __m128i s8 = _mm_loadu_si128((const __m128i *)(wb + 192));
+        _mm256_storeu_si256((__m256i *)sc, _mm256_cvtepi8_epi32(s8));
+        _mm256_storeu_si256((__m256i *)(sc + 8), _mm256_cvtepi8_epi32(_mm_unpackhi_epi64(s8, s8)));
+        _mm256_storeu_si256((__m256i *)pairs, _mm256_cvtepi8_epi16(s8));   // int16 lanes 2j, 2j+1 = sc_2j, sc_2j+1
         *dd = _cvtsh_ss(rd_u16(wb + 208));
         *dm = 0.0f;
-        mp[0] = mp[1] = mp[2] = mp[3] = 0;
-        return 128 * K;
+        return;
     }
     const int five = type == VM_TYPE_Q5_K;
     const uint8_t *qs = wb + (five ? 48 : 16);
@@ -142,23 +160,17 @@ AI int32_t gemm_kq_unpack(const uint8_t *wb, vm_type type, int8_t q[256], int32_
         }
         _mm256_store_si256((__m256i *)(q + 64 * p), lo);
         _mm256_store_si256((__m256i *)(q + 64 * p + 32), hi);
-        // sums of the two 32-weight sub-blocks (unsigned bytes: vpsadbw)
-        for (int h = 0; h < 2; h++) {
-            const __m256i sd = _mm256_sad_epu8(h ? hi : lo, _mm256_setzero_si256());
-            const __m128i s2 = _mm_add_epi64(_mm256_castsi256_si128(sd), _mm256_extracti128_si256(sd, 1));
-            uint8_t scale, mn;
-            vm_kscale_get(wb + 4, 2 * p + h, &scale, &mn);
-            sc[2 * p + h] = scale;
-            K += scale * (int32_t)(_mm_cvtsi128_si64(s2) + _mm_extract_epi64(s2, 1));
-            mp[p] = h ? (int32_t)((uint32_t)mp[p] | (uint32_t)mn << 16) : mn;
-        }
     }
+    uint64_t scb, mnb;
+    kscales8(wb + 4, &scb, &mnb);
+    _mm256_storeu_si256((__m256i *)sc, _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)scb)));
+    _mm_storeu_si128((__m128i *)pairs, _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mnb)));
     *dd = _cvtsh_ss(rd_u16(wb));
     *dm = _cvtsh_ss(rd_u16(wb + 2));
-    return 128 * K;
 }
 
-// Q8_0 needs the unsigned x + 128 against |w| up to 128: only vpdpbusd keeps those sums exact.
+// Q8_0 stores w + 128 (up to 255) against |x| <= 127: only vpdpbusd keeps those sums exact; the
+// vpmaddubsw pair sum would saturate.
 static size_t gemm_pack_size_avx2(vm_type type, int B, int64_t C) {
     if (type == VM_TYPE_Q8_0 || !vm_act_row_size(type, C)) return 0;
     return gemm_group_bytes(type, C) * (size_t)((B + 7) / 8);

@@ -1,7 +1,7 @@
 // Body of the batched int8 products (see simd_avx2_gemm.c), included once per instruction set:
 // GEMM_VNNI 1 uses AVX-VNNI's vpdpbusd (4 u8 x s8 products added into an int32 lane, one
 // instruction), 0 the AVX2 pair vpmaddubsw + vpmaddwd (the same exact integers while no int16
-// pair sum saturates: |weight| <= 32 here, so |pair| <= 2 * 255 * 32; Q8_0 needs VNNI).
+// pair sum saturates: weight bytes <= 63 here, so |pair| <= 2 * 63 * 127; Q8_0 needs VNNI).
 // GEMM_FN(name) gives each copy its own names.
 
 // acc + sum over the 4 byte pairs of each 32-bit lane of u (unsigned) * s (signed): exact
@@ -13,9 +13,9 @@ AI __m256i GEMM_FN(dot4)(__m256i acc, __m256i u, __m256i s) {
 #endif
 }
 
-// acc[t][r] += the k-groups [g0, g0 + n) of TG token groups (at xg, gstride apart) against the rows'
-// weight bytes wq[r]: RT * TG independent accumulators hide vpdpbusd's latency.
-AI void GEMM_FN(dot_groups)(__m256i acc[][GEMM_RT], const uint8_t *xg, size_t gstride, const int8_t *const *wq,
+// acc[t][r] += the k-groups [g0, g0 + n) of TG token groups (at xg, gstride apart) against the
+// unsigned weight bytes wq[r] of RT rows: RT * TG independent sums hide vpdpbusd's latency.
+AI void GEMM_FN(dot_groups)(__m256i acc[][GEMM_RT], const uint8_t *xg, size_t gstride, const uint8_t *const *wq,
                             int g0, int n, const int RT, const int TG) {
     for (int g = g0; g < g0 + n; g++) {
         __m256i xv[2];
@@ -27,27 +27,39 @@ AI void GEMM_FN(dot_groups)(__m256i acc[][GEMM_RT], const uint8_t *xg, size_t gs
             memcpy(&w4, wq[r] + 4 * g, 4);
             const __m256i wv = _mm256_set1_epi32(w4);
 #pragma GCC unroll 2
-            for (int t = 0; t < TG; t++) acc[t][r] = GEMM_FN(dot4)(acc[t][r], xv[t], wv);
+            for (int t = 0; t < TG; t++) acc[t][r] = GEMM_FN(dot4)(acc[t][r], wv, xv[t]);
         }
     }
 }
 
-// Outputs of a row tile: F[group][r] lanes are tokens.
+// Outputs of a row tile: F[group * GEMM_RT + r], lanes are tokens. A full tile is transposed to
+// one 4-float row per token (out[t * ldo + r .. r + 3] are adjacent).
 AI void GEMM_FN(store_tile)(float *out, size_t ldo, const __m256 *F, int G, int B, const int RT) {
     for (int gi = 0; gi < G; gi++) {
-        float o[GEMM_RT][8];
-#pragma GCC unroll 4
-        for (int r = 0; r < RT; r++) _mm256_storeu_ps(o[r], F[gi * GEMM_RT + r]);
+        const __m256 *f = F + gi * GEMM_RT;
         const int nt = B - 8 * gi < 8 ? B - 8 * gi : 8;
-        for (int t = 0; t < nt; t++)
-#pragma GCC unroll 4
-            for (int r = 0; r < RT; r++) out[(size_t)(8 * gi + t) * ldo + r] = o[r][t];
+        float *o = out + (size_t)(8 * gi) * ldo;
+        if (RT == 4) {
+            const __m256 a = _mm256_unpacklo_ps(f[0], f[1]), b = _mm256_unpackhi_ps(f[0], f[1]);
+            const __m256 c = _mm256_unpacklo_ps(f[2], f[3]), d = _mm256_unpackhi_ps(f[2], f[3]);
+            // token t (t < 4 in the low halves, t + 4 in the high): rows 0-3
+            const __m256 t04 = _mm256_shuffle_ps(a, c, 0x44), t15 = _mm256_shuffle_ps(a, c, 0xee);
+            const __m256 t26 = _mm256_shuffle_ps(b, d, 0x44), t37 = _mm256_shuffle_ps(b, d, 0xee);
+            const __m256 v[4] = {t04, t15, t26, t37};
+            for (int t = 0; t < nt; t++)
+                _mm_storeu_ps(o + (size_t)t * ldo, t < 4 ? _mm256_castps256_ps128(v[t]) : _mm256_extractf128_ps(v[t - 4], 1));
+        } else {
+            float l[8];
+            _mm256_storeu_ps(l, f[0]);
+            for (int t = 0; t < nt; t++) o[(size_t)t * ldo] = l[t];
+        }
     }
 }
 
-// Block i of TG token groups from group gi: integer sums, then the float steps into F.
+// Q8_0 / Q4_0, block i of TG token groups from group gi: S = sum (w + c) x - c sum x, then
+// acc += (d_w * d_x) * S, lane by lane (q8act.c's steps).
 AI void GEMM_FN(q32_groups)(__m256 *F, const uint8_t *xp, size_t gstride, int gi, int64_t i, int64_t nb,
-                            const int8_t *const *wq, const float *dw, const int32_t *K, const int RT, const int TG) {
+                            const uint8_t *const *wq, const float *dw, const int RT, const int TG) {
     const uint8_t *xg = xp + (size_t)gi * gstride;
     __m256i acc[2][GEMM_RT];
 #pragma GCC unroll 2
@@ -57,65 +69,55 @@ AI void GEMM_FN(q32_groups)(__m256 *F, const uint8_t *xp, size_t gstride, int gi
     GEMM_FN(dot_groups)(acc, xg + (size_t)i * 256, gstride, wq, 0, 8, RT, TG);
 #pragma GCC unroll 2
     for (int t = 0; t < TG; t++) {
-        const __m256 dx = _mm256_load_ps((const float *)(xg + (size_t)t * gstride + gemm_d_off(nb, 32)) + 8 * i);
+        const uint8_t *xb = xg + (size_t)t * gstride;
+        const __m256 dx = _mm256_load_ps((const float *)(xb + gemm_d_off(nb, 32)) + 8 * i);
+        const __m256i cs = _mm256_load_si256((const __m256i *)(xb + gemm_s_off(nb, 32)) + i);
 #pragma GCC unroll 4
         for (int r = 0; r < RT; r++) {
             const __m256 d = _mm256_mul_ps(_mm256_set1_ps(dw[r]), dx);
-            const __m256 v = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[t][r], _mm256_set1_epi32(K[r]))));
+            const __m256 v = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[t][r], cs)));
             F[(gi + t) * GEMM_RT + r] = _mm256_add_ps(F[(gi + t) * GEMM_RT + r], v);
         }
     }
 }
 
-// Q8_0 / Q4_0, a tile of RT rows over G token groups: per block, S = sum (x + 128) w - 128 sum w,
-// then acc += (d_w * d_x) * S, lane by lane (q8act.c's steps).
+// Q8_0 / Q4_0, a tile of RT rows over G token groups.
 AI void GEMM_FN(q32_tile)(float *out, size_t ldo, const uint8_t *w, size_t ldw, const uint8_t *xp, size_t gstride,
                           int G, int B, int64_t nb, const int RT, const int four) {
     const size_t bsz = four ? QB_Q4_0 : QB_Q8_0;
     __m256 F[GEMM_GMAX * GEMM_RT];
     for (int i = 0; i < G * GEMM_RT; i++) F[i] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
-        int8_t unpacked[GEMM_RT][32] __attribute__((aligned(32)));
-        const int8_t *wq[GEMM_RT];
+        uint8_t q[GEMM_RT][32] __attribute__((aligned(32)));
+        const uint8_t *wq[GEMM_RT];
         float dw[GEMM_RT];
-        int32_t K[GEMM_RT];
 #pragma GCC unroll 4
         for (int r = 0; r < RT; r++) {
             const uint8_t *wb = w + (size_t)r * ldw + (size_t)i * bsz;
             _mm_prefetch((const char *)(wb + 4 * bsz), _MM_HINT_T0);
-            dw[r] = _cvtsh_ss(rd_u16(wb));
-            __m256i q;
-            if (four) {
-                q = q40_q80_unpack(wb, 1);
-                _mm256_store_si256((__m256i *)unpacked[r], q);
-                wq[r] = unpacked[r];
-            } else {
-                q = _mm256_loadu_si256((const __m256i *)(wb + 2));
-                wq[r] = (const int8_t *)(wb + 2);
-            }
-            // sum of the 32 weights: |w + 128| summed by vpsadbw, minus 32 * 128
-            const __m256i s = _mm256_sad_epu8(_mm256_xor_si256(q, _mm256_set1_epi8((char)0x80)), _mm256_setzero_si256());
-            const __m128i s2 = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-            K[r] = 128 * ((int32_t)(_mm_cvtsi128_si64(s2) + _mm_extract_epi64(s2, 1)) - 32 * 128);
+            dw[r] = gemm_q32_unpack(wb, four, q[r]);
+            wq[r] = q[r];
         }
         int gi = 0;
-        for (; gi + 2 <= G; gi += 2) GEMM_FN(q32_groups)(F, xp, gstride, gi, i, nb, wq, dw, K, RT, 2);
-        if (gi < G) GEMM_FN(q32_groups)(F, xp, gstride, gi, i, nb, wq, dw, K, RT, 1);
+        for (; gi + 2 <= G; gi += 2) GEMM_FN(q32_groups)(F, xp, gstride, gi, i, nb, wq, dw, RT, 2);
+        if (gi < G) GEMM_FN(q32_groups)(F, xp, gstride, gi, i, nb, wq, dw, RT, 1);
     }
     GEMM_FN(store_tile)(out, ldo, F, G, B, RT);
 }
 
-// Block i of TG token groups from group gi (K-quants): A per sub-block, M, then the float steps.
+// K-quants, block i of TG token groups from group gi: A = sum_s sc_s sum_s w x (Q6_K minus
+// 32 sum_g sc_g sum_g x), M = sum_s m_s sum_s x (Q4_K/Q5_K); acc += (d d_x) A, then
+// acc -= (dmin d_x) M, lane by lane (q8act.c's steps).
 AI void GEMM_FN(kq_groups)(__m256 *F, const uint8_t *xp, size_t gstride, int gi, int64_t i, int64_t nb,
-                           const int8_t *const *wq, int32_t sc[][16], int32_t mp[][4], const int32_t *K,
-                           const float *dd, const float *dm, const int RT, const int TG, const int six) {
+                           const uint8_t *const *wq, int32_t sc[][16], int32_t pairs[][8], const float *dd,
+                           const float *dm, const int RT, const int TG, const int six) {
     const int nsub = six ? 16 : 8, glen = six ? 4 : 8;   // sub-blocks, k-groups per sub-block
     const uint8_t *xg = xp + (size_t)gi * gstride;
     __m256i A[2][GEMM_RT];
 #pragma GCC unroll 2
     for (int t = 0; t < TG; t++)
 #pragma GCC unroll 4
-        for (int r = 0; r < RT; r++) A[t][r] = _mm256_set1_epi32(-K[r]);
+        for (int r = 0; r < RT; r++) A[t][r] = _mm256_setzero_si256();
     for (int s = 0; s < nsub; s++) {
         __m256i acc[2][GEMM_RT];
 #pragma GCC unroll 2
@@ -134,16 +136,19 @@ AI void GEMM_FN(kq_groups)(__m256 *F, const uint8_t *xp, size_t gstride, int gi,
     for (int t = 0; t < TG; t++) {
         const uint8_t *xb = xg + (size_t)t * gstride;
         const __m256 dx = _mm256_load_ps((const float *)(xb + gemm_d_off(nb, 256)) + 8 * i);
-        const __m256i *xs = (const __m256i *)(xb + gemm_s_off(nb)) + 4 * i;
+        const __m256i *xs = (const __m256i *)(xb + gemm_s_off(nb, 256) + (size_t)i * (six ? 256 : 128));
 #pragma GCC unroll 4
         for (int r = 0; r < RT; r++) {
-            const __m256 ta = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(dd[r]), dx), _mm256_cvtepi32_ps(A[t][r]));
+            // Q6_K: sum_g sc_g sum_g x; Q4_K/Q5_K: M
+            __m256i P = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int j = 0; j < (six ? 8 : 4); j++)
+                P = _mm256_add_epi32(P, _mm256_madd_epi16(_mm256_set1_epi32(pairs[r][j]), _mm256_load_si256(xs + j)));
+            const __m256i a = six ? _mm256_sub_epi32(A[t][r], _mm256_slli_epi32(P, 5)) : A[t][r];
+            const __m256 ta = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(dd[r]), dx), _mm256_cvtepi32_ps(a));
             __m256 f = _mm256_add_ps(F[(gi + t) * GEMM_RT + r], ta);
             if (!six) {
-                __m256i M = _mm256_setzero_si256();
-#pragma GCC unroll 4
-                for (int j = 0; j < 4; j++) M = _mm256_add_epi32(M, _mm256_madd_epi16(_mm256_set1_epi32(mp[r][j]), _mm256_load_si256(xs + j)));
-                const __m256 tm = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(dm[r]), dx), _mm256_cvtepi32_ps(M));
+                const __m256 tm = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(dm[r]), dx), _mm256_cvtepi32_ps(P));
                 f = _mm256_sub_ps(f, tm);
             }
             F[(gi + t) * GEMM_RT + r] = f;
@@ -151,10 +156,7 @@ AI void GEMM_FN(kq_groups)(__m256 *F, const uint8_t *xp, size_t gstride, int gi,
     }
 }
 
-// K-quants, a tile of RT rows over G token groups. Per block and row: the weights as signed bytes
-// in element order (Q6_K minus 32), the sub-block scales (and Q4_K/Q5_K mins), and
-// K = 128 sum_s sc_s sum(w in s); per token: A = sum_s sc_s sum (x + 128) w - K (q8act.c's A),
-// M = sum_s m_s sum(x in s); acc += (d d_x) A, then acc -= (dmin d_x) M.
+// K-quants, a tile of RT rows over G token groups.
 AI void GEMM_FN(kq_tile)(float *out, size_t ldo, const uint8_t *w, size_t ldw, const uint8_t *xp, size_t gstride,
                          int G, int B, int64_t nb, const int RT, const vm_type type) {
     const int six = type == VM_TYPE_Q6_K;
@@ -162,20 +164,20 @@ AI void GEMM_FN(kq_tile)(float *out, size_t ldo, const uint8_t *w, size_t ldw, c
     __m256 F[GEMM_GMAX * GEMM_RT];
     for (int i = 0; i < G * GEMM_RT; i++) F[i] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
-        int8_t q[GEMM_RT][256] __attribute__((aligned(32)));
-        const int8_t *wq[GEMM_RT];
-        int32_t sc[GEMM_RT][16], mp[GEMM_RT][4], K[GEMM_RT];
+        uint8_t q[GEMM_RT][256] __attribute__((aligned(32)));
+        const uint8_t *wq[GEMM_RT];
+        int32_t sc[GEMM_RT][16], pairs[GEMM_RT][8];
         float dd[GEMM_RT], dm[GEMM_RT];
 #pragma GCC unroll 4
         for (int r = 0; r < RT; r++) {
             const uint8_t *wb = w + (size_t)r * ldw + (size_t)i * bsz;
             for (int off = 0; off < (int)bsz; off += 64) _mm_prefetch((const char *)(wb + 2 * bsz + off), _MM_HINT_T0);
-            K[r] = gemm_kq_unpack(wb, type, q[r], sc[r], mp[r], &dd[r], &dm[r]);
+            gemm_kq_unpack(wb, type, q[r], sc[r], pairs[r], &dd[r], &dm[r]);
             wq[r] = q[r];
         }
         int gi = 0;
-        for (; gi + 2 <= G; gi += 2) GEMM_FN(kq_groups)(F, xp, gstride, gi, i, nb, wq, sc, mp, K, dd, dm, RT, 2, six);
-        if (gi < G) GEMM_FN(kq_groups)(F, xp, gstride, gi, i, nb, wq, sc, mp, K, dd, dm, RT, 1, six);
+        for (; gi + 2 <= G; gi += 2) GEMM_FN(kq_groups)(F, xp, gstride, gi, i, nb, wq, sc, pairs, dd, dm, RT, 2, six);
+        if (gi < G) GEMM_FN(kq_groups)(F, xp, gstride, gi, i, nb, wq, sc, pairs, dd, dm, RT, 1, six);
     }
     GEMM_FN(store_tile)(out, ldo, F, G, B, RT);
 }
