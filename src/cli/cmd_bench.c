@@ -3,6 +3,7 @@
 // shapes (when the binary is linked with a CBLAS, bench/Makefile), and Q8_0 vs F32 at batch 1.
 // The CBLAS functions are weak references: a normal build has none and skips that column.
 // vmoer bench MODEL.gguf --fit: fit training tokens/s per router kind (bench_router.c).
+#include "cli/bench_profile.h"
 #include "cli/bench_router.h"
 #include "cli/cli.h"
 #include "kernels/ops.h"
@@ -32,7 +33,8 @@ static void usage(void) {
            "       vmoer bench --routers [options]\n"
            "       vmoer bench --gen-granite OUT.gguf [--type q8_0|q4_0|f32|f16] [--layers N] [--vocab N] [--experts N]\n"
            "       vmoer bench MODEL.gguf --ab KIND [--bayes-layers N] [--samples S] [options]\n"
-           "       vmoer bench MODEL.gguf --fit [--kinds LIST] [--bayes-layers N] [--items N] [options]\n\n"
+           "       vmoer bench MODEL.gguf --fit [--kinds LIST] [--bayes-layers N] [--items N] [options]\n"
+           "       vmoer bench MODEL.gguf --profile [options]\n\n"
            "Model mode: prompt processing (a prompt of --n-prompt random tokens evaluated in chunks of\n"
            "each --batch size, as evaluation runs prompts; only the last logits are computed) and decode\n"
            "(--n-gen tokens one at a time), tokens/s for each --threads count; best of --reps runs.\n"
@@ -52,7 +54,11 @@ static void usage(void) {
            "kind in --kinds (default: every kind with parameters) on the last --bayes-layers MoE layers\n"
            "(default 5), --items random sequences of --n-prompt tokens, an optimiser step every --batch\n"
            "sequences (default 8), with and without the hidden-state cache, for each --threads count;\n"
-           "ratios against the full-model deterministic inference forward in the same run.\n\n"
+           "ratios against the full-model deterministic inference forward in the same run.\n"
+           "--profile: time per op kind (attention, routing, expert gather/scatter, activation quantisation,\n"
+           "each product) of prompt processing (--n-prompt tokens in chunks of the first --batch) and decode\n"
+           "(--n-gen tokens), with GFLOP/s and weight GB/s, and decode's weight traffic against the streaming\n"
+           "read bandwidth measured in the same run, for each --threads count.\n\n"
            "options:\n"
            "  --threads LIST   thread counts, e.g. 1,2 (default: the OpenMP default)\n"
            "  --batch LIST     prompt batch sizes (default 64); kernel mode uses the first\n"
@@ -64,6 +70,7 @@ static void usage(void) {
            "  --routers        router mode\n"
            "  --samples S      samples of the sampled routers (default 35)\n"
            "  --fit            fit mode; --kinds LIST (e.g. map,vglr-mf), --items N (default 32)\n"
+           "  --profile        per-op profile of prompt processing and decode\n"
            "  -h, --help       this text\n");
 }
 
@@ -274,7 +281,7 @@ static int bench_kernels(const char *path, const int32_t *thr, int n_thr, int B,
 int cmd_bench(int argc, char **argv) {
     const char *path = NULL, *json = NULL, *thr_arg = NULL, *bat_arg = NULL;
     long n_prompt = 128, n_gen = 32, reps = 3;
-    int kernels = 0, routers = 0, fit = 0;
+    int kernels = 0, routers = 0, fit = 0, profile = 0;
     const char *kinds = NULL;
     long items = 32;
     const char *gen = NULL, *ab = NULL, *qtype = "q8_0";
@@ -285,6 +292,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--kernels")) kernels = 1;
         else if (!strcmp(a, "--routers")) routers = 1;
         else if (!strcmp(a, "--fit")) fit = 1;
+        else if (!strcmp(a, "--profile")) profile = 1;
         else if (!strcmp(a, "--kinds")) { if (!(kinds = cli_value(CMD, argc, argv, &i))) return 1; }
         else if (!strcmp(a, "--items")) {
             if (!(v = cli_value(CMD, argc, argv, &i)) || cli_long(CMD, a, v, 1, 1 << 20, &items)) return 1;
@@ -327,6 +335,8 @@ int cmd_bench(int argc, char **argv) {
     if (ab && !path) return cli_fail(CMD, "--ab needs MODEL.gguf (see --help)");
     if (fit && (!path || kernels || routers || ab)) return cli_fail(CMD, "--fit needs MODEL.gguf and no other mode (see --help)");
     if (kinds && !fit) return cli_fail(CMD, "--kinds is for --fit (see --help)");
+    if (profile && (!path || kernels || routers || ab || fit))
+        return cli_fail(CMD, "--profile needs MODEL.gguf and no other mode (see --help)");
     int32_t *thr = NULL, *bat = NULL;
     int n_thr, n_bat;
     int32_t thr_def = omp_get_max_threads(), bat_def = fit ? 8 : 64;
@@ -344,6 +354,7 @@ int cmd_bench(int argc, char **argv) {
     if (!rc && json && !(js = fopen(json, "w"))) rc = cli_fail(CMD, "cannot write %s", json);
     if (!rc) rc = routers ? bench_routers(thr, n_thr, bat[0], (int)samples, (int)reps, js)
                 : kernels ? bench_kernels(path, thr, n_thr, bat[0], js)
+                : profile ? bench_profile(path, thr, n_thr, bat[0], (int)n_prompt, (int)n_gen, js)
                 : fit ? bench_fit(path, kinds, thr, n_thr, (int)bayes_layers, (int)samples, (int)n_prompt, (int)items,
                                   bat[0], (int)reps, js)
                 : ab ? bench_router_ab(path, ab, (int)bayes_layers, (int)samples, thr[0], bat[0], (int)n_prompt,

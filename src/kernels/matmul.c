@@ -10,6 +10,8 @@
 #include "kernels/ops.h"
 #include "kernels/simd.h"
 #include "quant/quant.h"
+#include "util/profile.h"
+#include "util/progress.h"
 
 #include <omp.h>
 #include <stdlib.h>
@@ -78,6 +80,9 @@ void vm_matmul_forward(float *out, const float *inp, const vm_tensor *w, const f
     mm_job j = { vm_simd_kernels_get(vm_simd_get()), out, inp, (const char *)w->data, NULL, NULL, w->nb[1],
                  vm_act_row_size(type, C), type, C, OC, B, 0 };
     j.rb = row_block(OC, parallel ? omp_get_max_threads() : 1);
+    const int prof = vm_prof_enabled();
+    const double t_aq = prof ? vm_now_s() : 0.0;
+    if (prof) vm_prof_matmul(2.0 * (double)C * (double)OC * B, (double)OC * (double)w->nb[1]);
     const int64_t n_blk = (OC + j.rb - 1) / j.rb;
 
     // quantised weights: int8 activations (B rows), computed once and shared by the threads;
@@ -109,6 +114,7 @@ void vm_matmul_forward(float *out, const float *inp, const vm_tensor *w, const f
         j.xp = xp;
     }
 
+    if (prof) vm_prof_act_quant(vm_now_s() - t_aq);
     int failed = 0;
     if (!parallel) {
         float *wbuf = widen ? malloc((size_t)j.rb * (size_t)C * sizeof(float)) : NULL;

@@ -106,6 +106,13 @@ static void gemm_pack(vm_type type, const void *xq, size_t ldx, int B, int64_t C
     }
 }
 
+// The same block of the next tile's rows: a tile reads RT rows side by side, too many short streams
+// for the hardware prefetcher when the weights come from memory (expert matrices, read once per
+// layer); a tile ahead is a few KB, more than memory latency times bandwidth.
+AI void gemm_prefetch(const uint8_t *p, size_t bytes) {
+    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)(p + off), _MM_HINT_T0);
+}
+
 // A 32-block's weights as unsigned bytes in element order (Q8_0 w + 128, Q4_0 the nibble), its scale.
 AI float gemm_q32_unpack(const uint8_t *wb, const int four, uint8_t q[32]) {
     __m256i v;

@@ -94,7 +94,7 @@ AI void GEMM_FN(q32_tile)(float *out, size_t ldo, const uint8_t *w, size_t ldw, 
 #pragma GCC unroll 4
         for (int r = 0; r < RT; r++) {
             const uint8_t *wb = w + (size_t)r * ldw + (size_t)i * bsz;
-            _mm_prefetch((const char *)(wb + 4 * bsz), _MM_HINT_T0);
+            gemm_prefetch(wb + (size_t)RT * ldw, bsz);
             dw[r] = gemm_q32_unpack(wb, four, q[r]);
             wq[r] = q[r];
         }
@@ -141,7 +141,6 @@ AI void GEMM_FN(kq_groups)(__m256 *F, const uint8_t *xp, size_t gstride, int gi,
         for (int r = 0; r < RT; r++) {
             // Q6_K: sum_g sc_g sum_g x; Q4_K/Q5_K: M
             __m256i P = _mm256_setzero_si256();
-#pragma GCC unroll 8
             for (int j = 0; j < (six ? 8 : 4); j++)
                 P = _mm256_add_epi32(P, _mm256_madd_epi16(_mm256_set1_epi32(pairs[r][j]), _mm256_load_si256(xs + j)));
             const __m256i a = six ? _mm256_sub_epi32(A[t][r], _mm256_slli_epi32(P, 5)) : A[t][r];
@@ -171,7 +170,7 @@ AI void GEMM_FN(kq_tile)(float *out, size_t ldo, const uint8_t *w, size_t ldw, c
 #pragma GCC unroll 4
         for (int r = 0; r < RT; r++) {
             const uint8_t *wb = w + (size_t)r * ldw + (size_t)i * bsz;
-            for (int off = 0; off < (int)bsz; off += 64) _mm_prefetch((const char *)(wb + 2 * bsz + off), _MM_HINT_T0);
+            gemm_prefetch(wb + (size_t)RT * ldw, bsz);
             gemm_kq_unpack(wb, type, q[r], sc[r], pairs[r], &dd[r], &dm[r]);
             wq[r] = q[r];
         }
