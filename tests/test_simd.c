@@ -352,6 +352,7 @@ int main(void) {
         for (int B = 8; B <= 17; B += 3) check_matmul(qtypes[t], C, 23, B);
         check_matmul(qtypes[t], 1024, 70, 64);
         check_matmul(qtypes[t], C, 9, 300);
+        if (t == 0) check_matmul(qtypes[t], C, 5, 600);   // more than 32 groups of 16: two passes
         check_act_dot(qtypes[t], 256);
         check_act_dot(qtypes[t], 2048);
         check_act_quant(qtypes[t]);

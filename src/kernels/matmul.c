@@ -105,12 +105,12 @@ void vm_matmul_forward(float *out, const float *inp, const vm_tensor *w, const f
     void *xp = NULL;
     const size_t psz = xq && B >= GEMM_MIN_B && j.K->gemm ? j.K->gemm->pack_size(type, B, C) : 0;
     if (psz && (xp = aligned_alloc(64, (psz + 63) / 64 * 64))) {
-        // 8 tokens a group, the groups independent of one another
-        const size_t gb = j.K->gemm->pack_size(type, 8, C);
-        const int G = (B + 7) / 8;
+        // groups of gs tokens, independent of one another
+        const int gs = j.K->gemm->group, G = (B + gs - 1) / gs;
+        const size_t gb = j.K->gemm->pack_size(type, gs, C);
         #pragma omp parallel for schedule(static) if (parallel && G > 1)
         for (int g = 0; g < G; g++)
-            j.K->gemm->pack(type, xq + (size_t)g * 8 * j.arow, j.arow, B - 8 * g < 8 ? B - 8 * g : 8, C, (char *)xp + (size_t)g * gb);
+            j.K->gemm->pack(type, xq + (size_t)g * gs * j.arow, j.arow, B - gs * g < gs ? B - gs * g : gs, C, (char *)xp + (size_t)g * gb);
         j.xp = xp;
     }
 

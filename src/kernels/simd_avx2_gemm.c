@@ -32,17 +32,20 @@ enum {
     GEMM_GMAX = 32,   // token groups (of 8) per pass: their float accumulators live on the stack
 };
 
-// One token group: [C/4 groups x 32 bytes][nb x 8 scales][nb x per-block sums]; the sums are
-// c sum x (int32 per token) for Q8_0 (c = 128) / Q4_0 (c = 8), and int16 pairs per token of the
-// 32-element sums (Q4_K/Q5_K, 4 pairs) or of the 16-element sums (Q6_K, 8 pairs).
-static size_t gemm_d_off(int64_t nb, int bs) { return (size_t)nb * (size_t)bs * 8; }
-static size_t gemm_s_off(int64_t nb, int bs) { return gemm_d_off(nb, bs) + (size_t)nb * 32; }
-static size_t gemm_s_bytes(vm_type type) { return type == VM_TYPE_Q6_K ? 256 : vm_act_block(type) == 256 ? 128 : 32; }
+// One group of GW tokens (8 for 256-bit vectors, 16 for 512-bit): [C/4 element groups x 4 GW bytes]
+// [nb x GW scales][nb x per-block sums]; the sums are c sum x (int32 per token) for Q8_0 (c = 128) /
+// Q4_0 (c = 8), and int16 pairs per token of the 32-element sums (Q4_K/Q5_K, 4 pairs) or of the
+// 16-element sums (Q6_K, 8 pairs).
+static size_t gemm_d_off(int64_t nb, int bs, int gw) { return (size_t)nb * (size_t)bs * (size_t)gw; }
+static size_t gemm_s_off(int64_t nb, int bs, int gw) { return gemm_d_off(nb, bs, gw) + (size_t)nb * 4 * (size_t)gw; }
+static size_t gemm_s_bytes(vm_type type, int gw) {
+    return (size_t)gw * (type == VM_TYPE_Q6_K ? 32 : vm_act_block(type) == 256 ? 16 : 4);
+}
 
-static size_t gemm_group_bytes(vm_type type, int64_t C) {
+static size_t gemm_group_bytes(vm_type type, int64_t C, int gw) {
     const int bs = vm_act_block(type);
     const int64_t nb = C / bs;
-    return gemm_s_off(nb, bs) + (size_t)nb * gemm_s_bytes(type);
+    return gemm_s_off(nb, bs, gw) + (size_t)nb * gemm_s_bytes(type, gw);
 }
 
 // 8 rows of 8 dwords -> 8 columns (column j: dword j of each row)
@@ -64,46 +67,68 @@ AI void transpose8x8_epi32(__m256i v[8]) {
     }
 }
 
-// B <= 8 tokens (rows of vm_act_quant_row output, stride ldx) into one group; missing tokens are 0.
-static void gemm_pack(vm_type type, const void *xq, size_t ldx, int B, int64_t C, void *dst) {
+// B <= gw tokens (rows of vm_act_quant_row output, stride ldx) into one group; missing tokens are 0.
+static void gemm_pack_gw(vm_type type, const void *xq, size_t ldx, int B, int64_t C, void *dst, const int gw) {
     const int bs = vm_act_block(type);
     const int64_t nb = C / bs;
     const size_t qoff = bs == 32 ? offsetof(vm_q8a32, qs) : offsetof(vm_q8a256, qs);
     const size_t bbytes = bs == 32 ? sizeof(vm_q8a32) : sizeof(vm_q8a256);
     uint8_t *g = dst;
-    float *d = (float *)(g + gemm_d_off(nb, bs));
-    uint8_t *sums = g + gemm_s_off(nb, bs);
+    float *d = (float *)(g + gemm_d_off(nb, bs, gw));
+    uint8_t *sums = g + gemm_s_off(nb, bs, gw);
     for (int64_t i = 0; i < nb; i++) {
-        const uint8_t *blk[8];
-        for (int t = 0; t < 8; t++) blk[t] = t < B ? (const uint8_t *)xq + (size_t)t * ldx + (size_t)i * bbytes : NULL;
-        for (int c = 0; c < bs / 32; c++) {
-            __m256i v[8];
-            for (int t = 0; t < 8; t++) v[t] = blk[t] ? _mm256_loadu_si256((const __m256i *)(blk[t] + qoff + 32 * c)) : _mm256_setzero_si256();
-            transpose8x8_epi32(v);
-            for (int j = 0; j < 8; j++) _mm256_store_si256((__m256i *)(g + ((size_t)i * bs / 4 + 8 * c + j) * 32), v[j]);
-        }
-        for (int t = 0; t < 8; t++) d[8 * i + t] = blk[t] ? ((const float *)blk[t])[0] : 0.0f;
-        uint8_t *si = sums + (size_t)i * gemm_s_bytes(type);
+        const uint8_t *blk[16];
+        for (int t = 0; t < gw; t++) blk[t] = t < B ? (const uint8_t *)xq + (size_t)t * ldx + (size_t)i * bbytes : NULL;
+        for (int h = 0; h < gw / 8; h++)   // 8 tokens at a time, into their 32 bytes of each vector
+            for (int c = 0; c < bs / 32; c++) {
+                __m256i v[8];
+                for (int t = 0; t < 8; t++) {
+                    const uint8_t *b = blk[8 * h + t];
+                    v[t] = b ? _mm256_loadu_si256((const __m256i *)(b + qoff + 32 * c)) : _mm256_setzero_si256();
+                }
+                transpose8x8_epi32(v);
+                for (int j = 0; j < 8; j++)
+                    _mm256_store_si256((__m256i *)(g + ((size_t)i * bs / 4 + 8 * c + j) * 4 * gw + 32 * h), v[j]);
+            }
+        for (int t = 0; t < gw; t++) d[(size_t)i * gw + t] = blk[t] ? ((const float *)blk[t])[0] : 0.0f;
+        uint8_t *si = sums + (size_t)i * gemm_s_bytes(type, gw);
         if (bs == 32) {
-            int32_t cs[8];
-            for (int t = 0; t < 8; t++) {
+            int32_t *cs = (int32_t *)si;
+            for (int t = 0; t < gw; t++) {
                 int32_t sx = 0;
-                for (int l = 0; t < B && l < 32; l++) sx += ((const vm_q8a32 *)blk[t])->qs[l];
+                for (int l = 0; blk[t] && l < 32; l++) sx += ((const vm_q8a32 *)blk[t])->qs[l];
                 cs[t] = (type == VM_TYPE_Q8_0 ? 128 : 8) * sx;
             }
-            memcpy(si, cs, sizeof cs);
         } else {   // pair j of token t: sums (2j, 2j+1) of 32 elements (Q4_K/Q5_K) or 16 (Q6_K)
             const int npair = type == VM_TYPE_Q6_K ? 8 : 4, per = type == VM_TYPE_Q6_K ? 1 : 2;
             int16_t *sp = (int16_t *)si;
             for (int j = 0; j < npair; j++)
-                for (int t = 0; t < 8; t++)
+                for (int t = 0; t < gw; t++)
                     for (int h = 0; h < 2; h++) {
-                        int s = 0;
-                        for (int k = 0; t < B && k < per; k++) s += ((const vm_q8a256 *)blk[t])->bsums[per * (2 * j + h) + k];
-                        sp[16 * j + 2 * t + h] = (int16_t)s;
+                        int sum = 0;
+                        for (int k = 0; blk[t] && k < per; k++) sum += ((const vm_q8a256 *)blk[t])->bsums[per * (2 * j + h) + k];
+                        sp[2 * ((size_t)j * gw + t) + h] = (int16_t)sum;
                     }
         }
     }
+}
+static void gemm_pack8(vm_type type, const void *xq, size_t ldx, int B, int64_t C, void *dst) {
+    gemm_pack_gw(type, xq, ldx, B, C, dst, 8);
+}
+static void gemm_pack16(vm_type type, const void *xq, size_t ldx, int B, int64_t C, void *dst) {
+    gemm_pack_gw(type, xq, ldx, B, C, dst, 16);
+}
+
+// 4 rows x 8 tokens (f[r], lanes are tokens) to out[t * ldo + r], the first nt tokens: a 4x8
+// transpose, one 4-float store per token.
+AI void store4x8(float *o, size_t ldo, __m256 f0, __m256 f1, __m256 f2, __m256 f3, int nt) {
+    const __m256 a = _mm256_unpacklo_ps(f0, f1), b = _mm256_unpackhi_ps(f0, f1);
+    const __m256 c = _mm256_unpacklo_ps(f2, f3), d = _mm256_unpackhi_ps(f2, f3);
+    // token t (t < 4 in the low halves, t + 4 in the high): rows 0-3
+    const __m256 v[4] = {_mm256_shuffle_ps(a, c, 0x44), _mm256_shuffle_ps(a, c, 0xee),
+                         _mm256_shuffle_ps(b, d, 0x44), _mm256_shuffle_ps(b, d, 0xee)};
+    for (int t = 0; t < nt; t++)
+        _mm_storeu_ps(o + (size_t)t * ldo, t < 4 ? _mm256_castps256_ps128(v[t]) : _mm256_extractf128_ps(v[t - 4], 1));
 }
 
 // The same block of the next tile's rows: a tile reads RT rows side by side, too many short streams
@@ -180,17 +205,43 @@ AI void gemm_kq_unpack(const uint8_t *wb, vm_type type, uint8_t q[256], int32_t 
 // vpmaddubsw pair sum would saturate.
 static size_t gemm_pack_size_avx2(vm_type type, int B, int64_t C) {
     if (type == VM_TYPE_Q8_0 || !vm_act_row_size(type, C)) return 0;
-    return gemm_group_bytes(type, C) * (size_t)((B + 7) / 8);
+    return gemm_group_bytes(type, C, 8) * (size_t)((B + 7) / 8);
 }
 static size_t gemm_pack_size_vnni(vm_type type, int B, int64_t C) {
     if (!vm_act_row_size(type, C)) return 0;
-    return gemm_group_bytes(type, C) * (size_t)((B + 7) / 8);
+    return gemm_group_bytes(type, C, 8) * (size_t)((B + 7) / 8);
+}
+static size_t gemm_pack_size_512(vm_type type, int B, int64_t C) {
+    if (!vm_act_row_size(type, C)) return 0;
+    return gemm_group_bytes(type, C, 16) * (size_t)((B + 15) / 16);
 }
 
-#define GEMM_VNNI 0
+// 256-bit copies: tokens 8 to a vector
+#define GW 8
+#define VI __m256i
+#define VF __m256
+#define VI_LOAD(p) _mm256_load_si256((const __m256i *)(p))
+#define VI_ZERO() _mm256_setzero_si256()
+#define VI_SET1(v) _mm256_set1_epi32(v)
+#define VI_ADD _mm256_add_epi32
+#define VI_SUB _mm256_sub_epi32
+#define VI_MULLO _mm256_mullo_epi32
+#define VI_MADD16 _mm256_madd_epi16
+#define VI_SLLI _mm256_slli_epi32
+#define VF_LOAD(p) _mm256_load_ps(p)
+#define VF_ZERO() _mm256_setzero_ps()
+#define VF_SET1 _mm256_set1_ps
+#define VF_ADD _mm256_add_ps
+#define VF_SUB _mm256_sub_ps
+#define VF_MUL _mm256_mul_ps
+#define VF_CVT _mm256_cvtepi32_ps
+#define STORE_TILE4(o, ldo, f, nt) store4x8(o, ldo, (f)[0], (f)[1], (f)[2], (f)[3], nt)
+#define VF_LANES(dst, v) _mm256_storeu_ps(dst, v)
+
+#define DOT4(acc, u, s) _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)))
 #define GEMM_FN(name) name##_avx2
 #include "kernels/simd_avx2_gemm_body.h"
-#undef GEMM_VNNI
+#undef DOT4
 #undef GEMM_FN
 
 #ifdef __clang__
@@ -201,17 +252,76 @@ static size_t gemm_pack_size_vnni(vm_type type, int B, int64_t C) {
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c,avxvnni")
 #endif
-#define GEMM_VNNI 1
+#define DOT4(acc, u, s) _mm256_dpbusd_avx_epi32(acc, u, s)
 #define GEMM_FN(name) name##_vnni
 #include "kernels/simd_avx2_gemm_body.h"
-#undef GEMM_VNNI
+#undef DOT4
 #undef GEMM_FN
+#undef GW
+#undef VI
+#undef VF
+#undef VI_LOAD
+#undef VI_ZERO
+#undef VI_SET1
+#undef VI_ADD
+#undef VI_SUB
+#undef VI_MULLO
+#undef VI_MADD16
+#undef VI_SLLI
+#undef VF_LOAD
+#undef VF_ZERO
+#undef VF_SET1
+#undef VF_ADD
+#undef VF_SUB
+#undef VF_MUL
+#undef VF_CVT
+#undef STORE_TILE4
+#undef VF_LANES
+
+// 512-bit copy (AVX-512 VNNI): tokens 16 to a vector, the stores as two 4x8 halves
+#ifdef __clang__
+#pragma clang attribute pop
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vnni,avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vnni,avx2,fma,f16c")
+#endif
+#define GW 16
+#define VI __m512i
+#define VF __m512
+#define VI_LOAD(p) _mm512_load_si512((const void *)(p))
+#define VI_ZERO() _mm512_setzero_si512()
+#define VI_SET1(v) _mm512_set1_epi32(v)
+#define VI_ADD _mm512_add_epi32
+#define VI_SUB _mm512_sub_epi32
+#define VI_MULLO _mm512_mullo_epi32
+#define VI_MADD16 _mm512_madd_epi16
+#define VI_SLLI _mm512_slli_epi32
+#define VF_LOAD(p) _mm512_load_ps(p)
+#define VF_ZERO() _mm512_setzero_ps()
+#define VF_SET1 _mm512_set1_ps
+#define VF_ADD _mm512_add_ps
+#define VF_SUB _mm512_sub_ps
+#define VF_MUL _mm512_mul_ps
+#define VF_CVT _mm512_cvtepi32_ps
+#define VF_LANES(dst, v) _mm512_storeu_ps(dst, v)
+#define LO8(v) _mm512_castps512_ps256(v)
+#define HI8(v) _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))
+#define STORE_TILE4(o, ldo, f, nt) do { \
+        store4x8(o, ldo, LO8((f)[0]), LO8((f)[1]), LO8((f)[2]), LO8((f)[3]), (nt) < 8 ? (nt) : 8); \
+        if ((nt) > 8) store4x8((o) + 8 * (ldo), ldo, HI8((f)[0]), HI8((f)[1]), HI8((f)[2]), HI8((f)[3]), (nt) - 8); \
+    } while (0)
+#define DOT4(acc, u, s) _mm512_dpbusd_epi32(acc, u, s)
+#define GEMM_FN(name) name##_512
+#include "kernels/simd_avx2_gemm_body.h"
 #ifdef __clang__
 #pragma clang attribute pop
 #else
 #pragma GCC pop_options
 #endif
 
-const vm_simd_gemm vm_avx2_gemm = {gemm_pack_size_avx2, gemm_pack, gemm_rows_avx2};
-const vm_simd_gemm vm_avxvnni_gemm = {gemm_pack_size_vnni, gemm_pack, gemm_rows_vnni};
+const vm_simd_gemm vm_avx2_gemm = {8, gemm_pack_size_avx2, gemm_pack8, gemm_rows_avx2};
+const vm_simd_gemm vm_avxvnni_gemm = {8, gemm_pack_size_vnni, gemm_pack8, gemm_rows_vnni};
+const vm_simd_gemm vm_avx512_gemm = {16, gemm_pack_size_512, gemm_pack16, gemm_rows_512};
 #endif

@@ -40,16 +40,16 @@ int vm_simd_supported(vm_simd_level level) {
     case VM_SIMD_AVXVNNI:
         return vm_simd_supported(VM_SIMD_AVX2) && has_avxvnni();
     case VM_SIMD_AVX512:
-        return vm_simd_supported(VM_SIMD_AVX2) && __builtin_cpu_supports("avx512f");
+        return vm_simd_supported(VM_SIMD_AVX2) && __builtin_cpu_supports("avx512f") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni");
 #endif
     default: return 0;
     }
 }
 
-// Decision: AVX-512 is chosen only on request (VMOER_SIMD=avx512) until it has run on a machine
-// that has it; detection stops at AVX-VNNI. tests/test_simd.c checks every supported level anyway.
+// The best supported level (tests/test_simd.c checks every supported level against the portable one).
 vm_simd_level vm_simd_detect(void) {
-    for (int l = VM_SIMD_AVXVNNI; l > 0; l--)
+    for (int l = VM_SIMD_COUNT - 1; l > 0; l--)
         if (vm_simd_supported((vm_simd_level)l)) return (vm_simd_level)l;
     return VM_SIMD_SCALAR;
 }
