@@ -169,35 +169,100 @@ AI float dot_hd(const float *a, const float *b, int n) {
     return s;
 }
 
-// o = o * r + e * v   (r = 1: plain accumulate)
-AI void scale_axpy(float *o, float r, float e, const float *v, int n) {
-    const __m256 rv = _mm256_set1_ps(r), ev = _mm256_set1_ps(e);
-    int d = 0;
-    for (; d + 8 <= n; d += 8)
-        _mm256_storeu_ps(o + d, _mm256_fmadd_ps(ev, _mm256_loadu_ps(v + d), _mm256_mul_ps(rv, _mm256_loadu_ps(o + d))));
-    for (; d < n; d++) { const float a = r * o[d], b = e * v[d]; o[d] = a + b; }
+// exp(x) for x <= 0 (scores minus their maximum), 8 at a time: x = n ln2 + r (two-part ln2),
+// exp(r) by Cephes' degree-6 polynomial, 2^n into the exponent; about 1 ulp. Below -87.3 the
+// result is ~1e-38 instead of 0 (irrelevant next to the maximum's 1); NaN stays NaN.
+AI __m256 exp_neg(__m256 x) {
+    x = _mm256_max_ps(_mm256_set1_ps(-87.3f), x);   // x second: a NaN x is returned
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23)));
 }
 
-// One query head over n_kv cached positions: scores a chunk, rescales once per chunk when the
-// maximum grows, then accumulates exp(s - max) * v.
+// lane j = the sum of the 8 lanes of v[j]
+AI __m256 hsum8x8_ps(const __m256 v[8]) {
+    __m256 c[2];
+    #pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        const __m256 *w = v + 4 * h;
+        const __m256 a = _mm256_add_ps(_mm256_unpacklo_ps(w[0], w[1]), _mm256_unpackhi_ps(w[0], w[1]));
+        const __m256 b = _mm256_add_ps(_mm256_unpacklo_ps(w[2], w[3]), _mm256_unpackhi_ps(w[2], w[3]));
+        c[h] = _mm256_add_ps(_mm256_shuffle_ps(a, b, 0x44), _mm256_shuffle_ps(a, b, 0xee));
+    }
+    return _mm256_add_ps(_mm256_permute2f128_ps(c[0], c[1], 0x20), _mm256_permute2f128_ps(c[0], c[1], 0x31));
+}
+
+// One query head over n_kv cached positions, a chunk of keys at a time: the chunk's scores (8 keys
+// per pass over q), their maximum, one rescale of what was accumulated when the maximum grows, the
+// exponentials 8 at a time, then o += e_j v_j with slices of o in registers. Every query takes
+// these steps whatever its batch, so a token alone gets the bits it gets in a batch.
 static void attend_one(float *o, const float *qv, const float *kc, const float *vc, size_t kv_stride,
                        int n_kv, int hd, float scale) {
-    float s[ATT_CHUNK];
+    float s[ATT_CHUNK] __attribute__((aligned(32)));
     float mx = -INFINITY, sum = 0.0f;
+    const int hv = hd & ~7;   // the vector part of a head
     for (int d = 0; d < hd; d++) o[d] = 0.0f;
     for (int t0 = 0; t0 < n_kv; t0 += ATT_CHUNK) {
         const int n = n_kv - t0 < ATT_CHUNK ? n_kv - t0 : ATT_CHUNK;
-        float cmax = -INFINITY;
-        for (int j = 0; j < n; j++) {
-            s[j] = dot_hd(qv, kc + (size_t)(t0 + j) * kv_stride, hd) * scale;
-            if (s[j] > cmax) cmax = s[j];
+        const float *k0 = kc + (size_t)t0 * kv_stride, *v0 = vc + (size_t)t0 * kv_stride;
+        int j = 0;
+        for (; j + 8 <= n; j += 8) {
+            __m256 acc[8];
+            #pragma GCC unroll 8
+            for (int u = 0; u < 8; u++) acc[u] = _mm256_setzero_ps();
+            for (int d = 0; d < hv; d += 8) {
+                const __m256 q8 = _mm256_loadu_ps(qv + d);
+                #pragma GCC unroll 8
+                for (int u = 0; u < 8; u++) acc[u] = _mm256_fmadd_ps(q8, _mm256_loadu_ps(k0 + (size_t)(j + u) * kv_stride + d), acc[u]);
+            }
+            __m256 sc = hsum8x8_ps(acc);
+            if (hv < hd) {   // head tails
+                float tl[8];
+                for (int u = 0; u < 8; u++) {
+                    tl[u] = 0.0f;
+                    for (int d = hv; d < hd; d++) tl[u] += qv[d] * k0[(size_t)(j + u) * kv_stride + d];
+                }
+                sc = _mm256_add_ps(sc, _mm256_loadu_ps(tl));
+            }
+            _mm256_store_ps(s + j, _mm256_mul_ps(sc, _mm256_set1_ps(scale)));
         }
+        for (; j < n; j++) s[j] = dot_hd(qv, k0 + (size_t)j * kv_stride, hd) * scale;
+        float cmax = -INFINITY;
+        for (j = 0; j < n; j++) cmax = s[j] > cmax ? s[j] : cmax;
         float r = 1.0f;
         if (cmax > mx) { r = expf(mx - cmax); sum *= r; mx = cmax; }
-        for (int j = 0; j < n; j++) {
-            const float e = expf(s[j] - mx);
-            sum += e;
-            scale_axpy(o, j == 0 ? r : 1.0f, e, vc + (size_t)(t0 + j) * kv_stride, hd);
+        const __m256 mxv = _mm256_set1_ps(mx);
+        for (j = 0; j + 8 <= n; j += 8) _mm256_store_ps(s + j, exp_neg(_mm256_sub_ps(_mm256_load_ps(s + j), mxv)));
+        for (; j < n; j++) s[j] = expf(s[j] - mx);
+        for (j = 0; j < n; j++) sum += s[j];
+        // o = o r + sum_j e_j v_j, 32 floats of o at a time in registers
+        int d0 = 0;
+        for (; d0 + 32 <= hd; d0 += 32) {
+            __m256 ov[4];
+            #pragma GCC unroll 4
+            for (int u = 0; u < 4; u++) ov[u] = _mm256_mul_ps(_mm256_set1_ps(r), _mm256_loadu_ps(o + d0 + 8 * u));
+            for (j = 0; j < n; j++) {
+                const __m256 e = _mm256_set1_ps(s[j]);
+                const float *v = v0 + (size_t)j * kv_stride + d0;
+                #pragma GCC unroll 4
+                for (int u = 0; u < 4; u++) ov[u] = _mm256_fmadd_ps(e, _mm256_loadu_ps(v + 8 * u), ov[u]);
+            }
+            #pragma GCC unroll 4
+            for (int u = 0; u < 4; u++) _mm256_storeu_ps(o + d0 + 8 * u, ov[u]);
+        }
+        for (; d0 < hd; d0++) {
+            float a = r * o[d0];
+            for (j = 0; j < n; j++) a += s[j] * v0[(size_t)j * kv_stride + d0];
+            o[d0] = a;
         }
     }
     const __m256 inv = _mm256_set1_ps(1.0f / sum);

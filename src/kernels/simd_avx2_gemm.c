@@ -79,7 +79,9 @@ static void gemm_pack_gw(vm_type type, const void *xq, size_t ldx, int B, int64_
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *blk[16];
         for (int t = 0; t < gw; t++) blk[t] = t < B ? (const uint8_t *)xq + (size_t)t * ldx + (size_t)i * bbytes : NULL;
-        for (int h = 0; h < gw / 8; h++)   // 8 tokens at a time, into their 32 bytes of each vector
+        uint8_t *si = sums + (size_t)i * gemm_s_bytes(type, gw);
+        for (int h = 0; h < gw / 8; h++) {   // 8 tokens at a time, into their 32 bytes of each vector
+            __m256i sx = _mm256_setzero_si256();   // 32-element blocks: each token's sum of x
             for (int c = 0; c < bs / 32; c++) {
                 __m256i v[8];
                 for (int t = 0; t < 8; t++) {
@@ -87,19 +89,17 @@ static void gemm_pack_gw(vm_type type, const void *xq, size_t ldx, int B, int64_
                     v[t] = b ? _mm256_loadu_si256((const __m256i *)(b + qoff + 32 * c)) : _mm256_setzero_si256();
                 }
                 transpose8x8_epi32(v);
-                for (int j = 0; j < 8; j++)
+                for (int j = 0; j < 8; j++) {
                     _mm256_store_si256((__m256i *)(g + ((size_t)i * bs / 4 + 8 * c + j) * 4 * gw + 32 * h), v[j]);
+                    if (bs == 32)   // the 4 bytes of each lane, summed (exact)
+                        sx = _mm256_add_epi32(sx, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), v[j]), _mm256_set1_epi16(1)));
+                }
             }
+            if (bs == 32)
+                _mm256_storeu_si256((__m256i *)(si + 32 * h), _mm256_slli_epi32(sx, type == VM_TYPE_Q8_0 ? 7 : 3));
+        }
         for (int t = 0; t < gw; t++) d[(size_t)i * gw + t] = blk[t] ? ((const float *)blk[t])[0] : 0.0f;
-        uint8_t *si = sums + (size_t)i * gemm_s_bytes(type, gw);
-        if (bs == 32) {
-            int32_t *cs = (int32_t *)si;
-            for (int t = 0; t < gw; t++) {
-                int32_t sx = 0;
-                for (int l = 0; blk[t] && l < 32; l++) sx += ((const vm_q8a32 *)blk[t])->qs[l];
-                cs[t] = (type == VM_TYPE_Q8_0 ? 128 : 8) * sx;
-            }
-        } else {   // pair j of token t: sums (2j, 2j+1) of 32 elements (Q4_K/Q5_K) or 16 (Q6_K)
+        if (bs != 32) {   // pair j of token t: sums (2j, 2j+1) of 32 elements (Q4_K/Q5_K) or 16 (Q6_K)
             const int npair = type == VM_TYPE_Q6_K ? 8 : 4, per = type == VM_TYPE_Q6_K ? 1 : 2;
             int16_t *sp = (int16_t *)si;
             for (int j = 0; j < npair; j++)

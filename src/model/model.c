@@ -355,9 +355,10 @@ static int moe_ffn(const vm_model *m, int il, const vm_block_io *io, int B, vm_r
         vm_matmul_forward(ye, hs, &ly->exp_down[e], NULL, n);        // (n, D)
         vm_prof_end(pt);
         pt = vm_prof_begin(VM_PROF_SCATTER);
-        for (int j = 0; j < n; j++) {
-            float *o = io->ao + (size_t)(tk[j] / K) * D;
-            const float *y = ye + (size_t)j * D, g = io->r_gates[tk[j]];
+        for (int j = 0; j < n; j++) {   // restrict: ao and ye never overlap, so this vectorises
+            float *restrict o = io->ao + (size_t)(tk[j] / K) * D;
+            const float *restrict y = ye + (size_t)j * D;
+            const float g = io->r_gates[tk[j]];
             for (int d = 0; d < D; d++) o[d] += g * y[d];
         }
         vm_prof_end(pt);
