@@ -40,7 +40,7 @@ static void usage(void) {
            "(--n-gen tokens one at a time), tokens/s for each --threads count; best of --reps runs.\n"
            "Kernel mode: GFLOP/s of the f32 matmul on the model's matrix shapes (Granite-3B-like shapes\n"
            "without a model) at batch 1 and --batch, against BLAS sgemm when linked in (bench/Makefile),\n"
-           "and Q8_0 / Q4_K / Q6_K weights against F32 at batch 1 and at --batch.\n"
+           "and Q8_0 / Q4_0 / Q4_K / Q5_K / Q6_K weights against F32 at batch 1 and at --batch.\n"
            "Router mode (--routers): us per token per layer of every router kind on D 1536 / N 40 / K 8\n"
            "and D 2048 / N 64 / K 8, a batch of --batch tokens, --samples S.\n"
            "--gen-granite writes a random-weight llama-arch MoE with Granite-3B-like shapes (D 1536,\n"
@@ -143,10 +143,14 @@ static void kjob_run(const kjob *j) {
     else cblas_sgemm(101, 111, 112, j->B, (int)j->w->ne[1], (int)j->w->ne[0], 1.0f, j->x, (int)j->w->ne[0],
                      (const float *)j->w->data, (int)j->w->ne[0], 0.0f, j->y, (int)j->w->ne[1]);
 }
+// The quantised types timed against F32
+enum { NQ = 5 };
+static const vm_type kq_types[NQ] = {VM_TYPE_Q8_0, VM_TYPE_Q4_0, VM_TYPE_Q4_K, VM_TYPE_Q5_K, VM_TYPE_Q6_K};
+
 // Seconds per call of each job: calls are batched to ~20 ms, and the jobs take turns for 7 rounds
 // keeping each one's best, so a busy machine slows both sides of a ratio alike.
 static void time_jobs(const kjob *j, int n_jobs, double *best) {
-    int reps[8];
+    int reps[2 + NQ];
     for (int k = 0; k < n_jobs; k++) {
         kjob_run(&j[k]);   // warm-up
         int n = 1;
@@ -171,17 +175,19 @@ static void time_jobs(const kjob *j, int n_jobs, double *best) {
 // At batch B: sec[0] = seconds per call of the f32 matmul, sec[1] of BLAS (the f32 matmul again,
 // unreported, without BLAS), qx[k] = f32 time / time with weights tq[k] (0 when qd[k] is NULL: the
 // row length does not fit the type). All taken by time_jobs in one interleaved run.
-static void time_batch(const vm_tensor *tw, const vm_tensor tq[3], void *const qd[3], int blas, const float *x,
-                       float *y, int B, double sec[2], double qx[3]) {
-    kjob j[5] = {{0, tw, x, y, B}, {blas, tw, x, y, B}};
-    int n = 2, slot[3] = {-1, -1, -1};
-    for (int k = 0; k < 3; k++)
+static void time_batch(const vm_tensor *tw, const vm_tensor tq[NQ], void *const qd[NQ], int blas, const float *x,
+                       float *y, int B, double sec[2], double qx[NQ]) {
+    kjob j[2 + NQ] = {{0, tw, x, y, B}, {blas, tw, x, y, B}};
+    int n = 2, slot[NQ];
+    for (int k = 0; k < NQ; k++) {
+        slot[k] = -1;
         if (qd[k]) { slot[k] = n; j[n++] = (kjob){0, &tq[k], x, y, B}; }
-    double s[5] = {0};
+    }
+    double s[2 + NQ] = {0};
     time_jobs(j, n, s);
     sec[0] = s[0];
     sec[1] = s[1];
-    for (int k = 0; k < 3; k++) qx[k] = slot[k] >= 0 ? s[0] / s[slot[k]] : 0.0;
+    for (int k = 0; k < NQ; k++) qx[k] = slot[k] >= 0 ? s[0] / s[slot[k]] : 0.0;
 }
 
 static int add_shape(shape *s, int n, const char *name, const vm_tensor *t) {
@@ -222,9 +228,12 @@ static int bench_kernels(const char *path, const int32_t *thr, int n_thr, int B,
     printf("kernels: simd %s, BLAS %s, batch %d (GFLOP/s; ratios ours/BLAS and F32-time/quantised-time at\n"
            "batch 1 and at batch n)\n",
            vm_simd_name(vm_simd_get()), blas ? "linked" : "not linked (build bench/Makefile)", B);
-    printf("%-14s %6s %6s %3s | %8s %8s %6s | %8s %8s %6s | %6s %6s %6s | %6s %6s %6s\n", "matrix", "C", "OC", "thr",
-           "f32 B=1", "blas B=1", "ratio", "f32 B=n", "blas B=n", "ratio", "q8_0x", "q4_Kx", "q6_Kx", "q8_0xn", "q4_Kxn",
-           "q6_Kxn");
+    printf("%-14s %6s %6s %3s | %8s %8s %6s | %8s %8s %6s |", "matrix", "C", "OC", "thr",
+           "f32 B=1", "blas B=1", "ratio", "f32 B=n", "blas B=n", "ratio");
+    for (int k = 0; k < NQ; k++) printf(" %5sx", vm_type_name(kq_types[k]));
+    printf(" |");
+    for (int k = 0; k < NQ; k++) printf(" %5sxn", vm_type_name(kq_types[k]));
+    printf("\n");
     if (js) fprintf(js, "{\"simd\": \"%s\", \"blas\": %s, \"batch\": %d, \"results\": [", vm_simd_name(vm_simd_get()),
                     blas ? "true" : "false", B);
     vm_rng r;
@@ -234,16 +243,16 @@ static int bench_kernels(const char *path, const int32_t *thr, int n_thr, int B,
         const int C = sh[is].C, OC = sh[is].OC;
         float *w = malloc(sizeof(float) * (size_t)C * OC), *x = malloc(sizeof(float) * (size_t)C * B),
               *y = malloc(sizeof(float) * (size_t)OC * B);
-        const vm_type qt[3] = {VM_TYPE_Q8_0, VM_TYPE_Q4_K, VM_TYPE_Q6_K};
-        void *qd[3] = {0};
-        for (int k = 0; k < 3; k++)
+        const vm_type *qt = kq_types;
+        void *qd[NQ] = {0};
+        for (int k = 0; k < NQ; k++)
             if (vm_type_row_size(qt[k], C)) qd[k] = malloc(vm_type_row_size(qt[k], C) * (size_t)OC);
         if (!w || !x || !y) { rc = cli_fail(CMD, "out of memory"); goto next; }
         for (size_t i = 0; i < (size_t)C * OC; i++) w[i] = vm_rng_normal(&r) * 0.05f;
         for (size_t i = 0; i < (size_t)C * B; i++) x[i] = vm_rng_normal(&r);
-        vm_tensor tw, tq[3];
+        vm_tensor tw, tq[NQ];
         vm_tensor_init(&tw, "w", VM_TYPE_F32, 2, (int64_t[]){C, OC}, w);
-        for (int k = 0; k < 3; k++)
+        for (int k = 0; k < NQ; k++)
             if (qd[k]) {
                 const size_t row = vm_type_row_size(qt[k], C);
                 for (int o = 0; o < OC; o++) vm_quant_row(qt[k], w + (size_t)o * C, (char *)qd[k] + row * o, C);
@@ -253,25 +262,32 @@ static int bench_kernels(const char *path, const int32_t *thr, int n_thr, int B,
             omp_set_num_threads(thr[it]);
             if (openblas_set_num_threads) openblas_set_num_threads(thr[it]);
             double f1 = 2.0 * C * OC, fn = f1 * B;
-            double s1[2], sn[2], qx[3], qxn[3];
+            double s1[2], sn[2], qx[NQ], qxn[NQ];
             time_batch(&tw, tq, qd, blas, x, y, 1, s1, qx);
             time_batch(&tw, tq, qd, blas, x, y, B, sn, qxn);
             const double t1 = s1[0], b1 = s1[1], tn = sn[0], bn = sn[1];
-            printf("%-14s %6d %6d %3d | %8.2f %8.2f %6.2f | %8.2f %8.2f %6.2f | %6.2f %6.2f %6.2f | %6.2f %6.2f %6.2f\n",
-                   sh[is].name, C, OC, thr[it], f1 / t1 * 1e-9, blas ? f1 / b1 * 1e-9 : 0, blas ? b1 / t1 : 0,
-                   fn / tn * 1e-9, blas ? fn / bn * 1e-9 : 0, blas ? bn / tn : 0, qx[0], qx[1], qx[2], qxn[0], qxn[1], qxn[2]);
-            if (js)
+            printf("%-14s %6d %6d %3d | %8.2f %8.2f %6.2f | %8.2f %8.2f %6.2f |", sh[is].name, C, OC, thr[it],
+                   f1 / t1 * 1e-9, blas ? f1 / b1 * 1e-9 : 0, blas ? b1 / t1 : 0, fn / tn * 1e-9, blas ? fn / bn * 1e-9 : 0,
+                   blas ? bn / tn : 0);
+            for (int k = 0; k < NQ; k++) printf(" %6.2f", qx[k]);
+            printf(" |");
+            for (int k = 0; k < NQ; k++) printf(" %7.2f", qxn[k]);
+            printf("\n");
+            if (js) {
                 fprintf(js, "%s\n  {\"matrix\": \"%s\", \"C\": %d, \"OC\": %d, \"threads\": %d, \"f32_gflops_b1\": %.3f, "
-                            "\"blas_gflops_b1\": %.3f, \"f32_gflops_bn\": %.3f, \"blas_gflops_bn\": %.3f, "
-                            "\"q8_0_speedup_b1\": %.3f, \"q4_K_speedup_b1\": %.3f, \"q6_K_speedup_b1\": %.3f, "
-                            "\"q8_0_speedup_bn\": %.3f, \"q4_K_speedup_bn\": %.3f, \"q6_K_speedup_bn\": %.3f}",
+                            "\"blas_gflops_b1\": %.3f, \"f32_gflops_bn\": %.3f, \"blas_gflops_bn\": %.3f",
                         first ? "" : ",", sh[is].name, C, OC, thr[it], f1 / t1 * 1e-9, blas ? f1 / b1 * 1e-9 : 0,
-                        fn / tn * 1e-9, blas ? fn / bn * 1e-9 : 0, qx[0], qx[1], qx[2], qxn[0], qxn[1], qxn[2]);
+                        fn / tn * 1e-9, blas ? fn / bn * 1e-9 : 0);
+                for (int k = 0; k < NQ; k++)
+                    fprintf(js, ", \"%s_speedup_b1\": %.3f, \"%s_speedup_bn\": %.3f", vm_type_name(qt[k]), qx[k],
+                            vm_type_name(qt[k]), qxn[k]);
+                fprintf(js, "}");
+            }
             first = 0;
         }
     next:
         free(w); free(x); free(y);
-        for (int k = 0; k < 3; k++) free(qd[k]);
+        for (int k = 0; k < NQ; k++) free(qd[k]);
     }
     if (js) fprintf(js, "\n]}\n");
     vm_model_free(m);
