@@ -169,42 +169,23 @@ AI float dot_hd(const float *a, const float *b, int n) {
     return s;
 }
 
-// exp(x) for x <= 0 (scores minus their maximum), 8 at a time: x = n ln2 + r (two-part ln2),
-// exp(r) by Cephes' degree-6 polynomial, 2^n into the exponent; about 1 ulp. Below -87.3 the
-// result is ~1e-38 instead of 0 (irrelevant next to the maximum's 1); NaN stays NaN.
-AI __m256 exp_neg(__m256 x) {
-    x = _mm256_max_ps(_mm256_set1_ps(-87.3f), x);   // x second: a NaN x is returned
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23)));
-}
-
-// lane j = the sum of the 8 lanes of v[j]
+// lane j = the sum of the 8 lanes of v[j], added in hsum_ps's order ((l0+l4)+(l2+l6)) +
+// ((l1+l5)+(l3+l7)), so a score is the same float whether its key was scored alone or with 7 others
 AI __m256 hsum8x8_ps(const __m256 v[8]) {
-    __m256 c[2];
-    #pragma GCC unroll 2
-    for (int h = 0; h < 2; h++) {
-        const __m256 *w = v + 4 * h;
-        const __m256 a = _mm256_add_ps(_mm256_unpacklo_ps(w[0], w[1]), _mm256_unpackhi_ps(w[0], w[1]));
-        const __m256 b = _mm256_add_ps(_mm256_unpacklo_ps(w[2], w[3]), _mm256_unpackhi_ps(w[2], w[3]));
-        c[h] = _mm256_add_ps(_mm256_shuffle_ps(a, b, 0x44), _mm256_shuffle_ps(a, b, 0xee));
-    }
-    return _mm256_add_ps(_mm256_permute2f128_ps(c[0], c[1], 0x20), _mm256_permute2f128_ps(c[0], c[1], 0x31));
+    __m256 x[4];
+    #pragma GCC unroll 4
+    for (int j = 0; j < 4; j++)   // halves added: v[j]'s 4 sums low, v[j+4]'s high
+        x[j] = _mm256_add_ps(_mm256_permute2f128_ps(v[j], v[j + 4], 0x20), _mm256_permute2f128_ps(v[j], v[j + 4], 0x31));
+    const __m256 a = _mm256_add_ps(_mm256_unpacklo_ps(x[0], x[1]), _mm256_unpackhi_ps(x[0], x[1]));
+    const __m256 b = _mm256_add_ps(_mm256_unpacklo_ps(x[2], x[3]), _mm256_unpackhi_ps(x[2], x[3]));
+    return _mm256_add_ps(_mm256_shuffle_ps(a, b, 0x44), _mm256_shuffle_ps(a, b, 0xee));
 }
 
 // One query head over n_kv cached positions, a chunk of keys at a time: the chunk's scores (8 keys
-// per pass over q), their maximum, one rescale of what was accumulated when the maximum grows, the
-// exponentials 8 at a time, then o += e_j v_j with slices of o in registers. Every query takes
-// these steps whatever its batch, so a token alone gets the bits it gets in a batch.
+// per pass over q, each one's sum as dot_hd's), their maximum, one rescale of what was accumulated
+// when the maximum grows, then o += e_j v_j with slices of o in registers. The float operations of
+// every output element are those of a key-by-key update (same bits as before this layout), and
+// every query takes them whatever its batch.
 static void attend_one(float *o, const float *qv, const float *kc, const float *vc, size_t kv_stride,
                        int n_kv, int hd, float scale) {
     float s[ATT_CHUNK] __attribute__((aligned(32)));
@@ -224,27 +205,24 @@ static void attend_one(float *o, const float *qv, const float *kc, const float *
                 #pragma GCC unroll 8
                 for (int u = 0; u < 8; u++) acc[u] = _mm256_fmadd_ps(q8, _mm256_loadu_ps(k0 + (size_t)(j + u) * kv_stride + d), acc[u]);
             }
-            __m256 sc = hsum8x8_ps(acc);
-            if (hv < hd) {   // head tails
-                float tl[8];
-                for (int u = 0; u < 8; u++) {
-                    tl[u] = 0.0f;
-                    for (int d = hv; d < hd; d++) tl[u] += qv[d] * k0[(size_t)(j + u) * kv_stride + d];
-                }
-                sc = _mm256_add_ps(sc, _mm256_loadu_ps(tl));
+            float sc[8];
+            _mm256_storeu_ps(sc, hsum8x8_ps(acc));
+            for (int u = 0; u < 8; u++) {   // head tails in dot_hd's order
+                for (int d = hv; d < hd; d++) sc[u] += qv[d] * k0[(size_t)(j + u) * kv_stride + d];
+                s[j + u] = sc[u] * scale;
             }
-            _mm256_store_ps(s + j, _mm256_mul_ps(sc, _mm256_set1_ps(scale)));
         }
         for (; j < n; j++) s[j] = dot_hd(qv, k0 + (size_t)j * kv_stride, hd) * scale;
         float cmax = -INFINITY;
         for (j = 0; j < n; j++) cmax = s[j] > cmax ? s[j] : cmax;
         float r = 1.0f;
         if (cmax > mx) { r = expf(mx - cmax); sum *= r; mx = cmax; }
-        const __m256 mxv = _mm256_set1_ps(mx);
-        for (j = 0; j + 8 <= n; j += 8) _mm256_store_ps(s + j, exp_neg(_mm256_sub_ps(_mm256_load_ps(s + j), mxv)));
-        for (; j < n; j++) s[j] = expf(s[j] - mx);
-        for (j = 0; j < n; j++) sum += s[j];
-        // o = o r + sum_j e_j v_j, 32 floats of o at a time in registers
+        for (j = 0; j < n; j++) {
+            s[j] = expf(s[j] - mx);
+            sum += s[j];
+        }
+        // o = o r + sum_j e_j v_j, 32 (then 8) floats of o at a time in registers: per element the
+        // multiply-adds of one key after another, as a key-by-key update would do them
         int d0 = 0;
         for (; d0 + 32 <= hd; d0 += 32) {
             __m256 ov[4];
@@ -259,9 +237,17 @@ static void attend_one(float *o, const float *qv, const float *kc, const float *
             #pragma GCC unroll 4
             for (int u = 0; u < 4; u++) _mm256_storeu_ps(o + d0 + 8 * u, ov[u]);
         }
-        for (; d0 < hd; d0++) {
+        for (; d0 + 8 <= hd; d0 += 8) {
+            __m256 ov = _mm256_mul_ps(_mm256_set1_ps(r), _mm256_loadu_ps(o + d0));
+            for (j = 0; j < n; j++) ov = _mm256_fmadd_ps(_mm256_set1_ps(s[j]), _mm256_loadu_ps(v0 + (size_t)j * kv_stride + d0), ov);
+            _mm256_storeu_ps(o + d0, ov);
+        }
+        for (; d0 < hd; d0++) {   // tails: product, then sum
             float a = r * o[d0];
-            for (j = 0; j < n; j++) a += s[j] * v0[(size_t)j * kv_stride + d0];
+            for (j = 0; j < n; j++) {
+                const float b = s[j] * v0[(size_t)j * kv_stride + d0];
+                a += b;
+            }
             o[d0] = a;
         }
     }
