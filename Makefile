@@ -13,8 +13,9 @@ BUILD   ?= build
 OPT     := -O2 -g
 endif
 
-PKG_CFLAGS := $(shell pkg-config --cflags jansson libpcre2-8 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs jansson libpcre2-8 2>/dev/null || echo -ljansson -lpcre2-8)
+# libmicrohttpd: the HTTP server of `vmoer serve` (src/serve/)
+PKG_CFLAGS := $(shell pkg-config --cflags jansson libpcre2-8 libmicrohttpd 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs jansson libpcre2-8 libmicrohttpd 2>/dev/null || echo -ljansson -lpcre2-8 -lmicrohttpd)
 
 CFLAGS  += -std=c11 $(OPT) -fopenmp -Wall -Wextra -Wshadow -Wno-unused-parameter \
            -D_GNU_SOURCE -Iinclude -Isrc $(PKG_CFLAGS) -MMD -MP
@@ -23,7 +24,7 @@ LDFLAGS += -fopenmp $(SANFLAGS)
 
 LIB_SRC := $(sort $(wildcard src/util/*.c src/gguf/*.c src/quant/*.c src/kernels/*.c \
              src/router/*.c src/model/*.c src/tokenizer/*.c src/convert/*.c src/data/*.c src/eval/*.c src/train/*.c \
-             src/report/*.c))
+             src/report/*.c src/gen/*.c src/serve/*.c src/demo/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 

@@ -6,7 +6,7 @@ set -e
 SHARED=${VMOER_SHARED:-../shared}
 C=fuzz/corpus
 rm -rf "$C"; mkdir -p "$C/gguf" "$C/dataset" "$C/tokenizer" "$C/llama2c" "$C/npy" "$C/metrics" "$C/quant" \
-         "$C/safetensors" "$C/convert_hf" "$C/bpe" "$C/hf_json" "$C/chat"
+         "$C/safetensors" "$C/convert_hf" "$C/bpe" "$C/hf_json" "$C/chat" "$C/checkpoint"
 
 # gguf: every hostile fixture and the valid tiny MoE model (with tokenizer and chat template)
 cp tests/data/gguf/*.gguf "$C/gguf/"
@@ -309,3 +309,8 @@ for i, (name, (cfg, t)) in enumerate(models.items()):
     if name in ('llama', 'mixtral'): body += SEP + json.dumps(tj).encode()
     w('convert_hf/%s' % name, bytes([i % 4 | (4 if name == 'deepseek' else 0)]) + body)
 PY
+
+# ---- round 3: checkpoint (selector byte + a valid checkpoint of the fixture run, see fuzz_checkpoint.c),
+# written by the test that checks them (needs `make`: ${BUILD:-build}/tests/test_checkpoint)
+mkdir -p "$C/checkpoint"
+"${BUILD:-build}/tests/test_checkpoint" --seeds "$C/checkpoint"

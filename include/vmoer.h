@@ -1,6 +1,7 @@
 // vmoer public API: load a GGUF model, tokenize, evaluate, sample, inspect routing.
 // Handles are opaque; every call that can fail returns NULL or -1 and leaves a one-line message
-// in vm_errmsg(). The library is C11 and links with -fopenmp -ljansson -lpcre2-8 -lm.
+// in vm_errmsg(). The library is C11 and links with -fopenmp -ljansson -lpcre2-8 -lm (and
+// -lmicrohttpd when the HTTP server of src/serve/ is used).
 // (tests/test_api.c includes this header together with the internal ones, so the two can never
 // disagree.)
 #ifndef VMOER_H

@@ -7,10 +7,12 @@
 set -e
 VERSION=3.22.1
 DIR=${VMOER_LLAMACPP_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vmoer/node-llama-cpp-$VERSION}
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { echo "llamacpp.sh: node/npm not installed" >&2; exit 1; }
+major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+[ "$major" -ge 20 ] || { echo "llamacpp.sh: node-llama-cpp $VERSION needs Node.js >= 20 (found $(node --version))" >&2; exit 1; }
 if [ -f "$DIR/node_modules/node-llama-cpp/package.json" ] && [ -d "$DIR/node_modules/@node-llama-cpp/linux-x64" ]; then
     echo "$DIR"; exit 0
 fi
-command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { echo "llamacpp.sh: node/npm not installed" >&2; exit 1; }
 [ "$(uname -sm)" = "Linux x86_64" ] || { echo "llamacpp.sh: only the linux-x64 binaries are set up" >&2; exit 1; }
 mkdir -p "$DIR"
 [ -f "$DIR/package.json" ] || echo '{"name": "vmoer-llamacpp-reference", "private": true}' >"$DIR/package.json"

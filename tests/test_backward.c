@@ -3,6 +3,10 @@
 // tests/golden/model: training forward == inference logits, forward from a cached hidden state
 // == full forward, dL/dh and router-parameter gradients against finite differences for a dense
 // model, stacked and per-expert MoE layouts, f16 weights, K = N and every gate convention.
+// Tree batches (train.h vm_tree, built by data/task.c): the logits at every scored row and the
+// inference prefix equal those of each sequence run alone (bit for bit, every architecture of the
+// fixtures, MLA included), finite differences through the tree (shared rows included), and the
+// tree's gradients equal the sums of its sequences' gradients.
 //
 // Errors are reported as the normalised error ||g - g_fd|| / max(||g||, ||g_fd||). The forward
 // runs in f32, so a finite difference of step eps carries rounding noise of about
@@ -12,7 +16,9 @@
 #include "kernels/ops.h"
 #include "model/model.h"
 #include "model/train.h"
+#include "data/task.h"
 #include "router/router.h"
+#include "train/lm.h"
 #include "gguf/gguf.h"
 #include "util/err.h"
 #include "util/rng.h"
@@ -424,19 +430,23 @@ enum { T = 8, NOUT = 2 };
 typedef struct {
     vm_model *m;
     vm_tctx *tc;
-    float *h, *logits, *dlogits;
-    int32_t out_pos[NOUT], target[NOUT];
+    float *h, *logits, *dlogits;       // h (n_rows, D); logits, dlogits (n_out, V)
+    int n_rows;                        // the sequence's tokens, or the tree's rows
+    const vm_tree *tree;               // NULL: one sequence
+    const int32_t *out, *target;       // (n_out) positions (tree: rows) scored, and their targets
+    int n_out;
     float reg_weight;
     int fails;      // forwards that failed
 } net;
 
-// L = sum over the NOUT positions of cross-entropy + reg_weight * sum_layers reg; dlogits filled.
+// L = sum over the n_out positions of cross-entropy + reg_weight * sum_layers reg; dlogits filled.
 static double net_loss(void *ud) {
     net *n = ud;
     const int V = n->m->hp.n_vocab;
-    if (vm_tctx_forward(n->tc, n->h, T, n->out_pos, NOUT, n->logits, NULL)) { n->fails++; return NAN; }
+    if (n->tree ? vm_tctx_forward_tree(n->tc, n->h, n->tree, n->out, n->n_out, n->logits, NULL)
+                : vm_tctx_forward(n->tc, n->h, n->n_rows, n->out, n->n_out, n->logits, NULL)) { n->fails++; return NAN; }
     double L = 0;
-    for (int i = 0; i < NOUT; i++) {
+    for (int i = 0; i < n->n_out; i++) {
         const float *lg = n->logits + (size_t)i * V;
         double mx = lg[0], s = 0;
         for (int v = 1; v < V; v++) mx = fmax(mx, lg[v]);
@@ -524,8 +534,49 @@ static void test_forward_equal(const char *name) {
     vm_model_free(m);
 }
 
-// (b) dL/dh and (c) router-parameter gradients by finite differences, layers [l0, L).
-static void check_grads(const char *label, vm_model *m, int l0, int use_aff) {
+// ---------------------------------------------------------------- tree batches (train.h vm_tree)
+
+// A multiple-choice-shaped tree over random tokens, built by data/task.c from a hand-made pmi
+// input: a context root of NC tokens with NCH children (continuations of 1, 2, 3 tokens: the
+// 1-token one is scored at the context's last row only), then a second root [first context token]
+// with the same continuations; 2 NCH sequences sharing two prefixes.
+enum { NC = 6, NCH = 3 };
+
+static int tree_item(vm_task_input *in, int V) {
+    memset(in, 0, sizeof *in);
+    in->mode = VM_TASK_PMI; in->n_choices = NCH; in->n_seq = 2 * NCH; in->answer = 1;
+    int32_t ctx[NC];
+    random_tokens(ctx, NC, V);
+    for (int c = 0; c < NCH; c++) {
+        const int k = 1 + c;
+        vm_task_seq *q = &in->seq[c], *u = &in->seq[NCH + c];
+        q->tokens = malloc((size_t)(NC + k) * sizeof(int32_t));
+        u->tokens = malloc((size_t)(1 + k) * sizeof(int32_t));
+        memcpy(q->tokens, ctx, sizeof ctx);
+        random_tokens(q->tokens + NC, k, V);
+        q->n = NC + k; q->n_ctx = NC;
+        u->tokens[0] = ctx[0];
+        memcpy(u->tokens + 1, q->tokens + NC, (size_t)k * sizeof(int32_t));
+        u->n = 1 + k; u->n_ctx = 1;
+    }
+    return vm_task_tree_build(in);
+}
+
+// rows (q->n) of sequence s in the tree (child segments are in sequence order, task.h)
+static void seq_rows(const vm_task_input *in, int s, int32_t *rows) {
+    const vm_task_tree *t = &in->tree;
+    int child = -1;
+    for (int g = 0, j = -1; g < t->view.n_seg && j < s; g++) if (t->view.parent[g] >= 0 && ++j == s) child = g;
+    const int root = t->view.parent[child], nc = in->seq[s].n_ctx;
+    for (int i = 0; i < in->seq[s].n; i++)
+        rows[i] = i < nc ? t->view.seg_off[root] + i : t->view.seg_off[child] + i - nc;
+}
+
+// (b) dL/dh and (c) router-parameter gradients by finite differences, layers [l0, L); with tr, over
+// the tree's rows at its scored rows (so a shared row's gradient comes from several sequences).
+// eps_h, eps_p: the steps for dL/dh and for the router parameters.
+static void check_grads_on(const char *label, vm_model *m, int l0, int use_aff, const vm_task_input *tr,
+                           float eps_h, float eps_p) {
     const int V = m->hp.n_vocab, D = m->hp.n_embd;
     // use_aff: 0 keep the routers, 1 the test kind, 2 the library's deterministic router (wrapped)
     for (int l = 0; l < m->hp.n_layer; l++)
@@ -538,37 +589,56 @@ static void check_grads(const char *label, vm_model *m, int l0, int use_aff) {
             if (use_aff == 1 && (cv == VM_GATE_SIGMOID || cv == VM_GATE_SIGMOID_NORM)) r->params[1].w[0] = 0.4f;
             vm_model_set_router(m, l, r);
         }
-    net n = { .m = m, .reg_weight = use_aff == 1 ? 0.05f : 0.0f };
-    n.tc = vm_tctx_init(m, l0, T);
+    int32_t out_pos[NOUT] = { T - 4, T - 2 }, target[NOUT];
+    net n = { .m = m, .reg_weight = use_aff == 1 ? 0.05f : 0.0f, .out = out_pos, .target = target, .n_out = NOUT, .n_rows = T };
+    if (tr) {
+        n.tree = &tr->tree.view; n.n_rows = tr->tree.view.n_rows;
+        n.out = tr->tree.out_row; n.target = tr->tree.out_tgt; n.n_out = tr->tree.n_out;
+    }
+    const int R = n.n_rows;
+    n.tc = vm_tctx_init(m, l0, R);
     CHECK(n.tc != NULL, "%s: tctx: %s", label, vm_errmsg());
     if (!n.tc) return;
-    n.h = calloc((size_t)T * D, sizeof(float));
-    n.logits = calloc((size_t)NOUT * V, sizeof(float));
-    n.dlogits = calloc((size_t)NOUT * V, sizeof(float));
-    int32_t tok[T];
-    random_tokens(tok, T, V);
-    n.out_pos[0] = T - 4; n.out_pos[1] = T - 2;
-    random_tokens(n.target, NOUT, V);
-    CHECK(vm_model_hidden(m, tok, T, l0, n.h) == 0, "%s: hidden: %s", label, vm_errmsg());
+    n.h = calloc((size_t)R * D, sizeof(float));
+    n.logits = calloc((size_t)n.n_out * V, sizeof(float));
+    n.dlogits = calloc((size_t)n.n_out * V, sizeof(float));
+    if (tr) {
+        CHECK(vm_model_hidden_tree(m, tr->tree.tok, n.tree, l0, n.h, NULL) == 0, "%s: hidden: %s", label, vm_errmsg());
+    } else {
+        int32_t tok[T];
+        random_tokens(tok, T, V);
+        random_tokens(target, NOUT, V);
+        CHECK(vm_model_hidden(m, tok, T, l0, n.h) == 0, "%s: hidden: %s", label, vm_errmsg());
+    }
     aff_record(m, 1);
     const double L0 = net_loss(&n);
     aff_record(m, 0);
-    float *dh = calloc((size_t)T * D, sizeof(float));
+    float *dh = calloc((size_t)R * D, sizeof(float));
     for (int l = 0; l < m->hp.n_layer; l++)
         if (m->routers[l]) for (int p = 0; p < m->routers[l]->n_params; p++)
             memset(m->routers[l]->params[p].g, 0, (size_t)m->routers[l]->params[p].ne[0] * m->routers[l]->params[p].ne[1] * sizeof(float));
     CHECK(isfinite(L0) && vm_tctx_backward(n.tc, n.dlogits, n.reg_weight, dh) == 0, "%s: backward: %s", label, vm_errmsg());
     // dL/dh: |h| ~ 1 (embeddings) or a few (deeper); eps 1e-2 keeps truncation ~1e-5 and noise
-    // ~ u*|L|/eps ~ 1e-5 relative
+    // ~ u*|L|/eps ~ 1e-5 relative (where the curvature is larger the caller passes a smaller step)
     int skipped;
-    double e = fd_net(&n, n.h, (size_t)T * D, dh, 1e-2f, &skipped);
-    printf("%-26s l0 %d  dL/dh nerr %.2e (%d of %d coordinates skipped: selection flipped at every step)\n", label, l0, e, skipped, T * D);
+    double e = fd_net(&n, n.h, (size_t)R * D, dh, eps_h, &skipped);
+    printf("%-26s l0 %d  dL/dh nerr %.2e (%d of %d coordinates skipped: selection flipped at every step)\n", label, l0, e, skipped, R * D);
     CHECK(e < 2e-3, "%s: dL/dh nerr %g", label, e);
-    CHECK(skipped <= T * D / 4, "%s: %d of %d coordinates flipped a selection", label, skipped, T * D);
-    // rows above every output position get no gradient (causal)
-    double tail = 0;
-    for (int i = (T - 1) * D; i < T * D; i++) tail += fabs(dh[i]);
-    CHECK(tail == 0, "%s: gradient after the last output position", label);
+    CHECK(skipped <= R * D / 4, "%s: %d of %d coordinates flipped a selection", label, skipped, R * D);
+    if (!tr) {   // rows above every output position get no gradient (causal)
+        double tail = 0;
+        for (int i = (T - 1) * D; i < T * D; i++) tail += fabs(dh[i]);
+        CHECK(tail == 0, "%s: gradient after the last output position", label);
+    } else {     // a continuation's last row is only a target: no gradient; the shared rows have one
+        const vm_task_tree *t = &tr->tree;
+        double last = 0, shared = 0;
+        for (int g = 0; g < t->view.n_seg; g++) {
+            const float *row = dh + (size_t)(t->view.seg_off[g + 1] - 1) * D;
+            double *acc = t->view.parent[g] >= 0 ? &last : &shared;
+            for (int d = 0; d < D; d++) *acc += fabs(row[d]);
+        }
+        CHECK(last == 0 && shared > 0, "%s: tree rows' gradients: children's last rows %g, roots' last rows %g", label, last, shared);
+    }
     // router parameters of every trained MoE layer
     for (int l = l0; l < m->hp.n_layer && use_aff == 1; l++) {
         if (!m->layers[l].is_moe) continue;
@@ -577,7 +647,7 @@ static void check_grads(const char *label, vm_model *m, int l0, int use_aff) {
             const size_t cnt = (size_t)(r->params[p].ne[0] * r->params[p].ne[1]);
             float *ga = malloc(cnt * sizeof(float));
             memcpy(ga, r->params[p].g, cnt * sizeof(float));
-            double ep = fd_net(&n, r->params[p].w, cnt, ga, 1e-2f, &skipped);
+            double ep = fd_net(&n, r->params[p].w, cnt, ga, eps_p, &skipped);
             printf("%-26s layer %d %-6s nerr %.2e (%d skipped)\n", label, l, r->params[p].name, ep, skipped);
             CHECK(ep < 2e-3, "%s layer %d %s: nerr %g, %d skipped", label, l, r->params[p].name, ep, skipped);
             free(ga);
@@ -586,6 +656,223 @@ static void check_grads(const char *label, vm_model *m, int l0, int use_aff) {
     CHECK(n.fails == 0, "%s: %d forwards failed: %s", label, n.fails, vm_errmsg());
     free(dh); free(n.h); free(n.logits); free(n.dlogits);
     vm_tctx_free(n.tc);
+}
+
+static void check_grads(const char *label, vm_model *m, int l0, int use_aff) { check_grads_on(label, m, l0, use_aff, NULL, 1e-2f, 1e-2f); }
+
+// (a) tree logits at every scored row == the logits of each sequence run alone (vm_tctx_forward
+// from vm_model_hidden), and the inference prefix over the tree == each sequence's, for l0 = 0
+// and the last layer. Returns the largest difference seen (0: bit-identical everywhere).
+static double tree_forward_equal(const char *path) {
+    vm_model *m = load(path);
+    if (!m) return INFINITY;
+    const int V = m->hp.n_vocab, D = m->hp.n_embd, L = m->hp.n_layer;
+    vm_task_input in;
+    CHECK(tree_item(&in, V) == 0, "%s: tree: %s", path, vm_errmsg());
+    const vm_task_tree *t = &in.tree;
+    const int R = t->view.n_rows;
+    float *hr = calloc((size_t)R * D, sizeof(float)), *hs = calloc((size_t)R * D, sizeof(float));
+    float *lt = calloc((size_t)t->n_out * V, sizeof(float)), *ls = calloc((size_t)R * V, sizeof(float));
+    double dmax = 0, hmax = 0;
+    for (int l0 = 0; l0 < L; l0 += L - 1 > 0 ? L - 1 : 1) {
+        vm_tctx *tc = vm_tctx_init(m, l0, R);
+        int ok = tc && vm_model_hidden_tree(m, t->tok, &t->view, l0, hr, NULL) == 0 &&
+                 vm_tctx_forward_tree(tc, hr, &t->view, t->out_row, t->n_out, lt, NULL) == 0;
+        CHECK(ok, "%s l0 %d: tree forward: %s", path, l0, vm_errmsg());
+        for (int s = 0; ok && s < in.n_seq; s++) {
+            const vm_task_seq *q = &in.seq[s];
+            int32_t rows[NC + 4], pos[NC + 4], tgt[NC + 4];
+            seq_rows(&in, s, rows);
+            const int k = vm_task_positions(&in, s, pos, tgt);
+            ok = vm_model_hidden(m, q->tokens, q->n, l0, hs) == 0 && vm_tctx_forward(tc, hs, q->n, pos, k, ls, NULL) == 0;
+            CHECK(ok, "%s: sequence %d: %s", path, s, vm_errmsg());
+            for (int i = 0; ok && i < q->n; i++)
+                for (int d = 0; d < D; d++) hmax = fmax(hmax, fabs(hs[(size_t)i * D + d] - hr[(size_t)rows[i] * D + d]));
+            for (size_t i = 0; ok && i < (size_t)k * V; i++) dmax = fmax(dmax, fabs(ls[i] - lt[(size_t)t->out0[s] * V + i]));
+        }
+        vm_tctx_free(tc);
+    }
+    printf("%-40s tree vs sequences: logits max|diff| %.2g, h at l0 %.2g%s\n", path, dmax, hmax,
+           dmax == 0 && hmax == 0 ? " (bit-identical)" : "");
+    CHECK(dmax <= 1e-5 && hmax <= 1e-5, "%s: tree logits differ by %g, hidden states by %g", path, dmax, hmax);
+    free(hr); free(hs); free(lt); free(ls);
+    vm_task_input_free(&in);
+    vm_model_free(m);
+    return fmax(dmax, hmax);
+}
+
+// A net over the tree of a fresh tree_item in `in` at l0 = 0: its context, buffers and hidden
+// states (the embeddings); reg_weight 0 (the tree counts a shared row's regulariser once, its
+// sequences once each).
+static net tree_net(vm_model *m, vm_task_input *in, const char *label) {
+    const int V = m->hp.n_vocab, D = m->hp.n_embd;
+    CHECK(tree_item(in, V) == 0, "%s: tree: %s", label, vm_errmsg());
+    const vm_task_tree *t = &in->tree;
+    const int R = t->view.n_rows;
+    net n = { .m = m, .tree = &t->view, .n_rows = R, .out = t->out_row, .target = t->out_tgt, .n_out = t->n_out };
+    n.tc = vm_tctx_init(m, 0, R);
+    n.h = calloc((size_t)R * D, sizeof(float));
+    n.logits = calloc((size_t)R * V, sizeof(float));
+    n.dlogits = calloc((size_t)R * V, sizeof(float));
+    CHECK(n.tc && vm_model_hidden_tree(m, t->tok, n.tree, 0, n.h, NULL) == 0, "%s: setup: %s", label, vm_errmsg());
+    return n;
+}
+
+static void net_free(net *n) {
+    free(n->h); free(n->logits); free(n->dlogits);
+    vm_tctx_free(n->tc);
+}
+
+// Each sequence of the tree input alone (vm_tctx_forward on n's context), from the tree's
+// hidden-state rows n->h, scored at the same targets, then its backward (reg_weight 0): parameter
+// gradients accumulate; each sequence's dh (d1: room for its rows) is added into ds at its rows when
+// ds is non-NULL.
+static void run_sequences(const net *n, const vm_task_input *in, float *ds, float *d1, const char *label) {
+    const int D = n->m->hp.n_embd;
+    for (int s = 0; s < in->n_seq; s++) {
+        const vm_task_seq *q = &in->seq[s];
+        int32_t rows[NC + 4], pos[NC + 4], tgt[NC + 4];
+        seq_rows(in, s, rows);
+        const int k = vm_task_positions(in, s, pos, tgt);
+        net ns = *n;
+        ns.tree = NULL; ns.n_rows = q->n; ns.out = pos; ns.target = tgt; ns.n_out = k;
+        ns.h = calloc((size_t)q->n * D, sizeof(float));
+        for (int i = 0; i < q->n; i++) memcpy(ns.h + (size_t)i * D, n->h + (size_t)rows[i] * D, (size_t)D * sizeof(float));
+        CHECK(isfinite(net_loss(&ns)) && vm_tctx_backward(n->tc, ns.dlogits, 0.0f, ds ? d1 : NULL) == 0, "%s: sequence %d: %s", label, s, vm_errmsg());
+        for (int i = 0; ds && i < q->n; i++)
+            for (int d = 0; d < D; d++) ds[(size_t)rows[i] * D + d] += d1[(size_t)i * D + d];
+        free(ns.h);
+    }
+}
+
+// (c) With routers whose forward is deterministic, the tree's gradients (dh per row, router
+// parameters) equal the sums of the gradients of its sequences run alone: a row shared by
+// several sequences receives the sum of theirs. Only the summation order differs.
+static void tree_grad_sum(const char *label, vm_model *m, int use_aff) {
+    const int D = m->hp.n_embd;
+    for (int l = 0; l < m->hp.n_layer; l++)
+        if (m->layers[l].is_moe)
+            vm_model_set_router(m, l, use_aff ? aff_new(m->hp.n_expert) : spy_new(vm_router_deterministic()));
+    vm_task_input in;
+    net n = tree_net(m, &in, label);
+    const int R = in.tree.view.n_rows;
+    float *dt = calloc((size_t)R * D, sizeof(float)), *ds = calloc((size_t)R * D, sizeof(float)), *d1 = calloc((size_t)R * D, sizeof(float));
+    size_t np = 0;
+    for (int l = 0; l < m->hp.n_layer; l++)
+        if (m->routers[l]) for (int p = 0; p < m->routers[l]->n_params; p++) np += (size_t)(m->routers[l]->params[p].ne[0] * m->routers[l]->params[p].ne[1]);
+    float *gt = calloc(np + 1, sizeof(float));
+    // the tree: forward, backward, then the parameter gradients moved out (zeroed for the sum)
+    CHECK(isfinite(net_loss(&n)) && vm_tctx_backward(n.tc, n.dlogits, 0.0f, dt) == 0, "%s: tree backward: %s", label, vm_errmsg());
+    size_t o = 0;
+    for (int l = 0; l < m->hp.n_layer; l++)
+        if (m->routers[l]) for (int p = 0; p < m->routers[l]->n_params; p++) {
+            vm_param *pr = &m->routers[l]->params[p];
+            const size_t cnt = (size_t)(pr->ne[0] * pr->ne[1]);
+            memcpy(gt + o, pr->g, cnt * sizeof(float)); memset(pr->g, 0, cnt * sizeof(float)); o += cnt;
+        }
+    run_sequences(&n, &in, ds, d1, label);
+    double eh = 0, nh = 0, ep = 0, npm = 0;
+    for (size_t i = 0; i < (size_t)R * D; i++) { eh = fmax(eh, fabs(dt[i] - ds[i])); nh = fmax(nh, fabs(ds[i])); }
+    o = 0;
+    for (int l = 0; l < m->hp.n_layer; l++)
+        if (m->routers[l]) for (int p = 0; p < m->routers[l]->n_params; p++) {
+            const vm_param *pr = &m->routers[l]->params[p];
+            for (size_t i = 0; i < (size_t)(pr->ne[0] * pr->ne[1]); i++, o++) { ep = fmax(ep, fabs(gt[o] - pr->g[i])); npm = fmax(npm, fabs(pr->g[i])); }
+        }
+    printf("%-26s tree vs sum of sequences: dh max|diff| %.2g of %.2g, router params %.2g of %.2g\n", label, eh, nh, ep, npm);
+    CHECK(nh > 0 && eh <= 1e-5 * nh, "%s: dh of the tree differs from the sum by %g (max %g)", label, eh, nh);
+    CHECK(!use_aff || (npm > 0 && ep <= 1e-5 * npm), "%s: router gradients differ by %g (max %g)", label, ep, npm);
+    CHECK(n.fails == 0, "%s: %d forwards failed: %s", label, n.fails, vm_errmsg());
+    free(dt); free(ds); free(d1); free(gt);
+    net_free(&n);
+    vm_task_input_free(&in);
+}
+
+// (c) for the weight gradients of `vmoer train` (vm_tctx_set_grads): the tree's equal the sums
+// of its sequences' (deterministic routers, W_r trained; no load-balancing term, which is per batch).
+static void tree_weight_grads(const char *path) {
+    vm_lm *lm = vm_lm_load(path);
+    CHECK(lm != NULL, "%s: %s", path, vm_errmsg());
+    if (!lm) return;
+    vm_model *m = vm_lm_model(lm);
+    vm_task_input in;
+    net n = tree_net(m, &in, path);
+    CHECK(n.tc && vm_tctx_set_grads(n.tc, vm_lm_grads(lm)) == 0, "%s: weight gradients: %s", path, vm_errmsg());
+    int64_t total = 0, cnt;
+    float *w, *g;
+    const char *name;
+    for (int i = 0; vm_lm_param(lm, i, &name, &w, &g, &cnt) == 0; i++) { memset(g, 0, (size_t)cnt * sizeof(float)); total += cnt; }
+    float *gt = calloc((size_t)total, sizeof(float));
+    CHECK(isfinite(net_loss(&n)) && vm_tctx_backward(n.tc, n.dlogits, 0.0f, NULL) == 0, "%s: tree backward: %s", path, vm_errmsg());
+    int64_t o = 0;
+    for (int i = 0; vm_lm_param(lm, i, &name, &w, &g, &cnt) == 0; i++, o += cnt) {
+        memcpy(gt + o, g, (size_t)cnt * sizeof(float));
+        memset(g, 0, (size_t)cnt * sizeof(float));
+    }
+    run_sequences(&n, &in, NULL, NULL, path);
+    double e = 0, mx = 0;
+    o = 0;
+    for (int i = 0; vm_lm_param(lm, i, &name, &w, &g, &cnt) == 0; i++)
+        for (int64_t j = 0; j < cnt; j++, o++) { e = fmax(e, fabs(gt[o] - g[j])); mx = fmax(mx, fabs(g[j])); }
+    printf("%-40s tree vs sum of sequences: weight gradients max|diff| %.2g of %.2g\n", path, e, mx);
+    CHECK(mx > 0 && e <= 1e-5 * mx, "%s: weight gradients of the tree differ from the sum by %g (max %g)", path, e, mx);
+    free(gt);
+    net_free(&n);
+    vm_task_input_free(&in);
+    vm_lm_free(lm);
+}
+
+static void test_tree(void) {
+    // (a) every architecture family of the fixtures: llama dense, MoE (stacked, per-expert, f16,
+    // tied), granitemoe (µP scales, shared expert), qwen2moe (QKV biases, gated shared expert),
+    // qwen3moe (Q/K norms), olmoe, deepseek, deepseek2 (MLA, V2 and V3 gating, legacy kv_b)
+    const char *models[] = { GOLD "dense.gguf", GOLD "moe_stacked.gguf", GOLD "moe_split.gguf", GOLD "moe_f16.gguf",
+                             GOLD "tied.gguf", "tests/golden/archs/granitemoe.gguf", "tests/golden/archs/granitemoeshared.gguf",
+                             "tests/golden/archs/qwen2moe.gguf", "tests/golden/archs/qwen3moe.gguf",
+                             "tests/golden/archs/olmoe.gguf", "tests/golden/archs/deepseek.gguf",
+                             "tests/golden/deepseek2/v2.gguf", "tests/golden/deepseek2/v3.gguf",
+                             "tests/golden/deepseek2/v2_legacy.gguf" };
+    double worst = 0;
+    for (size_t i = 0; i < sizeof models / sizeof *models; i++) worst = fmax(worst, tree_forward_equal(models[i]));
+    printf("tree forward: largest difference from the sequences run alone %.2g over %zu models\n", worst, sizeof models / sizeof *models);
+    // (b) finite differences through the tree, shared rows included
+    // Steps: qwen2moe's dL/dh is large, up to 13, and so is its curvature: the O(eps^2) truncation
+    // is 5.5e-3 at eps 2e-2, 1.4e-3 at 1e-2, 3.7e-4 at 5e-3, 1.8e-4 at 2.5e-3, so it takes 5e-3. The
+    // tree's loss sums 12 scored rows, 6 times the f32 noise of the 2-row loss above: the scalar
+    // aff.s then errs by 1.7e-3 at eps 1e-2 and 8e-3 at 2.5e-3 (noise) but 3e-4 at 2e-2.
+    const char *fd[][2] = { { GOLD "moe_stacked.gguf", "tree moe_stacked" }, { "tests/golden/archs/qwen2moe.gguf", "tree qwen2moe" },
+                            { "tests/golden/deepseek2/v2.gguf", "tree deepseek2 v2" } };
+    const float eps_h[] = { 1e-2f, 5e-3f, 1e-2f };
+    for (int i = 0; i < 3; i++) {
+        vm_model *m = load(fd[i][0]);
+        if (!m) continue;
+        vm_task_input in;
+        CHECK(tree_item(&in, m->hp.n_vocab) == 0, "tree: %s", vm_errmsg());
+        check_grads_on(fd[i][1], m, 0, 1, &in, eps_h[i], 2e-2f);
+        vm_task_input_free(&in);
+        vm_model_free(m);
+    }
+    vm_model *m = load(GOLD "dense.gguf");   // no router: dh through attention and FFN only
+    if (m) {
+        vm_task_input in;
+        CHECK(tree_item(&in, m->hp.n_vocab) == 0, "tree: %s", vm_errmsg());
+        check_grads_on("tree dense", m, 0, 0, &in, 1e-2f, 2e-2f);
+        vm_task_input_free(&in);
+        vm_model_free(m);
+    }
+    // (c) tree gradient == sum over its sequences
+    const char *sums[][2] = { { GOLD "dense.gguf", "dense" }, { GOLD "moe_stacked.gguf", "moe_stacked" },
+                              { "tests/golden/archs/qwen2moe.gguf", "qwen2moe" }, { "tests/golden/deepseek2/v2.gguf", "deepseek2 v2" } };
+    for (int i = 0; i < 4; i++)
+        for (int aff = 0; aff < (i ? 2 : 1); aff++) {   // the dense model has no router
+            if (!(m = load(sums[i][0]))) continue;
+            char label[64];
+            snprintf(label, sizeof label, "%s %s", sums[i][1], aff ? "affine" : "deterministic");
+            tree_grad_sum(label, m, aff);
+            vm_model_free(m);
+        }
+    tree_weight_grads(GOLD "dense.gguf");
+    tree_weight_grads(GOLD "moe_stacked.gguf");
 }
 
 // A copy of a golden model with another expert_used_count (K = N).
@@ -664,6 +951,17 @@ static void test_errors(void) {
     CHECK(vm_model_hidden(m, (int32_t[]){1, 2}, 2, 3, h) == -1, "hidden l0 > n_layer");
     // l0 = n_layer: the final residual stream (no block run) is allowed for vm_model_hidden
     CHECK(vm_model_hidden(m, (int32_t[]){1, 2}, 2, 2, h) == 0, "hidden at l0 = n_layer: %s", vm_errmsg());
+    // malformed trees: one line naming what is wrong
+    const int32_t pos[4] = { 0, 1, 2, 2 }, off[3] = { 0, 2, 4 }, par[2] = { -1, 0 }, bad_par[2] = { -1, 1 };
+    vm_tree t = { .n_rows = 4, .n_seg = 2, .pos = pos, .seg_off = off, .parent = par };
+    CHECK(vm_tctx_forward_tree(tc, h, &t, (int32_t[]){3}, 1, lg, NULL) == -1 && strstr(vm_errmsg(), "position 2, expected 3"), "tree positions: %s", vm_errmsg());
+    t.parent = bad_par;
+    CHECK(vm_tctx_forward_tree(tc, h, &t, (int32_t[]){3}, 1, lg, NULL) == -1 && strstr(vm_errmsg(), "parent 1"), "tree parent: %s", vm_errmsg());
+    t.parent = par; t.pos = (const int32_t[]){ 0, 1, 2, 3 };
+    CHECK(vm_tctx_forward_tree(tc, h, &t, (int32_t[]){4}, 1, lg, NULL) == -1 && strstr(vm_errmsg(), "position"), "tree out row: %s", vm_errmsg());
+    CHECK(vm_tctx_forward_tree(tc, h, &t, (int32_t[]){3}, 1, lg, NULL) == 0, "a good tree: %s", vm_errmsg());
+    t.n_rows = 5;
+    CHECK(vm_tctx_forward_tree(tc, h, &t, (int32_t[]){3}, 1, lg, NULL) == -1 && strstr(vm_errmsg(), "rows"), "tree rows > T_max: %s", vm_errmsg());
     vm_tctx_free(tc);
     vm_model_free(m);
 }
@@ -678,6 +976,7 @@ int main(void) {
     const char *names[] = { "dense", "moe_stacked", "moe_split", "moe_f16", "tied" };
     for (int i = 0; i < 5; i++) test_forward_equal(names[i]);
     test_grads();
+    test_tree();
     test_errors();
     printf("finite differences: %d coordinates checked, %d skipped (selection flipped)\n", n_fd_checked, n_fd_skipped);
     CHECK(n_fd_skipped * 20 < n_fd_checked, "%d of %d coordinates skipped", n_fd_skipped, n_fd_checked + n_fd_skipped);

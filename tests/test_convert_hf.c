@@ -372,7 +372,11 @@ static void test_errors(void) {
     }
     free(cfg);
     write_text(tmp("v/config.json"), "{\"architectures\": [\"LlamaForCausalLM\"], \"vocab_size\": 64}");
-    CHECK(fails_with(v, &o, "missing \"max_position_embeddings\""), "missing config key");
+    CHECK(fails_with(v, &o, "missing \"hidden_size\""), "missing config key");
+    write_text(tmp("v/config.json"), "{\"vocab_size\": 64}");
+    CHECK(fails_with(v, &o, "neither an \"architectures\" list nor a \"model_type\""), "no architecture at all");
+    write_text(tmp("v/config.json"), "{\"model_type\": \"gpt2\", \"vocab_size\": 64}");
+    CHECK(fails_with(v, &o, "model_type 'gpt2' is not supported"), "unknown model_type");
     write_text(tmp("v/config.json"), "{\"architectures\": [\"LlamaForCausalLM\"], \"vocab_size\": -1}");
     CHECK(fails_with(v, &o, "vocab_size"), "bad config value");
     write_text(tmp("v/config.json"), "{\"architectures\": ");
@@ -491,6 +495,34 @@ static void test_tokenizer(void) {
     CHECK(fails_with(v, &opt, "vocab_size is 64"), "tokenizer larger than vocab_size");
 }
 
+// What transformers accepts: a config.json without "architectures" (the class comes from
+// model_type) and without max_position_embeddings (the config class's default, Llama 2048)
+// converts, and the logits still match the reference.
+static void test_transformers_defaults(void) {
+    char src[512], gguf[512];
+    snprintf(src, sizeof src, "%s", tmp("nodefaults"));
+    mkdir(src, 0700);
+    char from[512];
+    snprintf(from, sizeof from, "%s/llama/model.safetensors", GOLD);
+    CHECK(copy_file(from, tmp("nodefaults/model.safetensors")) == 0, "copy the llama checkpoint");
+    write_text(tmp("nodefaults/config.json"),
+               "{\"model_type\": \"llama\", \"vocab_size\": 64, \"hidden_size\": 32, \"intermediate_size\": 48,"
+               " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_key_value_heads\": 2,"
+               " \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0, \"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0},"
+               " \"tie_word_embeddings\": false, \"hidden_act\": \"silu\"}");
+    snprintf(gguf, sizeof gguf, "%s", tmp("nodefaults.gguf"));
+    const double d = convert_and_compare(src, "llama.logits.npy", VM_TYPE_F32, gguf);
+    CHECK(d <= 1e-4, "no architectures / max_position_embeddings: max |logit diff| %g", d);
+    vm_gguf *g = vm_gguf_open(gguf);
+    char *arch = NULL;
+    int64_t ctx = 0;
+    CHECK(g && vm_gguf_get_str(g, "general.architecture", &arch) == 0 && !strcmp(arch, "llama") &&
+          vm_gguf_get_i64(g, "llama.context_length", &ctx) == 0 && ctx == 2048,
+          "architecture %s, context_length %lld (LlamaConfig default 2048)", arch ? arch : "?", (long long)ctx);
+    free(arch);
+    vm_gguf_free(g);
+}
+
 int main(void) {
     const char *td = getenv("TMPDIR");
     snprintf(dir, sizeof dir, "%s/vmoer_hf_XXXXXX", td && *td ? td : "/tmp");
@@ -498,6 +530,7 @@ int main(void) {
     test_safetensors_hostile();
     test_roundtrip();
     test_errors();
+    test_transformers_defaults();
     test_tokenizer();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

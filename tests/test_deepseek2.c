@@ -259,39 +259,50 @@ static void test_backward(const char *file) {
     vm_model_free(m);
 }
 
-// HF checkpoint -> GGUF (split attn_k_b / attn_v_b, exp_probs_b, groups, YaRN keys) -> logits.
-static void test_convert_hf(void) {
-    char dir[] = "/tmp/vmoer_ds2_XXXXXX", out[64];
+// HF checkpoint -> GGUF -> logits against the reference: hf_v3 (split attn_k_b / attn_v_b,
+// exp_probs_b, groups, YaRN keys), hf_v2 (softmax greedy gate, rms_norm_eps 0.05 while the latent
+// norms keep eps 1e-6, as the reference modelling code: VM_MLA_LATENT_NORM_EPS).
+static void convert_hf_case(const char *name) {
+    char dir[] = "/tmp/vmoer_ds2_XXXXXX", out[64], src[128];
     if (!mkdtemp(dir)) { CHECK(0, "mkdtemp"); return; }
-    snprintf(out, sizeof out, "%s/hf_v3.gguf", dir);
+    snprintf(out, sizeof out, "%s/%s.gguf", dir, name);
+    snprintf(src, sizeof src, GOLD "%s", name);
     vm_convert_hf_opts o = { .type = VM_TYPE_F32, .no_tokenizer = 1 };
-    CHECK(vm_convert_hf(GOLD "hf_v3", out, &o) == 0, "convert-hf: %s", vm_errmsg());
+    CHECK(vm_convert_hf(src, out, &o) == 0, "convert-hf %s: %s", name, vm_errmsg());
     vm_model *m = vm_model_load(out);
-    CHECK(m != NULL, "load converted: %s", vm_errmsg());
+    CHECK(m != NULL, "load converted %s: %s", name, vm_errmsg());
     float *tokf = NULL, *gold = NULL;
     int64_t ts[4], gs[4];
-    if (m && load_npy("hf_v3", "tokens", &tokf, ts) == 1 && load_npy("hf_v3", "logits", &gold, gs) == 2 &&
+    if (m && load_npy(name, "tokens", &tokf, ts) == 1 && load_npy(name, "logits", &gold, gs) == 2 &&
         ts[0] <= TMAX && gs[1] == m->hp.n_vocab) {
         const int T = (int)ts[0], V = m->hp.n_vocab;
         int32_t tok[TMAX];
         for (int i = 0; i < T; i++) tok[i] = (int32_t)tokf[i];
         float *lg = calloc((size_t)T * V, sizeof(float));
         vm_ctx *c = vm_ctx_init(m, TMAX, TMAX);
-        CHECK(c && vm_ctx_eval(c, tok, T, lg) == 0, "eval converted: %s", vm_errmsg());
+        CHECK(c && vm_ctx_eval(c, tok, T, lg) == 0, "eval converted %s: %s", name, vm_errmsg());
         const float d = max_abs_diff(lg, gold, (size_t)T * V);
-        printf("hf_v3 (convert-hf) max |logit - reference| = %.3g\n", d);
-        CHECK(d <= 1e-4f, "convert-hf round trip: max abs logit diff %g", d);
-        CHECK(m->layers[1].rl.conv == VM_GATE_SIGMOID_NORM && m->layers[1].rl.sel_bias && m->layers[1].rl.n_group == 2,
-              "converted routing description");
+        printf("%s (convert-hf) max |logit - reference| = %.3g\n", name, d);
+        CHECK(d <= 1e-4f, "convert-hf round trip %s: max abs logit diff %g", name, d);
+        if (!strcmp(name, "hf_v3"))
+            CHECK(m->layers[1].rl.conv == VM_GATE_SIGMOID_NORM && m->layers[1].rl.sel_bias && m->layers[1].rl.n_group == 2,
+                  "converted routing description");
+        else
+            CHECK(m->hp.norm_eps == 0.05f && !m->layers[1].rl.sel_bias, "hf_v2: rms eps %g", (double)m->hp.norm_eps);
         vm_ctx_free(c);
         free(lg);
     } else {
-        CHECK(0, "hf_v3 golden files");
+        CHECK(0, "%s golden files", name);
     }
     free(tokf); free(gold);
     vm_model_free(m);
     unlink(out);
     rmdir(dir);
+}
+
+static void test_convert_hf(void) {
+    convert_hf_case("hf_v3");
+    convert_hf_case("hf_v2");
 }
 
 // v3.gguf without one tensor: the load fails with a message naming it.

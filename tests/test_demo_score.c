@@ -53,7 +53,7 @@ static void check_golden(const vm_model *m, const vm_tokenizer *tok, const vm_da
         for (int k = 0; k < n && a.n_seq == n && b.n_seq == 2 * n; k++) {
             const json_t *gc = json_array_get(ch, (size_t)k);
             const int nctx = (int)json_integer_value(json_object_get(gc, "n_ctx"));
-            CHECK(ids_equal(a.seq[k].tokens, a.seq[k].n, json_object_get(gc, "whole")), "%s choice %d: whole ids", it->id, k);
+            CHECK(ids_equal(a.seq[k].tokens, a.seq[k].n, json_object_get(gc, "ids")), "%s choice %d: ids run", it->id, k);
             CHECK(a.seq[k].n_ctx == nctx && b.seq[k].n_ctx == nctx, "%s choice %d: n_ctx %d vs %d", it->id, k, a.seq[k].n_ctx, nctx);
             CHECK(b.seq[k].n == a.seq[k].n && !memcmp(b.seq[k].tokens, a.seq[k].tokens, (size_t)a.seq[k].n * 4), "pmi conditional = raw");
             const vm_task_seq *u = &b.seq[n + k];

@@ -1,5 +1,6 @@
 // vmoer eval as a library: the embedding-noise hook, scoring with read-outs (deterministic and
-// sampled routers), routing stability, cost, and the outputs. `test_eval --check OUTDIR` re-derives
+// sampled routers; the tree scorer against sequence-by-sequence scoring and traced read-outs in
+// letter, loglik and pmi modes), routing stability, cost, and the outputs. `test_eval --check OUTDIR` re-derives
 // metrics.json from questions.jsonl with independent code (used by tests/cli/eval.sh on a real run).
 #include "test.h"
 
@@ -8,6 +9,7 @@
 #include "data/task.h"
 #include "eval/eval.h"
 #include "model/model.h"
+#include "router/router.h"
 #include "tokenizer/tokenizer.h"
 #include "util/err.h"
 
@@ -207,6 +209,58 @@ static const char items_jsonl[] =
     "{\"question\": \"A dog can?\", \"choices\": [\"fly\", \"read\", \"run\", \"sing\"], \"answer\": 2}\n"
     "{\"question\": \"Tom was sad. Why?\", \"choices\": [\"he lost his toy\", \"he won\", \"it was fun\", \"he ate cake\"], \"answer\": 0}\n";
 
+// Read-outs at one position of a plain inference pass (vm_ctx and its trace), independent of the
+// tree scorer: the router's gate entropy (ffn_moe_unc) and the frozen router's (from ffn_norm),
+// summed over the MoE layers.
+typedef struct { const vm_model *m; int target; double gate, base; int n_gate, n_base; } ro_acc;
+
+static void ro_cb(void *ud, const vm_trace_ev *ev) {
+    ro_acc *a = ud;
+    if (ev->layer < 0 || !ev->f || a->target < ev->pos0 || a->target >= ev->pos0 + ev->n_tokens) return;
+    const float *v = ev->f + (size_t)(a->target - ev->pos0) * ev->ne;
+    if (!strcmp(ev->name, "ffn_moe_unc")) { a->gate += v[VM_UNC_GATE_ENTROPY]; a->n_gate++; }
+    if (!strcmp(ev->name, "ffn_norm") && a->m->layers[ev->layer].is_moe) {
+        const vm_router_layer *L = &a->m->layers[ev->layer].rl;
+        float lg[64], p[64];
+        vm_router_logits(L, v, 1, lg);
+        vm_gate_probs(L, lg, p);
+        a->base += vm_gate_entropy(p, L->n_expert); a->n_base++;
+    }
+}
+
+// vm_eval_run (one tree batch per item) against the sequence-by-sequence reference vm_task_score
+// and against read-outs traced from a plain pass over the context, deterministic routers: the
+// same numbers (the tree's logits are bit for bit those of the sequences run alone).
+static void check_tree_eval(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, vm_task_mode mode) {
+    vm_task task;
+    vm_task_init(&task, tok, mode, VM_CHAT_NONE, m->hp.n_ctx_train);
+    vm_eval_set es;
+    vm_eval_opts eo = { .passes = 1, .seed = 3 };
+    CHECK(vm_eval_run(m, &task, ds, "id", &eo, &es) == 0 && es.n == (int)ds->n, "eval %s: %s", vm_task_mode_name(mode), vm_errmsg());
+    vm_ctx *c = vm_ctx_init(m, 256, 256);
+    double dp = 0, dr = 0;
+    for (int i = 0; i < es.n; i++) {
+        vm_task_input in;
+        vm_task_result r;
+        if (vm_task_build(&task, &ds->items[i], &in) || vm_task_score(m, c, &in, &r)) { CHECK(0, "reference: %s", vm_errmsg()); break; }
+        const vm_eval_item *e = &es.items[i];
+        for (int k = 0; k < in.n_choices; k++) dp = fmax(dp, fmax(fabs(e->probs[k] - r.probs[k]), fabs(e->ll[k] - r.ll[k])));
+        CHECK(e->pred == r.pred && (mode == VM_TASK_PMI || e->pred_norm == r.pred_norm), "%s item %d: predictions", vm_task_mode_name(mode), i);
+        // the read-outs at the last context token (letter: the last prompt token)
+        ro_acc a = { .m = m, .target = in.seq[0].n_ctx - 1 };
+        vm_ctx_reset(c);
+        vm_ctx_set_trace(c, ro_cb, &a);
+        CHECK(vm_ctx_eval(c, in.seq[0].tokens, in.seq[0].n_ctx, NULL) == 0, "trace pass");
+        vm_ctx_set_trace(c, NULL, NULL);
+        dr = fmax(dr, fmax(fabs(e->unc[VM_EVAL_UNC_GATE_ENTROPY] - a.gate / a.n_gate), fabs(e->unc[VM_EVAL_UNC_BASE_GATE_ENTROPY] - a.base / a.n_base)));
+        vm_task_input_free(&in);
+    }
+    printf("eval %-10s tree scorer vs sequences: probs/scores max|diff| %.2g, read-outs %.2g\n", vm_task_mode_name(mode), dp, dr);
+    CHECK(dp <= 1e-9 && dr <= 1e-6, "%s: tree scorer differs from the reference: %g (scores), %g (read-outs)", vm_task_mode_name(mode), dp, dr);
+    vm_ctx_free(c);
+    vm_eval_set_free(&es);
+}
+
 static void set_router(vm_model *m, const char *kind) {
     vm_router_opts o;
     vm_router_opts_default(&o);
@@ -285,6 +339,9 @@ int main(int argc, char **argv) {
         CHECK(e->unc[VM_EVAL_UNC_GATE_ENTROPY] > 0 && e->unc[VM_EVAL_UNC_GATE_ENTROPY] <= log(8) + 1e-6, "gate entropy range");
     }
     CHECK(det.items[2].n_choices == 3, "3-choice item");
+    check_tree_eval(m, tok, &ds, VM_TASK_LETTER);
+    check_tree_eval(m, tok, &ds, VM_TASK_LOGLIK);
+    check_tree_eval(m, tok, &ds, VM_TASK_PMI);
 
     // 3. sampled router: P passes, MI >= 0, reproducible for a seed, other seed differs
     set_router(m, "temp-sample");

@@ -47,6 +47,9 @@
 #define LLVMFuzzerTestOneInput fuzz_chat_one
 #include "../fuzz/fuzz_chat.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_checkpoint_one
+#include "../fuzz/fuzz_checkpoint.c"
+#undef LLVMFuzzerTestOneInput
 
 typedef struct target { const char *name; int (*one)(const uint8_t *, size_t); } target;
 
@@ -55,6 +58,7 @@ static const target targets_[] = {
     {"llama2c", fuzz_llama2c_one}, {"npy", fuzz_npy_one}, {"metrics", fuzz_metrics_one},
     {"quant", fuzz_quant_one}, {"safetensors", fuzz_safetensors_one}, {"convert_hf", fuzz_convert_hf_one},
     {"bpe", fuzz_bpe_one}, {"hf_json", fuzz_hf_json_one}, {"chat", fuzz_chat_one},
+    {"checkpoint", fuzz_checkpoint_one},
 };
 
 static uint8_t *slurp(const char *path, size_t *n) {

@@ -362,7 +362,68 @@ static void test_errors(void) {
     CHECK(vm_vec_dot(VM_TYPE_Q4_K, buf, x, 0) == 0, "empty row dots to 0");
 }
 
+// vm_type_find_nonfinite: the exact first position of a NaN/Inf (value types: every lane of the
+// 8-byte words and the tail after them; block types: a bad d or dmin scale gives the block's first
+// element), none for the largest finite values, subnormals and -0, and for integer quants.
+static void test_nonfinite(void) {
+    enum { N = 3 * 4096 + 77 };   // crosses the scan's chunks and leaves a tail of values
+    static const vm_type vt[] = { VM_TYPE_F32, VM_TYPE_F16, VM_TYPE_BF16 };
+    static const uint32_t bad_bits[3][3] = { { 0x7fc00000u, 0x7f800000u, 0xff800000u },   // NaN, +Inf, -Inf
+                                             { 0x7e00, 0x7c00, 0xfc00 }, { 0x7fc0, 0x7f80, 0xff80 } };
+    static const uint32_t edge_bits[3][4] = { { 0x7f7fffffu, 0x00000001u, 0x80000000u, 0xff7fffffu },   // max, subnormal, -0, -max
+                                              { 0x7bff, 0x0001, 0x8000, 0xfbff }, { 0x7f7f, 0x0001, 0x8000, 0xff7f } };
+    static uint8_t buf[4 * N];
+    for (int k = 0; k < 3; k++) {
+        const size_t w = k ? 2 : 4;
+        for (size_t i = 0; i < N; i++) { const uint32_t e = edge_bits[k][i % 4]; memcpy(buf + w * i, &e, w); }
+        CHECK(vm_type_find_nonfinite(vt[k], buf, N) == -1, "%s: finite values reported", vm_type_name(vt[k]));
+        const int64_t at[] = { 0, 1, 2, 3, 5, 4095, 4096, 8191, N - 78, N - 1 };
+        for (size_t a = 0; a < sizeof at / sizeof *at; a++)
+            for (int b = 0; b < 3; b++) {
+                uint8_t save[4];
+                memcpy(save, buf + w * (size_t)at[a], w);
+                memcpy(buf + w * (size_t)at[a], &bad_bits[k][b], w);
+                const int64_t got = vm_type_find_nonfinite(vt[k], buf, N);
+                CHECK(got == at[a], "%s: bad value 0x%x at %lld found at %lld", vm_type_name(vt[k]), bad_bits[k][b],
+                      (long long)at[a], (long long)got);
+                memcpy(buf + w * (size_t)at[a], save, w);
+            }
+    }
+    // blocks: scales at their offsets; the quants (int8 / nibbles) may hold any bytes
+    static const struct { vm_type t; int bytes, per, d, dmin; } bt[] = {
+        { VM_TYPE_Q8_0, 34, 32, 0, -1 }, { VM_TYPE_Q4_0, 18, 32, 0, -1 }, { VM_TYPE_Q4_K, 144, 256, 0, 2 },
+        { VM_TYPE_Q5_K, 176, 256, 0, 2 }, { VM_TYPE_Q6_K, 210, 256, 208, -1 } };
+    for (size_t k = 0; k < sizeof bt / sizeof *bt; k++) {
+        const int nb = 4100;   // blocks: more than one chunk
+        uint8_t *q = malloc((size_t)nb * bt[k].bytes);
+        for (size_t i = 0; i < (size_t)nb * bt[k].bytes; i++) q[i] = 0xff;   // quants all ones
+        for (int b = 0; b < nb; b++) {
+            const uint16_t one = 0x3c00;
+            memcpy(q + (size_t)b * bt[k].bytes + bt[k].d, &one, 2);
+            if (bt[k].dmin >= 0) memcpy(q + (size_t)b * bt[k].bytes + bt[k].dmin, &one, 2);
+        }
+        const int64_t n = (int64_t)nb * bt[k].per;
+        CHECK(vm_type_find_nonfinite(bt[k].t, q, n) == -1, "%s: finite blocks reported", vm_type_name(bt[k].t));
+        const int blocks[] = { 0, 1, 4095, 4096, nb - 1 };
+        for (size_t a = 0; a < sizeof blocks / sizeof *blocks; a++)
+            for (int which = 0; which < 2; which++) {
+                const int off = which ? bt[k].dmin : bt[k].d;
+                if (off < 0) continue;
+                uint8_t *p = q + (size_t)blocks[a] * bt[k].bytes + off;
+                const uint16_t nan = 0x7e00, one = 0x3c00;
+                memcpy(p, &nan, 2);
+                const int64_t got = vm_type_find_nonfinite(bt[k].t, q, n);
+                CHECK(got == (int64_t)blocks[a] * bt[k].per, "%s: bad %s in block %d found at %lld",
+                      vm_type_name(bt[k].t), which ? "dmin" : "d", blocks[a], (long long)got);
+                memcpy(p, &one, 2);
+            }
+        free(q);
+    }
+    CHECK(vm_type_find_nonfinite(VM_TYPE_I32, buf, 4) == -1, "integer types have no check");
+}
+
 int main(void) {
+    test_nonfinite();
     test_traits();
     test_fp16();
     test_bf16();

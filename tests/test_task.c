@@ -22,6 +22,85 @@ static int detok(const vm_tokenizer *tok, const int32_t *ids, int n, char *buf, 
     return vm_detokenize(tok, ids + skip, n - skip, buf, size, 0);
 }
 
+// The tree of an input (task.h): rebuilding each sequence from its segments' rows gives its tokens
+// and positions back, its scored rows hold its targets, every shared prefix is stored once.
+static void check_tree(const vm_task_input *in, const char *what) {
+    const vm_task_tree *t = &in->tree;
+    CHECK(vm_tree_check(&t->view, t->view.n_rows) == 0, "%s: tree well formed: %s", what, vm_errmsg());
+    int roots = 0, rows_seq = 0;
+    for (int g = 0; g < t->view.n_seg; g++) roots += t->view.parent[g] < 0;
+    for (int s = 0; s < in->n_seq; s++) rows_seq += in->seq[s].n;
+    if (in->mode == VM_TASK_LETTER) {
+        CHECK(t->view.n_seg == 1 && t->view.n_rows == in->seq[0].n && t->n_out == 1 && t->out_row[0] == in->seq[0].n - 1 &&
+              t->out_tgt[0] == in->letter_ids[in->answer] && t->ctx_row == in->seq[0].n - 1, "%s: letter tree", what);
+        return;
+    }
+    const int n = in->n_choices, pmi = in->mode == VM_TASK_PMI, nc = in->seq[0].n_ctx;
+    int cont = 0;
+    for (int c = 0; c < n; c++) cont += in->seq[c].n - in->seq[c].n_ctx;
+    // the context once, each continuation once per root it hangs from (pmi: twice)
+    CHECK(roots == 1 + pmi && t->view.n_seg == roots + (1 + pmi) * n, "%s: %d roots, %d segments", what, roots, t->view.n_seg);
+    CHECK(t->view.n_rows == nc + pmi + (1 + pmi) * cont && t->view.n_rows < rows_seq, "%s: %d rows (sequences: %d)", what, t->view.n_rows, rows_seq);
+    CHECK(t->ctx_row == nc - 1 && t->view.pos[t->ctx_row] == nc - 1 && t->view.parent[t->seg[t->ctx_row]] < 0, "%s: context row", what);
+    int32_t pos[4096], tgt[4096];
+    for (int s = 0; s < in->n_seq; s++) {
+        const vm_task_seq *q = &in->seq[s];
+        const int k = vm_task_positions(in, s, pos, tgt);
+        int ok = k == t->out0[s + 1] - t->out0[s];
+        // the child segment holding the continuation (the children are in sequence order) and its root
+        int child = -1;
+        for (int g = 0, j = -1; g < t->view.n_seg && j < s; g++) if (t->view.parent[g] >= 0 && ++j == s) child = g;
+        const int root = child >= 0 ? t->view.parent[child] : -1;
+        ok = ok && child >= 0 && root >= 0 && t->view.seg_off[root + 1] - t->view.seg_off[root] == q->n_ctx &&
+             t->view.seg_off[child + 1] - t->view.seg_off[child] == q->n - q->n_ctx;
+        for (int i = 0; ok && i < q->n; i++) {
+            const int r = i < q->n_ctx ? t->view.seg_off[root] + i : t->view.seg_off[child] + i - q->n_ctx;
+            ok = t->tok[r] == q->tokens[i] && t->view.pos[r] == i;
+        }
+        for (int i = 0; ok && i < k; i++) {
+            const int r = t->out_row[t->out0[s] + i];
+            ok = t->out_tgt[t->out0[s] + i] == tgt[i] && t->view.pos[r] == pos[i] &&
+                 (t->seg[r] == child || (t->seg[r] == root && r == t->view.seg_off[root + 1] - 1));
+        }
+        CHECK(ok, "%s: sequence %d rebuilt from the tree", what, s);
+    }
+}
+
+// A toy SentencePiece vocabulary with the piece "a▁" (best score): it merges across the space
+// between context and continuation, so tok(ctx + " " + choice) does not start with tok(ctx).
+static void check_boundary_merge(void) {
+#define U2581 "\xe2\x96\x81"
+    // no byte tokens: the texts below use only a, b and spaces
+    const char *texts[] = { "<unk>", "<s>", "</s>", U2581, "a", "b", ("a" U2581) };
+    const float scores[] = { 0, 0, 0, -3, -4, -5, -1 };
+    const int32_t types[] = { VM_TOKEN_TYPE_UNKNOWN, VM_TOKEN_TYPE_CONTROL, VM_TOKEN_TYPE_CONTROL, VM_TOKEN_TYPE_NORMAL,
+                              VM_TOKEN_TYPE_NORMAL, VM_TOKEN_TYPE_NORMAL, VM_TOKEN_TYPE_NORMAL };
+    enum { SP = 3, A = 4, B = 5, ASP = 6 };
+    vm_tok_vocab v = { .kind = VM_TOK_SPM, .n_tokens = 7, .texts = texts, .scores = scores, .types = types,
+                       .bos = 1, .eos = 2, .unk = 0, .pad = -1, .add_bos = 1, .add_space_prefix = 1 };
+    vm_tokenizer *tok = vm_tokenizer_from_vocab(&v);
+    CHECK(tok != NULL, "toy vocabulary: %s", vm_errmsg());
+    if (!tok) return;
+    char q[] = "a a", c0[] = "b", c1[] = "a", id[] = "merge";
+    vm_mcq_item it = { .id = id, .question = q, .n_choices = 2, .choices = { c0, c1 }, .answer = 0 };
+    vm_task t;
+    vm_task_init(&t, tok, VM_TASK_PMI, VM_CHAT_NONE, 0);
+    vm_task_input in;
+    CHECK(vm_task_build(&t, &it, &in) == 0, "build: %s", vm_errmsg());
+    // "▁a▁a" -> ▁ a▁ a; "▁a▁a▁b" -> ▁ a▁ a▁ b: whole[:4] = ▁ a▁ a▁ differs from ctx_enc = ▁ a▁ a
+    int32_t w[16];
+    const int nw = vm_tokenize(tok, "a a b", 5, 1, 0, w, 16);
+    CHECK(nw == 5 && w[3] == ASP && w[4] == B, "the toy merges across the boundary (%d tokens)", nw);
+    const int32_t want0[] = { 1, SP, ASP, A, B };   // ctx_enc + whole[len(ctx_enc):]
+    CHECK(in.n_seq == 4 && in.seq[0].n == 5 && in.seq[0].n_ctx == 4 && !memcmp(in.seq[0].tokens, want0, sizeof want0),
+          "sequence = ctx_enc + continuation");
+    CHECK(in.seq[2].n == 2 && in.seq[2].tokens[0] == 1 && in.seq[2].tokens[1] == B, "pmi: BOS + the same continuation");
+    check_tree(&in, "boundary merge");
+    vm_task_input_free(&in);
+    vm_tokenizer_free(tok);
+#undef U2581
+}
+
 static void check_letter(const vm_task *t, const vm_mcq_item *it, int tmpl) {
     vm_task_input in;
     int rc = vm_task_build(t, it, &in);
@@ -57,6 +136,7 @@ static void check_letter(const vm_task *t, const vm_mcq_item *it, int tmpl) {
     free(ids);
     int32_t pos[4096], tgt[4096];
     CHECK(vm_task_positions(&in, 0, pos, tgt) == 1 && pos[0] == in.seq[0].n - 1 && tgt[0] == in.letter_ids[in.answer], "letter target");
+    check_tree(&in, it->id);
     vm_task_input_free(&in);
 }
 
@@ -77,14 +157,22 @@ static void check_loglik(const vm_task *t, const vm_mcq_item *it) {
         snprintf(whole, sizeof whole, "%s %s", ctx, it->choices[c]);
         int32_t w[4096];
         const int nw = vm_tokenize(t->tok, whole, strlen(whole), 1, 0, w, 4096);
-        CHECK(s->n == nw && !memcmp(s->tokens, w, (size_t)nw * sizeof *w), "choice %d = tok(ctx + cont)", c);
+        // the harness's sequence: tok(ctx) + tok(ctx + cont)[len(tok(ctx)):]
+        CHECK(s->n == nw && !memcmp(s->tokens, cids, (size_t)nc * sizeof *w) &&
+              !memcmp(s->tokens + nc, w + nc, (size_t)(nw - nc) * sizeof *w), "choice %d = ctx_enc + continuation", c);
         CHECK(s->n_ctx == nc, "n_ctx %d = len(tok(ctx)) %d", s->n_ctx, nc);
         CHECK(s->cont_bytes == 1 + strlen(it->choices[c]), "continuation bytes");
         int32_t pos[4096], tgt[4096];
         const int k = vm_task_positions(&in, c, pos, tgt);
         CHECK(k == s->n - s->n_ctx && k > 0 && pos[0] == s->n_ctx - 1 && tgt[k - 1] == s->tokens[s->n - 1], "loglik span of choice %d", c);
     }
+    check_tree(&in, it->id);
     vm_task_input_free(&in);
+    // pmi (raw text): the second root, [BOS], with the same continuations
+    vm_task tp;
+    vm_task_init(&tp, t->tok, VM_TASK_PMI, VM_CHAT_NONE, 0);
+    if (vm_task_build(&tp, it, &in) == 0) { check_tree(&in, it->id); vm_task_input_free(&in); }
+    else CHECK(0, "build pmi %s: %s", it->id, vm_errmsg());
 }
 
 // scoring maths: letter softmax and its gradient; loglik sums and gradient (finite differences)
@@ -219,6 +307,7 @@ int main(void) {
     vm_task_mode md;
     CHECK(vm_task_mode_parse("loglik", &md) == 0 && md == VM_TASK_LOGLIK && vm_task_mode_parse("x", &md) < 0, "mode names");
     check_math();
+    check_boundary_merge();
     check_score(m, &tn, &tg, &obqa.items[1]);
     vm_dataset_free(&obqa); vm_dataset_free(&arc);
     vm_tokenizer_free(tok); vm_model_free(m);

@@ -1,5 +1,6 @@
 #include "cli/cli.h"
 #include "util/err.h"
+#include "util/fileio.h"
 
 #include <errno.h>
 #include <omp.h>
@@ -9,18 +10,21 @@
 #include <string.h>
 
 int cli_fail(const char *cmd, const char *fmt, ...) {
-    fprintf(stderr, "vmoer %s: ", cmd);
+    char buf[2048];
+    const char *msg = buf;
     if (fmt) {
         va_list ap;
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        vsnprintf(buf, sizeof buf, fmt, ap);
         va_end(ap);
     } else {   // the library's message; "fit: ..." under `vmoer fit` would name the command twice
-        const char *msg = vm_errmsg();
+        msg = vm_errmsg();
         const size_t n = strlen(cmd);
         if (!strncmp(msg, cmd, n) && msg[n] == ':' && msg[n + 1] == ' ') msg += n + 2;
-        fputs(msg, stderr);
     }
+    // one line of printable text whatever the arguments or files held (util/err.h vm_escape)
+    fprintf(stderr, "vmoer %s: ", cmd);
+    vm_fput_escaped(stderr, msg, strlen(msg));
     fputc('\n', stderr);
     return 1;
 }
@@ -57,6 +61,14 @@ int cli_u64(const char *cmd, const char *flag, const char *val, uint64_t *out) {
     if (errno || end == val || *end) { cli_fail(cmd, "%s expects a non-negative integer, got '%s'", flag, val); return -1; }
     *out = v;
     return 0;
+}
+
+int cli_output(const char *cmd, const char *path) {
+    return vm_output_check(path) ? cli_fail(cmd, NULL) : 0;
+}
+
+int cli_output_dir(const char *cmd, const char *path, const char *const *names) {
+    return vm_output_dir_check(path, names) ? cli_fail(cmd, NULL) : 0;
 }
 
 const char *cli_value(const char *cmd, int argc, char **argv, int *i) {

@@ -18,6 +18,7 @@ int cmd_compare(int argc, char **argv);
 int cmd_fit(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 // Prints "vmoer <cmd>: <message>" (or the pending vm_errmsg() when fmt is NULL); returns 1.
 int cli_fail(const char *cmd, const char *fmt, ...);
@@ -29,5 +30,9 @@ int cli_u64(const char *cmd, const char *flag, const char *val, uint64_t *out);
 const char *cli_value(const char *cmd, int argc, char **argv, int *i);
 // --threads N: applies it (OpenMP); returns 0 or -1.
 int cli_threads(const char *cmd, const char *val);
+// Output paths checked before the work (util/fileio.h vm_output_check / vm_output_dir_check): 0, or
+// the one-line error printed and 1 (the exit status).
+int cli_output(const char *cmd, const char *path);
+int cli_output_dir(const char *cmd, const char *path, const char *const *names);
 // Parses "1,2,3" into a malloc'd id list; returns count or -1 (error printed).
 int cli_parse_ids(const char *cmd, const char *s, int32_t **out);

@@ -10,6 +10,7 @@
 #include "kernels/simd.h"
 #include "model/model.h"
 #include "util/err.h"
+#include "util/fileio.h"
 #include "util/progress.h"
 #include "util/rng.h"
 
@@ -376,7 +377,9 @@ int cmd_bench(int argc, char **argv) {
         if (bat[i] < 1 || bat[i] > 4096) rc = cli_fail(CMD, "--batch: %d out of range [1, 4096]", bat[i]);
     if (n_thr == 0 || n_bat == 0) rc = cli_fail(CMD, "empty --threads or --batch list");
     FILE *js = NULL;
-    if (!rc && json && !(js = fopen(json, "w"))) rc = cli_fail(CMD, "cannot write %s", json);
+    vm_afile jf = {0};   // the JSON appears whole under its name, or not at all
+    if (!rc && json && vm_afile_open(&jf, json)) rc = cli_fail(CMD, NULL);
+    js = jf.f;
     if (!rc) rc = routers ? bench_routers(thr, n_thr, bat[0], (int)samples, (int)reps, js)
                 : kernels ? bench_kernels(path, thr, n_thr, bat[0], js)
                 : profile ? bench_profile(path, thr, n_thr, bat[0], (int)n_prompt, (int)n_gen, js)
@@ -385,7 +388,8 @@ int cmd_bench(int argc, char **argv) {
                 : ab ? bench_router_ab(path, ab, (int)bayes_layers, (int)samples, thr[0], bat[0], (int)n_prompt,
                                        (int)reps, js)
                 : bench_model(path, thr, n_thr, bat, n_bat, (int)n_prompt, (int)n_gen, (int)reps, js);
-    if (js && fclose(js) && !rc) rc = cli_fail(CMD, "error writing %s", json);
+    if (js && rc) vm_afile_abort(&jf);
+    else if (js && vm_afile_commit(&jf)) rc = cli_fail(CMD, NULL);
     if (thr != &thr_def) free(thr);
     if (bat != &bat_def) free(bat);
     return rc;

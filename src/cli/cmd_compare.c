@@ -263,6 +263,7 @@ int cmd_compare(int argc, char **argv) {
     }
     if (n_runs < 1) return cli_fail(CMD, "expected one or more eval output folders (see --help)");
     if (!out) return cli_fail(CMD, "-o OUT.html is required");
+    if (cli_output(CMD, out)) return 1;
     run runs[MAX_RUNS];
     memset(runs, 0, sizeof runs);
     const char *names[MAX_RUNS];

@@ -53,6 +53,7 @@ int cmd_convert_hf(int argc, char **argv) {
         }
     }
     if (npos != 2) return cli_fail(CMD, "expected DIR OUT.gguf (see --help)");
+    if (cli_output(CMD, pos[1])) return 1;
     if (vm_convert_hf(pos[0], pos[1], &o)) return cli_fail(CMD, NULL);
     return 0;
 }

@@ -43,6 +43,7 @@ int cmd_convert_llama2c(int argc, char **argv) {
         }
     }
     if (npos != 3) return cli_fail(CMD, "expected MODEL.bin TOKENIZER.bin OUT.gguf (see --help)");
+    if (cli_output(CMD, pos[2])) return 1;
     if (vm_convert_llama2c(pos[0], pos[1], pos[2], type, name)) return cli_fail(CMD, NULL);
     return 0;
 }

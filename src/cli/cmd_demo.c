@@ -1,8 +1,7 @@
-// vmoer demo [--model M.gguf] [--out DIR] [--seed S] [--quick]: the whole VMoER experiment on story
-// cloze (src/eval/demo.h): MAP fine-tune, baselines, Bayesian routers, one table, report.html.
+// vmoer demo [options]: the whole VMoER experiment on story cloze (src/demo/demo.h).
 #include "cli/cli.h"
 #include "data/task.h"
-#include "eval/demo.h"
+#include "demo/demo.h"
 #include "util/err.h"
 
 #include <omp.h>
@@ -12,52 +11,79 @@
 
 static const char *CMD = "demo";
 
+static void print_grid(const float *g, int n) {
+    for (int i = 0; i < n; i++) printf("%s%g", i ? "," : "", (double)g[i]);
+}
+
 static void usage(const vm_demo_opts *d) {
     printf("usage: vmoer demo [options]\n\n"
-           "The VMoER experiment in one command, on the story-cloze task (data/cloze/README.md):\n"
-           "MAP fine-tune of the routers W_r of the last MoE layers on train (own held-out part, early stopping)\n"
-           "-> the MAP router is the base -> deterministic, temperature scaling (T fitted on validation, never\n"
-           "test), temp-sample (T 0.3), mc-dropout, VGLR-mf, VGLR-fc, VTSR (fitted like MAP) -> each scores the\n"
-           "test set and two OOD sets (tinyshakespeare, wikitext2). Prints a table (ACC, NLL, ECE with bootstrap\n"
-           "interval, MCE, Brier, OOD AUROC per set and score, Jaccard at gamma 0.01, FLOPs overhead) and a\n"
-           "verdict computed from it; writes table.md, table.json (no times: the same seed gives the same bytes),\n"
-           "timing.json, report.html, methods/<name>/ (`vmoer eval` outputs) and adapters/ into the output folder.\n\n"
+           "The VMoER experiment in one command, on the story-cloze task (data/cloze/README.md), as a decisive\n"
+           "test (docs/method.md, docs/demo.md): the routers of the MoE layers least stable under embedding noise\n"
+           "are replaced by deterministic (the pretrained router), MAP (W_r fine-tuned), fixed-temperature\n"
+           "sampling, MC-dropout, VGLR-mf, VGLR-fc and VTSR, each with %d seeds; beta of the Bayesian routers\n"
+           "is chosen from a grid on the fits' held-out NLL; every method is also shown temperature-scaled (T\n"
+           "fitted on validation.jsonl, never on test). Each scores every test item and every OOD item in one\n"
+           "model pass. Every metric is the mean over seeds with a 95%% paired bootstrap interval of its\n"
+           "difference from the deterministic router; the verdict says better only when that interval excludes\n"
+           "zero. Writes table.md, table.json (no times: the same seed gives the same bytes for any --threads),\n"
+           "timing.json, report.html and adapters/ into the output folder (replaced as a whole at the end).\n\n"
            "options:\n"
            "  --model PATH      MoE GGUF (default %s)\n"
-           "  --data DIR        story-cloze folder (default %s)\n"
+           "  --data DIR        story-cloze folder: train/validation/test.jsonl and ood-*.jsonl (default %s)\n"
            "  -o, --out DIR     output folder (default %s)\n"
-           "  --seed S          every random stream (default 0)\n"
-           "  --quick           tiny sizes (seconds; for tests): train 12, test 8, OOD 6, val 6, 1 epoch, 2 passes\n"
+           "  --seed S          the first seed; seed k is S + k (default %llu)\n"
+           "  --seeds N         fit and inference seeds per method (default %d)\n"
+           "  --quick           tiny sizes (seconds; for tests)\n"
            "  --score MODE      pmi (default), loglik-raw or loglik (data/task.h)\n"
            "  --train N         train.jsonl items for the fits (default %d)\n"
-           "  --val-frac F      part of those held out for early stopping (default %.2f)\n"
+           "  --val-frac F      part of those each fit holds out for early stopping (default %.2f)\n"
            "  --val N           validation.jsonl items for temperature scaling (default %d)\n"
-           "  --test N          test.jsonl items (default %d)\n"
-           "  --ood N           items per OOD set (default %d)\n"
-           "  --layers N        the last N MoE layers are fitted / made Bayesian (default %d)\n"
-           "  --epochs-map E    MAP epochs (default %d)\n"
-           "  --epochs E        VGLR/VTSR epochs (default %d)\n"
-           "  --lr-map LR       MAP peak learning rate (default %g)\n"
-           "  --lr LR           VGLR/VTSR peak learning rate (default %g)\n"
-           "  --batch B         effective batch (default %d)\n"
-           "  --passes P        model passes per question for sampled methods (default %d)\n"
+           "  --test N          test.jsonl items, 0 = all (default %d)\n"
+           "  --ood N           items per OOD set, 0 = all (default %d)\n"
+           "  --layers N        number of Bayesian layers (default %d)\n"
+           "  --last-layers     the last N MoE layers instead of the least stable ones\n"
+           "  --epochs E        VGLR/VTSR epochs (default %d)      --epochs-map E   MAP epochs (default %d)\n"
+           "  --lr LR           VGLR/VTSR peak learning rate (default %g)   --lr-map LR (default %g)\n"
+           "  --batch B         effective batch (default %d)        --patience P (default %d)\n"
+           "  --beta LIST       VGLR beta grid (default ",
+           d->n_seeds, d->model_path, d->data_dir, d->outdir, (unsigned long long)d->seed, d->n_seeds, d->n_train,
+           (double)d->val_frac, d->n_val, d->n_test, d->n_ood, d->n_layers, d->epochs, d->epochs_map, (double)d->lr,
+           (double)d->lr_map, d->batch, d->patience);
+    print_grid(d->beta, d->n_beta);
+    printf("; 1 is the ELBO)\n  --beta-t LIST     VTSR beta_T grid (default ");
+    print_grid(d->beta_t, d->n_beta_t);
+    printf(")\n"
            "  --samples S       VGLR/MC-dropout router samples per token (default %d)\n"
            "  --stability N     test prompts for the Jaccard measurement (default %d)\n"
-           "  --boot B          ECE bootstrap resamples (default %d)\n"
+           "  --boot B          bootstrap resamples (default %d)\n"
            "  --bins M          ECE bins (default %d)\n"
-           "  --threads N       methods run side by side on N threads, one model copy each (default 2); the\n"
-           "                    numbers do not depend on N\n"
+           "  --threads N       (method, seed) units run side by side on N threads, one model copy each\n"
+           "                    (default 2); the numbers do not depend on N\n"
            "  --quiet           no progress lines on stderr\n"
            "  -h, --help        this text\n",
-           d->model_path, d->data_dir, d->outdir, d->n_train, (double)d->val_frac, d->n_val, d->n_test, d->n_ood,
-           d->n_layers, d->epochs_map, d->epochs, (double)d->lr_map, (double)d->lr, d->batch, d->passes, d->samples,
-           d->n_stab, d->boot, d->bins);
+           d->samples, d->n_stab, d->boot, d->bins);
 }
 
 static int int_opt(const char *flag, const char *v, long lo, long hi, int *out) {
     long l;
     if (cli_long(CMD, flag, v, lo, hi, &l)) return -1;
     *out = (int)l;
+    return 0;
+}
+
+// "0.01,0.1,1": 1..VM_DEMO_MAX_GRID values >= 0.
+static int grid_opt(const char *flag, const char *v, float *g, int *n) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", v);
+    int k = 0;
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        double d;
+        if (k == VM_DEMO_MAX_GRID) return cli_fail(CMD, "%s: at most %d values", flag, VM_DEMO_MAX_GRID), -1;
+        if (cli_float(CMD, flag, t, 0, 1e6, &d)) return -1;
+        g[k++] = (float)d;
+    }
+    if (k == 0) return cli_fail(CMD, "%s: no value", flag), -1;
+    *n = k;
     return 0;
 }
 
@@ -79,6 +105,7 @@ int cmd_demo(int argc, char **argv) {
         else if (!strcmp(a, "--data")) { VAL(); o.data_dir = v; }
         else if (!strcmp(a, "-o") || !strcmp(a, "--out")) { VAL(); o.outdir = v; }
         else if (!strcmp(a, "--seed")) { VAL(); if (cli_u64(CMD, a, v, &o.seed)) return 1; }
+        else if (!strcmp(a, "--seeds")) INT(1, VM_DEMO_MAX_SEEDS, &o.n_seeds);
         else if (!strcmp(a, "--score")) {
             VAL();
             if (vm_task_mode_parse(v, &o.mode)) return cli_fail(CMD, NULL);
@@ -87,15 +114,18 @@ int cmd_demo(int argc, char **argv) {
         else if (!strcmp(a, "--train")) INT(4, 100000, &o.n_train);
         else if (!strcmp(a, "--val-frac")) { VAL(); if (cli_float(CMD, a, v, 0.01, 0.9, &d)) return 1; o.val_frac = (float)d; }
         else if (!strcmp(a, "--val")) INT(2, 100000, &o.n_val);
-        else if (!strcmp(a, "--test")) INT(2, 100000, &o.n_test);
-        else if (!strcmp(a, "--ood")) INT(1, 100000, &o.n_ood);
+        else if (!strcmp(a, "--test")) { INT(0, 100000, &o.n_test); if (o.n_test == 1) return cli_fail(CMD, "--test: 0 (all) or at least 2"); }
+        else if (!strcmp(a, "--ood")) { INT(0, 100000, &o.n_ood); if (o.n_ood == 1) return cli_fail(CMD, "--ood: 0 (all) or at least 2"); }
         else if (!strcmp(a, "--layers")) INT(1, 8, &o.n_layers);
+        else if (!strcmp(a, "--last-layers")) o.layers_auto = 0;
         else if (!strcmp(a, "--epochs-map")) INT(1, 1000, &o.epochs_map);
         else if (!strcmp(a, "--epochs")) INT(1, 1000, &o.epochs);
         else if (!strcmp(a, "--lr-map")) { VAL(); if (cli_float(CMD, a, v, 1e-8, 10, &d)) return 1; o.lr_map = (float)d; }
         else if (!strcmp(a, "--lr")) { VAL(); if (cli_float(CMD, a, v, 1e-8, 10, &d)) return 1; o.lr = (float)d; }
         else if (!strcmp(a, "--batch")) INT(1, 100000, &o.batch);
-        else if (!strcmp(a, "--passes")) INT(1, 1000, &o.passes);
+        else if (!strcmp(a, "--patience")) INT(1, 1000, &o.patience);
+        else if (!strcmp(a, "--beta")) { VAL(); if (grid_opt(a, v, o.beta, &o.n_beta)) return 1; }
+        else if (!strcmp(a, "--beta-t")) { VAL(); if (grid_opt(a, v, o.beta_t, &o.n_beta_t)) return 1; }
         else if (!strcmp(a, "--samples")) INT(1, 100000, &o.samples);
         else if (!strcmp(a, "--stability")) INT(1, 100000, &o.n_stab);
         else if (!strcmp(a, "--boot")) INT(0, 1000000, &o.boot);
@@ -108,15 +138,9 @@ int cmd_demo(int argc, char **argv) {
 #undef VAL
     }
     if (cli_threads(CMD, threads)) return 1;
-    vm_demo_result r;
-    if (vm_demo_run(&o, &r)) return cli_fail(CMD, NULL);
-    char *md = vm_demo_table_md(&o, &r);
-    if (!md) return cli_fail(CMD, "out of memory");
-    fputs(md, stdout);
-    free(md);
-    printf("\nWall time %.1f s (%d thread(s)); per method fit / eval seconds:", r.seconds, omp_get_max_threads());
-    for (int i = 0; i < r.n_rows; i++) printf(" %s %.1f/%.1f%s", r.rows[i].name, r.rows[i].sec_fit, r.rows[i].sec_eval,
-                                              i + 1 < r.n_rows ? "," : "\n");
-    printf("Wrote %s/{table.md,table.json,timing.json,report.html,methods/,adapters/}\n", o.outdir);
+    static const char *const names[] = { "table.md", "table.json", "timing.json", "report.html", "adapters", "methods", NULL };
+    if (cli_output_dir(CMD, o.outdir, names)) return 1;
+    double sec;
+    if (vm_demo_run(&o, &sec)) return cli_fail(CMD, NULL);
     return 0;
 }

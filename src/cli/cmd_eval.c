@@ -37,6 +37,8 @@ static void usage(void) {
            "                       $VMOER_SHARED/data/mcqa (test.jsonl, else dev.jsonl), e.g. openbookqa\n"
            "  --ood NAME=PATH[@SUBJECT]  an OOD set (repeatable, up to %d); @SUBJECT keeps one subject (MedMCQA)\n"
            "  --val PATH           validation set: adds the method '<router>+ts' (temperature scaling fitted there)\n"
+           "  --format NAME        format of every set: obqa, arc, sciq, medmcqa, mmlu, jsonl (default: detect\n"
+           "                       each file)\n"
            "  --adapter A.gguf     trained routers from `vmoer fit`\n"
            "  --router KIND        replace every router by a fresh one of this kind (baselines): %s\n"
            "  --samples S --temp T --dropout P --members M   router options (defaults of vm_router_opts)\n"
@@ -52,7 +54,7 @@ static void usage(void) {
            "                       'none' skips the stability runs)\n"
            "  --stability-limit N  first N prompts used for stability (default: all --limit items)\n"
            "  --time-items N       prompts timed for the cost ratio (default 50)\n"
-           "  --bins 10|15         ECE bins (default 10)\n"
+           "  --bins M             ECE bins, 1..1000 (default 10; the paper reports 10 and 15)\n"
            "  --boot B             bootstrap replicates for the ECE interval (default 1000; 0 = none)\n"
            "  --seed S             seed of router streams, noise and bootstrap (default 0)\n"
            "  --threads N          worker threads\n"
@@ -102,9 +104,10 @@ static int parse_set(const char *flag, const char *v, int named, set_arg *out) {
 
 static void set_free(set_arg *a) { free(a->name); free(a->path); free(a->subject); }
 
-static int load_set(const set_arg *a, long limit, vm_dataset *ds) {
+static int load_set(const set_arg *a, long limit, vm_mcq_format fmt, vm_dataset *ds) {
     vm_dataset_opts o;
     vm_dataset_opts_default(&o);
+    o.format = fmt;
     o.limit = (size_t)limit;
     o.subject = a->subject;
     return vm_dataset_load(ds, a->path, &o);
@@ -130,7 +133,7 @@ static int parse_grid(const char *v, double *g, int *n) {
 
 int cmd_eval(int argc, char **argv) {
     const char *model_path = NULL, *adapter = NULL, *router = NULL, *outdir = NULL, *score = "letter";
-    const char *tmpl_name = NULL, *data_arg = NULL, *val_arg = NULL;
+    const char *tmpl_name = NULL, *data_arg = NULL, *val_arg = NULL, *fmt_arg = NULL;
     const char *ood_args[MAX_OOD];
     int n_ood = 0, n_gamma = (int)(sizeof default_grid / sizeof *default_grid);
     double grid[MAX_GAMMA];
@@ -152,6 +155,7 @@ int cmd_eval(int argc, char **argv) {
             ood_args[n_ood++] = v;
         }
         else if (!strcmp(a, "--val")) { VAL(); val_arg = v; }
+        else if (!strcmp(a, "--format")) { VAL(); fmt_arg = v; }
         else if (!strcmp(a, "--adapter")) { VAL(); adapter = v; }
         else if (!strcmp(a, "--router")) { VAL(); router = v; }
         else if (!strcmp(a, "--score")) { VAL(); score = v; }
@@ -178,9 +182,12 @@ int cmd_eval(int argc, char **argv) {
     if (!model_path) return cli_fail(CMD, "expected MODEL.gguf (see --help)");
     if (!data_arg) return cli_fail(CMD, "--data PATH is required");
     if (!outdir) return cli_fail(CMD, "-o OUTDIR is required");
+    if (cli_output_dir(CMD, outdir, vm_eval_output_names)) return 1;
     if (adapter && router) return cli_fail(CMD, "--adapter and --router exclude each other");
     vm_task_mode mode;
     if (vm_task_mode_parse(score, &mode)) return cli_fail(CMD, NULL);
+    vm_mcq_format fmt = VM_MCQ_FORMAT_AUTO;
+    if (fmt_arg && vm_mcq_format_parse(fmt_arg, &fmt)) return cli_fail(CMD, NULL);
     if (router) {
         int ok = 0;
         for (const char *const *k = vm_router_kind_names(); *k; k++) ok |= !strcmp(*k, router);
@@ -212,10 +219,10 @@ int cmd_eval(int argc, char **argv) {
         for (int j = 0; j < i; j++)
             if (!strcmp(oods[i].name, oods[j].name)) { cli_fail(CMD, "--ood: name '%s' given twice", oods[i].name); goto done; }
     }
-    if (load_set(&id_arg, limit, &ds_id)) { cli_fail(CMD, NULL); goto done; }
-    if (val_arg && load_set(&val_set, limit, &ds_val)) { cli_fail(CMD, NULL); goto done; }
+    if (load_set(&id_arg, limit, fmt, &ds_id)) { cli_fail(CMD, NULL); goto done; }
+    if (val_arg && load_set(&val_set, limit, fmt, &ds_val)) { cli_fail(CMD, NULL); goto done; }
     for (int i = 0; i < n_ood; i++)
-        if (load_set(&oods[i], limit, &ds_ood[i])) { cli_fail(CMD, NULL); goto done; }
+        if (load_set(&oods[i], limit, fmt, &ds_ood[i])) { cli_fail(CMD, NULL); goto done; }
 
     if (!(m = vm_model_load(model_path))) { cli_fail(CMD, NULL); goto done; }
     if (vm_model_n_expert(m) == 0) { cli_fail(CMD, "%s is a dense model (no MoE layer to route)", model_path); goto done; }

@@ -151,6 +151,9 @@ int cmd_fit(int argc, char **argv) {
         return cli_fail(CMD, "--router KIND is required (%s)", vm_router_kind_list(VM_ROUTER_TRAINABLE, kinds, sizeof kinds));
     }
     if (!out) return cli_fail(CMD, "-o ADAPTER.gguf is required");
+    char ckpt_buf[4096];   // the checkpoint is written during the fit: check it now, not after it
+    snprintf(ckpt_buf, sizeof ckpt_buf, "%s.ckpt", out);
+    if (cli_output(CMD, out) || cli_output(CMD, o.ckpt_path ? o.ckpt_path : ckpt_buf)) return 1;
     if (layers) {
         if (!strcmp(layers, "auto")) o.layers_auto = 1;
         else if ((o.n_layers = parse_layers(layers, o.layers, VM_ADAPTER_MAX_LAYERS)) <= 0)
@@ -186,9 +189,13 @@ int cmd_fit(int argc, char **argv) {
         if (o.lora_rank) printf(") + LoRA rank %d on Q/K/V (", o.lora_rank);
         if (o.lora_rank) for (int i = 0, n = 0; i < m->hp.n_layer; i++) if (m->loras && m->loras[i]) printf("%s%d", n++ ? "," : "", i);
         printf("), %lld steps, %d epochs, best epoch %d\n", (long long)st.steps, st.epochs_run, st.best_epoch);
-        printf("train ce %.4f -> %.4f; val nll %.4f -> %.4f, val acc %.3f -> %.3f; %.0f tok/s\n",
-               st.train_ce_first, st.train_ce_last, st.val_nll_init, st.val_nll_best, st.val_acc_init,
-               st.val_acc_best, st.tokens_per_s);
+        printf("train ce %.4f -> %.4f; ", st.train_ce_first, st.train_ce_last);
+        if (st.n_val > 0)
+            printf("val nll %.4f -> %.4f, val acc %.3f -> %.3f", st.val_nll_init, st.val_nll_best, st.val_acc_init,
+                   st.val_acc_best);
+        else   // nothing to measure: not "nan -> inf"
+            printf("no validation items (--val-frac 0): the adapter is the last epoch's");
+        printf("; %.0f tok/s\n", st.tokens_per_s);
         if (o.layers_auto) {
             printf("layer jaccard (gamma %.3g):", (double)o.auto_gamma);
             for (int il = 0; il < m->hp.n_layer && il < VM_ADAPTER_MAX_LAYERS; il++)

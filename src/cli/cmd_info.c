@@ -49,14 +49,10 @@ static void collect(const vm_gguf *g, info_stats *s) {
     }
 }
 
-// Printable copy of a file string for the terminal (control bytes escaped, long values cut).
+// Printable copy of a file string for the terminal (control bytes and bytes that are not UTF-8
+// escaped: a model's strings must not drive the terminal; long values cut).
 static void print_str(const char *s, uint64_t n, size_t max) {
-    size_t lim = n < max ? (size_t)n : max;
-    for (size_t i = 0; i < lim; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 32 || c == 127) printf("\\x%02x", c);
-        else putchar(c);
-    }
+    vm_fput_escaped(stdout, s, n < max ? (size_t)n : max);
     if (n > max) printf("... (%llu bytes)", (unsigned long long)n);
 }
 
@@ -143,10 +139,14 @@ static const vm_gguf_kv *str_kv(const vm_gguf *g, const char *key) {
 
 static void print_text(const vm_gguf *g, const char *arch, const info_stats *s) {
     const vm_gguf_kv *kv;
-    printf("file:            %s (%zu bytes)\n", g->path, g->size);
+    printf("file:            ");
+    print_str(g->path, strlen(g->path), 4096);
+    printf(" (%zu bytes)\n", g->size);
     printf("format:          GGUF v%u, %lld metadata keys, alignment %zu, data at %zu\n", g->version,
            (long long)g->n_kv, g->alignment, g->data_offset);
-    printf("architecture:    %s\n", arch[0] ? arch : "(none)");
+    printf("architecture:    ");
+    if (arch[0]) print_str(arch, strlen(arch), strlen(arch)); else printf("(none)");
+    printf("\n");
     if ((kv = str_kv(g, "general.name"))) { printf("name:            "); print_value(kv); printf("\n"); }
     for (size_t i = 0; arch[0] && i < sizeof dims_ / sizeof *dims_; i++) {
         if (!(kv = arch_kv(g, arch, dims_[i]))) continue;

@@ -124,6 +124,9 @@ int cmd_train(int argc, char **argv) {
     if (!path) return cli_fail(CMD, "expected MODEL.gguf (see --help)");
     if (!n_texts) return cli_fail(CMD, "--text FILE is required");
     if (!out) return cli_fail(CMD, "-o OUT.gguf is required");
+    char ckpt_buf[4096];
+    snprintf(ckpt_buf, sizeof ckpt_buf, "%s.ckpt", out);
+    if (cli_output(CMD, out) || cli_output(CMD, o.ckpt_path ? o.ckpt_path : ckpt_buf)) return 1;
 
     int rc = 1;
     vm_lm *lm = NULL;

@@ -54,6 +54,7 @@ int cmd_upcycle(int argc, char **argv) {
     if (!n_exp) return cli_fail(CMD, "--experts N is required");
     if (!top_k) return cli_fail(CMD, "--top-k K is required");
     if (top_k > n_exp) return cli_fail(CMD, "--top-k %ld exceeds --experts %ld", top_k, n_exp);
+    if (cli_output(CMD, pos[1])) return 1;
     vm_upcycle_opts o = {(int)n_exp, (int)top_k, (float)noise, (float)rstd, seed};
     if (vm_upcycle(pos[0], pos[1], &o)) return cli_fail(CMD, NULL);
     return 0;

@@ -29,6 +29,7 @@ static const cli_cmd commands[] = {
     {"eval", cmd_eval, "evaluate calibration, OOD detection, routing stability and cost on an MCQA set"},
     {"compare", cmd_compare, "put several eval output folders side by side (tables and overlaid figures)"},
     {"demo", cmd_demo, "the whole VMoER experiment on story cloze: MAP, baselines, VGLR/VTSR, table + report"},
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server whose answers carry routing uncertainty (and routing)"},
     {"bench", cmd_bench, "throughput: prompt processing and decode tokens/s, kernels vs BLAS"},
 };
 

@@ -17,18 +17,25 @@ typedef enum hf_arch {
     HF_LLAMA = 0, HF_GRANITEMOE, HF_QWEN2MOE, HF_QWEN3MOE, HF_OLMOE, HF_DEEPSEEK, HF_DEEPSEEK2
 } hf_arch;
 
-static const struct { const char *hf; hf_arch arch; const char *gguf; } hf_archs[] = {
-    {"LlamaForCausalLM", HF_LLAMA, "llama"},
-    {"MistralForCausalLM", HF_LLAMA, "llama"},
-    {"MixtralForCausalLM", HF_LLAMA, "llama"},
-    {"GraniteMoeForCausalLM", HF_GRANITEMOE, "granitemoe"},
-    {"GraniteMoeSharedForCausalLM", HF_GRANITEMOE, "granitemoe"},
-    {"Qwen2MoeForCausalLM", HF_QWEN2MOE, "qwen2moe"},
-    {"Qwen3MoeForCausalLM", HF_QWEN3MOE, "qwen3moe"},
-    {"OlmoeForCausalLM", HF_OLMOE, "olmoe"},
-    {"DeepseekForCausalLM", HF_DEEPSEEK, "deepseek"},
-    {"DeepseekV2ForCausalLM", HF_DEEPSEEK2, "deepseek2"},
-    {"DeepseekV3ForCausalLM", HF_DEEPSEEK2, "deepseek2"},
+// "architectures"[0], or (a config without that list, which transformers loads by its model_type)
+// "model_type"; n_ctx: the config class's max_position_embeddings default, used when config.json
+// has none (transformers fills the attribute from the class default then). Sources: the
+// `configuration_<model_type>.py` files of transformers (Llama 2048; Mistral, Mixtral 4096 * 32;
+// GraniteMoe, GraniteMoeShared 2048; Qwen2Moe, Qwen3Moe 32768; Olmoe 4096; DeepseekV2 2048;
+// DeepseekV3 4096) and, for deepseek (not in transformers), the remote-code DeepseekConfig of
+// deepseek-ai/deepseek-moe-16b (2048).
+static const struct { const char *hf, *model_type; hf_arch arch; const char *gguf; int n_ctx; } hf_archs[] = {
+    {"LlamaForCausalLM", "llama", HF_LLAMA, "llama", 2048},
+    {"MistralForCausalLM", "mistral", HF_LLAMA, "llama", 4096 * 32},
+    {"MixtralForCausalLM", "mixtral", HF_LLAMA, "llama", 4096 * 32},
+    {"GraniteMoeForCausalLM", "granitemoe", HF_GRANITEMOE, "granitemoe", 2048},
+    {"GraniteMoeSharedForCausalLM", "granitemoeshared", HF_GRANITEMOE, "granitemoe", 2048},
+    {"Qwen2MoeForCausalLM", "qwen2_moe", HF_QWEN2MOE, "qwen2moe", 32768},
+    {"Qwen3MoeForCausalLM", "qwen3_moe", HF_QWEN3MOE, "qwen3moe", 32768},
+    {"OlmoeForCausalLM", "olmoe", HF_OLMOE, "olmoe", 4096},
+    {"DeepseekForCausalLM", "deepseek", HF_DEEPSEEK, "deepseek", 2048},
+    {"DeepseekV2ForCausalLM", "deepseek_v2", HF_DEEPSEEK2, "deepseek2", 2048},
+    {"DeepseekV3ForCausalLM", "deepseek_v3", HF_DEEPSEEK2, "deepseek2", 4096},
 };
 
 // ---------------------------------------------------------------- config.json
@@ -131,21 +138,25 @@ static int cfg_read(const char *dir, hf_cfg *c, char **name_out) {
     if (!json_is_object(root)) { vm_err("%s: not a JSON object", path); goto done; }
     json_t *archs = json_object_get(root, "architectures");
     const char *a = json_is_array(archs) ? json_string_value(json_array_get(archs, 0)) : NULL;
-    if (!a) { vm_err("%s: no \"architectures\" list", path); goto done; }
-    int found = 0;
+    const char *mt = a ? NULL : json_string_value(json_object_get(root, "model_type"));
+    if (!a && !mt) { vm_err("%s: neither an \"architectures\" list nor a \"model_type\"", path); goto done; }
+    int found = -1;
     for (size_t i = 0; i < sizeof hf_archs / sizeof *hf_archs; i++)
-        if (!strcmp(a, hf_archs[i].hf)) { c->arch = hf_archs[i].arch; c->gguf_arch = hf_archs[i].gguf; found = 1; }
-    if (!found) {
-        vm_err("%s: architecture '%s' is not supported (Llama, Mistral, Mixtral, GraniteMoe, Qwen2Moe, "
-               "Qwen3Moe, Olmoe, Deepseek, DeepseekV2/V3)", path, a);
+        if (a ? !strcmp(a, hf_archs[i].hf) : !strcmp(mt, hf_archs[i].model_type)) found = (int)i;
+    if (found < 0) {
+        vm_err("%s: %s '%s' is not supported (Llama, Mistral, Mixtral, GraniteMoe, Qwen2Moe, Qwen3Moe, Olmoe, "
+               "Deepseek, DeepseekV2/V3)", path, a ? "architecture" : "model_type", a ? a : mt);
         goto done;
     }
+    c->arch = hf_archs[found].arch; c->gguf_arch = hf_archs[found].gguf;
+    if (!a) a = hf_archs[found].hf;   // for messages
+    c->n_ctx = hf_archs[found].n_ctx;
     const int BIG = 1 << 24;
     static const char *const k_ctx[] = {"max_position_embeddings", "n_ctx", "n_positions", NULL};
     static const char *const k_nexp[] = {"num_local_experts", "num_experts", "n_routed_experts", NULL};
     static const char *const k_used[] = {"num_experts_per_tok", NULL};
     if (cj_int(root, "vocab_size", &c->n_vocab, 1, 1, BIG) ||
-        cj_int_any(root, k_ctx, &c->n_ctx, 1, 1, 1 << 30) ||
+        cj_int_any(root, k_ctx, &c->n_ctx, 0, 1, 1 << 30) < 0 ||
         cj_int(root, "hidden_size", &c->n_embd, 1, 1, BIG) ||
         cj_int(root, "intermediate_size", &c->n_ff, 1, 1, BIG) ||
         cj_int(root, "num_hidden_layers", &c->n_layer, 1, 1, 1 << 16) ||
@@ -282,6 +293,8 @@ static int put(hf_ctx *x, const char *name, float *data, int n_dims, const int64
     for (int i = 1; i < n_dims; i++) rows *= ne[i];
     size_t row = vm_type_row_size(ty, ne[0]), nbytes;
     if (row == 0 || vm_size_mul(row, (size_t)rows, &nbytes)) return vm_err("%s: bad size", name);
+    // what is written must be finite, or the model would not load (f16/q8_0 can overflow to Inf)
+    if (vm_type_check_finite(VM_TYPE_F32, data, ne[0] * rows, name)) return -1;
     if (ty == VM_TYPE_F32) return vm_gguf_add_tensor(x->w, name, ty, n_dims, ne, data, nbytes);
     uint8_t *dst = keep(x, vm_malloc(nbytes ? nbytes : 1));
     if (!dst) return -1;
@@ -297,6 +310,7 @@ static int put(hf_ctx *x, const char *name, float *data, int n_dims, const int64
             return vm_err("%s: cannot quantise to %s", name, vm_type_name(ty));
         }
     }
+    if (vm_type_check_finite(ty, dst, ne[0] * rows, name)) return -1;
     return vm_gguf_add_tensor(x->w, name, ty, n_dims, ne, dst, nbytes);
 }
 
@@ -335,8 +349,10 @@ static int emit(hf_ctx *x, const char *gname, const char *hname, int nd, const i
     for (int i = 0; i < nd; i++) ne[i] = shape[nd - 1 - i];
     vm_type want = kind == K_MAT ? x->type : VM_TYPE_F32;
     if (want == VM_TYPE_Q8_0 && ne[0] % 32) want = VM_TYPE_F16;
-    if (!permute_heads && st_to_vm(t->dtype) == want)   // already in the output type: no copy
+    if (!permute_heads && st_to_vm(t->dtype) == want) {   // already in the output type: no copy
+        if (vm_type_check_finite(want, t->data, ne[0] * ne[1] * ne[2] * ne[3], hname)) return -1;
         return vm_gguf_add_tensor(x->w, gname, want, nd, ne, t->data, t->nbytes);
+    }
     float *f = read_f32(t);
     if (!f) return -1;
     if (permute_heads && permute_rows(f, shape[0], nd > 1 ? shape[1] : 1, permute_heads)) { free(f); return -1; }

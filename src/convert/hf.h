@@ -1,7 +1,9 @@
 // Hugging Face checkpoint folder (config.json + safetensors, single or sharded) -> GGUF, with
 // llama.cpp's metadata keys and tensor names (convert_hf_to_gguf.py / gguf-py tensor_mapping.py).
 //
-// Architectures (config "architectures"[0] -> general.architecture):
+// Architectures (config "architectures"[0], or its "model_type" when the list is absent, as
+// transformers accepts -> general.architecture; max_position_embeddings defaults to the config
+// class's value, listed with its source in hf.c):
 //   LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM -> llama  (Q/K rows permuted from
 //     HF's rotate-half layout to ggml's adjacent-pair RoPE layout)
 //   GraniteMoeForCausalLM, GraniteMoeSharedForCausalLM -> granitemoe (permuted like llama;

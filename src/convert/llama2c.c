@@ -155,6 +155,8 @@ static int l2c_add(vm_gguf_writer *w, l2c_bufs *bufs, const char *name, vm_type 
     if (type != VM_TYPE_F32 && vm_type_row_size(type, cols) == 0) type = VM_TYPE_F16;  // rows not whole blocks
     size_t row = type == VM_TYPE_F32 ? (size_t)cols * 4 : vm_type_row_size(type, cols), nbytes;
     if (row == 0 || vm_size_mul(row, (size_t)rows, &nbytes)) return vm_err("%s: bad size", name);
+    // what is written must be finite, or the model would not load (f16/q8_0 can overflow to Inf)
+    if (vm_type_check_finite(VM_TYPE_F32, src, cols * rows, name)) return -1;
     if (type == VM_TYPE_F32) return vm_gguf_add_tensor(w, name, type, nd, ne, src, nbytes);
     uint8_t *dst = l2c_keep(bufs, vm_malloc(nbytes));
     if (!dst) return -1;
@@ -170,6 +172,7 @@ static int l2c_add(vm_gguf_writer *w, l2c_bufs *bufs, const char *name, vm_type 
             return vm_err("%s: cannot quantise to %s", name, vm_type_name(type));
         }
     }
+    if (vm_type_check_finite(type, dst, cols * rows, name)) return -1;
     return vm_gguf_add_tensor(w, name, type, nd, ne, dst, nbytes);
 }
 

@@ -73,6 +73,7 @@ static int up_stack(const vm_gguf_tensor_info *ti, int layer, int which, const v
     }
     free(w); free(row);
     if (!dst) return -1;
+    if (vm_type_check_finite(st, dst, (int64_t)(total / row_bytes) * cols, ti->name)) { free(dst); return -1; }   // noise can overflow
     *type = st; *out = dst; *out_bytes = total;
     return 0;
 }
@@ -105,6 +106,12 @@ int vm_upcycle(const char *in_path, const char *out_path, const vm_upcycle_opts 
             vm_err("%s: already a MoE (tensor %s)", in_path, g->tensors[i].name);
             goto done;
         }
+    for (int64_t i = 0; i < g->n_tensors; i++) {   // the upcycled model would not load
+        char what[VM_GGUF_MAX_NAME + 16];
+        snprintf(what, sizeof what, "tensor %s", g->tensors[i].name);
+        const vm_tensor *t = &g->tensors[i].t;
+        if (vm_type_check_finite(t->type, t->data, vm_tensor_nelements(t), what)) { vm_err_prefix("%s", in_path); goto done; }
+    }
     if (!(w = vm_gguf_writer_init()) || !(bufs = vm_calloc((size_t)n_layer * 4, sizeof *bufs))) goto done;
     vm_gguf_copy_kv(w, g);
     vm_gguf_set_u32(w, "llama.expert_count", (uint32_t)o->n_expert);

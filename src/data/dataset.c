@@ -4,6 +4,7 @@
 #include "data/dataset_internal.h"
 #include "util/err.h"
 #include "util/fileio.h"
+#include "util/hash.h"
 #include "util/rng.h"
 
 #include <ctype.h>
@@ -131,6 +132,28 @@ void vm_dataset_free(vm_dataset *ds) {
     free(ds->name);
     for (int i = 0; i < VM_DATASET_MAX_BAD_MSGS; i++) free(ds->bad_msgs[i]);
     memset(ds, 0, sizeof *ds);
+}
+
+// A string with its length (and NULL distinct from ""), so field boundaries cannot shift.
+static uint64_t fnv_str(uint64_t h, const char *s) {
+    const int64_t n = s ? (int64_t)strlen(s) : -1;
+    h = vm_fnv1a(h, &n, sizeof n);
+    return s ? vm_fnv1a(h, s, (size_t)n) : h;
+}
+
+uint64_t vm_dataset_fingerprint(const vm_dataset *ds) {
+    uint64_t h = VM_FNV1A_INIT;
+    const uint64_t n = ds ? ds->n : 0;
+    h = vm_fnv1a(h, &n, sizeof n);
+    for (size_t i = 0; i < n; i++) {
+        const vm_mcq_item *it = &ds->items[i];
+        const int32_t head[2] = { it->n_choices, it->answer };
+        h = vm_fnv1a(h, head, sizeof head);
+        h = fnv_str(h, it->question);
+        for (int c = 0; c < it->n_choices && c < VM_MCQ_MAX_CHOICES; c++) h = fnv_str(fnv_str(h, it->choices[c]), it->labels[c]);
+        h = fnv_str(fnv_str(h, it->subject), it->support);
+    }
+    return h;
 }
 
 // "<parent>/<stem>" of a path, ignoring trailing slashes and a .jsonl/.json/.csv extension.

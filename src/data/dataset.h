@@ -79,6 +79,10 @@ int vm_dataset_load(vm_dataset *ds, const char *path, const vm_dataset_opts *opt
 int vm_dataset_load_buf(vm_dataset *ds, const char *path, const char *buf, size_t len,
                         const vm_dataset_opts *opts);
 void vm_dataset_free(vm_dataset *ds);
+// FNV-1a 64 over what every item says (question, choices, labels, answer, subject, support, in
+// order; not ids or line numbers): two files give the same value only when a fit sees the same
+// items. Resumable fits put it in their checkpoint fingerprint.
+uint64_t vm_dataset_fingerprint(const vm_dataset *ds);
 
 const char *vm_mcq_format_name(vm_mcq_format f);          // "obqa", .., "auto"
 int vm_mcq_format_parse(const char *name, vm_mcq_format *out);   // 0 ok, -1 unknown name

@@ -278,6 +278,7 @@ vm_mcq_format vm_dsi_detect_jsonl(const char *path, const char *buf, size_t len)
         if (!first_err[0]) snprintf(first_err, sizeof first_err, "line %d: %s", line, vm_errmsg());
     }
     if (!tried) vm_err("%s: cannot detect the dataset format of an empty file", path);
-    else vm_err("%s: cannot detect the dataset format (%s); give it explicitly", path, first_err);
+    else vm_err("%s: cannot detect the dataset format (%s); give it explicitly (--format obqa, arc, sciq, "
+                "medmcqa, mmlu or jsonl)", path, first_err);
     return VM_MCQ_FORMAT_AUTO;
 }

@@ -88,6 +88,7 @@ void vm_task_input_free(vm_task_input *in) {
     if (!in) return;
     for (int s = 0; s < in->n_seq; s++) free(in->seq[s].tokens);
     free(in->text);
+    free(in->tree.mem);
     memset(in, 0, sizeof *in);
 }
 
@@ -211,6 +212,9 @@ static int build_loglik(const vm_task *t, const vm_mcq_item *it, vm_task_input *
         s->n_ctx = nc < s->n ? nc : s->n;
         s->cont_bytes = 1 + strlen(it->choices[c]);
         if (s->n_ctx >= s->n) { free(cids); return vm_err("task: item %s: choice %c adds no token", it->id, 'A' + c); }
+        // the harness's sequence: ctx_enc + whole[len(ctx_enc):] (whole's own first tokens differ
+        // where the tokenizer merges across the boundary); every choice then shares ctx_enc exactly
+        memcpy(s->tokens, cids, (size_t)nc * sizeof(int32_t));
         if (too_long(t, it, s->n)) { free(cids); return -1; }
     }
     free(cids);
@@ -239,8 +243,74 @@ int vm_task_build(const vm_task *t, const vm_mcq_item *it, vm_task_input *in) {
         it->answer >= it->n_choices)
         return vm_err("task: item %s: bad choice count or answer", it->id);
     int rc = vm_task_is_loglik(t->mode) ? build_loglik(t, it, in) : build_letter(t, it, in);
+    if (rc == 0 && vm_task_tree_build(in)) rc = vm_err_prefix("task: item %s", it->id);
     if (rc < 0) vm_task_input_free(in);
     return rc;
+}
+
+// ---- the tree ----
+
+// Root segment of t (among segments [0, n_seg)) whose rows are exactly tokens[0, p), or -1.
+static int find_root(const vm_task_tree *t, const int32_t *tokens, int p) {
+    for (int g = 0; g < t->view.n_seg; g++) {
+        const int r0 = t->view.seg_off[g], n = t->view.seg_off[g + 1] - r0;
+        if (t->view.parent[g] < 0 && n == p && !memcmp(t->tok + r0, tokens, (size_t)p * sizeof(int32_t))) return g;
+    }
+    return -1;
+}
+
+// Appends segment rows tokens[a, b) at positions a.. with the given parent; returns its index.
+static int add_segment(vm_task_tree *t, const int32_t *tokens, int a, int b, int parent) {
+    int32_t *seg_off = (int32_t *)t->view.seg_off, *par = (int32_t *)t->view.parent, *pos = (int32_t *)t->view.pos;
+    const int g = t->view.n_seg++, r0 = t->view.n_rows;
+    for (int i = a; i < b; i++) {
+        t->tok[r0 + i - a] = tokens[i];
+        pos[r0 + i - a] = i;
+        t->seg[r0 + i - a] = g;
+    }
+    par[g] = parent;
+    t->view.n_rows += b - a;
+    seg_off[g + 1] = t->view.n_rows;
+    return g;
+}
+
+int vm_task_tree_build(vm_task_input *in) {
+    vm_task_tree *t = &in->tree;
+    free(t->mem);
+    memset(t, 0, sizeof *t);
+    if (in->n_seq < 1 || in->n_seq > VM_TASK_MAX_SEQ) return vm_err("task tree: %d sequences", in->n_seq);
+    size_t R = 0;
+    for (int s = 0; s < in->n_seq; s++) R += (size_t)in->seq[s].n;
+    const size_t S = 2 * (size_t)in->n_seq;
+    // tok, pos, seg (R each), out_row, out_tgt (at most R each), seg_off (S+1), parent (S)
+    int32_t *mem = vm_malloc((5 * R + 2 * S + 1) * sizeof(int32_t));
+    if (!mem) return -1;
+    t->mem = mem;
+    t->tok = mem; t->view.pos = mem + R; t->seg = mem + 2 * R;
+    t->out_row = mem + 3 * R; t->out_tgt = mem + 4 * R;
+    t->view.seg_off = mem + 5 * R; t->view.parent = mem + 5 * R + S + 1;
+    ((int32_t *)t->view.seg_off)[0] = 0;
+    for (int s = 0; s < in->n_seq; s++) {
+        const vm_task_seq *q = &in->seq[s];
+        // the prefix shared with other sequences: the context (loglik); the whole prompt (letter)
+        const int p = in->mode == VM_TASK_LETTER ? q->n : q->n_ctx;
+        if (p < 1 || p > q->n) return vm_err("task tree: sequence %d has prefix %d of %d tokens", s, p, q->n);
+        int root = find_root(t, q->tokens, p);
+        if (root < 0) root = add_segment(t, q->tokens, 0, p, -1);
+        const int r_root = t->view.seg_off[root];
+        const int r_child = q->n > p ? t->view.n_rows : -1;
+        if (q->n > p) add_segment(t, q->tokens, p, q->n, root);
+        t->out0[s] = t->n_out;
+        // positions scored (room: the earlier sequences' n and this one's cover it), then their rows
+        int32_t *out = t->out_row + t->n_out;
+        const int k = vm_task_positions(in, s, out, t->out_tgt + t->n_out);
+        if (k < 1) return vm_err("task tree: sequence %d has no scored position", s);
+        for (int i = 0; i < k; i++) out[i] = out[i] < p ? r_root + out[i] : r_child + out[i] - p;
+        t->n_out += k;
+        if (s == 0) t->ctx_row = r_root + p - 1;
+    }
+    t->out0[in->n_seq] = t->n_out;
+    return vm_tree_check(&t->view, t->view.n_rows);
 }
 
 int vm_task_positions(const vm_task_input *in, int s, int32_t *pos, int32_t *tgt) {
@@ -289,6 +359,11 @@ double vm_task_seq_loglik(const vm_task_input *in, int s, const float *logits, i
     return ll;
 }
 
+void vm_task_tree_loglik(const vm_task_input *in, const float *logits, int V, double *ll) {
+    for (int s = 0; s < in->n_seq; s++)
+        ll[s] = vm_task_seq_loglik(in, s, logits + (size_t)in->tree.out0[s] * V, V, NULL, 0);
+}
+
 double vm_task_choice_softmax(const double *ll, int n, int answer, double *probs) {
     double mx = -INFINITY, z = 0;
     for (int c = 0; c < n; c++) if (ll[c] > mx) mx = ll[c];
@@ -315,38 +390,59 @@ static int argmax_d(const double *x, int n) {
     return b;
 }
 
-int vm_task_score(const vm_model *m, vm_ctx *c, const vm_task_input *in, vm_task_result *r) {
+static void result_init(const vm_task_input *in, vm_task_result *r) {
     memset(r, 0, sizeof *r);
-    const int n = in->n_choices, V = vm_model_n_vocab(m);
-    r->n_choices = n; r->answer = in->answer;
+    r->n_choices = in->n_choices; r->answer = in->answer;
+}
+
+static void result_nll(const vm_task_input *in, vm_task_result *r) {
+    const double py = r->probs[in->answer];
+    r->nll = -log(py > 1e-12 ? py : 1e-12);
+}
+
+void vm_task_result_letter(const vm_task_input *in, const float *row, vm_task_result *r) {
+    const int n = in->n_choices;
+    result_init(in, r);
+    vm_task_letter_probs(in, row, r->probs, NULL, 0);
+    for (int k = 0; k < n; k++) r->ll[k] = log(r->probs[k] > 0 ? r->probs[k] : 1e-300);
+    r->pred = r->pred_norm = argmax_d(r->probs, n);
+    result_nll(in, r);
+}
+
+void vm_task_result_loglik(const vm_task_input *in, const double *ll_seq, vm_task_result *r) {
+    const int n = in->n_choices;
+    double norm[VM_MCQ_MAX_CHOICES];
+    result_init(in, r);
+    vm_task_choice_scores(in, ll_seq, r->ll);
+    for (int k = 0; k < n; k++) norm[k] = r->ll[k] / (double)(in->seq[k].cont_bytes ? in->seq[k].cont_bytes : 1);
+    vm_task_choice_softmax(r->ll, n, in->answer, r->probs);
+    r->pred = argmax_d(r->ll, n);
+    r->pred_norm = argmax_d(norm, n);
+    result_nll(in, r);
+}
+
+int vm_task_score(const vm_model *m, vm_ctx *c, const vm_task_input *in, vm_task_result *r) {
+    const int V = vm_model_n_vocab(m);
     if (in->mode == VM_TASK_LETTER) {
         vm_ctx_reset(c);
         if (vm_ctx_eval(c, in->seq[0].tokens, in->seq[0].n, NULL) < 0) return -1;
-        vm_task_letter_probs(in, vm_ctx_last_logits(c), r->probs, NULL, 0);
-        for (int k = 0; k < n; k++) r->ll[k] = log(r->probs[k] > 0 ? r->probs[k] : 1e-300);
-        r->pred = r->pred_norm = argmax_d(r->probs, n);
-    } else {
-        int maxn = 0;
-        for (int s = 0; s < in->n_seq; s++) if (in->seq[s].n > maxn) maxn = in->seq[s].n;
-        size_t sz;
-        if (vm_size_mul((size_t)maxn, (size_t)V * sizeof(float), &sz)) return -1;
-        float *lg = vm_malloc(sz);
-        if (!lg) return -1;
-        double norm[VM_MCQ_MAX_CHOICES], ll[VM_TASK_MAX_SEQ];
-        for (int s = 0; s < in->n_seq; s++) {
-            const vm_task_seq *q = &in->seq[s];
-            vm_ctx_reset(c);
-            if (vm_ctx_eval(c, q->tokens, q->n, lg) < 0) { free(lg); return -1; }
-            ll[s] = vm_task_seq_loglik(in, s, lg + (size_t)(q->n_ctx - 1) * V, V, NULL, 0);
-        }
-        free(lg);
-        vm_task_choice_scores(in, ll, r->ll);
-        for (int k = 0; k < n; k++) norm[k] = r->ll[k] / (double)(in->seq[k].cont_bytes ? in->seq[k].cont_bytes : 1);
-        vm_task_choice_softmax(r->ll, n, in->answer, r->probs);
-        r->pred = argmax_d(r->ll, n);
-        r->pred_norm = argmax_d(norm, n);
+        vm_task_result_letter(in, vm_ctx_last_logits(c), r);
+        return 0;
     }
-    const double py = r->probs[in->answer];
-    r->nll = -log(py > 1e-12 ? py : 1e-12);
+    int maxn = 0;
+    for (int s = 0; s < in->n_seq; s++) if (in->seq[s].n > maxn) maxn = in->seq[s].n;
+    size_t sz;
+    if (vm_size_mul((size_t)maxn, (size_t)V * sizeof(float), &sz)) return -1;
+    float *lg = vm_malloc(sz);
+    if (!lg) return -1;
+    double ll[VM_TASK_MAX_SEQ];
+    for (int s = 0; s < in->n_seq; s++) {
+        const vm_task_seq *q = &in->seq[s];
+        vm_ctx_reset(c);
+        if (vm_ctx_eval(c, q->tokens, q->n, lg) < 0) { free(lg); return -1; }
+        ll[s] = vm_task_seq_loglik(in, s, lg + (size_t)(q->n_ctx - 1) * V, V, NULL, 0);
+    }
+    free(lg);
+    vm_task_result_loglik(in, ll, r);
     return 0;
 }

@@ -20,14 +20,18 @@
 //   VM_TASK_LOGLIK (lm-evaluation-harness log-likelihood scoring): context = "Question: {q}\nAnswer:"
 //     (harness ARC format; rendered as one user message with the template when it is not "none",
 //     no system message), continuation_c = " {choice_c}". As the harness: whole = tok(ctx + cont),
-//     ctx_enc = tok(ctx), continuation tokens = whole[len(ctx_enc):]. ll_c = sum of log-probs of the
-//     continuation tokens; acc = argmax ll_c, acc_norm = argmax ll_c / bytes(continuation_c).
+//     ctx_enc = tok(ctx), continuation tokens = whole[len(ctx_enc):], and the sequence run is
+//     ctx_enc + continuation (the harness's context_enc + continuation_enc). So every choice's
+//     sequence starts with exactly ctx_enc, even where the tokenizer merges across the boundary and
+//     whole[:len(ctx_enc)] differs from ctx_enc (then the model reads the context as tokenised
+//     alone; before 2026-12, vmoer ran whole itself). ll_c = sum of log-probs of the continuation
+//     tokens; acc = argmax ll_c, acc_norm = argmax ll_c / bytes(continuation_c).
 //     Answer distribution = softmax_c(ll_c) (what NLL/ECE and the fit loss use).
 //   VM_TASK_LOGLIK_RAW ("loglik-raw", plain-text continuation, e.g. story cloze data/cloze/README.md):
 //     context = the question text itself, no "Question:"/"Answer:" wrapper and no chat template (the
 //     template is ignored, parse_special = 0); continuation_c = " {choice_c}"; then exactly as
-//     VM_TASK_LOGLIK (whole = tok(BOS + ctx + cont), continuation = whole[len(tok(BOS + ctx)):]).
-//     Answer distribution = softmax_c(ll_c).
+//     VM_TASK_LOGLIK (ctx_enc = tok(BOS + ctx), continuation = tok(BOS + ctx + cont)[len(ctx_enc):],
+//     sequence = ctx_enc + continuation). Answer distribution = softmax_c(ll_c).
 //   VM_TASK_PMI ("pmi", lm-eval "acc_pmi"-style, domain-conditional PMI of Holtzman et al. 2021):
 //     the loglik-raw sequences seq[0..n) plus one unconditional sequence per choice, seq[n + c] =
 //     [BOS] + the continuation tokens of seq[c] (the SAME token ids, so only the context differs;
@@ -37,10 +41,21 @@
 //     acc_norm (pred_norm) divides score_c by the continuation bytes.
 // Tokenisation: BOS as the vocabulary says (add_bos = 1), parse_special = 1 for templated text (role
 // markers become their tokens), 0 for raw text.
+//
+// The tree of an item (vm_task_tree, built with the input): its sequences as ONE batch of rows for
+// vm_tctx_forward_tree (model/train.h), every shared prefix stored once. Loglik modes: a root
+// segment for the context (ctx_enc: BOS + context tokens) whose children are the C continuations;
+// pmi adds a second root [BOS] whose children are the C continuations again (same ids, positions
+// from 1). Letter mode: one segment, the prompt. A child's rows continue its root's positions, so
+// each sequence's log-likelihood is the one of running it alone; the context is run once instead
+// of C times. A sequence whose prefix matches no root gets a root of its own. Segments are laid out
+// sequence by sequence (its root when new, then its continuation), so the child segments are in
+// sequence order.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
 #include "data/dataset.h"
+#include "model/train.h"
 #include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
 
@@ -83,6 +98,22 @@ typedef struct vm_task_seq {
     size_t cont_bytes;         // loglik: byte length of the continuation text (acc_norm)
 } vm_task_seq;
 
+// Sequences of an item as one tree batch (see the top of this file). Every array is in `mem`.
+typedef struct vm_task_tree {
+    vm_tree view;              // n_rows, n_seg, pos (n_rows), seg_off (n_seg+1), parent (n_seg)
+    int32_t *tok;              // (n_rows) token id of each row (for vm_model_hidden_tree)
+    int32_t *seg;              // (n_rows) segment of each row
+    int n_out;                 // scored rows of all sequences
+    int32_t *out_row;          // (n_out) rows whose logits score the sequences: sequence by sequence,
+                               // each in vm_task_positions order (a root's last row appears once per
+                               // child sequence scored from it)
+    int32_t *out_tgt;          // (n_out) the token scored at each (vm_task_positions' targets)
+    int out0[VM_TASK_MAX_SEQ + 1];   // sequence s: out_row[out0[s] .. out0[s+1])
+    int ctx_row;               // last row of the context root (sequence 0's root): the last context
+                               // token (loglik) or prompt token (letter), where read-outs are taken
+    void *mem;
+} vm_task_tree;
+
 typedef struct vm_task_input {
     vm_task_mode mode;
     int n_choices, answer;     // answer: 0-based (from the item)
@@ -90,11 +121,16 @@ typedef struct vm_task_input {
     vm_task_seq seq[VM_TASK_MAX_SEQ];   // pmi: [0, n) conditional, [n, 2n) unconditional
     int32_t letter_ids[VM_MCQ_MAX_CHOICES];   // letter mode: token id of letter c (else -1)
     char *text;                // rendered prompt (letter) or context (loglik), for display
+    vm_task_tree tree;         // the sequences as one tree batch (vm_task_tree_build)
 } vm_task_input;
 
-// Builds one item's inputs. 0, or -1 with "task: item <id>: what is wrong" (too long, letters collide).
+// Builds one item's inputs, its tree included. 0, or -1 with "task: item <id>: what is wrong" (too
+// long, letters collide).
 int vm_task_build(const vm_task *t, const vm_mcq_item *it, vm_task_input *in);
-void vm_task_input_free(vm_task_input *in);
+void vm_task_input_free(vm_task_input *in);   // the tree too
+// (Re)builds in->tree from in's sequences (vm_task_build calls it; for inputs assembled by hand).
+// 0 or -1 (out of memory, a sequence without scored positions).
+int vm_task_tree_build(vm_task_input *in);
 
 // Logit positions a sequence is scored at and the token scored there (the training targets):
 // letter: 1 position (n-1), target = letter_ids[answer]; loglik: n - n_ctx positions n_ctx-1 .. n-2,
@@ -111,6 +147,9 @@ double vm_task_letter_probs(const vm_task_input *in, const float *row, double *p
 // (n - n_ctx, V) in vm_task_positions order. dlogits (same shape) non-NULL: += scale * d ll / d logits.
 double vm_task_seq_loglik(const vm_task_input *in, int s, const float *logits, int V,
                           float *dlogits, float scale);
+// The per-sequence log-likelihoods ll (n_seq) from the logits (tree.n_out, V) of a tree forward at
+// in->tree.out_row (sequence s at rows out0[s].. of logits).
+void vm_task_tree_loglik(const vm_task_input *in, const float *logits, int V, double *ll);
 // Per-choice scores (n_choices) from the per-sequence log-likelihoods ll_seq (n_seq):
 // loglik / loglik-raw: score_c = ll_c; pmi: score_c = ll_c - ll_{n+c}.
 void vm_task_choice_scores(const vm_task_input *in, const double *ll_seq, double *score);
@@ -131,5 +170,11 @@ typedef struct vm_task_result {
     double nll;                         // -log max(probs[answer], 1e-12)
 } vm_task_result;
 
+// r from the per-sequence log-likelihoods ll_seq (n_seq) of a loglik-family input, or (letter) from
+// the logits row (V) at the last prompt token: scores, probabilities, predictions, nll.
+void vm_task_result_loglik(const vm_task_input *in, const double *ll_seq, vm_task_result *r);
+void vm_task_result_letter(const vm_task_input *in, const float *row, vm_task_result *r);
+
 // Runs every sequence of in through c (a context of m; reset before each) and fills r. 0 or -1.
+// The sequence-by-sequence reference; eval scores the tree (eval/eval.h vm_scorer_run).
 int vm_task_score(const vm_model *m, vm_ctx *c, const vm_task_input *in, vm_task_result *r);

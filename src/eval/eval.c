@@ -1,7 +1,8 @@
-// Scoring a dataset with every uncertainty score per question (eval.h). The router read-outs
-// travel out of the model through the router interface itself: every kind writes its per-token
-// read-outs (vm_router_out.unc), the model emits them as the trace point "ffn_moe_unc", and the
-// trace callback, which knows the positions, keeps the row of the target token.
+// Scoring a dataset with every uncertainty score per question (eval.h). Each item runs as one tree
+// batch (vm_scorer_run, score.c): its context once, each choice's continuation once. The router
+// read-outs travel out of the model through the router interface itself: every kind writes its
+// per-token read-outs (vm_router_out.unc), the training context keeps them per layer and row
+// (vm_tctx_router_unc), and the scorer reads the row of the last context token.
 #include "util/progress.h"
 #include "eval/eval_internal.h"
 #include "util/err.h"
@@ -51,47 +52,6 @@ int vm_eval_readout_layer(const vm_model *m, int il) {
 
 double vm_eval_now(void) { return vm_now_s(); }
 
-// ---------------------------------------------------------------- trace: read-outs at one token
-
-typedef struct readout_acc {
-    const vm_model *m;
-    int target;                              // position whose read-outs are collected (-1: none)
-    int seq, n_cond;                         // sequence running (counted at its first block) and how
-                                             // many are conditional: pmi's unconditional [BOS] + choice
-                                             // sequences come after them and are not read
-    double sum[VM_EVAL_UNC_COUNT];
-    int cnt[VM_EVAL_UNC_COUNT];
-    const unsigned char *readout;            // (n_layer) 1: the layer's read-outs are averaged
-} readout_acc;
-
-static void readout_cb(void *ud, const vm_trace_ev *ev) {
-    readout_acc *a = ud;
-    if (ev->layer == 0 && ev->pos0 == 0 && !strcmp(ev->name, "attn_norm")) a->seq++;
-    if (a->seq >= a->n_cond) return;
-    if (a->target < ev->pos0 || a->target >= ev->pos0 + ev->n_tokens || ev->layer < 0) return;
-    const int t = a->target - ev->pos0;
-    const vm_model *m = a->m;
-    if (!strcmp(ev->name, "ffn_norm") && m->layers[ev->layer].is_moe && ev->f && a->readout[ev->layer]) {
-        // baseline: the frozen router's distribution at this token
-        const vm_router_layer *L = &m->layers[ev->layer].rl;
-        const int N = L->n_expert;
-        float lg[N], p[N];
-        vm_router_logits(L, ev->f + (size_t)t * ev->ne, 1, lg);
-        vm_gate_probs(L, lg, p);
-        const double h = vm_gate_entropy(p, N);
-        if (isfinite(h)) { a->sum[VM_EVAL_UNC_BASE_GATE_ENTROPY] += h; a->cnt[VM_EVAL_UNC_BASE_GATE_ENTROPY]++; }
-    } else if (!strcmp(ev->name, "ffn_moe_unc") && ev->f && a->readout[ev->layer]) {
-        static const int map[4][2] = { { VM_UNC_ILV, VM_EVAL_UNC_ILV },
-                                       { VM_UNC_GATE_ENTROPY, VM_EVAL_UNC_GATE_ENTROPY },
-                                       { VM_UNC_TEMPERATURE, VM_EVAL_UNC_TEMPERATURE },
-                                       { VM_UNC_ILV_DEV, VM_EVAL_UNC_ILV_DEV } };
-        for (int k = 0; k < 4; k++) {
-            const float v = ev->f[(size_t)t * ev->ne + map[k][0]];
-            if (isfinite(v)) { a->sum[map[k][1]] += v; a->cnt[map[k][1]]++; }
-        }
-    }
-}
-
 // ---------------------------------------------------------------- scoring
 
 static double entropy(const double *p, int n) {
@@ -132,14 +92,22 @@ int vm_eval_run(vm_model *m, const vm_task *task, const vm_dataset *ds, const ch
     out->name = vm_strdup(name ? name : "id");
     out->items = vm_calloc(ds->n, sizeof *out->items);
     if (!out->name || !out->items) { vm_eval_set_free(out); return -1; }
-    const int n_ctx = m->hp.n_ctx_train;   // task->max_tokens should not exceed it
-    vm_ctx *c = vm_ctx_init(m, n_ctx, n_ctx);
-    int rc = c ? 0 : -1;
     unsigned char *ro_layers = vm_calloc((size_t)m->hp.n_layer, 1);
-    if (!ro_layers) { vm_eval_set_free(out); vm_ctx_free(c); return -1; }
-    for (int l = 0; l < m->hp.n_layer; l++) ro_layers[l] = (unsigned char)vm_eval_readout_layer(m, l);
-    readout_acc acc = { .m = m, .target = -1, .readout = ro_layers };
-    if (c) vm_ctx_set_trace(c, readout_cb, &acc);
+    if (!ro_layers) { vm_eval_set_free(out); return -1; }
+    // the forward kept per layer starts at the lowest read-out layer; below it every router is the
+    // deterministic one (a replaced layer is a read-out layer), unless a kind says it samples
+    int l0 = -1, prefix_sampled = 0;
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        ro_layers[l] = (unsigned char)vm_eval_readout_layer(m, l);
+        if (ro_layers[l] && l0 < 0) l0 = l;
+    }
+    if (l0 < 0) l0 = m->hp.n_layer - 1;
+    for (int l = 0; l < l0; l++)
+        prefix_sampled |= m->routers && m->routers[l] && m->routers[l]->ops && (m->routers[l]->ops->flags & VM_ROUTER_STOCHASTIC);
+    vm_scorer *sc = vm_scorer_init(m, l0);
+    float *h = NULL;   // the item's hidden states entering l0, shared by its P passes
+    size_t h_cap = 0;
+    int rc = sc ? 0 : -1;
     const double t0 = vm_eval_now();
     for (size_t i = 0; i < ds->n && rc == 0; i++) {
         const vm_mcq_item *it = &ds->items[i];
@@ -151,22 +119,39 @@ int vm_eval_run(vm_model *m, const vm_task *task, const vm_dataset *ds, const ch
         vm_eval_item *e = &out->items[out->n];
         const int C = in.n_choices;
         double pbar[VM_MCQ_MAX_CHOICES] = {0}, llbar[VM_MCQ_MAX_CHOICES] = {0}, hsum = 0.0;
-        memset(&acc.sum, 0, sizeof acc.sum);
-        memset(&acc.cnt, 0, sizeof acc.cnt);
-        acc.target = in.seq[0].n_ctx - 1;   // loglik: every choice sequence shares the context length
-        acc.n_cond = in.mode == VM_TASK_PMI ? in.n_choices : in.n_seq;
+        double usum[VM_EVAL_UNC_COUNT] = {0};
+        int ucnt[VM_EVAL_UNC_COUNT] = {0};
         int ntok = 0;
         for (int s = 0; s < in.n_seq; s++) {
             if (in.seq[s].n > ntok) ntok = in.seq[s].n;
             out->n_tokens += (long long)in.seq[s].n * P;
         }
+        const size_t need = (size_t)in.tree.view.n_rows * m->hp.n_embd;
+        if (!prefix_sampled && need > h_cap) {
+            free(h);
+            h_cap = (h = vm_malloc(need * sizeof(float))) ? need : 0;
+            if (!h) rc = -1;
+        }
+        if (rc == 0 && !prefix_sampled && vm_model_hidden_tree(m, in.tree.tok, &in.tree.view, l0, h, NULL))
+            rc = vm_err_prefix("eval %s: item %s", out->name, it->id);
         for (int q = 0; q < P && rc == 0; q++) {
-            vm_task_result r;
-            vm_ctx_set_seed(c, vm_eval_stream_seed(seed, (uint64_t)i * 65536u + (uint64_t)q));
-            acc.seq = -1;   // vm_task_score runs the sequences in order, each from position 0
-            if (vm_task_score(m, c, &in, &r)) { rc = vm_err_prefix("eval %s: item %s", out->name, it->id); break; }
-            for (int k = 0; k < C; k++) { pbar[k] += r.probs[k] / P; llbar[k] += r.ll[k] / P; }
-            hsum += entropy(r.probs, C);
+            vm_tree_score_out r;
+            vm_rng rng;
+            vm_rng_seed(&rng, vm_eval_stream_seed(seed, (uint64_t)i * 65536u + (uint64_t)q));
+            if (vm_scorer_run(sc, &in, prefix_sampled ? NULL : h, &rng, ro_layers, &r)) {
+                rc = vm_err_prefix("eval %s: item %s", out->name, it->id);
+                break;
+            }
+            for (int k = 0; k < C; k++) { pbar[k] += r.r.probs[k] / P; llbar[k] += r.r.ll[k] / P; }
+            hsum += entropy(r.r.probs, C);
+            // the routers' read-outs, and the frozen router's gate entropy, over passes
+            static const int map[][2] = { { VM_UNC_ILV, VM_EVAL_UNC_ILV }, { VM_UNC_GATE_ENTROPY, VM_EVAL_UNC_GATE_ENTROPY },
+                                          { VM_UNC_TEMPERATURE, VM_EVAL_UNC_TEMPERATURE }, { VM_UNC_ILV_DEV, VM_EVAL_UNC_ILV_DEV },
+                                          { -1, VM_EVAL_UNC_BASE_GATE_ENTROPY } };
+            for (size_t k = 0; k < sizeof map / sizeof *map; k++) {
+                const double v = map[k][0] < 0 ? r.base_gate_entropy : r.unc[map[k][0]];
+                if (isfinite(v)) { usum[map[k][1]] += v; ucnt[map[k][1]]++; }
+            }
         }
         if (rc == 0) {
             e->id = it->id;
@@ -192,7 +177,7 @@ int vm_eval_run(vm_model *m, const vm_task *task, const vm_dataset *ds, const ch
             e->unc[VM_EVAL_UNC_NEG_MAXPROB] = -pbar[e->pred];
             e->unc[VM_EVAL_UNC_MI] = P > 1 ? fmax(0.0, H - hsum / P) : NAN;
             for (int k = VM_EVAL_UNC_ILV; k < VM_EVAL_UNC_COUNT; k++)
-                e->unc[k] = acc.cnt[k] ? acc.sum[k] / acc.cnt[k] : NAN;
+                e->unc[k] = ucnt[k] ? usum[k] / ucnt[k] : NAN;
             out->n++;
         }
         vm_task_input_free(&in);
@@ -201,7 +186,8 @@ int vm_eval_run(vm_model *m, const vm_task *task, const vm_dataset *ds, const ch
         rc = vm_err("eval %s: no item could be scored (%d skipped; first: %s)", out->name, out->n_skipped,
                     out->skip_msg ? out->skip_msg : "?");
     out->seconds = vm_eval_now() - t0;
-    vm_ctx_free(c);
+    vm_scorer_free(sc);
+    free(h);
     free(ro_layers);
     if (rc) vm_eval_set_free(out);
     return rc;

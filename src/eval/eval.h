@@ -9,13 +9,14 @@
 // Monte Carlo on top: each question is scored P times with independent router streams, the answer
 // distribution is the mean p_bar of the P pass distributions and the mutual information
 // MI = H(p_bar) - mean_q H(p_q) (nats); with one pass MI is NaN. Deterministic kinds always run once.
-// Router read-outs (ILV, gate entropy, T, ILV deviation) come out of the model per token (trace
-// point "ffn_moe_unc") and are taken at the last prompt token (letter mode) or the last context
-// token of every choice sequence (loglik), averaged over the replaced MoE layers (those whose router
-// is not the deterministic one; all MoE layers when none is), then over passes (and choice
-// sequences). The baseline gate entropy is the
-// entropy of the frozen router's distribution convention(W_r u) at the same token, whatever router
-// runs (so it is the deterministic model's score, seen through this method's hidden states).
+// Each item runs as one tree batch (vm_scorer_run): the context once, each choice's continuation
+// once (scores as if every sequence ran alone). Router read-outs (ILV, gate entropy, T, ILV
+// deviation) come out of the routers per token and are taken at the last prompt token (letter mode)
+// or the last context token (loglik: one row, shared by every choice), averaged over the replaced
+// MoE layers (those whose router is not the deterministic one; all MoE layers when none is), then
+// over passes. The baseline gate entropy is the entropy of the frozen router's distribution
+// convention(W_r u) at the same token, whatever router runs (so it is the deterministic model's
+// score, seen through this method's hidden states).
 #pragma once
 #include <stdint.h>
 
@@ -23,6 +24,7 @@
 #include "data/task.h"
 #include "model/model.h"
 #include "router/router.h"
+#include "util/rng.h"
 
 #define VM_EVAL_PASSES 1   // the method: one pass; > 1 only on request (multi-pass MC)
 
@@ -71,6 +73,36 @@ int vm_eval_kind_sampled(const char *kind);
 // Name of the router kind running in the model's MoE layers, deterministic layers aside (an adapter
 // replaces some layers); "mixed" when two other kinds run, "deterministic" when all are, NULL if none.
 const char *vm_eval_model_router(const vm_model *m);
+
+// ---- one item scored as one tree batch (score.c) ----
+// The item's sequences (data/task.h vm_task_tree: the context once, each continuation once) run as
+// one vm_tctx forward over layers [l0, L) with the routers in inference mode (router->training 0,
+// as loaded; fit's validation sets it). The scores equal running each sequence alone (bit for bit
+// with deterministic routers); sampled routers draw each shared row once from the given stream.
+typedef struct vm_tree_score_out {
+    vm_task_result r;                  // per-choice scores (r.ll: loglik, or pmi scores), answer
+                                       // probabilities, predictions, nll (letter mode: as vm_task_score)
+    double unc[VM_UNC_COUNT];          // the routers' read-outs (vm_tctx_router_unc) at the last context
+                                       // row (in->tree.ctx_row), mean over the chosen layers where
+                                       // finite; NaN when no chosen layer gives it
+    double base_gate_entropy;          // entropy of convention(W_r u) at that row, same layers (the
+                                       // frozen router seen through this method's hidden states)
+} vm_tree_score_out;
+
+typedef struct vm_scorer vm_scorer;
+// A scorer for m from layer l0 up: one vm_tctx, grown to the largest tree it meets.
+vm_scorer *vm_scorer_init(const vm_model *m, int l0);
+void vm_scorer_free(vm_scorer *s);
+int vm_scorer_l0(const vm_scorer *s);
+// Scores one built input. h: the hidden states of in->tree's rows entering l0 (a cache from
+// vm_model_hidden_tree), or NULL to compute them here (drawing from rng below l0). rng: the stream
+// sampled routers draw from (NULL for deterministic ones). layers (n_layer flags, NULL = every MoE
+// layer): whose read-outs are averaged (layers below l0 have none here). 0 or -1.
+int vm_scorer_run(vm_scorer *s, const vm_task_input *in, const float *h, vm_rng *rng,
+                  const unsigned char *layers, vm_tree_score_out *out);
+// After vm_scorer_run of `in`: MoE layer il's own read-outs (VM_UNC_COUNT) at in's last context row
+// (NaN where its kind has none). 0, or -1 for a layer below l0 or not MoE.
+int vm_scorer_layer_unc(const vm_scorer *s, const vm_task_input *in, int il, float *unc);
 
 // Scores every item of ds. An item that cannot be built (longer than the model's context, letters
 // that collide) is skipped and counted. out is filled (free with vm_eval_set_free). 0 or -1
@@ -128,14 +160,20 @@ int vm_cost_time(vm_model *m, const vm_task *task, const vm_dataset *ds, int max
 typedef struct vm_eval_write_opts {
     const char *outdir;
     const char *model_path, *adapter_path, *data_path, *router, *score, *val_path;
-    int bins;            // ECE bins (10 or 15)
+    int bins;            // ECE bins, 1..1000 (the paper reports 10 and 15)
     int boot;            // bootstrap replicates
     uint64_t seed;
     int passes;
 } vm_eval_write_opts;
 
+// The files of an eval folder (NULL-terminated): vm_eval_write replaces a folder holding only these.
+extern const char *const vm_eval_output_names[];
+
 // Writes questions.jsonl, metrics.json, metrics.csv, reliability.csv, risk_coverage.csv, ood.csv,
-// roc.csv, stability.csv and report.html into outdir (created). sets[0] is the in-distribution
-// set, sets[1..] OOD. val (may be NULL): the validation set temperature scaling is fitted on.
+// roc.csv, stability.csv, curves.json and report.html into outdir (created) as one set: written
+// into a temporary folder beside it and swapped in (util/fileio.h vm_adir), so a failure (full
+// disk, kill) leaves the previous set whole. An existing outdir must hold only these files
+// (vm_output_dir_check). sets[0] is the in-distribution set, sets[1..] OOD. val (may be NULL): the
+// validation set temperature scaling is fitted on.
 int vm_eval_write(const vm_eval_write_opts *o, int n_sets, const vm_eval_set *sets,
                   const vm_eval_set *val, const vm_stability *st, const vm_cost *cost);

@@ -39,10 +39,27 @@ static const char *const conventions[][2] = {
     { "cost", "analytic FLOPs per token, 2 per multiply-add, of every matrix product (attention products at the mean span ctx_mean); a question costs passes x that; params_extra = trainable router parameters; time ratio = one pass with this router / one pass with the deterministic router, same prompts and threads" },
 };
 
+const char *const vm_eval_output_names[] = {
+    "questions.jsonl", "metrics.json", "metrics.csv", "reliability.csv", "risk_coverage.csv", "roc.csv",
+    "ood.csv", "stability.csv", "curves.json", "report.html", NULL
+};
+
 // ---------------------------------------------------------------- small helpers
 
 static json_t *jnum(double x) { return isfinite(x) ? json_real(x) : json_null(); }
 
+
+// A CSV field per RFC 4180: as is, or (when it holds a comma, a double quote, CR or LF) in double
+// quotes with its double quotes doubled. Names come from the command line (--ood NAME=...).
+static char *csv_quote(const char *s) {
+    if (!strpbrk(s, ",\"\r\n")) return vm_strdup(s);
+    char *q = vm_malloc(2 * strlen(s) + 3), *o = q;
+    if (!q) return NULL;
+    *o++ = '"';
+    for (; *s; s++) { if (*s == '"') *o++ = '"'; *o++ = *s; }
+    *o++ = '"'; *o = 0;
+    return q;
+}
 
 static char *join(const char *dir, const char *name) {
     size_t n = strlen(dir) + strlen(name) + 2;
@@ -221,19 +238,21 @@ static int ood_compute(const mset *in, const mset *out, int k, ood_metrics *o) {
 
 typedef struct wctx {
     const vm_eval_write_opts *o;
+    const char *dir;            // the temporary folder the set is written into (vm_adir)
     int n_sets, n_methods, loglik;
     const vm_eval_set *sets;
     method_t meth[MAX_METHODS];
     cls_metrics cm[MAX_METHODS];
     ood_metrics *om;            // (n_methods, n_sets, VM_EVAL_UNC_COUNT); set 0 unused
     vm_ece_bin *bins;           // (n_methods, M)
+    char *qm[MAX_METHODS], **qs;   // method and set names as CSV fields (csv_quote)
 } wctx;
 
 #define OM(w, m, s, k) ((w)->om[((size_t)(m) * (w)->n_sets + (s)) * VM_EVAL_UNC_COUNT + (k)])
 
 static int write_questions(wctx *w) {
     vm_afile a;
-    if (afile_open_in(&a, w->o->outdir, "questions.jsonl")) return -1;
+    if (afile_open_in(&a, w->dir, "questions.jsonl")) return -1;
     int rc = 0;
     for (int s = 0; s < w->n_sets && !rc; s++) {
         const vm_eval_set *es = &w->sets[s];
@@ -376,7 +395,7 @@ static int write_metrics(wctx *w, const vm_stability *st, const vm_cost *cost) {
     json_object_set_new(root, "results", res);
     if (st) json_object_set_new(root, "stability", stability_json(st));
     if (cost) json_object_set_new(root, "cost", cost_json(cost));
-    int rc = write_json(o->outdir, "metrics.json", root);
+    int rc = write_json(w->dir, "metrics.json", root);
     json_decref(root);
     return rc;
 }
@@ -384,7 +403,7 @@ static int write_metrics(wctx *w, const vm_stability *st, const vm_cost *cost) {
 // metrics.csv (long format), reliability.csv, risk_coverage.csv, roc.csv, ood.csv, stability.csv,
 // and curves.json (the same curves for `vmoer compare`).
 static int write_tables(wctx *w, const vm_stability *st, json_t *curves) {
-    const char *dir = w->o->outdir;
+    const char *dir = w->dir;
     const int M = w->o->bins;
     vm_afile a;
     // metrics.csv
@@ -392,7 +411,7 @@ static int write_tables(wctx *w, const vm_stability *st, json_t *curves) {
     fprintf(a.f, "method,set,metric,value\n");
     for (int m = 0; m < w->n_methods; m++) {
         const cls_metrics *c = &w->cm[m];
-        const char *nm = w->meth[m].name, *sn = w->sets[0].name;
+        const char *nm = w->qm[m], *sn = w->qs[0];
         const struct { const char *k; double v; } rows[] = {
             { "acc", c->acc }, { "acc_stderr", c->acc_stderr }, { "acc_norm", c->acc_norm }, { "nll", c->nll },
             { "brier", c->brier }, { "ece", c->ece }, { "ece_lo", c->ece_lo }, { "ece_hi", c->ece_hi },
@@ -404,9 +423,9 @@ static int write_tables(wctx *w, const vm_stability *st, json_t *curves) {
             for (int u = 0; u < VM_EVAL_UNC_COUNT; u++) {
                 const ood_metrics *om = &OM(w, m, s, u);
                 if (!om->ok) continue;
-                fprintf(a.f, "%s,%s,auroc_%s,%.10g\n", nm, w->sets[s].name, vm_eval_unc_name(u), om->auroc);
-                fprintf(a.f, "%s,%s,aupr_%s,%.10g\n", nm, w->sets[s].name, vm_eval_unc_name(u), om->aupr);
-                fprintf(a.f, "%s,%s,fpr95_%s,%.10g\n", nm, w->sets[s].name, vm_eval_unc_name(u), om->fpr95);
+                fprintf(a.f, "%s,%s,auroc_%s,%.10g\n", nm, w->qs[s], vm_eval_unc_name(u), om->auroc);
+                fprintf(a.f, "%s,%s,aupr_%s,%.10g\n", nm, w->qs[s], vm_eval_unc_name(u), om->aupr);
+                fprintf(a.f, "%s,%s,fpr95_%s,%.10g\n", nm, w->qs[s], vm_eval_unc_name(u), om->fpr95);
             }
     }
     if (vm_afile_commit(&a)) return -1;
@@ -421,7 +440,7 @@ static int write_tables(wctx *w, const vm_stability *st, json_t *curves) {
         json_t *x = json_array(), *y = json_array(), *cnt = json_array();
         for (int b = 0; b < M; b++) {
             const vm_ece_bin *e = &w->bins[(size_t)m * M + b];
-            fprintf(a.f, "%s,%d,%.6g,%.6g,%d,%.10g,%.10g\n", w->meth[m].name, b, (double)b / M, (double)(b + 1) / M,
+            fprintf(a.f, "%s,%d,%.6g,%.6g,%d,%.10g,%.10g\n", w->qm[m], b, (double)b / M, (double)(b + 1) / M,
                     e->count, e->acc, e->conf);
             json_array_append_new(x, jnum(e->count ? e->conf : NAN));
             json_array_append_new(y, jnum(e->count ? e->acc : NAN));
@@ -443,7 +462,7 @@ static int write_tables(wctx *w, const vm_stability *st, json_t *curves) {
         if (!cov || !risk || vm_metric_risk_coverage(s->n, s->conf, s->loss, cov, risk, &np)) rc = -1;
         json_t *x = json_array(), *y = json_array();
         for (int i = 0; i < np && !rc; i++) {
-            fprintf(a.f, "%s,%.10g,%.10g\n", w->meth[m].name, cov[i], risk[i]);
+            fprintf(a.f, "%s,%.10g,%.10g\n", w->qm[m], cov[i], risk[i]);
             json_array_append_new(x, jnum(cov[i])); json_array_append_new(y, jnum(risk[i]));
         }
         json_t *jm = json_object();
@@ -466,7 +485,7 @@ static int write_tables(wctx *w, const vm_stability *st, json_t *curves) {
                 const ood_metrics *om = &OM(w, m, s, u);
                 if (!om->ok) continue;
                 const mset *in = &w->meth[m].sets[0], *out = &w->meth[m].sets[s];
-                fprintf(b.f, "%s,%s,%s,%.10g,%.10g,%.10g\n", w->meth[m].name, w->sets[s].name,
+                fprintf(b.f, "%s,%s,%s,%.10g,%.10g,%.10g\n", w->qm[m], w->qs[s],
                         vm_eval_unc_name(u), om->auroc, om->aupr, om->fpr95);
                 double *si = score_col(in, u), *so = score_col(out, u);
                 const size_t np1 = (size_t)in->n + out->n + 1;
@@ -476,7 +495,7 @@ static int write_tables(wctx *w, const vm_stability *st, json_t *curves) {
                 if (!si || !so || !fpr || !tpr || !thr || vm_metric_roc(in->n, si, out->n, so, fpr, tpr, thr, &np)) rc = -1;
                 json_t *x = json_array(), *y = json_array();
                 for (int i = 0; i < np && !rc; i++) {
-                    fprintf(a.f, "%s,%s,%s,%.10g,%.10g,%.10g\n", w->meth[m].name, w->sets[s].name,
+                    fprintf(a.f, "%s,%s,%s,%.10g,%.10g,%.10g\n", w->qm[m], w->qs[s],
                             vm_eval_unc_name(u), fpr[i], tpr[i], thr[i]);
                     json_array_append_new(x, jnum(fpr[i])); json_array_append_new(y, jnum(tpr[i]));
                 }
@@ -662,7 +681,7 @@ static int write_report(wctx *w, const vm_stability *st, const vm_cost *cost) {
     if (!rc && w->n_sets > 1) rc |= vm_report_section(r, "OOD detection") || add_ood(r, w);
     if (!rc && st) rc |= vm_report_section(r, "Routing stability under embedding noise") || add_stability(r, st, w->meth[0].name);
     if (!rc && cost) rc |= vm_report_section(r, "Cost") || add_cost(r, cost, w->meth[0].name);
-    char *path = join(w->o->outdir, "report.html");
+    char *path = join(w->dir, "report.html");
     if (!rc && path) rc = vm_report_write(r, path);
     free(path);
     vm_report_free(r);
@@ -673,8 +692,9 @@ int vm_eval_write(const vm_eval_write_opts *o, int n_sets, const vm_eval_set *se
                   const vm_eval_set *val, const vm_stability *st, const vm_cost *cost) {
     if (!o || !o->outdir || n_sets < 1 || !sets || sets[0].n < 1) return vm_err("eval: nothing to write");
     if (o->bins < 1 || o->bins > 1000) return vm_err("eval: %d ECE bins", o->bins);
-    if (vm_mkdir_p(o->outdir)) return -1;
-    wctx w = { .o = o, .n_sets = n_sets, .sets = sets, .n_methods = 1,
+    vm_adir out;
+    if (vm_adir_open(&out, o->outdir, vm_eval_output_names)) return vm_err_prefix("eval");
+    wctx w = { .o = o, .dir = out.tmp, .n_sets = n_sets, .sets = sets, .n_methods = 1,
                .loglik = o->score && (!strcmp(o->score, "loglik") || !strcmp(o->score, "loglik-raw")) };
     snprintf(w.meth[0].name, sizeof w.meth[0].name, "%s", o->router ? o->router : "model");
     w.meth[0].T = NAN;
@@ -693,11 +713,15 @@ int vm_eval_write(const vm_eval_write_opts *o, int n_sets, const vm_eval_set *se
         }
         if (!rc && vm_temp_fit(val->n, C, z, y, &T)) rc = -1;
         free(z); free(y);
-        if (rc) return vm_err_prefix("eval: temperature scaling on %s", val->name);
+        if (rc) { vm_adir_abort(&out); return vm_err_prefix("eval: temperature scaling on %s", val->name); }
         w.n_methods = 2;
         snprintf(w.meth[1].name, sizeof w.meth[1].name, "%.80s+ts", w.meth[0].name);
         w.meth[1].T = T;
     }
+    w.qs = vm_calloc((size_t)n_sets, sizeof *w.qs);
+    for (int m = 0; m < w.n_methods && !rc; m++) if (!(w.qm[m] = csv_quote(w.meth[m].name))) rc = -1;
+    for (int s = 0; s < n_sets && w.qs && !rc; s++) if (!(w.qs[s] = csv_quote(sets[s].name))) rc = -1;
+    if (!w.qs) rc = -1;
     w.om = vm_calloc((size_t)w.n_methods * n_sets * VM_EVAL_UNC_COUNT, sizeof *w.om);
     w.bins = vm_calloc((size_t)w.n_methods * o->bins, sizeof *w.bins);
     if (!w.om || !w.bins) rc = -1;
@@ -716,9 +740,11 @@ int vm_eval_write(const vm_eval_write_opts *o, int n_sets, const vm_eval_set *se
     json_t *curves = json_object();
     if (!rc) rc = write_questions(&w);
     if (!rc) rc = write_tables(&w, st, curves);
-    if (!rc) rc = write_json(o->outdir, "curves.json", curves);
+    if (!rc) rc = write_json(w.dir, "curves.json", curves);
     if (!rc) rc = write_metrics(&w, st, cost);
     if (!rc) rc = write_report(&w, st, cost);
+    if (!rc) rc = vm_adir_commit(&out);   // the whole set in one step: never a mix of two runs
+    else vm_adir_abort(&out);
     json_decref(curves);
     for (int m = 0; m < w.n_methods; m++) {
         if (!w.meth[m].sets) continue;
@@ -726,5 +752,8 @@ int vm_eval_write(const vm_eval_write_opts *o, int n_sets, const vm_eval_set *se
         free(w.meth[m].sets);
     }
     free(w.om); free(w.bins);
+    for (int m = 0; m < MAX_METHODS; m++) free(w.qm[m]);
+    for (int s = 0; w.qs && s < n_sets; s++) free(w.qs[s]);
+    free(w.qs);
     return rc ? vm_err_prefix("eval: writing %s", o->outdir) : 0;
 }

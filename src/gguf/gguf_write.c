@@ -2,7 +2,9 @@
 // (aligned start, every tensor padded to the alignment, as ggml writes it). Written atomically.
 #include "gguf/gguf.h"
 #include "util/err.h"
+#include "util/testhook.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -321,10 +323,15 @@ int vm_gguf_write(vm_gguf_writer *w, const char *path) {
     }
     put_zeros(f, pad_to(pos, align));
     for (int64_t i = 0; i < w->n_t; i++) {
+        if (i == w->n_t / 2) vm_test_kill_point("gguf-write");   // tests: a kill mid-write
         put(f, w->t[i].data, w->t[i].nbytes);
         put_zeros(f, pad_to(w->t[i].nbytes, align));
     }
     free(offs);
-    if (ferror(f)) { vm_afile_abort(&af); return vm_err("%s: write failed", path); }
+    if (ferror(f)) {   // errno is still the failing write's (a full disk: ENOSPC)
+        const int e = errno;
+        vm_afile_abort(&af);
+        return vm_err("%s: write failed: %s", path, strerror(e));
+    }
     return vm_afile_commit(&af);
 }

@@ -77,7 +77,6 @@ static void copy_rows(float *dst, size_t dstride, const float *src, size_t sstri
 int vm_mla_forward(const vm_model *m, int il, const vm_block_io *io, int B) {
     const vm_mla *a = m->mla;
     if (!a || !io->mla) return vm_err("model: layer %d: multi-head latent attention without its scratch", il);
-    const vm_hparams *hp = &m->hp;
     const vm_layer *ly = &m->layers[il];
     const vm_mla_layer *L = &a->layers[il];
     const int H = a->n_head, nope = a->nope, rope = a->rope, kvl = a->kv_lora, vd = a->v_dim;
@@ -92,12 +91,12 @@ int vm_mla_forward(const vm_model *m, int il, const vm_block_io *io, int B) {
     float *knew = io->kc + (size_t)io->n_past * row;
     vm_matmul_forward(knew, io->xb_att, &L->wkv_a, NULL, B);
     for (int b = 0; b < B; b++)
-        vm_rmsnorm_forward(knew + (size_t)b * row, knew + (size_t)b * row, L->kv_a_norm, 1, kvl, hp->norm_eps);
+        vm_rmsnorm_forward(knew + (size_t)b * row, knew + (size_t)b * row, L->kv_a_norm, 1, kvl, VM_MLA_LATENT_NORM_EPS);
     mla_rope(a, knew + kvl, B, (size_t)row, 1, 0, io->pos, 1);
     // queries (B, H, nope+rope), rope on each head's last `rope` values
     if (a->q_lora) {
         vm_matmul_forward(qa, io->xb_att, &L->wq_a, NULL, B);
-        vm_rmsnorm_forward(qa, qa, L->q_a_norm, B, a->q_lora, hp->norm_eps);
+        vm_rmsnorm_forward(qa, qa, L->q_a_norm, B, a->q_lora, VM_MLA_LATENT_NORM_EPS);
         vm_matmul_forward(qr, qa, &L->wq_b, NULL, B);
     } else {
         vm_matmul_forward(qr, io->xb_att, &ly->wq, NULL, B);
@@ -117,7 +116,8 @@ int vm_mla_forward(const vm_model *m, int il, const vm_block_io *io, int B) {
     }
     // multi-query attention over the cache rows; each head's first kvl outputs are its latent
     // (the last `rope` are the weighted rope keys, unused)
-    vm_attention_forward(io->att, io->q, io->kc, io->kc, io->n_past, B, H, 1, row, a->kq_scale);
+    if (io->tree) vm_tree_attention_forward(io->tree, io->att, io->q, io->kc, io->kc, H, 1, row, a->kq_scale, io->tree_kv);
+    else vm_attention_forward(io->att, io->q, io->kc, io->kc, io->n_past, B, H, 1, row, a->kq_scale);
     for (int h = 0; h < H; h++) {
         copy_rows(gin, (size_t)kvl, io->att + (size_t)h * row, (size_t)H * row, B, kvl);
         vm_matmul_forward(gout, gin, &L->v_b[h], NULL, B);   // (B, vd)
@@ -141,9 +141,10 @@ size_t vm_mla_backward_scratch(const vm_model *m) {
 // [W_kb_h^T q_nope_h ; rope(q_pe_h)]; [c ; k_pe] = wkv_a xb; q = wq xb or wq_b norm(wq_a xb).
 // The pre-norm latents (c and the q LoRA) are recomputed from xb rather than kept.
 void vm_mla_backward(const vm_model *m, int il, const float *dao, const float *xb, const float *q,
-                     const float *kc, const int32_t *pos, int T, float *dxb, float *scratch) {
+                     const float *kc, const vm_tree *tree, float *tree_kv, float *dxb, float *scratch) {
+    const int T = tree->n_rows;
+    const int32_t *pos = tree->pos;
     const vm_mla *a = m->mla;
-    const vm_hparams *hp = &m->hp;
     const vm_layer *ly = &m->layers[il];
     const vm_mla_layer *L = &a->layers[il];
     const int H = a->n_head, nope = a->nope, rope = a->rope, kvl = a->kv_lora, vd = a->v_dim;
@@ -176,7 +177,7 @@ void vm_mla_backward(const vm_model *m, int il, const float *dao, const float *x
     memset(dq, 0, (size_t)T * H * row * sizeof(float));
     memset(dk, 0, (size_t)T * row * sizeof(float));
     memset(dv, 0, (size_t)T * row * sizeof(float));
-    vm_attention_backward(dq, dk, dv, datt, q, kc, kc, 0, T, H, 1, row, a->kq_scale);
+    vm_tree_attention_backward(tree, dq, dk, dv, datt, q, kc, kc, H, 1, row, a->kq_scale, tree_kv);
     // cache rows: keys and values are the same numbers
     for (size_t i = 0; i < (size_t)T * row; i++) dk[i] += dv[i];
     // [c ; k_pe] = wkv_a xb: the latent through its norm, k_pe through the inverse rotation
@@ -184,7 +185,7 @@ void vm_mla_backward(const vm_model *m, int il, const float *dao, const float *x
     memset(dkv, 0, (size_t)T * row * sizeof(float));
     for (int t = 0; t < T; t++) {
         vm_rmsnorm_backward(dkv + (size_t)t * row, NULL, dk + (size_t)t * row, craw + (size_t)t * row,
-                            L->kv_a_norm, 1, kvl, hp->norm_eps);
+                            L->kv_a_norm, 1, kvl, VM_MLA_LATENT_NORM_EPS);
         memcpy(dkv + (size_t)t * row + kvl, dk + (size_t)t * row + kvl, (size_t)rope * sizeof(float));
     }
     mla_rope(a, dkv + kvl, T, (size_t)row, 1, 0, pos, -1);
@@ -207,7 +208,7 @@ void vm_mla_backward(const vm_model *m, int il, const float *dao, const float *x
         memset(dqan, 0, (size_t)T * ql * sizeof(float));
         vm_matmul_backward(dqan, dqr, &L->wq_b, T);
         memset(dqa, 0, (size_t)T * ql * sizeof(float));
-        vm_rmsnorm_backward(dqa, NULL, dqan, qa, L->q_a_norm, T, ql, hp->norm_eps);
+        vm_rmsnorm_backward(dqa, NULL, dqan, qa, L->q_a_norm, T, ql, VM_MLA_LATENT_NORM_EPS);
         vm_matmul_backward(dxb, dqa, &L->wq_a, T);
     } else {
         vm_matmul_backward(dxb, dqr, &ly->wq, T);

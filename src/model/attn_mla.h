@@ -11,6 +11,13 @@
 #include <stddef.h>
 #include "model/model_internal.h"
 
+// Epsilon of the two latent norms (q_a_layernorm, kv_a_layernorm). The reference modelling code
+// (transformers' modeling_deepseek_v2.py / modeling_deepseek_v3.py, as DeepSeek's own) builds them
+// with the RMSNorm default 1e-6 and never passes rms_norm_eps, which only the block and output
+// norms use; so the GGUF key attention.layer_norm_rms_epsilon does not apply to them. (Released
+// checkpoints all have rms_norm_eps 1e-6, where the two agree; llama.cpp uses the key for both.)
+#define VM_MLA_LATENT_NORM_EPS 1e-6f
+
 typedef struct vm_mla_layer {
     vm_tensor wq_a, wq_b;           // q LoRA [D, q_lora], [q_lora, H*(nope+rope)]; without it the
                                     // layer's wq is attn_q [D, H*(nope+rope)]
@@ -43,9 +50,10 @@ void vm_mla_yarn_corr(int n_rot, int n_ctx_orig, float freq_base, float beta_fas
                       float *lo, float *hi);
 // Floats of backward scratch per token (0 for a model without MLA).
 size_t vm_mla_backward_scratch(const vm_model *m);
-// Backward of vm_mla_forward over one sequence of T tokens at positions pos (n_past 0), from what
-// the training forward kept: xb (T,D) its input, q (T, H*(kvl+rope)) the absorbed queries,
-// kc (T, kvl+rope) the cache rows (the attention is recomputed from them). Given
+// Backward of vm_mla_forward over the T = tree->n_rows rows of a tree batch (one sequence: a
+// single root segment; positions tree->pos), from what the training forward kept: xb (T,D) its
+// input, q (T, H*(kvl+rope)) the absorbed queries, kc (T, kvl+rope) the cache rows (the attention
+// is recomputed from them; tree_kv: vm_tree_attn_scratch(T, kvl+rope) floats). Given
 // dao (T,D) = dL/d(output), accumulates dxb (T,D) += dL/dxb. Weights are frozen (no gradients).
 void vm_mla_backward(const vm_model *m, int il, const float *dao, const float *xb, const float *q,
-                     const float *kc, const int32_t *pos, int T, float *dxb, float *scratch);
+                     const float *kc, const vm_tree *tree, float *tree_kv, float *dxb, float *scratch);

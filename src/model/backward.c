@@ -35,7 +35,10 @@ struct vm_tctx {
     vm_tlayer *ly;              // n_layer - l0 of them
     float *x_final;             // (T,D) output of the last block
     float *xf, *xfn;            // (T,D) final rows at out_pos, and after output_norm
-    int32_t *pos, *out_pos;     // (T), (T)
+    int32_t *pos, *out_pos;     // (T), (T) row positions, rows the head ran at
+    int32_t *seg_off, *seg_par; // (T+1), (T) the last forward's tree (one root segment for a sequence)
+    vm_tree tree;               // view of pos / seg_off / seg_par
+    float *tree_kv;             // attention gather scratch (tree.c), forward and backward
     // forward scratch
     float *ao, *xe, *hs;        // (T,D), (T,D), (rows,F)
     // backward scratch
@@ -101,6 +104,8 @@ static void layout(vm_tctx *c, carver *cv) {
     c->x_final = carve(cv, T * D, f4);
     c->xf = carve(cv, T * D, f4);   c->xfn = carve(cv, T * D, f4);
     c->pos = carve(cv, T, i4);      c->out_pos = carve(cv, T, i4);
+    c->seg_off = carve(cv, T + 1, i4); c->seg_par = carve(cv, T, i4);
+    c->tree_kv = carve(cv, vm_tree_attn_scratch((int)T, kvd), f4);
     c->ao = carve(cv, T * D, f4);   c->xe = carve(cv, T * D, f4);
     c->hs = carve(cv, rows_max * F, f4);
     c->dx = carve(cv, T * D, f4);   c->dxb = carve(cv, T * D, f4);   c->du = carve(cv, T * D, f4);
@@ -135,7 +140,7 @@ vm_tctx *vm_tctx_init(const vm_model *m, int l0, int T_max) {
     if (!c->arena) goto fail;
     cv = (carver){ .base = c->arena };
     layout(c, &cv);
-    for (int t = 0; t < T_max; t++) c->pos[t] = t;
+    c->tree = (vm_tree){ .pos = c->pos, .seg_off = c->seg_off, .parent = c->seg_par };
     return c;
 fail:
     vm_err_prefix("tctx (l0 %d, T_max %d)", l0, T_max);
@@ -152,25 +157,22 @@ void vm_tctx_free(vm_tctx *c) {
 
 int vm_tctx_l0(const vm_tctx *c) { return c ? c->l0 : -1; }
 
-const float *vm_tctx_router_unc(const vm_tctx *c, int il) {
-    if (!c || !c->have_fwd || il < c->l0 || il >= c->m->hp.n_layer || !c->m->layers[il].is_moe) return NULL;
-    return c->ly[il - c->l0].r_unc;
+static int have_moe_layer(const vm_tctx *c, int il) {
+    return c && c->have_fwd && il >= c->l0 && il < c->m->hp.n_layer && c->m->layers[il].is_moe;
 }
+
+const float *vm_tctx_router_unc(const vm_tctx *c, int il) { return have_moe_layer(c, il) ? c->ly[il - c->l0].r_unc : NULL; }
+const float *vm_tctx_router_input(const vm_tctx *c, int il) { return have_moe_layer(c, il) ? c->ly[il - c->l0].xb_ffn : NULL; }
 
 // ---------------------------------------------------------------- forward
 
-int vm_tctx_forward(vm_tctx *c, const float *h, int T, const int32_t *out_pos, int n_out,
-                    float *logits, vm_rng *rng) {
-    if (!c || !h || !logits || (n_out > 0 && !out_pos)) return vm_err("tctx: forward without context, input or output");
-    if (T <= 0 || T > c->T_max) return vm_err("tctx: %d tokens, expected 1..%d", T, c->T_max);
-    if (n_out <= 0 || n_out > c->T_max) return vm_err("tctx: %d output positions, expected 1..%d", n_out, c->T_max);
-    for (int i = 0; i < n_out; i++)
-        if (out_pos[i] < 0 || out_pos[i] >= T)
-            return vm_err("tctx: output position %d out of range [0, %d)", out_pos[i], T);
+// Layers [l0, L) over the c->tree.n_rows rows of c->tree (set by the caller), then the head at
+// out_rows (checked by the caller).
+static int forward_rows(vm_tctx *c, const float *h, const int32_t *out_rows, int n_out, float *logits,
+                        vm_rng *rng) {
     const vm_model *m = c->m;
     const vm_hparams *hp = &m->hp;
-    const int D = hp->n_embd, L = hp->n_layer;
-    c->have_fwd = 0;
+    const int D = hp->n_embd, L = hp->n_layer, T = c->tree.n_rows;
     memcpy(c->ly[0].x_in, h, (size_t)T * D * sizeof(float));
     for (int il = c->l0; il < L; il++) {
         vm_tlayer *l = &c->ly[il - c->l0];
@@ -182,7 +184,7 @@ int vm_tctx_forward(vm_tctx *c, const float *h, int T, const int32_t *out_pos, i
                                  .r_probs = l->r_probs, .r_gates = l->r_gates, .r_sel = l->r_sel,
                                  .r_unc = l->r_unc,
                                  .xe = c->xe, .ye = l->ye, .slot_tk = l->slot_tk, .e_off = l->e_off,
-                                 .keep = 1, .pos = c->pos, .n_past = 0,
+                                 .keep = 1, .pos = c->pos, .n_past = 0, .tree = &c->tree, .tree_kv = c->tree_kv,
                                  .q_pre = l->q_pre, .k_pre = l->k_pre, .sh_hb = l->sh_hb,
                                  .sh_hb2 = l->sh_hb2, .sh_hs = c->hs, .sh_y = l->sh_y, .sh_g = l->sh_g,
                                  .mla = c->mla };
@@ -191,13 +193,47 @@ int vm_tctx_forward(vm_tctx *c, const float *h, int T, const int32_t *out_pos, i
     // the head only at the wanted rows: rmsnorm and matmul are per row, so these equal the
     // inference logits of the same positions
     for (int i = 0; i < n_out; i++)
-        memcpy(c->xf + (size_t)i * D, c->x_final + (size_t)out_pos[i] * D, (size_t)D * sizeof(float));
+        memcpy(c->xf + (size_t)i * D, c->x_final + (size_t)out_rows[i] * D, (size_t)D * sizeof(float));
     vm_rmsnorm_forward(c->xfn, c->xf, m->output_norm, n_out, D, hp->norm_eps);
     vm_matmul_forward(logits, c->xfn, &m->output, NULL, n_out);
     vm_model_scale_logits(m, logits, n_out);
-    memcpy(c->out_pos, out_pos, (size_t)n_out * sizeof(int32_t));
+    memcpy(c->out_pos, out_rows, (size_t)n_out * sizeof(int32_t));
     c->T = T; c->n_out = n_out; c->have_fwd = 1;
     return 0;
+}
+
+static int check_out(const vm_tctx *c, const int32_t *out_rows, int n_out, int T) {
+    if (n_out <= 0 || n_out > c->T_max) return vm_err("tctx: %d output positions, expected 1..%d", n_out, c->T_max);
+    for (int i = 0; i < n_out; i++)
+        if (out_rows[i] < 0 || out_rows[i] >= T)
+            return vm_err("tctx: output position %d out of range [0, %d)", out_rows[i], T);
+    return 0;
+}
+
+int vm_tctx_forward(vm_tctx *c, const float *h, int T, const int32_t *out_pos, int n_out,
+                    float *logits, vm_rng *rng) {
+    if (!c || !h || !logits || (n_out > 0 && !out_pos)) return vm_err("tctx: forward without context, input or output");
+    if (T <= 0 || T > c->T_max) return vm_err("tctx: %d tokens, expected 1..%d", T, c->T_max);
+    if (check_out(c, out_pos, n_out, T)) return -1;
+    c->have_fwd = 0;
+    // one sequence = a tree of one root segment (its attention is the plain causal kernel call)
+    for (int t = 0; t < T; t++) c->pos[t] = t;
+    c->seg_off[0] = 0; c->seg_off[1] = T; c->seg_par[0] = -1;
+    c->tree.n_rows = T; c->tree.n_seg = 1;
+    return forward_rows(c, h, out_pos, n_out, logits, rng);
+}
+
+int vm_tctx_forward_tree(vm_tctx *c, const float *h, const vm_tree *t, const int32_t *out_rows,
+                         int n_out, float *logits, vm_rng *rng) {
+    if (!c || !h || !t || !logits || (n_out > 0 && !out_rows)) return vm_err("tctx: tree forward without context, input, tree or output");
+    if (vm_tree_check(t, c->T_max)) return vm_err_prefix("tctx");
+    if (check_out(c, out_rows, n_out, t->n_rows)) return -1;
+    c->have_fwd = 0;
+    memcpy(c->pos, t->pos, (size_t)t->n_rows * sizeof(int32_t));
+    memcpy(c->seg_off, t->seg_off, (size_t)(t->n_seg + 1) * sizeof(int32_t));
+    memcpy(c->seg_par, t->parent, (size_t)t->n_seg * sizeof(int32_t));
+    c->tree.n_rows = t->n_rows; c->tree.n_seg = t->n_seg;
+    return forward_rows(c, h, out_rows, n_out, logits, rng);
 }
 
 // ---------------------------------------------------------------- backward
@@ -359,7 +395,7 @@ static void attn_backward(vm_tctx *c, int il, const float *dout) {
     const size_t qd = (size_t)hp->n_head * hd, kvd = (size_t)hp->n_head_kv * hd;
     if (m->mla) {   // deepseek2: multi-head latent attention (attn_mla.c)
         memset(c->dxb, 0, (size_t)T * D * sizeof(float));
-        vm_mla_backward(m, il, dout, l->xb_att, l->q, l->k, c->pos, T, c->dxb, c->mla_bwd);
+        vm_mla_backward(m, il, dout, l->xb_att, l->q, l->k, &c->tree, c->tree_kv, c->dxb, c->mla_bwd);
         vm_rmsnorm_backward(c->dx, NULL, c->dxb, l->x_in, ly->attn_norm, T, D, hp->norm_eps);
         return;
     }
@@ -370,8 +406,9 @@ static void attn_backward(vm_tctx *c, int il, const float *dout) {
     memset(c->dq, 0, (size_t)T * qd * sizeof(float));
     memset(c->dk, 0, (size_t)T * kvd * sizeof(float));
     memset(c->dv, 0, (size_t)T * kvd * sizeof(float));
-    vm_attention_backward(c->dq, c->dk, c->dv, c->datt, l->q, l->k, l->v, 0, T, hp->n_head,
-                          hp->n_head_kv, hd, vm_model_kq_scale(hp));
+    // per segment over its ancestors' rows and its own (tree.c); shared rows' dk, dv add up
+    vm_tree_attention_backward(&c->tree, c->dq, c->dk, c->dv, c->datt, l->q, l->k, l->v, hp->n_head,
+                               hp->n_head_kv, hd, vm_model_kq_scale(hp), c->tree_kv);
     vm_rope_backward(c->dq, c->pos, T, hp->n_head, hd, hp->n_rot, hp->rope_freq_base, hp->rope_freq_scale, hp->rope_neox);
     vm_rope_backward(c->dk, c->pos, T, hp->n_head_kv, hd, hp->n_rot, hp->rope_freq_base, hp->rope_freq_scale, hp->rope_neox);
     const float *dqp = c->dq, *dkp = c->dk;   // gradients of the projections (biases pass them on)

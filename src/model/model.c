@@ -47,6 +47,12 @@ int vm_model_tensor(const vm_model *m, vm_tensor *out, const char *name, int n_d
     if (t->ne[0] % tr->blck_size != 0 || !t->data)
         return vm_err("model: tensor '%s' rows of %lld are not whole %s blocks", name,
                       (long long)t->ne[0], tr->name);
+    // a NaN/Inf weight would poison every output it touches: refuse the file now, naming the tensor
+    char what[96];
+    snprintf(what, sizeof what, "model: tensor '%s'", name);
+    const int bad = vm_type_check_finite(t->type, t->data, vm_tensor_nelements(t), what);
+    vm_mmap_release(&m->gguf->map, t->data, vm_tensor_nbytes(t));   // read once, not kept resident
+    if (bad) return -1;
     *out = *t;
     out->name = ti->name;
     return 0;
@@ -148,7 +154,7 @@ vm_model *vm_model_from_gguf(vm_gguf *g) {
     if (arch_loaders[ia].load(m)) goto fail_ctx;
     return m;
 fail_ctx:
-    vm_err_prefix("%s", g->path ? g->path : "?");
+    if (!g->path || !strstr(vm_errmsg(), g->path)) vm_err_prefix("%s", g->path ? g->path : "?");   // once
 fail:
     vm_model_free(m);
     return NULL;
@@ -407,8 +413,12 @@ static void attn_forward(const vm_model *m, int il, const vm_block_io *io, int B
     vm_rope_forward(knew, io->pos, B, hp->n_head_kv, hd, hp->n_rot, hp->rope_freq_base, hp->rope_freq_scale, hp->rope_neox);
     vm_prof_end(pt);
     pt = vm_prof_begin(VM_PROF_ATTENTION);
-    vm_attention_forward(io->att, io->q, io->kc, io->vc, io->n_past, B, hp->n_head, hp->n_head_kv, hd,
-                         vm_model_kq_scale(hp));
+    if (io->tree)
+        vm_tree_attention_forward(io->tree, io->att, io->q, io->kc, io->vc, hp->n_head, hp->n_head_kv, hd,
+                                  vm_model_kq_scale(hp), io->tree_kv);
+    else
+        vm_attention_forward(io->att, io->q, io->kc, io->vc, io->n_past, B, hp->n_head, hp->n_head_kv, hd,
+                             vm_model_kq_scale(hp));
     vm_prof_end(pt);
     pt = vm_prof_begin(VM_PROF_ATTN_OUT);
     vm_matmul_forward(io->ao, io->att, &ly->wo, NULL, B);
@@ -489,8 +499,10 @@ int vm_block_forward(const vm_model *m, int il, const vm_block_io *io, int B, vm
     return 0;
 }
 
-// Embeds B tokens at positions n_past .. n_past+B-1 into c->x and runs layers [0, n_layers).
-static int ctx_layers(vm_ctx *c, const int32_t *tokens, int B, int n_layers) {
+// Embeds B tokens at positions n_past .. n_past+B-1 into c->x and runs layers [0, n_layers);
+// with a tree (n_past 0), the B rows of the tree at its positions (tree_kv: its attention scratch).
+static int ctx_layers(vm_ctx *c, const int32_t *tokens, int B, int n_layers, const vm_tree *tree,
+                      float *tree_kv, vm_rng *rng) {
     const vm_model *m = c->m;
     const vm_hparams *hp = &m->hp;
     const int D = hp->n_embd;
@@ -504,7 +516,7 @@ static int ctx_layers(vm_ctx *c, const int32_t *tokens, int B, int n_layers) {
                        c->x + (size_t)b * D, D);
         if (hp->f_embedding_scale != 1.0f)   // µP (granitemoe)
             for (int d = 0; d < D; d++) c->x[(size_t)b * D + d] *= hp->f_embedding_scale;
-        c->pos[b] = c->n_past + b;
+        c->pos[b] = tree ? tree->pos[b] : c->n_past + b;
         if (c->embd_sigma > 0.0f)
             for (int d = 0; d < D; d++) c->x[(size_t)b * D + d] += c->embd_sigma * vm_rng_normal(&c->embd_rng);
     }
@@ -514,14 +526,14 @@ static int ctx_layers(vm_ctx *c, const int32_t *tokens, int B, int n_layers) {
                        .att = c->att, .ao = c->ao, .xb_ffn = c->xb, .hb = c->hb, .hb2 = c->hb2,
                        .hs = c->hb, .r_logits = c->r_logits, .r_probs = c->r_probs,
                        .r_gates = c->r_gates, .r_sel = c->r_sel, .r_unc = c->r_unc, .xe = c->xe, .ye = c->ye,
-                       .slot_tk = c->e_tok, .pos = c->pos, .n_past = c->n_past,
+                       .slot_tk = c->e_tok, .pos = c->pos, .n_past = c->n_past, .tree = tree, .tree_kv = tree_kv,
                        .sh_hb = c->hb, .sh_hb2 = c->hb2, .sh_hs = c->hb, .sh_y = c->ye, .sh_g = c->e_gate,
                        .mla = c->mla,
                        .trace = c->trace, .ud = c->ud };
     for (int il = 0; il < n_layers; il++) {
         io.kc = c->kcache + (size_t)il * c->n_ctx * kvd;
         io.vc = m->mla ? io.kc : c->vcache + (size_t)il * c->n_ctx * kvd;
-        if (vm_block_forward(m, il, &io, B, &c->rng)) return -1;
+        if (vm_block_forward(m, il, &io, B, rng)) return -1;
     }
     return 0;
 }
@@ -539,7 +551,7 @@ static int eval_chunk(vm_ctx *c, const int32_t *tokens, int B, float *logits, in
     const vm_model *m = c->m;
     const vm_hparams *hp = &m->hp;
     const int D = hp->n_embd;
-    if (ctx_layers(c, tokens, B, hp->n_layer)) return -1;
+    if (ctx_layers(c, tokens, B, hp->n_layer, NULL, NULL, &c->rng)) return -1;
     vm_prof_t pt = vm_prof_begin(VM_PROF_OUTPUT);
     vm_rmsnorm_forward(c->xb, c->x, m->output_norm, B, D, hp->norm_eps);
     if (c->trace) {
@@ -585,15 +597,32 @@ int vm_ctx_eval(vm_ctx *c, const int32_t *tokens, int n, float *logits) {
     return 0;
 }
 
-int vm_model_hidden(const vm_model *m, const int32_t *tokens, int T, int l0, float *h) {
+// The inference path over T rows (a sequence, or the rows of a tree) up to layer l0, in a context
+// of exactly T positions.
+static int hidden_rows(const vm_model *m, const int32_t *tokens, int T, const vm_tree *tree, int l0,
+                       float *h, vm_rng *rng) {
     if (!m || !tokens || !h || T <= 0) return vm_err("model: hidden state of %d tokens without model, tokens or output", T);
     if (l0 < 0 || l0 > m->hp.n_layer) return vm_err("model: hidden state entering layer %d of %d", l0, m->hp.n_layer);
     vm_ctx *c = vm_ctx_init(m, T, T);
     if (!c) return -1;
-    int rc = ctx_layers(c, tokens, T, l0);
+    float *kv = NULL;
+    int rc = 0;
+    if (tree && !(kv = vm_malloc(vm_tree_attn_scratch(T, (size_t)m->hp.n_head_kv * m->hp.head_dim) * sizeof(float)))) rc = -1;
+    if (rc == 0) rc = ctx_layers(c, tokens, T, l0, tree, kv, rng ? rng : &c->rng);
     if (rc == 0) memcpy(h, c->x, (size_t)T * m->hp.n_embd * sizeof(float));
+    free(kv);
     vm_ctx_free(c);
     return rc;
+}
+
+int vm_model_hidden(const vm_model *m, const int32_t *tokens, int T, int l0, float *h) {
+    return hidden_rows(m, tokens, T, NULL, l0, h, NULL);
+}
+
+int vm_model_hidden_tree(const vm_model *m, const int32_t *tokens, const vm_tree *t, int l0,
+                         float *h, vm_rng *rng) {
+    if (vm_tree_check(t, t && t->n_rows > 0 ? t->n_rows : 1)) return vm_err_prefix("model: hidden state");
+    return hidden_rows(m, tokens, t->n_rows, t, l0, h, rng);
 }
 
 int vm_model_n_vocab(const vm_model *m) { return m->hp.n_vocab; }

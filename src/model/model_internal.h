@@ -1,6 +1,7 @@
 // Loader helpers shared by model.c and the arch_<name>.c files (not part of the public interface).
 #pragma once
 #include "model/model.h"
+#include "model/train.h"
 
 // Looks up `name` and checks its shape against ne (n_dims entries; trailing dims must be 1) and
 // that vmoer can compute its type. Returns 0 (found, *out filled), 1 (absent and !required) or
@@ -82,6 +83,8 @@ typedef struct vm_block_io {
     int keep;               // 1: slots are not reused across experts
     const int32_t *pos;     // (B) positions
     int n_past;
+    const vm_tree *tree;    // B rows of a tree batch (n_past 0): attention per segment (tree.c); NULL: causal
+    float *tree_kv;         // with tree: vm_tree_attn_scratch(B, kvd) floats
     vm_trace_fn trace;      // trace points (NULL: none)
     void *ud;
 } vm_block_io;
@@ -92,3 +95,16 @@ int vm_block_forward(const vm_model *m, int il, const vm_block_io *io, int B, vm
 float vm_model_kq_scale(const vm_hparams *hp);
 // logits (B, n_vocab) /= logit_scale (granitemoe µP; 1 elsewhere).
 void vm_model_scale_logits(const vm_model *m, float *logits, int B);
+
+// ---- attention over a tree batch (tree.c; the tree layout is train.h's vm_tree)
+// Floats of scratch the two functions below need for T rows of kvd key floats.
+size_t vm_tree_attn_scratch(int T, size_t kvd);
+// out, q (T, n_head*hd); kc, vc (T, n_head_kv*hd) keys after rope and values of every row (vc may
+// be kc). Each segment's queries attend over its ancestors' rows, then its own rows causally.
+void vm_tree_attention_forward(const vm_tree *t, float *out, const float *q, const float *kc,
+                               const float *vc, int n_head, int n_head_kv, int hd, float scale,
+                               float *scratch);
+// Backward (same arguments): dq += ..., dk, dv (T, n_head_kv*hd) += ... (dv distinct from dk).
+void vm_tree_attention_backward(const vm_tree *t, float *dq, float *dk, float *dv, const float *dout,
+                                const float *q, const float *kc, const float *vc, int n_head,
+                                int n_head_kv, int hd, float scale, float *scratch);

@@ -29,7 +29,8 @@ int32_t vm_sample_argmax(const float *logits, int n) {
     return best;
 }
 
-static const float *cmp_prob;
+// thread-local: qsort has no context argument in C11, and `vmoer serve` samples in several threads
+static _Thread_local const float *cmp_prob;
 static int cmp_desc(const void *a, const void *b) {
     int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
     if (cmp_prob[i] != cmp_prob[j]) return cmp_prob[i] > cmp_prob[j] ? -1 : 1;
@@ -59,7 +60,7 @@ int32_t vm_sampler_sample(vm_sampler *s, const float *logits, int n) {
     }
     int m = n;
     if (s->top_k > 0 || s->top_p < 1) {
-        cmp_prob = s->prob;   // single-threaded use: qsort has no context argument in C11
+        cmp_prob = s->prob;
         qsort(s->idx, (size_t)n, sizeof *s->idx, cmp_desc);
         if (s->top_k > 0 && s->top_k < m) m = s->top_k;
         if (s->top_p < 1) {

@@ -31,6 +31,15 @@ int vm_type_from_name(const char *name); // -1 when unknown (case-insensitive)
 // Bytes of a row of n elements; n must be a multiple of the block size (0 returned otherwise).
 size_t vm_type_row_size(vm_type type, int64_t n);
 
+// Index of the first element of n (a multiple of the block size) stored as `type` at data that is
+// not finite (NaN or +-Inf), or -1 when every one is. f32/f16/bf16: each value; Q8_0, Q4_0, Q4_K,
+// Q5_K, Q6_K: the block's fp16 scales (d, and dmin for Q4_K/Q5_K), whose quants are integers; the
+// result is then the block's first element. Types without a check (integers, unsupported blocks): -1.
+int64_t vm_type_find_nonfinite(vm_type type, const void *data, int64_t n);
+// The same as a check: 0, or -1 with "<what> holds a non-finite <type> value (NaN or Inf) at
+// element N" (a converter's f16 or q8_0 output can overflow to Inf where its f32 input did not).
+int vm_type_check_finite(vm_type type, const void *data, int64_t n, const char *what);
+
 // All of these require a compute type and n a multiple of the block size.
 void vm_dequant_row(vm_type type, const void *src, float *dst, int64_t n);
 // sum_i w[i] * x[i] for a row of weights w stored as `type`.

@@ -4,6 +4,8 @@
 #include "model/lora.h"
 #include "util/err.h"
 
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,25 +93,39 @@ int vm_adapter_write(const vm_model *m, const vm_adapter_info *a, const char *pa
     if (!rc && extra) extra(w, ud);
     if (!rc) rc = vm_gguf_write(w, path);
     vm_gguf_writer_free(w);
-    return rc ? vm_err_prefix("adapter %s", path) : 0;
+    return rc ? vm_err_prefix_file("adapter", path) : 0;
 }
 
+// A count that must fit in an int (a u32 above INT_MAX would turn negative).
 static int get_u32(const vm_gguf *g, const char *key, int *out, int required) {
     uint32_t v;
     int rc = vm_gguf_get_u32(g, key, &v);
     if (rc < 0) return -1;
     if (rc == 1) return required ? vm_err("missing key %s", key) : 0;
+    if (v > INT_MAX) return vm_err("%s = %u is out of range [0, %d]", key, v, INT_MAX);
     *out = (int)v;
     return 0;
 }
 static int get_f32(const vm_gguf *g, const char *key, float *out) {
-    return vm_gguf_get_f32(g, key, out) < 0 ? -1 : 0;
+    const int rc = vm_gguf_get_f32(g, key, out);
+    if (rc < 0) return -1;
+    if (rc == 0 && !isfinite(*out)) return vm_err("%s is not finite", key);
+    return 0;
+}
+
+static int is_int_array(vm_gguf_type t) {
+    return t == VM_GGUF_TYPE_UINT8 || t == VM_GGUF_TYPE_INT8 || t == VM_GGUF_TYPE_UINT16 || t == VM_GGUF_TYPE_INT16 ||
+           t == VM_GGUF_TYPE_UINT32 || t == VM_GGUF_TYPE_INT32 || t == VM_GGUF_TYPE_UINT64 || t == VM_GGUF_TYPE_INT64;
 }
 
 // An ascending list of distinct layer indices of m from the u32 array `key`.
 static int read_layers(const vm_model *m, const vm_gguf *g, const char *key, int *out, int *n_out) {
     vm_gguf_type t; uint64_t n; const void *d;
-    if (vm_gguf_get_arr(g, key, &t, &n, &d) != 0) return vm_err("missing %s", key);
+    const int rc = vm_gguf_get_arr(g, key, &t, &n, &d);
+    if (rc == 1) return vm_err("missing %s", key);
+    if (rc != 0 || !is_int_array(t))
+        return vm_err("%s must be an array of integer layer indices (is %s)", key,
+                      rc != 0 ? "not an array" : vm_gguf_type_name(t));
     if (n == 0 || n > VM_ADAPTER_MAX_LAYERS) return vm_err("%s has %llu entries", key, (unsigned long long)n);
     const vm_gguf_kv *kv = vm_gguf_get_kv(g, key);
     for (uint64_t i = 0; i < n; i++) {
@@ -132,6 +148,9 @@ static int load_param(const vm_gguf *g, int il, vm_param *p) {
     if (!ti) return vm_err("tensor %s missing", name);
     if (ti->t.type != VM_TYPE_F32 || ti->t.ne[0] != p->ne[0] || ti->t.ne[1] != ne1 || ti->t.ne[2] != 1)
         return vm_err("tensor %s: expected f32 [%lld, %lld]", name, (long long)p->ne[0], (long long)ne1);
+    char what[VM_GGUF_MAX_NAME + 24];
+    snprintf(what, sizeof what, "tensor %s", name);
+    if (vm_type_check_finite(VM_TYPE_F32, ti->t.data, p->ne[0] * ne1, what)) return -1;
     memcpy(p->w, ti->t.data, (size_t)(p->ne[0] * ne1) * sizeof(float));
     return 0;
 }
@@ -223,7 +242,7 @@ int vm_adapter_apply_ex(vm_model *m, const char *path, int samples, vm_adapter_i
     }
     for (int i = 0; i < VM_ADAPTER_MAX_LAYERS; i++) { vm_router_free(rs[i]); vm_lora_free(los[i]); }
     vm_gguf_free(g);
-    return rc ? vm_err_prefix("adapter %s", path) : 0;
+    return rc ? vm_err_prefix_file("adapter", path) : 0;
 }
 
 int vm_adapter_apply(vm_model *m, const char *path) { return vm_adapter_apply_ex(m, path, 0, NULL); }

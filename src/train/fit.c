@@ -6,9 +6,11 @@
 #include "train/optim.h"
 #include "model/train.h"
 #include "util/err.h"
+#include "util/fileio.h"
 #include "util/progress.h"
 #include "util/hash.h"
 #include "util/rng.h"
+#include "util/testhook.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -172,8 +174,9 @@ int vm_fit_logit_scale(const vm_model *m, const vm_task_input *ins, int n, const
 // ---------------------------------------------------------------- the fit
 
 typedef struct fit_ex {
-    vm_task_input in;
-    float *h[VM_TASK_MAX_SEQ];      // cached hidden states entering l0, (n, D) per sequence
+    vm_task_input in;               // in.tree: the rows the example runs as (task.h)
+    float *h;                       // cached hidden states entering l0 of the tree's rows (n_rows, D)
+    int h_borrowed;                 // h belongs to the caller (vm_fit_opts.cache_h)
 } fit_ex;
 
 typedef struct fit_state {
@@ -183,8 +186,7 @@ typedef struct fit_state {
     int l0, D, V, T_max;
     fit_ex *ex;
     int n_ex;
-    float *h_tmp, *logits, *dlogits;   // (T_max, D), (T_max, V) x2
-    int32_t *pos, *tgt;
+    float *h_tmp, *logits, *dlogits;   // (T_max, D), (T_max, V) x2; T_max = the largest tree
     float beta;
     vm_param **params;
     int n_params;
@@ -206,69 +208,46 @@ static void set_sf(fit_state *s, double ce, float scale) {
     for (int i = 0; i < s->n_layers; i++) s->routers[i]->sf_coef = c;
 }
 
-// Hidden state of sequence q of example e entering l0 (cached, or recomputed with no_cache).
-static const float *hidden(fit_state *s, fit_ex *e, int q) {
-    if (e->h[q]) return e->h[q];
-    if (vm_model_hidden(s->m, e->in.seq[q].tokens, e->in.seq[q].n, s->l0, s->h_tmp)) return NULL;
+// Hidden states of example e's tree rows entering l0 (cached, or recomputed with no_cache).
+static const float *hidden(fit_state *s, fit_ex *e) {
+    if (e->h) return e->h;
+    const vm_task_tree *t = &e->in.tree;
+    if (vm_model_hidden_tree(s->m, t->tok, &t->view, s->l0, s->h_tmp, NULL)) return NULL;
     return s->h_tmp;
 }
 
-// One example: forward (and backward with gradient scale `scale` when train). Returns the answer
-// cross-entropy in *ce, the regulariser sum in *reg, probabilities in probs. 0 or -1.
+// One example: one forward over its tree (every sequence: letter mode's prompt, or the context once
+// and each choice's continuation), and when train one backward with gradient scale `scale`.
+// Returns the answer cross-entropy in *ce, the regulariser sum over the tree's rows in *reg (each
+// row once: a shared context is one set of tokens of the ELBO, method.md §4), probabilities in
+// probs. 0 or -1.
 static int run_example(fit_state *s, fit_ex *e, int train, float scale, vm_rng *rng, double *ce,
                        double *reg, double *probs) {
     const vm_task_input *in = &e->in;
+    const vm_task_tree *t = &in->tree;
     const int V = s->V;
-    *reg = 0;
+    const float *h = hidden(s, e);
+    if (!h) return -1;
+    if (vm_tctx_forward_tree(s->tc, h, &t->view, t->out_row, t->n_out, s->logits, rng)) return -1;
+    if (train) s->tokens += t->view.n_rows;   // tok/s: rows run per second of training (validation aside)
+    *reg = vm_tctx_reg(s->tc);
+    if (train) memset(s->dlogits, 0, (size_t)t->n_out * V * sizeof(float));
     if (in->mode == VM_TASK_LETTER) {
-        const vm_task_seq *q = &in->seq[0];
-        const float *h = hidden(s, e, 0);
-        if (!h) return -1;
-        const int32_t p = q->n - 1;
-        if (vm_tctx_forward(s->tc, h, q->n, &p, 1, s->logits, rng)) return -1;
-        s->tokens += q->n;
-        if (train) memset(s->dlogits, 0, (size_t)V * sizeof(float));
         *ce = -vm_task_letter_probs(in, s->logits, probs, train ? s->dlogits : NULL, scale);
-        *reg = vm_tctx_reg(s->tc);
-        if (train) set_sf(s, *ce, scale);
-        if (train && vm_tctx_backward(s->tc, s->dlogits, s->beta * scale, NULL)) return -1;
-        return 0;
+    } else {
+        double ll[VM_TASK_MAX_SEQ], score[VM_MCQ_MAX_CHOICES];
+        vm_task_tree_loglik(in, s->logits, V, ll);
+        vm_task_choice_scores(in, ll, score);   // pmi: conditional minus unconditional
+        *ce = vm_task_choice_softmax(score, in->n_choices, in->answer, probs);
+        // d(-log p_y)/d ll_q = p_c - 1[c = y] (negated for pmi's unconditional sequences), at
+        // sequence q's scored rows
+        for (int q = 0; train && q < in->n_seq; q++)
+            vm_task_seq_loglik(in, q, s->logits + (size_t)t->out0[q] * V, V, s->dlogits + (size_t)t->out0[q] * V,
+                               scale * (float)vm_task_seq_coef(in, q, probs));
     }
-    // loglik: every choice forward; then (training) each again with the same noise, and backward.
-    // The regulariser counts each sequence's tokens with weight 1/n_seq (the shared context is run
-    // once per choice here).
-    double ll[VM_TASK_MAX_SEQ], score[VM_MCQ_MAX_CHOICES];
-    vm_rng saved[VM_TASK_MAX_SEQ];
-    for (int c = 0; c < in->n_seq; c++) {
-        const vm_task_seq *q = &in->seq[c];
-        const float *h = hidden(s, e, c);
-        if (!h) return -1;
-        const int k = vm_task_positions(in, c, s->pos, s->tgt);
-        if (rng) saved[c] = *rng;
-        if (vm_tctx_forward(s->tc, h, q->n, s->pos, k, s->logits, rng)) return -1;
-        s->tokens += q->n;
-        ll[c] = vm_task_seq_loglik(in, c, s->logits, V, NULL, 0);
-        *reg += vm_tctx_reg(s->tc) / in->n_seq;
-    }
-    vm_task_choice_scores(in, ll, score);   // pmi: conditional minus unconditional
-    *ce = vm_task_choice_softmax(score, in->n_choices, in->answer, probs);
     if (!train) return 0;
     set_sf(s, *ce, scale);
-    for (int c = 0; c < in->n_seq; c++) {
-        const vm_task_seq *q = &in->seq[c];
-        const float *h = hidden(s, e, c);
-        if (!h) return -1;
-        const int k = vm_task_positions(in, c, s->pos, s->tgt);
-        vm_rng r2 = rng ? saved[c] : (vm_rng){{0}};
-        if (vm_tctx_forward(s->tc, h, q->n, s->pos, k, s->logits, rng ? &r2 : NULL)) return -1;
-        s->tokens += q->n;
-        memset(s->dlogits, 0, (size_t)k * V * sizeof(float));
-        // d(-log p_y)/d ll_c = p_c - 1[c = y] (negated for pmi's unconditional sequences)
-        vm_task_seq_loglik(in, c, s->logits, V, s->dlogits, scale * (float)vm_task_seq_coef(in, c, probs));
-        if (vm_tctx_backward(s->tc, s->dlogits, s->beta * scale / in->n_seq, NULL)) return -1;
-    }
-    if (rng && in->n_seq > 0) *rng = saved[in->n_seq - 1];   // keep the caller's stream defined
-    return 0;
+    return vm_tctx_backward(s->tc, s->dlogits, s->beta * scale, NULL);
 }
 
 static int validate(fit_state *s, const int *idx, int n, uint64_t seed, double *nll, double *acc) {
@@ -317,8 +296,10 @@ static void progress_end(int *open) {
 }
 
 // Everything a resumed run must agree on.
-static uint64_t fingerprint(const vm_model *m, const vm_fit_opts *o, const int *layers, int nl, int n_ex) {
+static uint64_t fingerprint(const vm_model *m, const vm_fit_opts *o, const int *layers, int nl, int n_ex,
+                            uint64_t data_id) {
     uint64_t h = vm_model_router_checksum(m);
+    h = vm_fnv1a(h, &data_id, sizeof data_id);   // the items' contents, not only their count
     h = vm_fnv1a(h, o->kind, strlen(o->kind));
     h = vm_fnv1a(h, layers, (size_t)nl * sizeof(int));
     const double nums[] = { o->beta, o->samples, o->hidden, o->members, o->epochs, o->lr, o->batch,
@@ -340,6 +321,7 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
     memset(st, 0, sizeof *st);
     for (int i = 0; i < VM_ADAPTER_MAX_LAYERS; i++) st->jaccard[i] = NAN;
     const vm_hparams *hp = &m->hp;
+    if (vm_output_check(out_path)) return vm_err_prefix("fit");   // before the work, not after it
     if (!ds || ds->n == 0) return vm_err("fit: no training items");
     if (ds->n > 10000000) return vm_err("fit: too many items (%zu)", ds->n);
     if (hp->n_expert <= 0) return vm_err("fit: the model has no MoE layers");
@@ -375,6 +357,7 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
     int rc = -1, n_val_items = 0;
     int *tr_idx = NULL, *va_idx = NULL, n_tr = 0, n_va = 0;
     float *best = NULL;
+    int *eorder = NULL;   // the epoch's example order; freed at done (every exit)
     vm_adamw opt = {0};
     if (!order || vm_fit_split(n_items, o->val_frac, o->seed, order, &n_val_items)) goto done;
     vm_task task;
@@ -392,7 +375,7 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
             continue;
         }
         if (k < n_val_items) va_idx[n_va++] = it; else tr_idx[n_tr++] = it;
-        for (int q = 0; q < s.ex[it].in.n_seq; q++) if (s.ex[it].in.seq[q].n > s.T_max) s.T_max = s.ex[it].in.seq[q].n;
+        if (s.ex[it].in.tree.view.n_rows > s.T_max) s.T_max = s.ex[it].in.tree.view.n_rows;
     }
     s.n_ex = n_items;
     st->n_items = n_items; st->n_train = n_tr; st->n_val = n_va;
@@ -520,16 +503,26 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
     s.h_tmp = vm_malloc((size_t)s.T_max * s.D * sizeof(float));
     s.logits = vm_malloc((size_t)s.T_max * s.V * sizeof(float));
     s.dlogits = vm_malloc((size_t)s.T_max * s.V * sizeof(float));
-    s.pos = vm_malloc((size_t)s.T_max * sizeof(int32_t));
-    s.tgt = vm_malloc((size_t)s.T_max * sizeof(int32_t));
-    if (!s.h_tmp || !s.logits || !s.dlogits || !s.pos || !s.tgt) goto done;
-    if (!o->no_cache) {
+    if (!s.h_tmp || !s.logits || !s.dlogits) goto done;
+    if (!o->no_cache) {   // one prefix per item: its tree's rows (the shared context once)
+        const int shared = o->cache_h && o->cache_l0 == s.l0;
         for (int k = 0; k < n_tr + n_va; k++) {
-            fit_ex *e = &s.ex[k < n_tr ? tr_idx[k] : va_idx[k - n_tr]];
-            for (int q = 0; q < e->in.n_seq; q++) {
-                if (!(e->h[q] = vm_malloc((size_t)e->in.seq[q].n * s.D * sizeof(float)))) goto done;
-                if (vm_model_hidden(m, e->in.seq[q].tokens, e->in.seq[q].n, s.l0, e->h[q])) goto done;
+            const int item = k < n_tr ? tr_idx[k] : va_idx[k - n_tr];
+            fit_ex *e = &s.ex[item];
+            vm_test_kill_point("fit-cache");   // tests: a kill during the cache build
+            const vm_task_tree *t = &e->in.tree;
+            if (shared && item < o->cache_n && o->cache_h[item]) {   // the caller's prefix
+                if (!o->cache_rows || o->cache_rows[item] != t->view.n_rows) {
+                    vm_err("fit: the shared prefix of item %d has %d rows, its tree %d", item,
+                           o->cache_rows ? o->cache_rows[item] : -1, t->view.n_rows);
+                    goto done;
+                }
+                e->h = (float *)o->cache_h[item];
+                e->h_borrowed = 1;
+                continue;
             }
+            if (!(e->h = vm_malloc((size_t)t->view.n_rows * s.D * sizeof(float)))) goto done;
+            if (vm_model_hidden_tree(m, t->tok, &t->view, s.l0, e->h, NULL)) goto done;
         }
     }
 
@@ -540,10 +533,12 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
     const char *ckpt = o->ckpt_path;
     if (!ckpt) { snprintf(ckpt_buf, sizeof ckpt_buf, "%s.ckpt", out_path); ckpt = ckpt_buf; }
     vm_ckpt_state cs = { .best_val = INFINITY, .best_epoch = 0 };
-    cs.fingerprint = fingerprint(m, o, layers, nl, n_items);
+    cs.fingerprint = fingerprint(m, o, layers, nl, n_items, vm_dataset_fingerprint(ds));
     int have_ckpt = 0;
     if (o->resume && access(ckpt, F_OK) == 0) {
-        if (vm_ckpt_read(ckpt, &cs, &opt, best, n_w)) goto done;
+        const vm_ckpt_expect ex = { .total_steps = total, .steps_per_epoch = spe, .batch = o->batch,
+                                    .n_train = n_tr, .n_val = n_va, .patience = o->patience };
+        if (vm_ckpt_read(ckpt, &cs, &opt, best, n_w, &ex)) goto done;
         have_ckpt = 1; st->resumed = 1;
         if (!quiet) fprintf(stderr, "fit: resuming from %s at step %lld/%lld\n", ckpt, (long long)cs.step, (long long)total);
     }
@@ -564,8 +559,7 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
                 st->n_skipped, (long long)total, o->batch, cs.val_init, cs.acc_init);
 
     // ---- training
-    int *eorder = vm_malloc((size_t)n_tr * sizeof(int));
-    if (!eorder) goto done;
+    if (!(eorder = vm_malloc((size_t)n_tr * sizeof(int)))) goto done;
     double t0 = vm_now_s(), t_train = 0;
     const int64_t step0 = cs.step;
     int stop = cs.stopped;
@@ -604,11 +598,11 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
                     vm_err("training diverged at step %lld (epoch %d): non-finite loss or gradient; stopped "
                            "before the update, no checkpoint written yet (try a lower --lr)",
                            (long long)cs.step + 1, epoch + 1);
-                free(eorder);
                 goto done;
             }
             vm_adamw_step(&opt, vm_lr_schedule(o->lr, cs.step, total, o->warmup_frac));
             cs.step++;
+            vm_test_kill_point("fit-step");   // tests: a kill between a step and its checkpoint
             t_train += vm_now_s() - ts;
             if (bar && !quiet) {
                 const double tps = t_train > 0 ? s.tokens / t_train : 0;
@@ -649,11 +643,10 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
                 st->interrupted = 1;
                 progress_end(&bar_open);
                 if (!quiet) fprintf(stderr, "fit: stopped after %lld steps (checkpoint %s)\n", (long long)cs.step, ckpt);
-                rc = 0; free(eorder); goto fill;
+                rc = 0; goto fill;
             }
         }
     }
-    free(eorder);
 
     // ---- the best parameters -> adapter
     for (int i = 0, off = 0; i < s.n_params; i++) {
@@ -679,13 +672,13 @@ done:
     progress_end(&bar_open);   // the caller's error line must not land on the bar
     if (rc) vm_err_prefix("fit");
     for (int i = 0; s.ex && i < n_items; i++) {
-        for (int q = 0; q < VM_TASK_MAX_SEQ; q++) free(s.ex[i].h[q]);
+        if (!s.ex[i].h_borrowed) free(s.ex[i].h);
         vm_task_input_free(&s.ex[i].in);
     }
-    free(s.ex); free(order); free(tr_idx); free(va_idx); free(best);
+    free(s.ex); free(order); free(tr_idx); free(va_idx); free(best); free(eorder);
     vm_adamw_free(&opt);
     vm_tctx_free(s.tc);
-    free(s.h_tmp); free(s.logits); free(s.dlogits); free(s.pos); free(s.tgt);
+    free(s.h_tmp); free(s.logits); free(s.dlogits);
     free(s.params); free(s.routers);
     return rc;
 }

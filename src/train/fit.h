@@ -2,8 +2,11 @@
 //
 // Loss per example = answer cross-entropy (letter mode: over the letter tokens' softmax at the last
 // prompt position; loglik mode: over softmax_c of the choices' summed log-likelihoods) + beta *
-// sum_layers mean_tokens(reg) (the routers' backward adds the reg gradient through reg_weight;
-// loglik mode averages the reg over the choice sequences). Batch loss = mean over its examples
+// sum_layers sum_rows(reg) (the routers' backward adds the reg gradient through reg_weight). An
+// example runs as ONE forward and backward over its tree (data/task.h: the context once, each
+// choice's continuation once), so every row, a shared context's included, counts once in the
+// regulariser (the ELBO's tokens, method.md §4); the hidden states entering the lowest trained
+// layer are cached per tree. Batch loss = mean over its examples
 // (gradient accumulation: examples run one at a time, their gradients add up; one AdamW step per
 // effective batch). AdamW (optim.h): weight decay wd on 2-D head weights of vglr/vtsr only (not on
 // biases, and not on the W_r copies of map/ensemble, which would decay towards 0 instead of towards
@@ -59,6 +62,13 @@ typedef struct vm_fit_opts {
     float wd;                  // default 0.01
     float warmup_frac;         // default 0.05
     int no_cache;              // recompute the hidden state below l0 at every step (benchmark)
+    // A prefix computed by the caller and shared by several fits (vmoer demo): cache_h[i] = the
+    // hidden states entering layer cache_l0 of the tree rows of dataset item i (NULL: compute it;
+    // cache_rows[i] their count, checked). Used when cache_l0 is the fit's lowest trained layer;
+    // borrowed, never freed. The routers below cache_l0 must be the ones the prefix was made with.
+    const float *const *cache_h;
+    const int *cache_rows;
+    int cache_l0, cache_n;
     const char *ckpt_path;     // NULL: "<out>.ckpt"
     int ckpt_every;            // also checkpoint every N steps (0: at epoch ends only)
     int resume;                // continue from the checkpoint when it exists

@@ -6,6 +6,7 @@
 #include "train/checkpoint.h"
 #include "train/optim.h"
 #include "util/err.h"
+#include "util/fileio.h"
 #include "util/hash.h"
 #include "util/progress.h"
 #include "util/rng.h"
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 struct vm_lm {
     void *buf;                  // the GGUF file, 64-byte aligned; tensors point into it
@@ -70,6 +72,7 @@ static float *grad_of(const vm_lm *lm, const void *data) {
 }
 
 static int read_aligned(const char *path, void **buf, size_t *size) {
+    if (vm_input_check(path)) return -1;   // a FIFO would block the open
     FILE *f = fopen(path, "rb");
     if (!f) return vm_err("%s: %s", path, strerror(errno));
     struct stat st;
@@ -119,6 +122,8 @@ static int map_grads(vm_lm *lm) {
     lm->grads.layers = lm->lg;
     return 0;
 }
+
+const vm_model_grads *vm_lm_grads(const vm_lm *lm) { return lm ? &lm->grads : NULL; }
 
 vm_lm *vm_lm_load(const char *path) {
     vm_lm *lm = vm_calloc(1, sizeof *lm);
@@ -388,10 +393,9 @@ int vm_lm_train(vm_lm *lm, const int32_t *train, int64_t n_train, const int32_t 
         h = vm_fnv1a(h, train, (size_t)n_train * sizeof *train); h = vm_fnv1a(h, val, (size_t)n_val * sizeof *val);
         cs.fingerprint = h;
     }
-    FILE *probe = o->resume ? fopen(ckpt, "rb") : NULL;
-    if (probe) {
-        fclose(probe);
-        if (vm_ckpt_read(ckpt, &cs, &opt, best, n_all)) goto done;
+    if (o->resume && access(ckpt, F_OK) == 0) {   // vm_ckpt_read refuses what is not a regular file
+        const vm_ckpt_expect ex = { .total_steps = o->steps };   // no epochs
+        if (vm_ckpt_read(ckpt, &cs, &opt, best, n_all, &ex)) goto done;
         st->resumed = 1;
         if (!quiet) fprintf(stderr, "train: resumed from %s at step %lld\n", ckpt, (long long)cs.step);
     } else {

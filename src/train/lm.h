@@ -18,6 +18,7 @@
 #pragma once
 #include <stdint.h>
 #include "model/model.h"
+#include "model/train.h"
 #include "tokenizer/tokenizer.h"
 
 typedef struct vm_lm_opts {
@@ -68,6 +69,9 @@ int vm_lm_loss(vm_lm *lm, const int32_t *tokens, int batch, int seq, float lb_we
                double *ce, double *lb);
 // Parameter i (in file order): name, values, gradient, element count; i out of range -> -1.
 int vm_lm_param(vm_lm *lm, int i, const char **name, float **w, float **g, int64_t *n);
+// The weight-gradient buffers (the parameters' g) as vm_tctx_set_grads takes them, for a training
+// context of one's own (e.g. a tree batch); the token embeddings' gradient is vm_lm_loss's (from dh).
+const vm_model_grads *vm_lm_grads(const vm_lm *lm);
 
 // Documents of a text, tokenised (BOS before each) and concatenated: *out (malloc'd), count
 // returned (-1 on error). first_doc/n_docs select a range of documents (n_docs < 0: to the end);

@@ -60,7 +60,7 @@ if "$VMOER" upcycle "$M" "$T/moe.gguf" --experts 8 --top-k 2 --noise 0.05 --seed
 if "$VMOER" trace "$T/moe.gguf" -p "Once upon a time" -o "$T/t.jsonl" 2>"$T/e"; then ok; else bad "trace: $(cat "$T/e")"; fi
 [ "$(wc -l <"$T/t.jsonl")" -eq 25 ] && ok || bad "trace lines $(wc -l <"$T/t.jsonl"), want 25"
 F='-?[0-9][0-9.e+-]*'
-RE="^\{\"pos\":[0-9]+,\"token\":[0-9]+,\"piece\":\"[^\"]*\",\"layer\":[0-4],\"logits\":\[($F,){7}$F\],\"probs\":\[($F,){7}$F\],\"experts\":\[[0-7],[0-7]\],\"gates\":\[$F,$F\]\}$"
+RE="^\{\"pos\":[0-9]+,\"token\":[0-9]+,\"piece\":\"[^\"]*\",\"layer\":[0-4],\"logits\":\[($F,){7}$F\],\"probs\":\[($F,){7}$F\],\"experts\":\[[0-7],[0-7]\],\"gates\":\[$F,$F\],\"unc\":\{\"gate_entropy\":$F\}\}$"
 n=$(grep -cE "$RE" "$T/t.jsonl")
 [ "$n" -eq 25 ] && ok || bad "trace: $n of 25 lines match the schema; first: $(head -1 "$T/t.jsonl")"
 # token-major order: first line is BOS at layer 0, the last the 5th token at layer 4

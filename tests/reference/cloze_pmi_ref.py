@@ -9,13 +9,15 @@ Independent of vmoer's C code, written from published definitions:
   theta = pos * 10000^(-(i % head_size)/head_size), grouped-query attention, SwiGLU, shared
   classifier), float64, whole sequence at once with a causal mask;
 - scoring (data/cloze/README.md, lm-eval loglikelihood): context = BOS + question, whole =
-  BOS + question + " " + choice, continuation = whole[len(context):], ll = sum of log-softmax of the
-  continuation tokens; PMI = ll(cont | BOS + question) - ll(cont | BOS), the SAME continuation ids
-  after BOS alone.
+  BOS + question + " " + choice, continuation = whole[len(context):], the sequence run is
+  context + continuation (lm-eval's context_enc + continuation_enc: the context as tokenised alone,
+  even where whole's first tokens differ), ll = sum of log-softmax of the continuation tokens;
+  PMI = ll(cont | BOS + question) - ll(cont | BOS), the SAME continuation ids after BOS alone.
 
 usage (repo root): /usr/bin/python3 tests/reference/cloze_pmi_ref.py [../shared]
-writes tests/golden/cloze/pmi.json: per item its id, context ids, per choice the whole ids, n_ctx,
-ll_cond, ll_uncond and pmi, and the softmax answer distributions of both modes.
+writes tests/golden/cloze/pmi.json: per item its id, context ids, per choice the whole ids, the ids
+run (context + continuation), n_ctx, ll_cond, ll_uncond and pmi, and the softmax answer
+distributions of both modes.
 """
 import json
 import os
@@ -149,10 +151,10 @@ with open("data/cloze/test.jsonl", encoding="utf-8") as f:
         for ch in it["choices"]:
             whole = encode(it["question"] + " " + ch)
             cont = whole[len(ctx):]
-            lc = cont_ll(whole, len(ctx))
+            lc = cont_ll(ctx + cont, len(ctx))
             lu = cont_ll([1] + cont, 1)
-            rec["choices"].append({"whole": whole, "n_ctx": len(ctx), "ll_cond": lc, "ll_uncond": lu,
-                                   "pmi": lc - lu})
+            rec["choices"].append({"whole": whole, "ids": ctx + cont, "n_ctx": len(ctx), "ll_cond": lc,
+                                   "ll_uncond": lu, "pmi": lc - lu})
         rec["probs_loglik"] = softmax([c["ll_cond"] for c in rec["choices"]])
         rec["probs_pmi"] = softmax([c["pmi"] for c in rec["choices"]])
         items.append(rec)

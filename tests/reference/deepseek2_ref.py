@@ -5,7 +5,8 @@ Written from the published model definitions, not from vmoer's C code:
   - DeepSeek-V2's modeling_deepseek.py (Hugging Face remote code / transformers' deepseek_v2):
     multi-head latent attention: q = q_proj(x) or q_b_proj(rmsnorm(q_a_proj(x))), split per head
     into (q_nope, q_pe); kv_a_proj_with_mqa(x) = (compressed_kv, k_pe); kv_b_proj(rmsnorm(compressed_kv))
-    = per head (k_nope, v); RoPE on q_pe / k_pe only, after the interleaved->halves permutation
+    = per head (k_nope, v); these two latent norms are built with the RMSNorm default eps 1e-6, never
+    with rms_norm_eps (which the block and final norms use); RoPE on q_pe / k_pe only, after the interleaved->halves permutation
     (view(d/2, 2).transpose) and rotate_half; YaRN rotary embedding (frequency blend with the
     linear ramp between yarn_find_correction_range(beta_fast, beta_slow), cos/sin times
     yarn_get_mscale(factor, mscale) / yarn_get_mscale(factor, mscale_all_dim)) and the softmax
@@ -23,8 +24,10 @@ All maths in float64 from the float32 weights the GGUF stores.
 Writes tests/golden/deepseek2/<name>.gguf, <name>.tokens.npy (float32 ids), <name>.logits.npy (T, V) and
 <name>.topk.npy (MoE layers, T, K); and hf_v3/ (config.json + model.safetensors: a DeepseekV3ForCausalLM
 checkpoint in the Hugging Face layout, per-expert tensors) with hf_v3.tokens.npy / hf_v3.logits.npy for
-the convert-hf round trip.
-Run once from the repository root: /usr/bin/python3 tests/reference/deepseek2_ref.py
+the convert-hf round trip; hf_v2/ likewise, a DeepseekV2ForCausalLM checkpoint (softmax greedy gate)
+whose rms_norm_eps is 0.05, so the latent norms' fixed 1e-6 shows in its logits.
+Run once from the repository root: /usr/bin/python3 tests/reference/deepseek2_ref.py (every file is
+written again byte for byte; numpy 1.24).
 """
 import json
 import math
@@ -137,19 +140,22 @@ def apply_rope(x, cos, sin):
     return x * cos[:, None, :] + rotate_half(x) * sin[:, None, :]
 
 
+LATENT_EPS = 1e-6   # q_a_layernorm / kv_a_layernorm: the RMSNorm default, whatever rms_norm_eps says
+
+
 def attention(cfg, W, p, x):
     T, H = x.shape[0], cfg["n_head"]
     nope, rope, vd, kvl = cfg["nope"], cfg["rope"], cfg["vd"], cfg["kvl"]
     qhd = nope + rope
     if cfg["q_lora"]:
-        q = rmsnorm(x @ W[p + "q_a"].T, W[p + "q_a_norm"], cfg["eps"]) @ W[p + "q_b"].T
+        q = rmsnorm(x @ W[p + "q_a"].T, W[p + "q_a_norm"], LATENT_EPS) @ W[p + "q_b"].T
     else:
         q = x @ W[p + "q"].T
     q = q.reshape(T, H, qhd)
     q_nope, q_pe = q[..., :nope], q[..., nope:]
     ckv = x @ W[p + "kv_a"].T                                      # (T, kvl + rope)
     c, k_pe = ckv[:, :kvl], ckv[:, kvl:].reshape(T, 1, rope)
-    kv = (rmsnorm(c, W[p + "kv_a_norm"], cfg["eps"]) @ W[p + "kv_b"].T).reshape(T, H, nope + vd)
+    kv = (rmsnorm(c, W[p + "kv_a_norm"], LATENT_EPS) @ W[p + "kv_b"].T).reshape(T, H, nope + vd)
     k_nope, v = kv[..., :nope], kv[..., nope:]
     cos, sin = rotary_cos_sin(cfg, T)
     q_pe, k_pe = apply_rope(q_pe, cos, sin), apply_rope(k_pe, cos, sin)
@@ -361,11 +367,14 @@ def write_safetensors(path, tensors):
         f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
-def hf_fixture():
-    """A tiny DeepSeek-V3 checkpoint in the HF layout (modeling_deepseek.py parameter names)."""
+def hf_fixture(v2=False):
+    """A tiny DeepSeek-V3 checkpoint in the HF layout (modeling_deepseek.py parameter names); with v2 a
+    DeepSeek-V2 one (softmax greedy gate, no selection bias, V2-Lite's YaRN) with rms_norm_eps 0.05."""
     D, H, ql, kvl, nope, rope, vd, V, F, N, nff = 16, 2, 12, 8, 4, 4, 6, 32, 8, 4, 24
+    name = "hf_v2" if v2 else "hf_v3"
+    ms = 0.707 if v2 else 1.0
     rs = dict(type="yarn", factor=40.0, original_max_position_embeddings=4096, beta_fast=32, beta_slow=1,
-              mscale=1.0, mscale_all_dim=1.0)
+              mscale=ms, mscale_all_dim=ms)
     hf = {"architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3", "vocab_size": V,
           "hidden_size": D, "intermediate_size": nff, "moe_intermediate_size": F, "num_hidden_layers": 2,
           "num_attention_heads": H, "num_key_value_heads": H, "n_shared_experts": 1, "n_routed_experts": N,
@@ -377,7 +386,14 @@ def hf_fixture():
     cfg = dict(dim=D, n_head=H, q_lora=ql, kvl=kvl, nope=nope, rope=rope, vd=vd, n_layer=2, n_dense=1,
                n_expert=N, n_expert_used=2, n_shared=1, eps=1e-6, scoring="sigmoid", norm_topk=True,
                scale_after_norm=True, routed_scale=2.5, n_group=2, topk_group=1, rope_scaling=rs, rope_base=10000.0)
-    rng = np.random.default_rng(13)
+    if v2:
+        for k in ("n_group", "topk_group", "scoring_func"):
+            del hf[k]
+        hf.update(architectures=["DeepseekV2ForCausalLM"], model_type="deepseek_v2", topk_method="greedy",
+                  routed_scaling_factor=1.5, norm_topk_prob=False, rms_norm_eps=0.05)
+        cfg.update(eps=0.05, scoring="softmax", norm_topk=False, scale_after_norm=False, routed_scale=1.5,
+                   n_group=1, topk_group=1)
+    rng = np.random.default_rng(17 if v2 else 13)
 
     def rnd(*shape, sd=1.0, mean=0.0):
         return (mean + rng.standard_normal(shape) * sd).astype(np.float32).astype(np.float64)
@@ -406,7 +422,8 @@ def hf_fixture():
             add(p + "ffn_down", P + "mlp.down_proj.weight", rnd(D, nff, sd=nff ** -0.5))
             continue
         add(p + "gate", P + "mlp.gate.weight", rnd(N, D, sd=2 * D ** -0.5))
-        add(p + "bias", P + "mlp.gate.e_score_correction_bias", rnd(N, sd=0.05))
+        if not v2:
+            add(p + "bias", P + "mlp.gate.e_score_correction_bias", rnd(N, sd=0.05))
         W[p + "exp_gate"], W[p + "exp_up"], W[p + "exp_down"] = rnd(N, F, D, sd=D ** -0.5), rnd(N, F, D, sd=D ** -0.5), rnd(N, D, F, sd=F ** -0.5)
         for e in range(N):
             T += [(P + "mlp.experts.%d.gate_proj.weight" % e, W[p + "exp_gate"][e]),
@@ -419,14 +436,14 @@ def hf_fixture():
     add("output", "lm_head.weight", rnd(V, D, sd=D ** -0.5))
     tokens = rng.integers(0, V, 10)
     logits, _ = forward(cfg, W, tokens)
-    d = os.path.join(OUT, "hf_v3")
+    d = os.path.join(OUT, name)
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, "config.json"), "w") as f:
         json.dump(hf, f, indent=2)
     write_safetensors(os.path.join(d, "model.safetensors"), T)
-    np.save(os.path.join(OUT, "hf_v3.tokens.npy"), tokens.astype(np.float32))
-    np.save(os.path.join(OUT, "hf_v3.logits.npy"), logits.astype(np.float32))
-    print("hf_v3  tokens %d  logits |max| %.3f  (HF checkpoint)" % (len(tokens), np.abs(logits).max()))
+    np.save(os.path.join(OUT, name + ".tokens.npy"), tokens.astype(np.float32))
+    np.save(os.path.join(OUT, name + ".logits.npy"), logits.astype(np.float32))
+    print("%s  tokens %d  logits |max| %.3f  (HF checkpoint)" % (name, len(tokens), np.abs(logits).max()))
 
 
 def main():
@@ -445,6 +462,7 @@ def main():
          scale_after_norm=True, routed_scale=2.5, n_group=4, topk_group=2, n_expert_used=3, bias=True,
          n_shared=1, rope_scaling=yarn3)
     hf_fixture()
+    hf_fixture(v2=True)
 
 
 if __name__ == "__main__":
