@@ -4,7 +4,8 @@ set -e
 # build: compiler, JSON, regexes, HTTP server (vmoer serve). tests: clang + libFuzzer runtime + LLVM
 # OpenMP (fuzzing), valgrind, chromium (the HTML report is loaded in a headless browser), curl and
 # Node.js (the server is tested with curl and the official `openai` npm client), python3 (JSON
-# checks of the demo's table.json).
+# checks of the demo's table.json); with --tests also llama.cpp's CPU binaries from npm (node-llama-cpp,
+# scripts/llamacpp.sh), the reference engine of the quantize round trip.
 PKGS="build-essential pkg-config libjansson-dev libpcre2-dev libmicrohttpd-dev"
 TESTS=0
 [ "${1:-}" = "--tests" ] && TESTS=1
@@ -33,3 +34,9 @@ if [ $TESTS = 1 ]; then
         npm install --prefix "$dir" --no-audit --no-fund --silent openai@4.95.0 >&2
     fi
 fi
+# llama.cpp (npm node-llama-cpp) in a cache folder: tests/cli/quantize.sh skips its round trip, with a
+# message, when this could not be installed (no npm, Node.js older than 20, no registry)
+if [ $TESTS = 1 ]; then
+    sh "$(dirname "$0")/llamacpp.sh" >/dev/null || echo "install-deps: llama.cpp reference not installed (the quantize round trip will skip it)" >&2
+fi
+exit 0

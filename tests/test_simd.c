@@ -347,6 +347,12 @@ int main(void) {
         const int64_t C = vm_act_block(qtypes[t]) == 32 ? 96 : 512;
         for (int B = 1; B <= 6; B++) check_matmul(qtypes[t], C, 19, B);
         check_matmul(qtypes[t], 1024, 150, 9);
+        // batches through the packed path: whole and partial token groups, pairs of groups and a
+        // lone one, row tiles of 4 and the 1-row remainder, several passes of 32 groups
+        for (int B = 8; B <= 17; B += 3) check_matmul(qtypes[t], C, 23, B);
+        check_matmul(qtypes[t], 1024, 70, 64);
+        check_matmul(qtypes[t], C, 9, 300);
+        if (t == 0) check_matmul(qtypes[t], C, 5, 600);   // more than 32 groups of 16: two passes
         check_act_dot(qtypes[t], 256);
         check_act_dot(qtypes[t], 2048);
         check_act_quant(qtypes[t]);

@@ -141,7 +141,7 @@ int bench_routers(const int32_t *thr, int n_thr, int T, int S, int reps, FILE *j
 
 // ---- Granite-3B-shaped random model ----------------------------------------------------------------
 
-enum { G_D = 1536, G_F = 512, G_N = 40, G_K = 8, G_NH = 24, G_NKV = 8, G_HD = 64, G_VARIANTS = 2 };
+enum { G_D = 1536, G_F = 512, G_K = 8, G_NH = 24, G_NKV = 8, G_HD = 64, G_VARIANTS = 2 };
 
 // rows x cols (cols contiguous) of U(-a, a), a = sqrt(3) sd, quantised to `type`; rows in parallel,
 // each from its own stream, so the bytes do not depend on the thread count.
@@ -174,12 +174,43 @@ static void *rand_matrix(vm_type type, int64_t rows, int64_t cols, float sd, uin
     return buf;
 }
 
-int bench_gen_granite(const char *path, const char *type_name, int n_layer, int n_vocab) {
+// A SentencePiece-style vocabulary of placeholder pieces (<unk>, <s>, </s>, the 256 byte tokens when
+// they fit, then "t<id>"), so that other engines (llama.cpp) load the file too; prompts are token ids.
+static int gen_vocab(vm_gguf_writer *w, int n_vocab) {
+    char **text = calloc((size_t)n_vocab, sizeof *text);
+    float *score = calloc((size_t)n_vocab, sizeof *score);
+    int32_t *type = calloc((size_t)n_vocab, sizeof *type);
+    int rc = !text || !score || !type;
+    for (int i = 0; i < n_vocab && !rc; i++) {
+        char buf[32];
+        const int bytes = n_vocab >= 259 && i >= 3 && i < 259;
+        if (i < 3) snprintf(buf, sizeof buf, "%s", i == 0 ? "<unk>" : i == 1 ? "<s>" : "</s>");
+        else if (bytes) snprintf(buf, sizeof buf, "<0x%02X>", i - 3);
+        else snprintf(buf, sizeof buf, "t%d", i);
+        type[i] = i == 0 ? 2 : i < 3 ? 3 : bytes ? 6 : 1;   // unknown, control, byte, normal
+        score[i] = bytes || i < 3 ? 0.0f : -(float)i;
+        if (!(text[i] = strdup(buf))) rc = 1;
+    }
+    if (!rc) {
+        vm_gguf_set_str(w, "tokenizer.ggml.model", "llama");
+        vm_gguf_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)text, (uint64_t)n_vocab);
+        vm_gguf_set_arr(w, "tokenizer.ggml.scores", VM_GGUF_TYPE_FLOAT32, score, (uint64_t)n_vocab);
+        vm_gguf_set_arr(w, "tokenizer.ggml.token_type", VM_GGUF_TYPE_INT32, type, (uint64_t)n_vocab);
+        vm_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", 1);
+        vm_gguf_set_u32(w, "tokenizer.ggml.eos_token_id", 2);
+        vm_gguf_set_u32(w, "tokenizer.ggml.unknown_token_id", 0);
+    }
+    for (int i = 0; text && i < n_vocab; i++) free(text[i]);
+    free(text); free(score); free(type);
+    return rc;
+}
+
+int bench_gen_granite(const char *path, const char *type_name, int n_layer, int n_vocab, int n_expert) {
     const int t = vm_type_from_name(type_name);
-    if (t != VM_TYPE_Q8_0 && t != VM_TYPE_Q4_0)
-        return cli_fail(CMD, "--type: '%s' (expected q8_0 or q4_0)", type_name);
+    if (t != VM_TYPE_Q8_0 && t != VM_TYPE_Q4_0 && t != VM_TYPE_F32 && t != VM_TYPE_F16)
+        return cli_fail(CMD, "--type: '%s' (expected q8_0, q4_0, f32 or f16)", type_name);
     const vm_type type = (vm_type)t;
-    const int64_t D = G_D, F = G_F, N = G_N, QD = G_NH * G_HD, KVD = G_NKV * G_HD, V = n_vocab;
+    const int64_t D = G_D, F = G_F, N = n_expert, QD = G_NH * G_HD, KVD = G_NKV * G_HD, V = n_vocab;
     vm_gguf_writer *w = vm_gguf_writer_init();
     if (!w) return cli_fail(CMD, NULL);
     // the big matrices come in G_VARIANTS random variants that the layers take in turn (the file
@@ -212,10 +243,11 @@ int bench_gen_granite(const char *path, const char *type_name, int n_layer, int 
     vm_gguf_set_u32(w, "llama.attention.head_count", G_NH);
     vm_gguf_set_u32(w, "llama.attention.head_count_kv", G_NKV);
     vm_gguf_set_u32(w, "llama.expert_count", (uint32_t)N);
-    vm_gguf_set_u32(w, "llama.expert_used_count", G_K);
+    vm_gguf_set_u32(w, "llama.expert_used_count", (uint32_t)(N < G_K ? N : G_K));
     vm_gguf_set_u32(w, "llama.rope.dimension_count", G_HD);
     vm_gguf_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-6f);
     vm_gguf_set_f32(w, "llama.rope.freq_base", 10000.0f);
+    if (gen_vocab(w, n_vocab)) { rc = cli_fail(CMD, "out of memory"); goto done; }
     const size_t nb_d = sizeof(float) * (size_t)D;
     vm_gguf_add_tensor(w, "token_embd.weight", type, 2, (int64_t[]){ D, V }, embd, eb);   // tied output
     vm_gguf_add_tensor(w, "output_norm.weight", VM_TYPE_F32, 1, (int64_t[]){ D }, ones, nb_d);

@@ -9,7 +9,7 @@
 int bench_routers(const int32_t *thr, int n_thr, int T, int S, int reps, FILE *js);
 // Writes a random-weight `llama`-arch MoE GGUF with Granite-3B-like shapes (D 1536, 40 experts,
 // top-8, n_ff_exp 512, heads 24/8, tied embeddings) and `type` (Q8_0 or Q4_0) matrices.
-int bench_gen_granite(const char *path, const char *type, int n_layer, int n_vocab);
+int bench_gen_granite(const char *path, const char *type, int n_layer, int n_vocab, int n_expert);
 // Prompt processing with the deterministic router everywhere vs `kind` (S samples) on the last
 // n_bayes MoE layers, in one process with interleaved repeats (ABBA order); prints the wall-time
 // ratio, the analytic matrix-product FLOPs ratio and peak RSS (VmHWM) against the file size.

@@ -11,6 +11,7 @@ int cmd_trace(int argc, char **argv);
 int cmd_convert_llama2c(int argc, char **argv);
 int cmd_convert_hf(int argc, char **argv);
 int cmd_upcycle(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_compare(int argc, char **argv);

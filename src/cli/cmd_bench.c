@@ -3,6 +3,7 @@
 // shapes (when the binary is linked with a CBLAS, bench/Makefile), and Q8_0 vs F32 at batch 1.
 // The CBLAS functions are weak references: a normal build has none and skips that column.
 // vmoer bench MODEL.gguf --fit: fit training tokens/s per router kind (bench_router.c).
+#include "cli/bench_profile.h"
 #include "cli/bench_router.h"
 #include "cli/cli.h"
 #include "kernels/ops.h"
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char *CMD = "bench";
 
@@ -31,19 +33,21 @@ static void usage(void) {
     printf("usage: vmoer bench MODEL.gguf [options]\n"
            "       vmoer bench --kernels [MODEL.gguf] [options]\n"
            "       vmoer bench --routers [options]\n"
-           "       vmoer bench --gen-granite OUT.gguf [--type q8_0|q4_0] [--layers N] [--vocab N]\n"
+           "       vmoer bench --gen-granite OUT.gguf [--type q8_0|q4_0|f32|f16] [--layers N] [--vocab N] [--experts N]\n"
            "       vmoer bench MODEL.gguf --ab KIND [--bayes-layers N] [--samples S] [options]\n"
-           "       vmoer bench MODEL.gguf --fit [--kinds LIST] [--bayes-layers N] [--items N] [options]\n\n"
+           "       vmoer bench MODEL.gguf --fit [--kinds LIST] [--bayes-layers N] [--items N] [options]\n"
+           "       vmoer bench MODEL.gguf --profile [options]\n\n"
            "Model mode: prompt processing (a prompt of --n-prompt random tokens evaluated in chunks of\n"
            "each --batch size, as evaluation runs prompts; only the last logits are computed) and decode\n"
            "(--n-gen tokens one at a time), tokens/s for each --threads count; best of --reps runs.\n"
            "Kernel mode: GFLOP/s of the f32 matmul on the model's matrix shapes (Granite-3B-like shapes\n"
            "without a model) at batch 1 and --batch, against BLAS sgemm when linked in (bench/Makefile),\n"
-           "and Q8_0 / Q4_K / Q6_K weights against F32 at batch 1 and at --batch.\n"
+           "and Q8_0 / Q4_0 / Q4_K / Q5_K / Q6_K weights against F32 at batch 1 and at --batch.\n"
            "Router mode (--routers): us per token per layer of every router kind on D 1536 / N 40 / K 8\n"
            "and D 2048 / N 64 / K 8, a batch of --batch tokens, --samples S.\n"
            "--gen-granite writes a random-weight llama-arch MoE with Granite-3B-like shapes (D 1536,\n"
-           "40 experts, top-8, n_ff_exp 512, heads 24/8; default 32 layers, vocab 49155, q8_0).\n"
+           "--experts (default 40), top-8, n_ff_exp 512, heads 24/8; default 32 layers, vocab 49155, q8_0; routers and\n"
+           "norms F32; a placeholder SentencePiece vocabulary, so llama.cpp loads it too).\n"
            "--ab KIND: prompt processing (--n-prompt tokens in --batch chunks, first --threads count)\n"
            "with the deterministic router vs KIND on the last --bayes-layers MoE layers (default 5),\n"
            "interleaved --reps times (weights mlock'ed): wall-time, CPU-time and matrix-product FLOPs\n"
@@ -52,7 +56,11 @@ static void usage(void) {
            "kind in --kinds (default: every kind with parameters) on the last --bayes-layers MoE layers\n"
            "(default 5), --items random sequences of --n-prompt tokens, an optimiser step every --batch\n"
            "sequences (default 8), with and without the hidden-state cache, for each --threads count;\n"
-           "ratios against the full-model deterministic inference forward in the same run.\n\n"
+           "ratios against the full-model deterministic inference forward in the same run.\n"
+           "--profile: time per op kind (attention, routing, expert gather/scatter, activation quantisation,\n"
+           "each product) of prompt processing (--n-prompt tokens in chunks of the first --batch) and decode\n"
+           "(--n-gen tokens), with GFLOP/s and weight GB/s, and decode's weight traffic against the streaming\n"
+           "read bandwidth measured in the same run, for each --threads count.\n\n"
            "options:\n"
            "  --threads LIST   thread counts, e.g. 1,2 (default: the OpenMP default)\n"
            "  --batch LIST     prompt batch sizes (default 64); kernel mode uses the first\n"
@@ -64,6 +72,7 @@ static void usage(void) {
            "  --routers        router mode\n"
            "  --samples S      samples of the sampled routers (default 35)\n"
            "  --fit            fit mode; --kinds LIST (e.g. map,vglr-mf), --items N (default 32)\n"
+           "  --profile        per-op profile of prompt processing and decode\n"
            "  -h, --help       this text\n");
 }
 
@@ -136,17 +145,29 @@ static void kjob_run(const kjob *j) {
     else cblas_sgemm(101, 111, 112, j->B, (int)j->w->ne[1], (int)j->w->ne[0], 1.0f, j->x, (int)j->w->ne[0],
                      (const float *)j->w->data, (int)j->w->ne[0], 0.0f, j->y, (int)j->w->ne[1]);
 }
+// The quantised types timed against F32
+enum { NQ = 5 };
+static const vm_type kq_types[NQ] = {VM_TYPE_Q8_0, VM_TYPE_Q4_0, VM_TYPE_Q4_K, VM_TYPE_Q5_K, VM_TYPE_Q6_K};
+
 // Seconds per call of each job: calls are batched to ~20 ms, and the jobs take turns for 7 rounds
-// keeping each one's best, so a busy machine slows both sides of a ratio alike.
+// keeping each one's best, so a busy machine slows both sides of a ratio alike. With one thread the
+// clock is the process CPU time (steady on a shared machine: time spent descheduled does not count).
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 static void time_jobs(const kjob *j, int n_jobs, double *best) {
-    int reps[8];
+    double (*now)(void) = omp_get_max_threads() == 1 ? cpu_now : vm_now_s;
+    int reps[2 + NQ];
     for (int k = 0; k < n_jobs; k++) {
         kjob_run(&j[k]);   // warm-up
         int n = 1;
         for (;;) {
-            double t0 = vm_now_s();
+            double t0 = now();
             for (int i = 0; i < n; i++) kjob_run(&j[k]);
-            double t = vm_now_s() - t0;
+            double t = now() - t0;
             if (t > 0.02 || n > (1 << 20)) { best[k] = t / n; break; }
             n *= 2;
         }
@@ -154,9 +175,9 @@ static void time_jobs(const kjob *j, int n_jobs, double *best) {
     }
     for (int round = 0; round < 7; round++)
         for (int k = 0; k < n_jobs; k++) {
-            double t0 = vm_now_s();
+            double t0 = now();
             for (int i = 0; i < reps[k]; i++) kjob_run(&j[k]);
-            double t = (vm_now_s() - t0) / reps[k];
+            double t = (now() - t0) / reps[k];
             if (t < best[k]) best[k] = t;
         }
 }
@@ -164,17 +185,19 @@ static void time_jobs(const kjob *j, int n_jobs, double *best) {
 // At batch B: sec[0] = seconds per call of the f32 matmul, sec[1] of BLAS (the f32 matmul again,
 // unreported, without BLAS), qx[k] = f32 time / time with weights tq[k] (0 when qd[k] is NULL: the
 // row length does not fit the type). All taken by time_jobs in one interleaved run.
-static void time_batch(const vm_tensor *tw, const vm_tensor tq[3], void *const qd[3], int blas, const float *x,
-                       float *y, int B, double sec[2], double qx[3]) {
-    kjob j[5] = {{0, tw, x, y, B}, {blas, tw, x, y, B}};
-    int n = 2, slot[3] = {-1, -1, -1};
-    for (int k = 0; k < 3; k++)
+static void time_batch(const vm_tensor *tw, const vm_tensor tq[NQ], void *const qd[NQ], int blas, const float *x,
+                       float *y, int B, double sec[2], double qx[NQ]) {
+    kjob j[2 + NQ] = {{0, tw, x, y, B}, {blas, tw, x, y, B}};
+    int n = 2, slot[NQ];
+    for (int k = 0; k < NQ; k++) {
+        slot[k] = -1;
         if (qd[k]) { slot[k] = n; j[n++] = (kjob){0, &tq[k], x, y, B}; }
-    double s[5] = {0};
+    }
+    double s[2 + NQ] = {0};
     time_jobs(j, n, s);
     sec[0] = s[0];
     sec[1] = s[1];
-    for (int k = 0; k < 3; k++) qx[k] = slot[k] >= 0 ? s[0] / s[slot[k]] : 0.0;
+    for (int k = 0; k < NQ; k++) qx[k] = slot[k] >= 0 ? s[0] / s[slot[k]] : 0.0;
 }
 
 static int add_shape(shape *s, int n, const char *name, const vm_tensor *t) {
@@ -213,11 +236,14 @@ static int bench_kernels(const char *path, const int32_t *thr, int n_thr, int B,
     }
     const int blas = cblas_sgemm != NULL && cblas_sgemv != NULL;
     printf("kernels: simd %s, BLAS %s, batch %d (GFLOP/s; ratios ours/BLAS and F32-time/quantised-time at\n"
-           "batch 1 and at batch n)\n",
+           "batch 1 and at batch n; 1 thread: process CPU time, more threads: wall time)\n",
            vm_simd_name(vm_simd_get()), blas ? "linked" : "not linked (build bench/Makefile)", B);
-    printf("%-14s %6s %6s %3s | %8s %8s %6s | %8s %8s %6s | %6s %6s %6s | %6s %6s %6s\n", "matrix", "C", "OC", "thr",
-           "f32 B=1", "blas B=1", "ratio", "f32 B=n", "blas B=n", "ratio", "q8_0x", "q4_Kx", "q6_Kx", "q8_0xn", "q4_Kxn",
-           "q6_Kxn");
+    printf("%-14s %6s %6s %3s | %8s %8s %6s | %8s %8s %6s |", "matrix", "C", "OC", "thr",
+           "f32 B=1", "blas B=1", "ratio", "f32 B=n", "blas B=n", "ratio");
+    for (int k = 0; k < NQ; k++) printf(" %5sx", vm_type_name(kq_types[k]));
+    printf(" |");
+    for (int k = 0; k < NQ; k++) printf(" %5sxn", vm_type_name(kq_types[k]));
+    printf("\n");
     if (js) fprintf(js, "{\"simd\": \"%s\", \"blas\": %s, \"batch\": %d, \"results\": [", vm_simd_name(vm_simd_get()),
                     blas ? "true" : "false", B);
     vm_rng r;
@@ -227,16 +253,16 @@ static int bench_kernels(const char *path, const int32_t *thr, int n_thr, int B,
         const int C = sh[is].C, OC = sh[is].OC;
         float *w = malloc(sizeof(float) * (size_t)C * OC), *x = malloc(sizeof(float) * (size_t)C * B),
               *y = malloc(sizeof(float) * (size_t)OC * B);
-        const vm_type qt[3] = {VM_TYPE_Q8_0, VM_TYPE_Q4_K, VM_TYPE_Q6_K};
-        void *qd[3] = {0};
-        for (int k = 0; k < 3; k++)
+        const vm_type *qt = kq_types;
+        void *qd[NQ] = {0};
+        for (int k = 0; k < NQ; k++)
             if (vm_type_row_size(qt[k], C)) qd[k] = malloc(vm_type_row_size(qt[k], C) * (size_t)OC);
         if (!w || !x || !y) { rc = cli_fail(CMD, "out of memory"); goto next; }
         for (size_t i = 0; i < (size_t)C * OC; i++) w[i] = vm_rng_normal(&r) * 0.05f;
         for (size_t i = 0; i < (size_t)C * B; i++) x[i] = vm_rng_normal(&r);
-        vm_tensor tw, tq[3];
+        vm_tensor tw, tq[NQ];
         vm_tensor_init(&tw, "w", VM_TYPE_F32, 2, (int64_t[]){C, OC}, w);
-        for (int k = 0; k < 3; k++)
+        for (int k = 0; k < NQ; k++)
             if (qd[k]) {
                 const size_t row = vm_type_row_size(qt[k], C);
                 for (int o = 0; o < OC; o++) vm_quant_row(qt[k], w + (size_t)o * C, (char *)qd[k] + row * o, C);
@@ -246,25 +272,32 @@ static int bench_kernels(const char *path, const int32_t *thr, int n_thr, int B,
             omp_set_num_threads(thr[it]);
             if (openblas_set_num_threads) openblas_set_num_threads(thr[it]);
             double f1 = 2.0 * C * OC, fn = f1 * B;
-            double s1[2], sn[2], qx[3], qxn[3];
+            double s1[2], sn[2], qx[NQ], qxn[NQ];
             time_batch(&tw, tq, qd, blas, x, y, 1, s1, qx);
             time_batch(&tw, tq, qd, blas, x, y, B, sn, qxn);
             const double t1 = s1[0], b1 = s1[1], tn = sn[0], bn = sn[1];
-            printf("%-14s %6d %6d %3d | %8.2f %8.2f %6.2f | %8.2f %8.2f %6.2f | %6.2f %6.2f %6.2f | %6.2f %6.2f %6.2f\n",
-                   sh[is].name, C, OC, thr[it], f1 / t1 * 1e-9, blas ? f1 / b1 * 1e-9 : 0, blas ? b1 / t1 : 0,
-                   fn / tn * 1e-9, blas ? fn / bn * 1e-9 : 0, blas ? bn / tn : 0, qx[0], qx[1], qx[2], qxn[0], qxn[1], qxn[2]);
-            if (js)
+            printf("%-14s %6d %6d %3d | %8.2f %8.2f %6.2f | %8.2f %8.2f %6.2f |", sh[is].name, C, OC, thr[it],
+                   f1 / t1 * 1e-9, blas ? f1 / b1 * 1e-9 : 0, blas ? b1 / t1 : 0, fn / tn * 1e-9, blas ? fn / bn * 1e-9 : 0,
+                   blas ? bn / tn : 0);
+            for (int k = 0; k < NQ; k++) printf(" %6.2f", qx[k]);
+            printf(" |");
+            for (int k = 0; k < NQ; k++) printf(" %7.2f", qxn[k]);
+            printf("\n");
+            if (js) {
                 fprintf(js, "%s\n  {\"matrix\": \"%s\", \"C\": %d, \"OC\": %d, \"threads\": %d, \"f32_gflops_b1\": %.3f, "
-                            "\"blas_gflops_b1\": %.3f, \"f32_gflops_bn\": %.3f, \"blas_gflops_bn\": %.3f, "
-                            "\"q8_0_speedup_b1\": %.3f, \"q4_K_speedup_b1\": %.3f, \"q6_K_speedup_b1\": %.3f, "
-                            "\"q8_0_speedup_bn\": %.3f, \"q4_K_speedup_bn\": %.3f, \"q6_K_speedup_bn\": %.3f}",
+                            "\"blas_gflops_b1\": %.3f, \"f32_gflops_bn\": %.3f, \"blas_gflops_bn\": %.3f",
                         first ? "" : ",", sh[is].name, C, OC, thr[it], f1 / t1 * 1e-9, blas ? f1 / b1 * 1e-9 : 0,
-                        fn / tn * 1e-9, blas ? fn / bn * 1e-9 : 0, qx[0], qx[1], qx[2], qxn[0], qxn[1], qxn[2]);
+                        fn / tn * 1e-9, blas ? fn / bn * 1e-9 : 0);
+                for (int k = 0; k < NQ; k++)
+                    fprintf(js, ", \"%s_speedup_b1\": %.3f, \"%s_speedup_bn\": %.3f", vm_type_name(qt[k]), qx[k],
+                            vm_type_name(qt[k]), qxn[k]);
+                fprintf(js, "}");
+            }
             first = 0;
         }
     next:
         free(w); free(x); free(y);
-        for (int k = 0; k < 3; k++) free(qd[k]);
+        for (int k = 0; k < NQ; k++) free(qd[k]);
     }
     if (js) fprintf(js, "\n]}\n");
     vm_model_free(m);
@@ -274,17 +307,18 @@ static int bench_kernels(const char *path, const int32_t *thr, int n_thr, int B,
 int cmd_bench(int argc, char **argv) {
     const char *path = NULL, *json = NULL, *thr_arg = NULL, *bat_arg = NULL;
     long n_prompt = 128, n_gen = 32, reps = 3;
-    int kernels = 0, routers = 0, fit = 0;
+    int kernels = 0, routers = 0, fit = 0, profile = 0;
     const char *kinds = NULL;
     long items = 32;
     const char *gen = NULL, *ab = NULL, *qtype = "q8_0";
-    long n_layers = 32, n_vocab = 49155, bayes_layers = 5, samples = 35;
+    long n_layers = 32, n_vocab = 49155, n_experts = 40, bayes_layers = 5, samples = 35;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); return 0; }
         else if (!strcmp(a, "--kernels")) kernels = 1;
         else if (!strcmp(a, "--routers")) routers = 1;
         else if (!strcmp(a, "--fit")) fit = 1;
+        else if (!strcmp(a, "--profile")) profile = 1;
         else if (!strcmp(a, "--kinds")) { if (!(kinds = cli_value(CMD, argc, argv, &i))) return 1; }
         else if (!strcmp(a, "--items")) {
             if (!(v = cli_value(CMD, argc, argv, &i)) || cli_long(CMD, a, v, 1, 1 << 20, &items)) return 1;
@@ -294,6 +328,8 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--type")) { if (!(qtype = cli_value(CMD, argc, argv, &i))) return 1; }
         else if (!strcmp(a, "--layers")) {
             if (!(v = cli_value(CMD, argc, argv, &i)) || cli_long(CMD, a, v, 1, 1024, &n_layers)) return 1;
+        } else if (!strcmp(a, "--experts")) {
+            if (!(v = cli_value(CMD, argc, argv, &i)) || cli_long(CMD, a, v, 1, 256, &n_experts)) return 1;
         } else if (!strcmp(a, "--vocab")) {
             if (!(v = cli_value(CMD, argc, argv, &i)) || cli_long(CMD, a, v, 1, 1 << 20, &n_vocab)) return 1;
         } else if (!strcmp(a, "--bayes-layers")) {
@@ -319,12 +355,14 @@ int cmd_bench(int argc, char **argv) {
     }
     if (gen) {
         if (path || kernels || routers || ab) return cli_fail(CMD, "--gen-granite takes no other mode (see --help)");
-        return bench_gen_granite(gen, qtype, (int)n_layers, (int)n_vocab);
+        return bench_gen_granite(gen, qtype, (int)n_layers, (int)n_vocab, (int)n_experts);
     }
     if (!path && !kernels && !routers) return cli_fail(CMD, "expected MODEL.gguf, --kernels or --routers (see --help)");
     if (ab && !path) return cli_fail(CMD, "--ab needs MODEL.gguf (see --help)");
     if (fit && (!path || kernels || routers || ab)) return cli_fail(CMD, "--fit needs MODEL.gguf and no other mode (see --help)");
     if (kinds && !fit) return cli_fail(CMD, "--kinds is for --fit (see --help)");
+    if (profile && (!path || kernels || routers || ab || fit))
+        return cli_fail(CMD, "--profile needs MODEL.gguf and no other mode (see --help)");
     int32_t *thr = NULL, *bat = NULL;
     int n_thr, n_bat;
     int32_t thr_def = omp_get_max_threads(), bat_def = fit ? 8 : 64;
@@ -344,6 +382,7 @@ int cmd_bench(int argc, char **argv) {
     js = jf.f;
     if (!rc) rc = routers ? bench_routers(thr, n_thr, bat[0], (int)samples, (int)reps, js)
                 : kernels ? bench_kernels(path, thr, n_thr, bat[0], js)
+                : profile ? bench_profile(path, thr, n_thr, bat[0], (int)n_prompt, (int)n_gen, js)
                 : fit ? bench_fit(path, kinds, thr, n_thr, (int)bayes_layers, (int)samples, (int)n_prompt, (int)items,
                                   bat[0], (int)reps, js)
                 : ab ? bench_router_ab(path, ab, (int)bayes_layers, (int)samples, thr[0], bat[0], (int)n_prompt,

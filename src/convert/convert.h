@@ -2,6 +2,7 @@
 // Both read their input through a memory map and write the output atomically.
 #pragma once
 #include <stdint.h>
+#include <stdio.h>
 #include "quant/quant.h"
 #include "vmoer.h"
 
@@ -26,3 +27,27 @@ int vm_convert_llama2c(const char *model_path, const char *tok_path, const char 
 #define VM_UPCYCLE_ROUTER_STD 0.02f
 
 int vm_upcycle(const char *in_path, const char *out_path, const vm_upcycle_opts *o);
+
+// ---- quantize: F32/F16/BF16 GGUF -> quantised GGUF (convert/quantize_file.c) ------------------------
+// A plain type (q8_0, q4_0, q4_K, q5_K, q6_K) puts every quantisable tensor in that type ("pure");
+// the mixes q4_K_M / q5_K_M follow llama.cpp's choices: output (or tied token_embd) Q6_K; attn_v
+// (attn_qkv, attn_kv_b) Q6_K on the "more bits" layers (first and last eighth, every third between),
+// Q8_0 when the model has exactly 8 experts, as attn_k then; ffn_down Q6_K on the more-bits layers;
+// attn_output Q5_K for q4_K_M with 8 experts; the rest the base type. Kept as they are: 1-D tensors,
+// norms, and routers (ffn_gate_inp, widened to F32 when stored as F16/BF16). A row length the type's
+// block does not divide falls back to Q8_0 (K-quants) when it is a multiple of 32, else to F16.
+// f32 / f16 widen the weight matrices of any file vmoer computes (quantised ones included).
+typedef struct vm_quantize_opts { vm_type base; int mix; int ftype; } vm_quantize_opts;
+// What the mix rules need to know about the file: counts, and counters advanced in tensor order.
+typedef struct vm_quantize_ctx {
+    int n_layer, n_expert, tied;   // tied: no output.weight (token_embd is the output matrix)
+    int n_attn_v, i_attn_v, i_ffn_down;
+} vm_quantize_ctx;
+// "q4_K_M" etc. (case-insensitive) -> opts; -1 with an error for an unknown name.
+int vm_quantize_parse(const char *name, vm_quantize_opts *o);
+// 1 when the tensor keeps its type (1-D, norms, routers, names not ending in "weight").
+int vm_quantize_keeps(const char *name, int n_dims);
+// Target type of a quantisable tensor with rows of ne0 elements.
+vm_type vm_quantize_choose(const vm_quantize_opts *o, const vm_quantize_ctx *c, const char *name, int64_t ne0);
+// The whole file; log (may be NULL) gets one line per tensor. 0, or -1 with a one-line error.
+int vm_quantize_file(const char *in_path, const char *out_path, const vm_quantize_opts *o, FILE *log);

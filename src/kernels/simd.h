@@ -9,11 +9,25 @@
 #include "quant/quant.h"
 
 typedef enum vm_simd_level {
-    VM_SIMD_SCALAR = 0,   // portable C
-    VM_SIMD_AVX2 = 1,     // AVX2 + FMA + F16C
-    VM_SIMD_AVX512 = 2,   // AVX-512F (+ the AVX2 set) for the f32 tiles; the rest as AVX2
+    VM_SIMD_SCALAR = 0,    // portable C
+    VM_SIMD_AVX2 = 1,      // AVX2 + FMA + F16C
+    VM_SIMD_AVXVNNI = 2,   // the AVX2 level with AVX-VNNI's vpdpbusd in the batched int8 products
+    VM_SIMD_AVX512 = 3,    // the AVX2 level with AVX-512 VNNI (16 tokens a vector) in the batched int8 products
     VM_SIMD_COUNT
 } vm_simd_level;
+
+// Batched products of quantised weights (several tokens, simd_avx2_gemm.c): the int8 activations
+// re-laid once per matmul (pack) so that rows() keeps tokens in vector lanes. Same bits as act_rows.
+typedef struct vm_simd_gemm {
+    int group;   // tokens per packed group (the vector's 32-bit lanes): pack takes at most this many
+    // bytes of the packed activations of B tokens, 0 when this level has no packed path for the type
+    size_t (*pack_size)(vm_type type, int B, int64_t C);
+    // from B rows of vm_act_quant_row output at byte stride ldx
+    void (*pack)(vm_type type, const void *xq, size_t ldx, int B, int64_t C, void *dst);
+    // as act_rows over the packed activations of all B tokens
+    void (*rows)(vm_type type, float *out, size_t ldo, const void *w, size_t ldw, const void *xp, int R, int B,
+                 int64_t C);
+} vm_simd_gemm;
 
 typedef struct vm_simd_kernels {
     // out[t*ldo + r] = w_r . x_t for r < R, t < B: weight rows of C floats at stride ldw, token rows
@@ -37,11 +51,12 @@ typedef struct vm_simd_kernels {
     // As vm_attention_forward (kernels/ops.h).
     void (*attention)(float *out, const float *q, const float *kc, const float *vc, int n_past, int B,
                       int n_head, int n_head_kv, int hd, float scale);
+    const vm_simd_gemm *gemm;   // NULL: batches use act_rows
 } vm_simd_kernels;
 
 // Best level this CPU supports (and vmoer has kernels for).
 vm_simd_level vm_simd_detect(void);
-// Current level: VMOER_SIMD=scalar|avx2|avx512 in the environment when supported, else detected,
+// Current level: VMOER_SIMD=scalar|avx2|avxvnni|avx512 in the environment when supported, else detected,
 // unless changed by vm_simd_set.
 vm_simd_level vm_simd_get(void);
 // Forces a level (tests, benchmarks); -1 with an error when the CPU lacks it. Not thread-safe:
@@ -56,9 +71,9 @@ extern const vm_simd_kernels vm_simd_scalar;
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define VM_SIMD_X86 1
 extern const vm_simd_kernels vm_simd_avx2;
+extern const vm_simd_kernels vm_simd_avxvnni;
 extern const vm_simd_kernels vm_simd_avx512;
-void vm_avx512_f32_rows(float *out, size_t ldo, const float *w, size_t ldw, const float *x, size_t ldx,
-                        int R, int B, int64_t C);
+extern const vm_simd_gemm vm_avx2_gemm, vm_avxvnni_gemm, vm_avx512_gemm;
 void vm_avx2_act_rows(vm_type type, float *out, size_t ldo, const void *w, size_t ldw, const void *x,
                       size_t ldx, int R, int B, int64_t C);
 void vm_avx2_act_quant(vm_type type, const float *x, void *dst, int64_t n);

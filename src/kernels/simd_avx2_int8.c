@@ -184,19 +184,6 @@ static void q4_0_rows(float *out, size_t ldo, const uint8_t *w, size_t ldw, cons
 // into one vector so the scale products and the float steps (acc += (d*d_x)*A, acc -= (dmin*d_x)*M)
 // run once per block for all of them.
 
-// The 8 scales and 8 mins of a Q4_K/Q5_K block (12 bytes at s) as bytes, vm_kscale_get(s, j) for
-// j = 0..7: j < 4 keep the low 6 bits of s[j] / s[j+4]; j >= 4 take a nibble of s[j+4] below the
-// top 2 bits of s[j-4] / s[j]. On 32-bit words a = s[0..3], b = s[4..7], c = s[8..11].
-AI void kscales8(const uint8_t *s, uint64_t *sc, uint64_t *mn) {
-    uint32_t a, b, c;
-    memcpy(&a, s, 4);
-    memcpy(&b, s + 4, 4);
-    memcpy(&c, s + 8, 4);
-    const uint32_t lo6 = 0x3f3f3f3fu, lo4 = 0x0f0f0f0fu, lo2 = 0x03030303u;
-    *sc = (a & lo6) | (uint64_t)((c & lo4) | (((a >> 6) & lo2) << 4)) << 32;
-    *mn = (b & lo6) | (uint64_t)(((c >> 4) & lo4) | (((b >> 6) & lo2) << 4)) << 32;
-}
-
 // lane k = the sum of the 4 lanes of v[k] (exact)
 AI __m128i hsum4x4_epi32(const __m128i v[4]) {
     return _mm_hadd_epi32(_mm_hadd_epi32(v[0], v[1]), _mm_hadd_epi32(v[2], v[3]));

@@ -3,6 +3,7 @@
 #pragma once
 #include <immintrin.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "quant/quant_impl.h"
 
@@ -30,4 +31,17 @@ AI __m256i q40_q80_unpack(const uint8_t *w, const int four) {
     const __m128i b = _mm_loadu_si128((const __m128i *)(w + 2));
     const __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), _mm256_set1_epi8(0x0f));
     return _mm256_sub_epi8(q, _mm256_set1_epi8(8));
+}
+
+// The 8 scales and 8 mins of a Q4_K/Q5_K block (12 bytes at s) as bytes, vm_kscale_get(s, j) for
+// j = 0..7: j < 4 keep the low 6 bits of s[j] / s[j+4]; j >= 4 take a nibble of s[j+4] below the
+// top 2 bits of s[j-4] / s[j]. On 32-bit words a = s[0..3], b = s[4..7], c = s[8..11].
+AI void kscales8(const uint8_t *s, uint64_t *sc, uint64_t *mn) {
+    uint32_t a, b, c;
+    memcpy(&a, s, 4);
+    memcpy(&b, s + 4, 4);
+    memcpy(&c, s + 8, 4);
+    const uint32_t lo6 = 0x3f3f3f3fu, lo4 = 0x0f0f0f0fu, lo2 = 0x03030303u;
+    *sc = (a & lo6) | (uint64_t)((c & lo4) | (((a >> 6) & lo2) << 4)) << 32;
+    *mn = (b & lo6) | (uint64_t)(((c >> 4) & lo4) | (((b >> 6) & lo2) << 4)) << 32;
 }

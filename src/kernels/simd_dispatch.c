@@ -15,9 +15,15 @@ static int has_f16c(void) {
     unsigned a, b, c, d;
     return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
 }
+
+// AVX-VNNI (VEX vpdpbusd) by CPUID leaf 7 sub-leaf 1, EAX bit 4.
+static int has_avxvnni(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 4));
+}
 #endif
 
-static const char *const names[VM_SIMD_COUNT] = {"scalar", "avx2", "avx512"};
+static const char *const names[VM_SIMD_COUNT] = {"scalar", "avx2", "avxvnni", "avx512"};
 static int current = -1;
 
 const char *vm_simd_name(vm_simd_level level) {
@@ -31,17 +37,19 @@ int vm_simd_supported(vm_simd_level level) {
     case VM_SIMD_AVX2:
         __builtin_cpu_init();
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
+    case VM_SIMD_AVXVNNI:
+        return vm_simd_supported(VM_SIMD_AVX2) && has_avxvnni();
     case VM_SIMD_AVX512:
-        return vm_simd_supported(VM_SIMD_AVX2) && __builtin_cpu_supports("avx512f");
+        return vm_simd_supported(VM_SIMD_AVX2) && __builtin_cpu_supports("avx512f") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni");
 #endif
     default: return 0;
     }
 }
 
-// Decision: AVX-512 is chosen only on request (VMOER_SIMD=avx512) until it has run on a machine
-// that has it; detection stops at AVX2. tests/test_simd.c checks every supported level anyway.
+// The best supported level (tests/test_simd.c checks every supported level against the portable one).
 vm_simd_level vm_simd_detect(void) {
-    for (int l = VM_SIMD_AVX2; l > 0; l--)
+    for (int l = VM_SIMD_COUNT - 1; l > 0; l--)
         if (vm_simd_supported((vm_simd_level)l)) return (vm_simd_level)l;
     return VM_SIMD_SCALAR;
 }
@@ -70,6 +78,7 @@ const vm_simd_kernels *vm_simd_kernels_get(vm_simd_level level) {
     case VM_SIMD_SCALAR: return &vm_simd_scalar;
 #ifdef VM_SIMD_X86
     case VM_SIMD_AVX2: return &vm_simd_avx2;
+    case VM_SIMD_AVXVNNI: return &vm_simd_avxvnni;
     case VM_SIMD_AVX512: return &vm_simd_avx512;
 #endif
     default: return NULL;

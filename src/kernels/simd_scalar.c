@@ -54,4 +54,4 @@ static void axpy_rows(float *restrict di, const float *restrict g, const float *
     }
 }
 
-const vm_simd_kernels vm_simd_scalar = { f32_rows, act_rows, act_quant, vm_dequant_row, axpy_rows, vm_attention_scalar };
+const vm_simd_kernels vm_simd_scalar = { f32_rows, act_rows, act_quant, vm_dequant_row, axpy_rows, vm_attention_scalar, NULL };

@@ -7,6 +7,7 @@
 #include "model/attn_mla.h"
 #include "kernels/ops.h"
 #include "util/err.h"
+#include "util/profile.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -318,7 +319,10 @@ static int moe_ffn(const vm_model *m, int il, const vm_block_io *io, int B, vm_r
     if (!r || !r->ops || !r->ops->forward) return vm_err("model: layer %d has no router", il);
     // read-outs a kind does not write stay NaN (kinds written outside the library included)
     if (io->r_unc) for (size_t i = 0; i < (size_t)B * VM_UNC_COUNT; i++) io->r_unc[i] = NAN;
-    if (r->ops->forward(r, L, io->xb_ffn, B, &ro, rng)) return vm_err_prefix("layer %d", il);
+    vm_prof_t pt = vm_prof_begin(VM_PROF_ROUTER);
+    const int rrc = r->ops->forward(r, L, io->xb_ffn, B, &ro, rng);
+    vm_prof_end(pt);
+    if (rrc) return vm_err_prefix("layer %d", il);
     for (int t = 0; t < B * K; t++)
         if (io->r_sel[t] < 0 || io->r_sel[t] >= N)
             return vm_err("model: router '%s' selected expert %d of %d (layer %d)", r->ops->name,
@@ -332,6 +336,7 @@ static int moe_ffn(const vm_model *m, int il, const vm_block_io *io, int B, vm_r
     int off = 0;   // first slot of the current expert (stays 0 when slots are reused)
     for (int e = 0; e < N; e++) {
         if (io->e_off) io->e_off[e] = off;
+        pt = vm_prof_begin(VM_PROF_GATHER);
         int32_t *tk = io->slot_tk + off;
         int n = 0;
         for (int t = 0; t < B; t++)
@@ -341,18 +346,28 @@ static int moe_ffn(const vm_model *m, int il, const vm_block_io *io, int B, vm_r
                     memcpy(io->xe + (size_t)n * D, io->xb_ffn + (size_t)t * D, (size_t)D * sizeof(float));
                     n++;
                 }
+        vm_prof_end(pt);
         if (n == 0) continue;
         float *hb = io->hb + (size_t)off * F, *hb2 = io->hb2 + (size_t)off * F;
         float *hs = io->hs + (size_t)off * F, *ye = io->ye + (size_t)off * D;
+        pt = vm_prof_begin(VM_PROF_EXP_GATE_UP);
         vm_matmul_forward(hb, io->xe, &ly->exp_gate[e], NULL, n);   // (n, F)
         vm_matmul_forward(hb2, io->xe, &ly->exp_up[e], NULL, n);
+        vm_prof_end(pt);
+        pt = vm_prof_begin(VM_PROF_SWIGLU);
         vm_swiglu_forward(hs, hb, hb2, n * F);
+        vm_prof_end(pt);
+        pt = vm_prof_begin(VM_PROF_EXP_DOWN);
         vm_matmul_forward(ye, hs, &ly->exp_down[e], NULL, n);        // (n, D)
-        for (int j = 0; j < n; j++) {
-            float *o = io->ao + (size_t)(tk[j] / K) * D;
-            const float *y = ye + (size_t)j * D, g = io->r_gates[tk[j]];
+        vm_prof_end(pt);
+        pt = vm_prof_begin(VM_PROF_SCATTER);
+        for (int j = 0; j < n; j++) {   // restrict: ao and ye never overlap, so this vectorises
+            float *restrict o = io->ao + (size_t)(tk[j] / K) * D;
+            const float *restrict y = ye + (size_t)j * D;
+            const float g = io->r_gates[tk[j]];
             for (int d = 0; d < D; d++) o[d] += g * y[d];
         }
+        vm_prof_end(pt);
         if (io->keep) off += n;
     }
     if (io->e_off) io->e_off[N] = off;
@@ -375,6 +390,7 @@ static void attn_forward(const vm_model *m, int il, const vm_block_io *io, int B
     // with a Q/K norm the projections land in q_pre/k_pre when kept, else are normalised in place
     float *qp = hp->qk_norm && io->q_pre ? io->q_pre : io->q;
     float *kp = hp->qk_norm && io->k_pre ? io->k_pre : knew;
+    vm_prof_t pt = vm_prof_begin(VM_PROF_ATTN_QKV);
     vm_matmul_forward(qp, io->xb_att, &ly->wq, ly->bq, B);
     vm_matmul_forward(kp, io->xb_att, &ly->wk, ly->bk, B);   // straight into the cache
     vm_matmul_forward(vnew, io->xb_att, &ly->wv, ly->bv, B);
@@ -384,6 +400,8 @@ static void attn_forward(const vm_model *m, int il, const vm_block_io *io, int B
         vm_lora_forward(lo, VM_LORA_K, io->xb_att, B, kp);
         vm_lora_forward(lo, VM_LORA_V, io->xb_att, B, vnew);
     }
+    vm_prof_end(pt);
+    pt = vm_prof_begin(VM_PROF_ROPE);
     if (hp->qk_norm == 1) {          // each head's hd values: rows of (B*n_head, hd)
         vm_rmsnorm_forward(io->q, qp, ly->attn_q_norm, B * hp->n_head, hd, hp->norm_eps);
         vm_rmsnorm_forward(knew, kp, ly->attn_k_norm, B * hp->n_head_kv, hd, hp->norm_eps);
@@ -393,13 +411,18 @@ static void attn_forward(const vm_model *m, int il, const vm_block_io *io, int B
     }
     vm_rope_forward(io->q, io->pos, B, hp->n_head, hd, hp->n_rot, hp->rope_freq_base, hp->rope_freq_scale, hp->rope_neox);
     vm_rope_forward(knew, io->pos, B, hp->n_head_kv, hd, hp->n_rot, hp->rope_freq_base, hp->rope_freq_scale, hp->rope_neox);
+    vm_prof_end(pt);
+    pt = vm_prof_begin(VM_PROF_ATTENTION);
     if (io->tree)
         vm_tree_attention_forward(io->tree, io->att, io->q, io->kc, io->vc, hp->n_head, hp->n_head_kv, hd,
                                   vm_model_kq_scale(hp), io->tree_kv);
     else
         vm_attention_forward(io->att, io->q, io->kc, io->vc, io->n_past, B, hp->n_head, hp->n_head_kv, hd,
                              vm_model_kq_scale(hp));
+    vm_prof_end(pt);
+    pt = vm_prof_begin(VM_PROF_ATTN_OUT);
     vm_matmul_forward(io->ao, io->att, &ly->wo, NULL, B);
+    vm_prof_end(pt);
 }
 
 // The shared expert of a MoE layer, added to io->ao: g * down(silu(gate u) * up u) with
@@ -432,31 +455,46 @@ int vm_block_forward(const vm_model *m, int il, const vm_block_io *io, int B, vm
     const size_t nd = (size_t)B * D;
     const float rs = hp->f_residual_scale;   // µP: branch outputs are scaled before the residual add
     // attention
+    vm_prof_t pt = vm_prof_begin(VM_PROF_NORM);
     vm_rmsnorm_forward(io->xb_att, io->x_in, ly->attn_norm, B, D, hp->norm_eps);
+    vm_prof_end(pt);
     emit(io, "attn_norm", il, B, D, io->xb_att, NULL);
     if (m->mla) {
-        if (vm_mla_forward(m, il, io, B)) return -1;
+        pt = vm_prof_begin(VM_PROF_ATTENTION);   // MLA: projections and attention together
+        const int rc = vm_mla_forward(m, il, io, B);
+        vm_prof_end(pt);
+        if (rc) return -1;
     } else {
         attn_forward(m, il, io, B);
     }
     emit(io, "attn_out", il, B, D, io->ao, NULL);
+    pt = vm_prof_begin(VM_PROF_RESIDUAL);
     for (size_t i = 0; i < nd; i++) io->x_mid[i] = io->x_in[i] + rs * io->ao[i];
+    vm_prof_end(pt);
     emit(io, "ffn_inp", il, B, D, io->x_mid, NULL);
     // feed-forward
+    pt = vm_prof_begin(VM_PROF_NORM);
     vm_rmsnorm_forward(io->xb_ffn, io->x_mid, ly->ffn_norm, B, D, hp->norm_eps);
+    vm_prof_end(pt);
     emit(io, "ffn_norm", il, B, D, io->xb_ffn, NULL);
     if (ly->is_moe) {
         if (moe_ffn(m, il, io, B, rng)) return -1;
+        pt = vm_prof_begin(VM_PROF_FFN);
         if (ly->has_shexp) shexp_forward(m, il, io, B);
+        vm_prof_end(pt);
     } else {
         const int F = hp->n_ff;
+        pt = vm_prof_begin(VM_PROF_FFN);
         vm_matmul_forward(io->hb, io->xb_ffn, &ly->ffn_gate, NULL, B);
         vm_matmul_forward(io->hb2, io->xb_ffn, &ly->ffn_up, NULL, B);
         vm_swiglu_forward(io->hs, io->hb, io->hb2, B * F);
         vm_matmul_forward(io->ao, io->hs, &ly->ffn_down, NULL, B);
+        vm_prof_end(pt);
     }
     emit(io, "ffn_out", il, B, D, io->ao, NULL);
+    pt = vm_prof_begin(VM_PROF_RESIDUAL);
     for (size_t i = 0; i < nd; i++) io->x_out[i] = io->x_mid[i] + rs * io->ao[i];
+    vm_prof_end(pt);
     emit(io, "l_out", il, B, D, io->x_out, NULL);
     return 0;
 }
@@ -469,6 +507,7 @@ static int ctx_layers(vm_ctx *c, const int32_t *tokens, int B, int n_layers, con
     const vm_hparams *hp = &m->hp;
     const int D = hp->n_embd;
     const size_t kvd = (size_t)hp->n_head_kv * hp->head_dim;
+    vm_prof_t pt = vm_prof_begin(VM_PROF_EMBED);
     for (int b = 0; b < B; b++) {
         if (tokens[b] < 0 || tokens[b] >= hp->n_vocab)
             return vm_err("model: token id %d out of range [0, %d) (position %d)", tokens[b],
@@ -481,6 +520,7 @@ static int ctx_layers(vm_ctx *c, const int32_t *tokens, int B, int n_layers, con
         if (c->embd_sigma > 0.0f)
             for (int d = 0; d < D; d++) c->x[(size_t)b * D + d] += c->embd_sigma * vm_rng_normal(&c->embd_rng);
     }
+    vm_prof_end(pt);
     // one set of scratch for every layer; the residual stream is updated in place
     vm_block_io io = { .x_in = c->x, .x_mid = c->x, .x_out = c->x, .xb_att = c->xb, .q = c->q,
                        .att = c->att, .ao = c->ao, .xb_ffn = c->xb, .hb = c->hb, .hb2 = c->hb2,
@@ -512,6 +552,7 @@ static int eval_chunk(vm_ctx *c, const int32_t *tokens, int B, float *logits, in
     const vm_hparams *hp = &m->hp;
     const int D = hp->n_embd;
     if (ctx_layers(c, tokens, B, hp->n_layer, NULL, NULL, &c->rng)) return -1;
+    vm_prof_t pt = vm_prof_begin(VM_PROF_OUTPUT);
     vm_rmsnorm_forward(c->xb, c->x, m->output_norm, B, D, hp->norm_eps);
     if (c->trace) {
         vm_trace_ev ev = { "result_norm", -1, c->n_past, B, D, c->xb, NULL };
@@ -534,6 +575,7 @@ static int eval_chunk(vm_ctx *c, const int32_t *tokens, int B, float *logits, in
             c->trace(c->ud, &ev);
         }
     }
+    vm_prof_end(pt);
     if (last) c->have_last = 1;
     return 0;
 }

@@ -24,6 +24,16 @@ for model in "$M" "$T/moe.gguf"; do
     grep -q ' 0\.000' "$T/b.json" && bad "zero rate in $(cat "$T/b.json")" || ok
 done
 
+# per-op profile: both phases' tables, the named ops, well-formed JSON with the bandwidth share
+"$VMOER" bench "$T/moe.gguf" --profile --threads 1 --batch 8 --n-prompt 16 --n-gen 4 --json "$T/p.json" >"$T/out" 2>"$T/e" && ok || bad "bench --profile: $(cat "$T/e")"
+grep -qE '^prompt: [0-9.]+ tok/s' "$T/out" && grep -qE '^decode: [0-9.]+ tok/s' "$T/out" && ok || bad "profile phases: $(cat "$T/out")"
+for op in attention router 'expert gather' 'expert gate\+up' 'expert down' 'expert scatter' 'act quantise' output; do
+    grep -qE "^  $op +[0-9.]+ +[0-9.]+%" "$T/out" && ok || bad "profile lacks '$op': $(cat "$T/out")"
+done
+grep -qE '^decode reads [0-9.]+ GB of weights per token: [0-9.]+ GB/s, [0-9]+% of the streaming read bandwidth' "$T/out" && ok || bad "profile bandwidth line: $(cat "$T/out")"
+if command -v python3 >/dev/null; then
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); r=d['runs'][0]; assert r['prompt']['tok_s']>0 and r['decode']['ops'] and r['stream_gb_s']>0" "$T/p.json" && ok || bad "profile json: $(cat "$T/p.json")"
+fi
 # forced portable level
 VMOER_SIMD=scalar "$VMOER" bench "$M" --n-prompt 8 --n-gen 2 --reps 1 >"$T/out" 2>"$T/e" && grep -q 'simd scalar' "$T/out" && ok || bad "VMOER_SIMD=scalar: $(cat "$T/out" "$T/e")"
 
@@ -45,6 +55,7 @@ refuse "$M" --threads 0
 refuse "$M" --batch x
 refuse "$M" --frobnicate
 refuse "$T/missing.gguf"
+refuse "$M" --profile --kernels
 "$VMOER" bench --help | grep -q '^usage: vmoer bench' && ok || bad "help"
 
 echo "$pass passed, $fail failed"

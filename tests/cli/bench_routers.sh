@@ -42,7 +42,7 @@ refuse() {
     "$VMOER" bench "$@" >"$T/out" 2>"$T/e"; rc=$?
     if [ $rc -eq 1 ] && [ "$(wc -l <"$T/e")" -eq 1 ] && grep -q '^vmoer bench: ' "$T/e"; then ok; else bad "bench $* -> exit $rc: $(cat "$T/e")"; fi
 }
-refuse --gen-granite "$T/x.gguf" --type f32
+refuse --gen-granite "$T/x.gguf" --type q6_K
 refuse --gen-granite "$T/x.gguf" --layers 0
 refuse "$G" --ab nosuchkind --n-prompt 2 --reps 1
 refuse --ab vglr-fc
