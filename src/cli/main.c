@@ -24,6 +24,7 @@ static const cli_cmd commands[] = {
     {"convert-hf", cmd_convert_hf, "convert a Hugging Face checkpoint (config.json + safetensors) to GGUF"},
     {"upcycle", cmd_upcycle, "turn a dense GGUF model into a Mixtral-layout MoE"},
     {"train", cmd_train, "train every weight of a small (MoE) model on plain text (load-balancing loss)"},
+    {"experts", cmd_experts, "does routing matter? loss with the router vs random routing, logit spread, loads"},
     {"fit", cmd_fit, "fit Bayesian routers of some MoE layers on a multiple-choice set; writes an adapter"},
     {"eval", cmd_eval, "evaluate calibration, OOD detection, routing stability and cost on an MCQA set"},
     {"compare", cmd_compare, "put several eval output folders side by side (tables and overlaid figures)"},
