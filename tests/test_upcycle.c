@@ -69,8 +69,9 @@ static void check_partition(const char *dense, const int32_t *ids, int n) {
     vm_upcycle_opts all8 = { .n_expert = 8, .n_expert_used = 8, .router_std = 0, .seed = 5 };
     vm_upcycle_opts top2 = { .n_expert = 8, .n_expert_used = 2, .router_std = 0.02f, .seed = 5 };
     vm_upcycle_partition_opts none = {0}, core = { .n_core = 40 }, gain = { .n_core = 40, .router_gain = 1 };
+    vm_upcycle_partition_opts wide = { .n_core = 40, .n_ff_exp = 70 };   // 57 + 13 new neurons per expert
     CHECK(vm_upcycle_partition(dense, pa, &all4, &none) == 0, "partition 4/4: %s", vm_errmsg());
-    CHECK(vm_upcycle_partition(dense, pb, &all8, &core) == 0, "partition 8/8 core 40: %s", vm_errmsg());
+    CHECK(vm_upcycle_partition(dense, pb, &all8, &wide) == 0, "partition 8/8 core 40 width 70: %s", vm_errmsg());
     CHECK(vm_upcycle_partition(dense, pc, &top2, &core) == 0, "partition 8/2 core 40: %s", vm_errmsg());
     CHECK(vm_upcycle_partition(dense, pc2, &top2, &core) == 0 && files_equal(pc, pc2) == 1, "same seed, same bytes");
     top2.seed = 6;
@@ -80,7 +81,7 @@ static void check_partition(const char *dense, const int32_t *ids, int n) {
     CHECK(ld && la && lb && Va == V && Vb == V, "logits");
     if (ld && la && lb) {
         const double da = max_abs_diff(ld, la, (size_t)n * V), db = max_abs_diff(ld, lb, (size_t)n * V);
-        printf("partition, all experts at equal gates: max |dense - moe| = %.3g (4 groups), %.3g (8 groups + core 40 + 4 padding)\n", da, db);
+        printf("partition, all experts at equal gates: max |dense - moe| = %.3g (4 groups), %.3g (8 groups + core 40 + 17 new)\n", da, db);
         CHECK(da <= 1e-4 && db <= 1e-4, "all experts at gates 1/N must compute the dense model: %g %g", da, db);
     }
     free(ld); free(la); free(lb);
@@ -167,6 +168,8 @@ static void check_partition(const char *dense, const int32_t *ids, int n) {
     vm_upcycle_opts noisy = top2;
     noisy.noise = 0.1f;
     CHECK(vm_upcycle_partition(dense, px, &noisy, &core) != 0 && strstr(vm_errmsg(), "noise"), "noise: %s", vm_errmsg());
+    vm_upcycle_partition_opts narrow = { .n_core = 40, .n_ff_exp = 56 };
+    CHECK(vm_upcycle_partition(dense, px, &top2, &narrow) != 0 && strstr(vm_errmsg(), "width"), "width 56: %s", vm_errmsg());
     vm_upcycle_partition_opts big = { .n_core = 173 };
     CHECK(vm_upcycle_partition(dense, px, &top2, &big) != 0 && strstr(vm_errmsg(), "core"), "core > F: %s", vm_errmsg());
     CHECK(access(px, F_OK) != 0, "no output on failure");

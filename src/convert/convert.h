@@ -38,6 +38,8 @@ int vm_upcycle(const char *in_path, const char *out_path, const vm_upcycle_opts 
 typedef struct vm_upcycle_partition_opts {
     float router_gain;
     int n_core;          // neurons copied into every expert (largest |gate_i| |up_i| |down_i|), 0..F
+    int n_ff_exp;        // expert width (0: C + ceil((F-C)/N)); the slots beyond the dense neurons
+                         // are new neurons, silent at first (as the padding)
 } vm_upcycle_partition_opts;
 int vm_upcycle_partition(const char *in_path, const char *out_path, const vm_upcycle_opts *o,
                          const vm_upcycle_partition_opts *p);

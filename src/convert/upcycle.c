@@ -343,7 +343,13 @@ static int upcycle(const char *in_path, const char *out_path, const vm_upcycle_o
         }
         if (po) {
             if (po->n_core < 0 || po->n_core > n_ff) { vm_err("upcycle: core of %d neurons out of [0, %lld]", po->n_core, (long long)n_ff); goto done; }
-            const int Fe = po->n_core + (int)((n_ff - po->n_core + o->n_expert - 1) / o->n_expert);
+            const int need = po->n_core + (int)((n_ff - po->n_core + o->n_expert - 1) / o->n_expert);
+            if (po->n_ff_exp && po->n_ff_exp < need) {
+                vm_err("upcycle: expert width %d is below the %d neurons a core of %d and %d groups need", po->n_ff_exp,
+                       need, po->n_core, o->n_expert);
+                goto done;
+            }
+            const int Fe = po->n_ff_exp ? po->n_ff_exp : need;
             const size_t per = (size_t)n_embd * (size_t)Fe * (size_t)o->n_expert;
             float *st[3];
             for (int k = 0; k < 3; k++)
