@@ -206,6 +206,7 @@ static void check_one_layer(const char *path, const int32_t *ids, int64_t n_ids)
     }
     CHECK_NEAR(s.load_min, mn, 1e-12, "load_min");
     CHECK(s.logit_sd_mean == s.logit_sd[0] && s.expert_diff_mean == s.expert_diff[0], "means of one layer");
+    CHECK(s.loss_random_layer[0] == s.loss_random_routing, "one layer at random = all layers at random (same streams)");
 
     // expert_diff by naive loops on the first 40 router inputs (recorded from a trace)
     u_rec ur = { 40, D, malloc(sizeof(float) * 40 * D) };
@@ -294,6 +295,7 @@ static void check_no_effect(const char *path, const int32_t *ids, int64_t n_ids,
     printf("%s: router %.7f random %.7f sd %.4f gap %.4f diff %.4f load min %.4f\n", copies ? "copies" : "top-K = N",
            s.loss_router, s.loss_random_routing, s.logit_sd_mean, s.logit_gap_mean, s.expert_diff_mean, s.load_min);
     CHECK_NEAR(s.loss_random_routing, s.loss_router, 2e-5, "random routing must cost nothing here");
+    for (int i = 0; i < s.n_moe; i++) CHECK_NEAR(s.loss_random_layer[i], s.loss_router, 2e-5, "one layer at random");
     CHECK(s.loss_router > 0.5 && s.loss_router < 4, "loss %g", s.loss_router);
     if (copies) {
         CHECK(s.expert_diff_mean == 0.0, "identical experts differ: %g", s.expert_diff_mean);

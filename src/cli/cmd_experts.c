@@ -23,6 +23,7 @@ static void usage(void) {
            "  loss_router           nats/token with the model's own top-K routing\n"
            "  loss_random_routing   every MoE layer picks K distinct experts uniformly at random per\n"
            "                        token (seeded stream); gates = the gate convention on their logits\n"
+           "                        (and per layer: only that layer at random)\n"
            "  router_logit_sd       SD over experts of a token's router logits, mean over tokens\n"
            "  logit_gap             K-th minus (K+1)-th largest logit, mean over tokens\n"
            "  load                  share of the top-K selections per expert and layer (min: dead experts)\n"
@@ -106,6 +107,9 @@ int cmd_experts(int argc, char **argv) {
     printf("load min               %.4f   (dead below 1/(4N) = %.4f)\n", s.load_min, 0.25 / s.n_expert);
     printf("per layer              ");
     for (int i = 0; i < s.n_moe; i++) printf(" %8d", s.layers[i]);
+    printf("\n");
+    printf("%-22s", "  random cost (alone)");
+    for (int i = 0; i < s.n_moe; i++) printf(" %8.4f", s.loss_random_layer[i] - s.loss_router);
     printf("\n");
     print_layers("  router_logit_sd", s.logit_sd, s.n_moe);
     print_layers("  logit_gap", s.logit_gap, s.n_moe);

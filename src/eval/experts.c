@@ -20,7 +20,7 @@ void vm_expert_stats_opts_default(vm_expert_stats_opts *o) {
 
 void vm_expert_stats_free(vm_expert_stats *s) {
     if (!s) return;
-    free(s->layers); free(s->logit_sd); free(s->logit_gap); free(s->load); free(s->expert_diff);
+    free(s->layers); free(s->loss_random_layer); free(s->logit_sd); free(s->logit_gap); free(s->load); free(s->expert_diff);
     memset(s, 0, sizeof *s);
 }
 
@@ -226,6 +226,7 @@ int vm_expert_stats_tokens(vm_model *m, const int32_t *tokens, int64_t n, const 
     out->seq = seq; out->n_windows = (int)nw; out->n_tokens = nw * seq; out->seed = o->seed;
     out->diff_tokens = a.n_diff;
     out->layers = vm_malloc((size_t)n_moe * sizeof *out->layers);
+    out->loss_random_layer = vm_calloc((size_t)n_moe, sizeof(double));
     out->logit_sd = vm_calloc((size_t)n_moe, sizeof(double));
     out->logit_gap = vm_calloc((size_t)n_moe, sizeof(double));
     out->load = vm_calloc((size_t)n_moe * N, sizeof(double));
@@ -241,7 +242,7 @@ int vm_expert_stats_tokens(vm_model *m, const int32_t *tokens, int64_t n, const 
     int32_t *perm = vm_malloc((size_t)L * N * sizeof *perm);
     vm_ctx *c = vm_ctx_init(m, seq, seq);
     int rc = -1;
-    if (!out->layers || !out->logit_sd || !out->logit_gap || !out->load || !out->expert_diff || !a.sd ||
+    if (!out->layers || !out->loss_random_layer || !out->logit_sd || !out->logit_gap || !out->load || !out->expert_diff || !a.sd ||
         !a.gap || !a.n_logit || !a.count || !a.sorted || !a.u || !rr || !saved || !perm || !c)
         goto done;
     for (int l = 0; l < L; l++) if (a.moe_of[l] >= 0) out->layers[a.moe_of[l]] = l;
@@ -251,15 +252,21 @@ int vm_expert_stats_tokens(vm_model *m, const int32_t *tokens, int64_t n, const 
     vm_ctx_set_trace(c, NULL, NULL);
     if (a.bad) { vm_err("experts: unexpected routing trace shapes"); goto done; }
 
+    // every MoE layer at random (only = -1), then one layer at a time
     for (int l = 0; l < L; l++) {
         saved[l] = m->routers[l];
         if (a.moe_of[l] >= 0) {
             rr[l].r.ops = &rand_ops;
             rr[l].perm = perm + (size_t)l * N;
-            m->routers[l] = &rr[l].r;
         }
     }
-    const int sc = score(m, c, tokens, (int)nw, seq, o->seed, rr, NULL, &out->loss_random_routing);
+    int sc = 0;
+    for (int only = -1; only < n_moe && !sc; only++) {
+        for (int l = 0; l < L; l++)
+            m->routers[l] = a.moe_of[l] >= 0 && (only < 0 || a.moe_of[l] == only) ? &rr[l].r : saved[l];
+        sc = score(m, c, tokens, (int)nw, seq, o->seed, rr, NULL,
+                   only < 0 ? &out->loss_random_routing : &out->loss_random_layer[only]);
+    }
     for (int l = 0; l < L; l++) m->routers[l] = saved[l];
     if (sc) goto done;
 
@@ -331,6 +338,9 @@ json_t *vm_expert_stats_json(const vm_expert_stats *s) {
     json_object_set_new(j, "loss_router", json_real(s->loss_router));
     json_object_set_new(j, "loss_random_routing", json_real(s->loss_random_routing));
     json_object_set_new(j, "random_routing_cost", json_real(s->loss_random_routing - s->loss_router));
+    json_t *per = json_array();
+    for (int i = 0; per && i < s->n_moe; i++) json_array_append_new(per, json_real(s->loss_random_layer[i] - s->loss_router));
+    json_object_set_new(j, "random_routing_cost_per_layer", per);
     json_object_set_new(j, "router_logit_sd", json_pack("{s:f, s:o}", "mean", s->logit_sd_mean, "per_layer",
                                                         jdoubles(s->logit_sd, s->n_moe)));
     json_object_set_new(j, "logit_gap", json_pack("{s:f, s:o}", "mean", s->logit_gap_mean, "per_layer",

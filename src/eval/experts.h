@@ -14,6 +14,8 @@
 //                        vm_rng_seed2(seed, VM_EXPERTS_STREAM + window * n_layer + layer), tokens
 //                        in order; the gates are the model's gate convention applied to the router
 //                        logits of the drawn experts (vm_gate_at), so only the choice is random
+//   loss_random_layer    per MoE layer, the loss when only that layer is routed at random (same
+//                        streams): where the choice matters most
 //   router_logit_sd      per token, the standard deviation over the N experts of its router logits
 //                        (population SD, divisor N), averaged over tokens; per MoE layer and mean
 //   logit_gap            per token, the K-th minus the (K+1)-th largest logit (0 when K = N),
@@ -51,6 +53,7 @@ typedef struct vm_expert_stats {
     int n_windows, seq, diff_tokens;
     uint64_t seed;
     double loss_router, loss_random_routing;
+    double *loss_random_layer;             // (n_moe)
     double *logit_sd, logit_sd_mean;       // (n_moe), mean over layers
     double *logit_gap, logit_gap_mean;     // (n_moe)
     double *load, load_min;                // (n_moe, N)
@@ -67,7 +70,7 @@ int vm_expert_stats_run(vm_model *m, const vm_tokenizer *tok, const char *text_p
                         const vm_expert_stats_opts *o, vm_expert_stats *out);
 void vm_expert_stats_free(vm_expert_stats *s);
 // {"n_tokens", "seq", "seed", "n_expert", "n_expert_used", "layers", "loss_router",
-//  "loss_random_routing", "random_routing_cost", "router_logit_sd": {"mean", "per_layer"},
+//  "loss_random_routing", "random_routing_cost", "random_routing_cost_per_layer", "router_logit_sd": {"mean", "per_layer"},
 //  "logit_gap": {"mean", "per_layer"}, "load": {"min", "per_layer": [[N]...]},
 //  "expert_diff": {"mean", "per_layer"}}; NULL on allocation failure.
 json_t *vm_expert_stats_json(const vm_expert_stats *s);

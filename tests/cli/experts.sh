@@ -23,6 +23,7 @@ assert j["n_tokens"] == 1024 and j["seq"] == 128 and j["n_expert"] == 4 and j["n
 assert abs(j["loss_random_routing"] - j["loss_router"]) < 2e-5, j
 assert j["expert_diff"]["mean"] == 0.0 and j["expert_diff"]["n_tokens"] == 64
 assert j["layers"] == [0, 1, 2, 3, 4] and len(j["load"]["per_layer"]) == 5
+assert len(j["random_routing_cost_per_layer"]) == 5 and max(abs(c) for c in j["random_routing_cost_per_layer"]) < 2e-5
 for row in j["load"]["per_layer"]:
     assert len(row) == 4 and abs(sum(row) - 1) < 1e-9
 assert j["load"]["min"] == min(min(r) for r in j["load"]["per_layer"])
@@ -36,6 +37,7 @@ import json, sys
 a, b = (json.load(open(p)) for p in sys.argv[1:3])
 assert a["loss_random_routing"] - a["loss_router"] > 0.05, a
 assert abs(a["random_routing_cost"] - (a["loss_random_routing"] - a["loss_router"])) < 1e-7
+assert len(a["random_routing_cost_per_layer"]) == 5 and max(a["random_routing_cost_per_layer"]) > 0, a
 assert a["expert_diff"]["mean"] > 0.3 and a["router_logit_sd"]["mean"] > 0 and a["logit_gap"]["mean"] > 0
 assert b["loss_router"] == a["loss_router"] and b["loss_random_routing"] != a["loss_random_routing"]
 assert b["seed"] == 5 and a["seed"] == 0
