@@ -11,7 +11,7 @@
 #     are never seen), distilled from the dense model (--kd: the targets are its next-token
 #     distributions), routers at 10x the learning rate, load-balancing weight 0.01.
 # Deterministic: the kernels' results do not depend on the thread count, and every random draw
-# comes from a seeded stream. @TIME@
+# comes from a seeded stream.
 # One thread: the fastest for a model this small (OpenMP across 2 threads costs more than it gains
 # at n_embd 64), and it leaves the other core free.
 # Usage (repository root): sh scripts/make_model.sh [OUT.gguf]
@@ -24,5 +24,5 @@ mkdir -p "$(dirname "$OUT")"
 "$V" convert-llama2c "$SH/models/stories260K.bin" "$SH/models/tok512.bin" "$T/dense.gguf"
 "$V" upcycle "$T/dense.gguf" "$T/moe.gguf" --experts 8 --top-k 2 --partition --core 86 --seed 6
 "$V" train "$T/moe.gguf" --text data/cloze/train-stories.txt --val data/cloze/validation-stories.txt \
-    --teacher "$T/dense.gguf" --kd @KD@ --steps @STEPS@ --seq 256 --batch 8 --lr 1e-3 --router-lr-mult 10 --lb 0.01 \
+    --teacher "$T/dense.gguf" --kd 1.0 --steps 2000 --seq 256 --batch 8 --lr 1e-3 --router-lr-mult 10 --lb 0.01 \
     --eval-every 100 --seed 6 --threads 1 -o "$OUT"
