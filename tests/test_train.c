@@ -20,18 +20,30 @@
 #define B 2
 #define SEQ 7
 
+static float kd_alpha;   // distillation weight of the model under test (0: no teacher)
+
 static double objective(vm_lm *lm, const int32_t *tok, float lbw) {
     double ce, lb;
     if (vm_lm_loss(lm, tok, B, SEQ, lbw, 0, &ce, &lb)) return NAN;
-    return ce + lbw * lb;
+    return (1.0 - kd_alpha) * ce + kd_alpha * vm_lm_kd_last(lm) + lbw * lb;
 }
 
-static void check_model(const char *name, float lbw, float eps) {
+// teacher: a golden model whose next-token distribution is distilled with weight kd (NULL: none).
+static void check_model_kd(const char *name, float lbw, float eps, const char *teacher, float kd) {
     char path[256];
     snprintf(path, sizeof path, GOLD "%s.gguf", name);
     vm_lm *lm = vm_lm_load(path);
     CHECK(lm != NULL, "%s: load: %s", name, vm_errmsg());
     if (!lm) return;
+    vm_model *tm = NULL;
+    kd_alpha = 0.0f;
+    if (teacher) {
+        snprintf(path, sizeof path, GOLD "%s.gguf", teacher);
+        tm = vm_model_load(path);
+        CHECK(tm && vm_lm_set_teacher(lm, tm, kd) == 0, "%s: teacher %s: %s", name, teacher, vm_errmsg());
+        if (!tm) { vm_lm_free(lm); return; }
+        kd_alpha = kd;
+    }
     const int V = vm_model_n_vocab(vm_lm_model(lm));
     vm_rng r;
     vm_rng_seed2(&r, 7, 1);
@@ -74,10 +86,18 @@ static void check_model(const char *name, float lbw, float eps) {
         CHECK(err <= 2e-2, "%s: tensor %s gradient error %.3g (|g| %.3g, |fd| %.3g)", name, pname, err, sqrt(na), sqrt(nf));
         n_checked++;
     }
-    printf("%-12s %2d tensors, lb_weight %.2f: loss %.4f lb %.4f; worst normalised gradient error %.2g (%s)\n",
-           name, n_checked, (double)lbw, ce, lb, worst, worst_name);
+    printf("%-12s %2d tensors, lb_weight %.2f, kd %.2f: loss %.4f lb %.4f; worst normalised gradient error %.2g (%s)\n",
+           name, n_checked, (double)lbw, (double)kd_alpha, ce, lb, worst, worst_name);
+    if (teacher) {   // the soft-target CE is at least the teacher's entropy, and differs from the hard CE
+        CHECK(isfinite(vm_lm_kd_last(lm)) && fabs(vm_lm_kd_last(lm) - ce) > 1e-3, "%s: kd term %g vs ce %g", name,
+              vm_lm_kd_last(lm), ce);
+    }
     vm_lm_free(lm);
+    vm_model_free(tm);
+    kd_alpha = 0.0f;
 }
+
+static void check_model(const char *name, float lbw, float eps) { check_model_kd(name, lbw, eps, NULL, 0.0f); }
 
 // The same gradient buffers accumulate: two calls give twice the gradient.
 static void check_accumulate(void) {
@@ -144,6 +164,9 @@ int main(void) {
     check_model("moe_stacked", 0.5f, 1e-2f);
     // moe_split routes some tokens of layer 0 near a tie: a step of 1e-2 on W_r flips the selection
     check_model("moe_split", 0.5f, 1e-3f);
+    // distillation: the soft-target term's gradient too (teacher: the golden dense model)
+    check_model_kd("moe_stacked", 0.5f, 1e-2f, "dense", 0.7f);
+    check_model_kd("dense", 0.0f, 1e-2f, "tied", 1.0f);
     check_accumulate();
     check_learns();
     check_refusals();

@@ -55,6 +55,128 @@ static int files_equal(const char *a, const char *b) {
     return eq;
 }
 
+// Neuron partition (convert.h): with every expert selected at equal gates the MoE is the dense
+// model; each dense neuron sits in exactly one expert (gate/up rows copied, down column times K),
+// the core in every expert (down column as is), padding neurons are silent; the groups are more
+// alike (gate-row cosine) than the neurons overall; refusals.
+static void check_partition(const char *dense, const int32_t *ids, int n) {
+    // own buffers: tmp()'s ring of 8 also holds main's names
+    char pa[512], pb[512], pc[512], pc2[512], pd[512], px[512];
+    snprintf(pa, sizeof pa, "%s/pa.gguf", dir); snprintf(pb, sizeof pb, "%s/pb.gguf", dir);
+    snprintf(pc, sizeof pc, "%s/pc.gguf", dir); snprintf(pc2, sizeof pc2, "%s/pc2.gguf", dir);
+    snprintf(pd, sizeof pd, "%s/pd.gguf", dir); snprintf(px, sizeof px, "%s/px.gguf", dir);
+    vm_upcycle_opts all4 = { .n_expert = 4, .n_expert_used = 4, .router_std = 0, .seed = 5 };
+    vm_upcycle_opts all8 = { .n_expert = 8, .n_expert_used = 8, .router_std = 0, .seed = 5 };
+    vm_upcycle_opts top2 = { .n_expert = 8, .n_expert_used = 2, .router_std = 0.02f, .seed = 5 };
+    vm_upcycle_partition_opts none = {0}, core = { .n_core = 40 }, gain = { .n_core = 40, .router_gain = 1 };
+    vm_upcycle_partition_opts wide = { .n_core = 40, .n_ff_exp = 70 };   // 57 + 13 new neurons per expert
+    CHECK(vm_upcycle_partition(dense, pa, &all4, &none) == 0, "partition 4/4: %s", vm_errmsg());
+    CHECK(vm_upcycle_partition(dense, pb, &all8, &wide) == 0, "partition 8/8 core 40 width 70: %s", vm_errmsg());
+    CHECK(vm_upcycle_partition(dense, pc, &top2, &core) == 0, "partition 8/2 core 40: %s", vm_errmsg());
+    CHECK(vm_upcycle_partition(dense, pc2, &top2, &core) == 0 && files_equal(pc, pc2) == 1, "same seed, same bytes");
+    top2.seed = 6;
+    CHECK(vm_upcycle_partition(dense, pd, &top2, &gain) == 0 && files_equal(pc, pd) == 0, "another seed, another file");
+    int V = 0, Va = 0, Vb = 0;
+    float *ld = all_logits(dense, ids, n, &V), *la = all_logits(pa, ids, n, &Va), *lb = all_logits(pb, ids, n, &Vb);
+    CHECK(ld && la && lb && Va == V && Vb == V, "logits");
+    if (ld && la && lb) {
+        const double da = max_abs_diff(ld, la, (size_t)n * V), db = max_abs_diff(ld, lb, (size_t)n * V);
+        printf("partition, all experts at equal gates: max |dense - moe| = %.3g (4 groups), %.3g (8 groups + core 40 + 17 new)\n", da, db);
+        CHECK(da <= 1e-4 && db <= 1e-4, "all experts at gates 1/N must compute the dense model: %g %g", da, db);
+    }
+    free(ld); free(la); free(lb);
+
+    vm_gguf *gd = vm_gguf_open(dense), *gc = vm_gguf_open(pc);
+    CHECK(gd && gc, "open: %s", vm_errmsg());
+    if (gd && gc) {
+        const int D = 64, F = 172, C = 40, N = 8, Fe = C + (F - C + N - 1) / N;   // 57: 17 per group, 4 padding
+        int64_t fe = 0;
+        CHECK(vm_gguf_get_i64(gc, "llama.expert_feed_forward_length", &fe) == 0 && fe == Fe, "expert width %lld", (long long)fe);
+        int placed_ok = 1, core_ok = 1, pad_ok = 1, imp_ok = 1, n_pad = 0;
+        double within = 0, overall = 0;
+        int n_within = 0, n_overall = 0;
+        for (int l = 0; l < 5; l++) {
+            char nm[64];
+            const float *w[3], *e[3];
+            static const char *dn[3] = {"ffn_gate", "ffn_up", "ffn_down"}, *en[3] = {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"};
+            int shapes = 1;
+            for (int k = 0; k < 3; k++) {
+                snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, dn[k]);
+                const vm_gguf_tensor_info *a = vm_gguf_find_tensor(gd, nm);
+                snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, en[k]);
+                const vm_gguf_tensor_info *b = vm_gguf_find_tensor(gc, nm);
+                shapes &= a && b && b->t.type == VM_TYPE_F32 && b->t.ne[2] == N && b->t.ne[0] == (k < 2 ? D : Fe);
+                w[k] = a ? a->t.data : NULL; e[k] = b ? b->t.data : NULL;
+            }
+            CHECK(shapes, "layer %d: expert shapes", l);
+            if (!shapes) continue;
+            int seen[172] = {0}, in_core[172] = {0}, group[172], core_at[40];
+            for (int x = 0; x < N; x++)
+                for (int j = 0; j < Fe; j++) {
+                    const float *g = e[0] + ((size_t)x * Fe + j) * D, *u = e[1] + ((size_t)x * Fe + j) * D;
+                    int i = 0;
+                    while (i < F && memcmp(g, w[0] + (size_t)i * D, (size_t)D * 4)) i++;
+                    if (i == F) {   // padding: a zero down column
+                        n_pad++;
+                        for (int d = 0; d < D; d++) pad_ok &= e[2][((size_t)x * D + d) * Fe + j] == 0.0f;
+                        continue;
+                    }
+                    placed_ok &= !memcmp(u, w[1] + (size_t)i * D, (size_t)D * 4);
+                    const float sc = j < C ? 1.0f : 2.0f;
+                    for (int d = 0; d < D; d++) placed_ok &= e[2][((size_t)x * D + d) * Fe + j] == sc * w[2][(size_t)d * F + i];
+                    if (j >= C) { seen[i]++; group[i] = x; }
+                    else if (x == 0) { core_at[j] = i; in_core[i] = 1; }   // slot j: one neuron in every expert
+                    else core_ok &= core_at[j] == i;
+                }
+            double imp[172], min_core = INFINITY, max_rest = 0;
+            for (int i = 0; i < F; i++) {
+                double g2 = 0, u2 = 0, d2 = 0;
+                for (int d = 0; d < D; d++) {
+                    g2 += (double)w[0][i * D + d] * w[0][i * D + d]; u2 += (double)w[1][i * D + d] * w[1][i * D + d];
+                    d2 += (double)w[2][(size_t)d * F + i] * w[2][(size_t)d * F + i];
+                }
+                imp[i] = sqrt(g2 * u2 * d2);
+                if (in_core[i]) { if (imp[i] < min_core) min_core = imp[i]; core_ok &= seen[i] == 0; }
+                else { if (imp[i] > max_rest) max_rest = imp[i]; placed_ok &= seen[i] == 1; }
+            }
+            imp_ok &= min_core >= max_rest;
+            for (int i = 0; i < F; i++)   // gate-row cosine: pairs in one group vs all pairs of grouped neurons
+                for (int k = i + 1; k < F; k++) {
+                    if (in_core[i] || in_core[k]) continue;
+                    double dot = 0, a2 = 0, b2 = 0;
+                    for (int d = 0; d < D; d++) {
+                        dot += (double)w[0][i * D + d] * w[0][k * D + d];
+                        a2 += (double)w[0][i * D + d] * w[0][i * D + d]; b2 += (double)w[0][k * D + d] * w[0][k * D + d];
+                    }
+                    const double cs = dot / sqrt(a2 * b2);
+                    overall += cs; n_overall++;
+                    if (group[i] == group[k]) { within += cs; n_within++; }
+                }
+        }
+        CHECK(placed_ok, "every grouped neuron in exactly one expert, rows copied, down column times K");
+        CHECK(core_ok, "the core in every expert's first C slots, down column as is, in no group");
+        CHECK(pad_ok && n_pad == 5 * 4, "padding neurons: %d, zero down columns %d", n_pad, pad_ok);
+        CHECK(imp_ok, "the core holds the neurons of largest |gate| |up| |down|");
+        printf("partition: mean gate-row cosine within groups %.3f, over all grouped pairs %.3f\n", within / n_within,
+               overall / n_overall);
+        CHECK(within / n_within > overall / n_overall + 0.05, "clustering: within %g vs overall %g", within / n_within,
+              overall / n_overall);
+    }
+    if (gd) vm_gguf_free(gd);
+    if (gc) vm_gguf_free(gc);
+    // refusals
+    vm_upcycle_opts noisy = top2;
+    noisy.noise = 0.1f;
+    CHECK(vm_upcycle_partition(dense, px, &noisy, &core) != 0 && strstr(vm_errmsg(), "noise"), "noise: %s", vm_errmsg());
+    vm_upcycle_partition_opts narrow = { .n_core = 40, .n_ff_exp = 56 };
+    CHECK(vm_upcycle_partition(dense, px, &top2, &narrow) != 0 && strstr(vm_errmsg(), "width"), "width 56: %s", vm_errmsg());
+    vm_upcycle_partition_opts big = { .n_core = 173 };
+    CHECK(vm_upcycle_partition(dense, px, &top2, &big) != 0 && strstr(vm_errmsg(), "core"), "core > F: %s", vm_errmsg());
+    CHECK(access(px, F_OK) != 0, "no output on failure");
+    const char *made[] = {pa, pb, pc, pc2, pd, px};
+    for (size_t i = 0; i < sizeof made / sizeof *made; i++) remove(made[i]);
+}
+
 int main(void) {
     const char *td = getenv("TMPDIR");
     snprintf(dir, sizeof dir, "%s/vmoer_upcycle_XXXXXX", td && *td ? td : "/tmp");
@@ -164,6 +286,8 @@ int main(void) {
         }
         free(ld); free(l0); free(l5);
     }
+
+    if (n > 10 && n <= 64) check_partition(dense, ids, n);
 
     // the converted dense model against the independent numpy forward of llama2.c
     // (tests/reference/stories_logits.py -> tests/golden/stories/logits_once.npy)

@@ -19,6 +19,7 @@ int cmd_fit(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_experts(int argc, char **argv);
 
 // Prints "vmoer <cmd>: <message>" (or the pending vm_errmsg() when fmt is NULL); returns 1.
 int cli_fail(const char *cmd, const char *fmt, ...);

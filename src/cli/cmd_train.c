@@ -34,6 +34,11 @@ static void usage(void) {
            "  --wd WD              weight decay on matrices and embeddings (default 0.01)\n"
            "  --clip C             global gradient-norm clip (default 1; 0 = off)\n"
            "  --lb W               load-balancing loss weight (default 0.01)\n"
+           "  --router-lr-mult M   the routers (ffn_gate_inp) learn at M times --lr (default 1): their\n"
+           "                       gradient arrives only through the gate values, and is weak\n"
+           "  --teacher T.gguf     distil from this model (same vocabulary): the CE term becomes\n"
+           "                       (1-A) CE(next token) + A CE(teacher's next-token distribution)\n"
+           "  --kd A               weight A of the teacher's distribution (default 0.5 with --teacher)\n"
            "  --eval-every N       validation every N steps (default 50)\n"
            "  --eval-windows N     validation windows of --seq tokens (default 32)\n"
            "  --from-scratch       re-initialise every weight before training\n"
@@ -76,7 +81,8 @@ static int64_t load_texts(const vm_tokenizer *tok, const char **paths, int n, in
 }
 
 int cmd_train(int argc, char **argv) {
-    const char *path = NULL, *out = NULL, *val_path = NULL;
+    const char *path = NULL, *out = NULL, *val_path = NULL, *teacher_path = NULL;
+    double kd = -1;
     const char *texts[64];
     int n_texts = 0;
     vm_lm_opts o;
@@ -103,6 +109,9 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--wd")) { VAL(); if (cli_float(CMD, a, v, 0, 10, &dv)) return 1; o.wd = (float)dv; }
         else if (!strcmp(a, "--clip")) { VAL(); if (cli_float(CMD, a, v, 0, 1e6, &dv)) return 1; o.clip = (float)dv; }
         else if (!strcmp(a, "--lb")) { VAL(); if (cli_float(CMD, a, v, 0, 1e3, &dv)) return 1; o.lb_weight = (float)dv; }
+        else if (!strcmp(a, "--router-lr-mult")) { VAL(); if (cli_float(CMD, a, v, 1e-6, 1e6, &dv)) return 1; o.router_lr_mult = (float)dv; }
+        else if (!strcmp(a, "--teacher")) { VAL(); teacher_path = v; }
+        else if (!strcmp(a, "--kd")) { VAL(); if (cli_float(CMD, a, v, 0, 1, &kd)) return 1; }
         else if (!strcmp(a, "--eval-every")) { VAL(); if (cli_long(CMD, a, v, 0, INT_MAX, &lv)) return 1; o.eval_every = (int)lv; }
         else if (!strcmp(a, "--eval-windows")) { VAL(); if (cli_long(CMD, a, v, 1, 1 << 20, &lv)) return 1; o.eval_windows = (int)lv; }
         else if (!strcmp(a, "--from-scratch")) o.from_scratch = 1;
@@ -127,12 +136,19 @@ int cmd_train(int argc, char **argv) {
     char ckpt_buf[4096];
     snprintf(ckpt_buf, sizeof ckpt_buf, "%s.ckpt", out);
     if (cli_output(CMD, out) || cli_output(CMD, o.ckpt_path ? o.ckpt_path : ckpt_buf)) return 1;
+    if (kd >= 0 && !teacher_path) return cli_fail(CMD, "--kd needs --teacher");
 
     int rc = 1;
     vm_lm *lm = NULL;
     vm_tokenizer *tok = NULL;
+    vm_model *teacher = NULL;
     int32_t *train = NULL, *val = NULL;
     if (!(lm = vm_lm_load(path)) || !(tok = vm_tokenizer_from_gguf(vm_lm_model(lm)->gguf))) { cli_fail(CMD, NULL); goto done; }
+    if (teacher_path && (!(teacher = vm_model_load(teacher_path)) ||
+                         vm_lm_set_teacher(lm, teacher, kd >= 0 ? (float)kd : 0.5f))) {
+        cli_fail(CMD, NULL);
+        goto done;
+    }
     int n_docs = 0, n_val_docs = 0;
     int64_t n_train = load_texts(tok, texts, n_texts, &train, &n_docs), n_val = 0;
     if (n_train < 0) { cli_fail(CMD, NULL); goto done; }
@@ -174,5 +190,6 @@ done:
     free(train); free(val);
     vm_tokenizer_free(tok);
     vm_lm_free(lm);
+    vm_model_free(teacher);
     return rc;
 }

@@ -25,6 +25,7 @@ static const cli_cmd commands[] = {
     {"upcycle", cmd_upcycle, "turn a dense GGUF model into a Mixtral-layout MoE"},
     {"quantize", cmd_quantize, "quantise an F32/F16/BF16 GGUF to Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, Q4_K_M or Q5_K_M"},
     {"train", cmd_train, "train every weight of a small (MoE) model on plain text (load-balancing loss)"},
+    {"experts", cmd_experts, "does routing matter? loss with the router vs random routing, logit spread, loads"},
     {"fit", cmd_fit, "fit Bayesian routers of some MoE layers on a multiple-choice set; writes an adapter"},
     {"eval", cmd_eval, "evaluate calibration, OOD detection, routing stability and cost on an MCQA set"},
     {"compare", cmd_compare, "put several eval output folders side by side (tables and overlaid figures)"},

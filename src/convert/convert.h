@@ -51,3 +51,19 @@ int vm_quantize_keeps(const char *name, int n_dims);
 vm_type vm_quantize_choose(const vm_quantize_opts *o, const vm_quantize_ctx *c, const char *name, int64_t ne0);
 // The whole file; log (may be NULL) gets one line per tensor. 0, or -1 with a one-line error.
 int vm_quantize_file(const char *in_path, const char *out_path, const vm_quantize_opts *o, FILE *log);
+// Neuron-partition upcycling (MoEfication, Zhang et al. 2022) instead of copies: the F neurons of
+// every dense SwiGLU FFN are split into N experts of Fe = ceil(F/N) neurons (balanced spherical
+// k-means on the gate rows, k-means++ seeded from the stream (seed, layer, 4)); expert down
+// columns are the dense ones times K, so K experts at the uniform gates 1/K add exactly their
+// neurons' dense output, and with K = N and equal router logits the MoE computes the dense model.
+// Padding neurons (F mod N != 0) get N(0, rms^2) gate/up rows and a zero down column. Router row
+// e = router_gain * mean gate row of expert e + N(0, router_std^2). Output experts are F32.
+// o->noise must be 0.
+typedef struct vm_upcycle_partition_opts {
+    float router_gain;
+    int n_core;          // neurons copied into every expert (largest |gate_i| |up_i| |down_i|), 0..F
+    int n_ff_exp;        // expert width (0: C + ceil((F-C)/N)); the slots beyond the dense neurons
+                         // are new neurons, silent at first (as the padding)
+} vm_upcycle_partition_opts;
+int vm_upcycle_partition(const char *in_path, const char *out_path, const vm_upcycle_opts *o,
+                         const vm_upcycle_partition_opts *p);

@@ -34,12 +34,17 @@ struct vm_lm {
     int tc_T;
     float *h, *dh, *logits, *dlogits;   // (T,D), (T,D), (T,V), (T,V)
     int32_t *pos;               // (T)
+    const vm_model *teacher;    // distillation (vm_lm_set_teacher), or NULL
+    float kd_alpha;
+    vm_ctx *tctx;               // the teacher's context for windows of tc_T tokens
+    float *tlogits;             // (T,V)
+    double kd_last;             // soft-target CE of the last vm_lm_loss (mean per prediction)
 };
 
 void vm_lm_opts_default(vm_lm_opts *o) {
     memset(o, 0, sizeof *o);
     o->steps = 200; o->seq = 128; o->batch = 8;
-    o->lr = 1e-3f; o->wd = 0.01f; o->warmup_frac = 0.05f; o->clip = 1.0f; o->lb_weight = 0.01f;
+    o->lr = 1e-3f; o->wd = 0.01f; o->warmup_frac = 0.05f; o->clip = 1.0f; o->lb_weight = 0.01f; o->router_lr_mult = 1.0f;
     o->val_frac = 0.05f; o->eval_every = 50; o->eval_windows = 32;
     o->progress = -1;
 }
@@ -166,6 +171,8 @@ fail:
 
 void vm_lm_free(vm_lm *lm) {
     if (!lm) return;
+    vm_ctx_free(lm->tctx);
+    free(lm->tlogits);
     vm_tctx_free(lm->tc);
     free(lm->h); free(lm->dh); free(lm->logits); free(lm->dlogits); free(lm->pos);
     vm_model_free(lm->m);
@@ -189,12 +196,31 @@ void vm_lm_init_random(vm_lm *lm, uint64_t seed) {
     }
 }
 
+int vm_lm_set_teacher(vm_lm *lm, const vm_model *teacher, float alpha) {
+    if (!lm) return vm_err("train: no model");
+    if (teacher && teacher->hp.n_vocab != lm->m->hp.n_vocab)
+        return vm_err("train: the teacher's vocabulary (%d) differs from the model's (%d)", teacher->hp.n_vocab,
+                      lm->m->hp.n_vocab);
+    if (teacher && !(alpha >= 0 && alpha <= 1)) return vm_err("train: distillation weight %g out of [0, 1]", (double)alpha);
+    lm->teacher = teacher;
+    lm->kd_alpha = teacher ? alpha : 0.0f;
+    lm->tc_T = 0;   // (re)allocate the contexts, the teacher's included, at the next loss
+    return 0;
+}
+
+double vm_lm_kd_last(const vm_lm *lm) { return lm ? lm->kd_last : 0.0; }
+
 static int ensure_ctx(vm_lm *lm, int T) {
-    if (lm->tc && lm->tc_T == T) return 0;
+    if (lm->tc && lm->tc_T == T && (!lm->teacher || lm->tctx)) return 0;
     const int D = lm->m->hp.n_embd, V = lm->m->hp.n_vocab;
     vm_tctx_free(lm->tc);
-    free(lm->h); free(lm->dh); free(lm->logits); free(lm->dlogits); free(lm->pos);
-    lm->h = lm->dh = lm->logits = lm->dlogits = NULL; lm->pos = NULL; lm->tc_T = 0;
+    vm_ctx_free(lm->tctx);
+    free(lm->h); free(lm->dh); free(lm->logits); free(lm->dlogits); free(lm->pos); free(lm->tlogits);
+    lm->h = lm->dh = lm->logits = lm->dlogits = lm->tlogits = NULL; lm->pos = NULL; lm->tc_T = 0; lm->tctx = NULL;
+    if (lm->teacher) {
+        if (!(lm->tctx = vm_ctx_init(lm->teacher, T, T))) return vm_err_prefix("train: teacher");
+        if (!(lm->tlogits = vm_malloc((size_t)T * V * sizeof(float)))) return -1;
+    }
     if (!(lm->tc = vm_tctx_init(lm->m, 0, T))) return -1;
     if (vm_tctx_set_grads(lm->tc, &lm->grads)) return vm_err_prefix("train");
     lm->h = vm_malloc((size_t)T * D * sizeof(float));
@@ -218,7 +244,8 @@ int vm_lm_loss(vm_lm *lm, const int32_t *tokens, int batch, int seq, float lb_we
     // the lb gradient of one window, averaged over the batch like the CE
     lm->grads.lb_weight = lb_weight / batch;
     const double inv = 1.0 / ((double)batch * seq);
-    double ce_sum = 0.0, lb_sum = 0.0;
+    const double a = lm->teacher ? lm->kd_alpha : 0.0;
+    double ce_sum = 0.0, lb_sum = 0.0, kd_sum = 0.0;
     for (int b = 0; b < batch; b++) {
         const int32_t *tk = tokens + (size_t)b * (seq + 1);
         for (int t = 0; t <= seq; t++)
@@ -226,6 +253,10 @@ int vm_lm_loss(vm_lm *lm, const int32_t *tokens, int batch, int seq, float lb_we
         if (vm_model_hidden(m, tk, seq, 0, lm->h) ||
             vm_tctx_forward(lm->tc, lm->h, seq, lm->pos, seq, lm->logits, NULL))
             return vm_err_prefix("train");
+        if (lm->teacher) {
+            vm_ctx_reset(lm->tctx);
+            if (vm_ctx_eval(lm->tctx, tk, seq, lm->tlogits)) return vm_err_prefix("train: teacher");
+        }
         lb_sum += vm_tctx_lb_loss(lm->tc);
         for (int t = 0; t < seq; t++) {
             const float *lg = lm->logits + (size_t)t * V;
@@ -234,9 +265,27 @@ int vm_lm_loss(vm_lm *lm, const int32_t *tokens, int batch, int seq, float lb_we
             double s = 0.0;
             for (int v = 0; v < V; v++) s += exp((double)lg[v] - mx);
             const int y = tk[t + 1];
-            ce_sum += log(s) + mx - lg[y];
-            if (!grad) continue;
+            const double lse = log(s) + mx;
+            ce_sum += lse - lg[y];
             float *dl = lm->dlogits + (size_t)t * V;
+            if (lm->teacher) {
+                // soft targets q = softmax(teacher logits): CE(q, p) = lse - sum_v q_v l_v; the
+                // objective mixes it with the hard CE, so its gradient is p - ((1-a) onehot + a q)
+                const float *tl = lm->tlogits + (size_t)t * V;
+                float tmx = tl[0];
+                for (int v = 1; v < V; v++) if (tl[v] > tmx) tmx = tl[v];
+                double ts = 0.0, ql = 0.0;
+                for (int v = 0; v < V; v++) ts += exp((double)tl[v] - tmx);
+                for (int v = 0; v < V; v++) {
+                    const double q = exp((double)tl[v] - tmx) / ts;
+                    ql += q * lg[v];
+                    if (grad) dl[v] = (float)((exp((double)lg[v] - mx) / s - a * q) * inv);
+                }
+                kd_sum += lse - ql;
+                if (grad) dl[y] -= (float)((1.0 - a) * inv);
+                continue;
+            }
+            if (!grad) continue;
             for (int v = 0; v < V; v++) dl[v] = (float)(exp((double)lg[v] - mx) / s * inv);
             dl[y] -= (float)inv;
         }
@@ -250,6 +299,7 @@ int vm_lm_loss(vm_lm *lm, const int32_t *tokens, int batch, int seq, float lb_we
     }
     if (ce) *ce = ce_sum * inv;
     if (lb) *lb = lb_sum / batch;
+    lm->kd_last = kd_sum * inv;
     return 0;
 }
 
@@ -310,13 +360,16 @@ static int val_loss(vm_lm *lm, const int32_t *val, int64_t n_val, const vm_lm_op
     if (nw > o->eval_windows) nw = o->eval_windows;
     if (nw < 1) return vm_err("train: validation text has %lld tokens, fewer than one window of %d", (long long)n_val, T + 1);
     double s = 0.0;
+    const vm_model *teacher = lm->teacher;   // validation is the hard-label CE: no teacher pass
+    lm->teacher = NULL;
     for (int64_t w0 = 0; w0 < nw; w0 += o->batch) {
         const int nb = (int)(nw - w0 < o->batch ? nw - w0 : o->batch);
         for (int b = 0; b < nb; b++) memcpy(buf + (size_t)b * (T + 1), val + (w0 + b) * T, (size_t)(T + 1) * sizeof(int32_t));
         double ce, lb;
-        if (vm_lm_loss(lm, buf, nb, T, 0.0f, 0, &ce, &lb)) return -1;
+        if (vm_lm_loss(lm, buf, nb, T, 0.0f, 0, &ce, &lb)) { lm->teacher = teacher; return -1; }
         s += ce * nb;
     }
+    lm->teacher = teacher;
     *out = s / (double)nw;
     return 0;
 }
@@ -334,6 +387,8 @@ static int write_model(vm_lm *lm, const char *path, const vm_lm_opts *o, const v
     vm_gguf_set_i32(w, "vmoer.train.batch", o->batch);
     vm_gguf_set_f32(w, "vmoer.train.lr", o->lr);
     vm_gguf_set_f32(w, "vmoer.train.lb_weight", o->lb_weight);
+    vm_gguf_set_f32(w, "vmoer.train.router_lr_mult", o->router_lr_mult);
+    if (lm->teacher) vm_gguf_set_f32(w, "vmoer.train.kd", lm->kd_alpha);
     vm_gguf_set_f64(w, "vmoer.train.val_loss", st->val_best);
     int rc = 0;
     for (int i = 0; i < lm->n && !rc; i++) {
@@ -360,7 +415,8 @@ int vm_lm_train(vm_lm *lm, const int32_t *train, int64_t n_train, const int32_t 
     vm_lm_stats st0, *st = st_out ? st_out : &st0;
     memset(st, 0, sizeof *st);
     if (!lm || !train || !val || !o || !out_path) return vm_err("train: missing argument");
-    if (o->steps < 1 || o->seq < 2 || o->batch < 1 || !(o->lr > 0) || o->clip < 0 || o->lb_weight < 0)
+    if (o->steps < 1 || o->seq < 2 || o->batch < 1 || !(o->lr > 0) || o->clip < 0 || o->lb_weight < 0 ||
+        !(o->router_lr_mult > 0))
         return vm_err("train: bad options (steps %lld, seq %d, batch %d, lr %g)", (long long)o->steps, o->seq, o->batch, (double)o->lr);
     if (n_train < o->seq + 1)
         return vm_err("train: training text has %lld tokens, fewer than one window of %d", (long long)n_train, o->seq + 1);
@@ -381,6 +437,8 @@ int vm_lm_train(vm_lm *lm, const int32_t *train, int64_t n_train, const int32_t 
     if (!pp || !decay || !best || !bt) goto done;
     for (int i = 0; i < lm->n; i++) { pp[i] = &lm->p[i]; decay[i] = lm->p[i].n_dims > 1; }
     if (vm_adamw_init(&opt, pp, decay, lm->n, o->wd)) goto done;
+    for (int i = 0; i < lm->n; i++)
+        if (strstr(lm->p[i].name, "ffn_gate_inp")) opt.lr_mult[i] = o->router_lr_mult;
 
     vm_ckpt_state cs;
     memset(&cs, 0, sizeof cs);
@@ -388,7 +446,8 @@ int vm_lm_train(vm_lm *lm, const int32_t *train, int64_t n_train, const int32_t 
         uint64_t h = VM_FNV1A_INIT;
         const int64_t iv[] = { o->steps, o->seq, o->batch, o->eval_every, o->eval_windows, o->from_scratch, n_train, n_val,
                                (int64_t)lm->size };
-        const float fv[] = { o->lr, o->wd, o->warmup_frac, o->clip, o->lb_weight };
+        const float fv[] = { o->lr, o->wd, o->warmup_frac, o->clip, o->lb_weight, o->router_lr_mult,
+                             lm->teacher ? lm->kd_alpha : -1.0f };
         h = vm_fnv1a(h, iv, sizeof iv); h = vm_fnv1a(h, fv, sizeof fv); h = vm_fnv1a(h, &o->seed, sizeof o->seed);
         h = vm_fnv1a(h, train, (size_t)n_train * sizeof *train); h = vm_fnv1a(h, val, (size_t)n_val * sizeof *val);
         cs.fingerprint = h;

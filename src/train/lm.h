@@ -30,6 +30,7 @@ typedef struct vm_lm_opts {
     float warmup_frac;       // default 0.05
     float clip;              // global gradient-norm clip (default 1; 0 = off)
     float lb_weight;         // load-balancing loss weight (default 0.01)
+    float router_lr_mult;    // the routers' W_r (ffn_gate_inp) learn at lr times this (default 1)
     float val_frac;          // documents held out for validation when no val text (default 0.05)
     int eval_every;          // steps between validation runs (default 50; 0 = only at the end)
     int eval_windows;        // validation windows (default 32)
@@ -67,6 +68,13 @@ void vm_lm_init_random(vm_lm *lm, uint64_t seed);
 // is nonzero, adds d(ce + lb_weight * lb)/dparams to the gradient buffers. 0 or -1.
 int vm_lm_loss(vm_lm *lm, const int32_t *tokens, int batch, int seq, float lb_weight, int grad,
                double *ce, double *lb);
+// Distillation (Hinton et al. 2015, temperature 1): with a teacher set, the training objective's
+// cross-entropy term becomes (1 - alpha) CE(next token) + alpha CE(softmax(teacher logits)) per
+// prediction; vm_lm_loss still reports the hard-label CE in *ce (validation never uses the
+// teacher) and the soft-target CE in vm_lm_kd_last. The teacher (same vocabulary; any
+// architecture the inference path runs) is borrowed and must outlive lm. NULL removes it.
+int vm_lm_set_teacher(vm_lm *lm, const vm_model *teacher, float alpha);
+double vm_lm_kd_last(const vm_lm *lm);
 // Parameter i (in file order): name, values, gradient, element count; i out of range -> -1.
 int vm_lm_param(vm_lm *lm, int i, const char **name, float **w, float **g, int64_t *n);
 // The weight-gradient buffers (the parameters' g) as vm_tctx_set_grads takes them, for a training

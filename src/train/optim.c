@@ -16,8 +16,10 @@ int vm_adamw_init(vm_adamw *o, vm_param **p, const unsigned char *decay, int n, 
     o->decay = vm_calloc((size_t)n, 1);
     o->m = vm_calloc((size_t)n, sizeof *o->m);
     o->v = vm_calloc((size_t)n, sizeof *o->v);
-    if (!o->p || !o->decay || !o->m || !o->v) { vm_adamw_free(o); return -1; }
+    o->lr_mult = vm_calloc((size_t)n, sizeof *o->lr_mult);
+    if (!o->p || !o->decay || !o->m || !o->v || !o->lr_mult) { vm_adamw_free(o); return -1; }
     for (int i = 0; i < n; i++) {
+        o->lr_mult[i] = 1.0f;
         o->p[i] = p[i];
         o->decay[i] = decay ? decay[i] : 0;
         const size_t k = (size_t)vm_param_numel(p[i]);
@@ -31,7 +33,7 @@ int vm_adamw_init(vm_adamw *o, vm_param **p, const unsigned char *decay, int n, 
 void vm_adamw_free(vm_adamw *o) {
     if (!o) return;
     for (int i = 0; i < o->n; i++) { if (o->m) free(o->m[i]); if (o->v) free(o->v[i]); }
-    free(o->p); free(o->decay); free(o->m); free(o->v);
+    free(o->p); free(o->decay); free(o->m); free(o->v); free(o->lr_mult);
     memset(o, 0, sizeof *o);
 }
 
@@ -42,13 +44,13 @@ void vm_adamw_step(vm_adamw *o, float lr) {
         vm_param *p = o->p[i];
         const int64_t k = vm_param_numel(p);
         float *m = o->m[i], *v = o->v[i];
-        const float wd = o->decay[i] ? o->wd : 0.0f;
+        const float wd = o->decay[i] ? o->wd : 0.0f, lri = lr * o->lr_mult[i];
         for (int64_t j = 0; j < k; j++) {
             const float g = p->g[j];
             m[j] = o->beta1 * m[j] + (1.0f - o->beta1) * g;
             v[j] = o->beta2 * v[j] + (1.0f - o->beta2) * g * g;
             const double mh = m[j] / bc1, vh = v[j] / bc2;
-            p->w[j] -= lr * (float)(mh / (sqrt(vh) + o->eps) + wd * p->w[j]);
+            p->w[j] -= lri * (float)(mh / (sqrt(vh) + o->eps) + wd * p->w[j]);
             p->g[j] = 0.0f;
         }
     }

@@ -10,6 +10,7 @@ typedef struct vm_adamw {
     int n;                     // parameters
     vm_param **p;              // (n) borrowed
     unsigned char *decay;      // (n) 1: apply weight decay
+    float *lr_mult;            // (n) learning-rate multiplier of each parameter (1 after init)
     float **m, **v;            // (n) first and second moments, same sizes as p[i]->w
     int64_t step;              // optimiser steps taken (bias correction)
     float beta1, beta2, eps, wd;

@@ -35,6 +35,11 @@ grep -q "other options" "$T/err" && ok || bad "mismatch message: $(cat "$T/err")
 "$VMOER" train "$T/moe.gguf" --text "$T/tr.txt" --val "$T/va.txt" --steps 2 --seq 32 --batch 2 --eval-windows 2 --from-scratch --quiet --threads 1 -o "$T/s.gguf" >"$T/out" 2>&1
 v0=$(sed -n 's/^val loss \([0-9.]*\) -> .*/\1/p' "$T/out")
 awk -v a="$v0" 'BEGIN{exit !(a > 5.9 && a < 6.6)}' && ok || bad "from-scratch initial loss $v0: $(cat "$T/out")"
+# distillation from the dense model and a faster router: the run works, the file says so, and a
+# teacher changes the result (the soft targets enter the gradient)
+"$VMOER" train "$T/moe.gguf" $A --teacher "$T/d.gguf" --kd 0.5 --router-lr-mult 5 --quiet -o "$T/k.gguf" >"$T/out" 2>&1 && ok || bad "kd: $(cat "$T/out")"
+grep -a -q "vmoer.train.kd" "$T/k.gguf" && grep -a -q "vmoer.train.router_lr_mult" "$T/k.gguf" && ok || bad "kd keys"
+cmp -s "$T/a.gguf" "$T/k.gguf" && bad "distillation changed nothing" || ok
 # bad inputs: one line, exit 1, nothing written
 chk() {   # name expected-text command...
     n=$1; e=$2; shift 2
@@ -44,6 +49,10 @@ chk() {   # name expected-text command...
 chk "no text" "--text FILE is required" "$VMOER" train "$T/moe.gguf" -o "$T/x.gguf"
 chk "missing text" "nope.txt" "$VMOER" train "$T/moe.gguf" --text "$T/nope.txt" -o "$T/x.gguf"
 chk "bad steps" "--steps" "$VMOER" train "$T/moe.gguf" --text "$T/tr.txt" --steps 0 -o "$T/x.gguf"
+chk "kd without teacher" "--kd needs --teacher" "$VMOER" train "$T/moe.gguf" --text "$T/tr.txt" --kd 0.5 -o "$T/x.gguf"
+chk "bad kd" "--kd" "$VMOER" train "$T/moe.gguf" --text "$T/tr.txt" --teacher "$T/d.gguf" --kd 1.5 -o "$T/x.gguf"
+chk "missing teacher" "nope.gguf" "$VMOER" train "$T/moe.gguf" --text "$T/tr.txt" --teacher "$T/nope.gguf" -o "$T/x.gguf"
+chk "bad router lr" "--router-lr-mult" "$VMOER" train "$T/moe.gguf" --text "$T/tr.txt" --router-lr-mult 0 -o "$T/x.gguf"
 "$VMOER" convert-llama2c "$SH/models/stories260K.bin" "$SH/models/tok512.bin" "$T/q.gguf" >/dev/null 2>&1
 "$VMOER" upcycle "$T/q.gguf" "$T/q8.gguf" --experts 2 --top-k 1 >/dev/null 2>&1
 printf 'one story only\n' >"$T/one.txt"
