@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 const dm_method dm_methods[DM_N_METHODS] = {
     { "deterministic", "deterministic", 0, 0 },
@@ -48,6 +49,7 @@ void vm_demo_opts_default(vm_demo_opts *o) {
     o->n_beta = 3; o->beta[0] = 0.01f; o->beta[1] = 0.1f; o->beta[2] = 1.0f;
     o->n_beta_t = 3; o->beta_t[0] = 0.01f; o->beta_t[1] = 0.1f; o->beta_t[2] = 1.0f;
     o->n_stab = 100;
+    o->model_tokens = 16384;
     o->boot = 1000; o->bins = 10;
     o->verbose = 1;
 }
@@ -61,6 +63,7 @@ void vm_demo_opts_quick(vm_demo_opts *o) {
     o->samples = 4;
     o->n_beta = 2; o->n_beta_t = 2;
     o->n_stab = 3; o->boot = 50;
+    o->model_tokens = 512;
 }
 
 // ---------------------------------------------------------------- progress
@@ -149,6 +152,27 @@ static int load_set(dm *d, int s, const char *file, const char *name, int limit)
 }
 
 // ---------------------------------------------------------------- layers and the frozen prefix
+
+// The model's specialisation (eval/experts.h) on the validation stories: how much the choice of
+// experts matters on this model, reported beside the results (issue 14). A data folder without
+// validation-stories.txt skips it (the table says so).
+static int model_stats(dm *d) {
+    snprintf(d->mstats_text, sizeof d->mstats_text, "%s/validation-stories.txt", d->o->data_dir);
+    if (access(d->mstats_text, R_OK)) {
+        snprintf(d->mstats_skip, sizeof d->mstats_skip, "no %.400s", d->mstats_text);
+        return 0;
+    }
+    if (d->wk[0].m->hp.n_expert < 2) {
+        snprintf(d->mstats_skip, sizeof d->mstats_skip, "not a MoE model");
+        return 0;
+    }
+    vm_expert_stats_opts eo;
+    vm_expert_stats_opts_default(&eo);
+    eo.max_tokens = d->o->model_tokens;
+    if (vm_expert_stats_run(d->wk[0].m, d->wk[0].tok, d->mstats_text, &eo, &d->mstats)) return vm_err_prefix("demo");
+    d->has_mstats = 1;
+    return 0;
+}
 
 static int pick_layers(dm *d) {
     const vm_model *m = d->wk[0].m;
@@ -469,6 +493,7 @@ static void dm_free(dm *d) {
         vm_dataset_free(&set->ds);
     }
     free(d->train_h); free(d->train_rows);
+    if (d->has_mstats) vm_expert_stats_free(&d->mstats);
     for (int k = 0; k < DM_MAX_WORKERS; k++) {
         vm_scorer_free(d->wk[k].sc);
         vm_tokenizer_free(d->wk[k].tok);
@@ -500,6 +525,10 @@ int vm_demo_run(const vm_demo_opts *o, double *seconds) {
             snprintf(name, sizeof name, "%.*s", (int)(strlen(d.ood_file[s]) - 10), d.ood_file[s] + 4);   // ood-NAME.jsonl
             rc = load_set(&d, DM_SET_OOD + s, d.ood_file[s], name, o->n_ood);
         }
+    }
+    if (!rc) {
+        dm_stage(&d, "the model: loss with its routers vs random routing on the validation stories");
+        rc = model_stats(&d);
     }
     if (!rc) {
         dm_stage(&d, "%d training, %d validation, %d test items, %d OOD sets; choosing %d layer(s)",

@@ -3,6 +3,7 @@
 #include "demo/demo.h"
 #include "data/dataset.h"
 #include "eval/eval.h"
+#include "eval/experts.h"
 #include "eval/paired.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -104,6 +105,9 @@ typedef struct dm {
     dm_fit grid[DM_N_METHODS][VM_DEMO_MAX_GRID];
     int beta_idx[DM_N_METHODS];
     float beta_chosen[DM_N_METHODS];
+    vm_expert_stats mstats;             // does routing matter on this model (table.json "model")
+    int has_mstats;
+    char mstats_text[4200], mstats_skip[512];
     char stage_dir[4200];               // outputs are written here, then renamed to outdir
     struct vm_adir *adir;
     double t0, units_done, units_total, busy, seconds;

@@ -275,6 +275,17 @@ void table_md_setup(const out_ctx *c, vm_sbuf *b) {
     for (int s = 0; s < DM_N_SETS(d); s++) skipped += d->sets[s].n_skipped;
     if (skipped) vm_sbuf_printf(b, " %d item(s) could not be built and are left out (first: %s).", skipped,
                                 d->sets[DM_SET_TEST].n_skipped ? d->sets[DM_SET_TEST].skip_msg : "see timing.json");
+    if (d->has_mstats) {
+        const vm_expert_stats *ms = &d->mstats;
+        char y[7][32];
+        vm_sbuf_printf(b, "\nThe model (%lld predictions of %s): loss %s nats/token with its routers, %s with K of N "
+                       "experts drawn at random (+%s); router logit SD %s, K-th minus (K+1)-th logit %s, smallest "
+                       "expert load %s (uniform %s).", (long long)ms->n_tokens, d->mstats_text,
+                       num(y[0], 32, ms->loss_router, 3), num(y[1], 32, ms->loss_random_routing, 3),
+                       num(y[2], 32, ms->loss_random_routing - ms->loss_router, 3), num(y[3], 32, ms->logit_sd_mean, 3),
+                       num(y[4], 32, ms->logit_gap_mean, 3), num(y[5], 32, ms->load_min, 3),
+                       num(y[6], 32, 1.0 / ms->n_expert, 3));
+    }
     vm_sbuf_printf(b, "\nRouters replaced on MoE layer(s)");
     for (int i = 0; i < d->nl; i++) vm_sbuf_printf(b, "%s %d", i ? "," : "", d->layers[i]);
     vm_sbuf_printf(b, " (%s; the deterministic model's Jaccard at gamma 0.01 per layer:",
@@ -479,6 +490,14 @@ static json_t *table_json(const out_ctx *c) {
     for (int l = 0; l < d->n_layer; l++) json_array_append_new(jd, jnum(d->jac_det[l]));
     json_object_set_new(j, "layer_jaccard_deterministic", jd);
     json_object_set_new(cfg, "model", json_string(o->model_path));
+    json_object_set_new(cfg, "model_tokens", json_integer(o->model_tokens));
+    if (d->has_mstats) {   // issue 14: does routing matter on this model
+        json_t *jm = vm_expert_stats_json(&d->mstats);
+        if (jm) json_object_set_new(jm, "text", json_string(d->mstats_text));
+        json_object_set_new(j, "model", jm ? jm : json_null());
+    } else {
+        json_object_set_new(j, "model", json_pack("{s:s}", "skipped", d->mstats_skip));
+    }
     json_object_set_new(cfg, "data", json_string(o->data_dir));
     json_object_set_new(cfg, "score", json_string(vm_task_mode_name(o->mode)));
     json_object_set_new(cfg, "layers_auto", json_boolean(o->layers_auto));

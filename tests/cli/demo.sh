@@ -26,6 +26,7 @@ gen() {   # $1 file, $2 items, $3 id prefix
 }
 gen "$T/cloze/train.jsonl" 8 tr; gen "$T/cloze/validation.jsonl" 4 va; gen "$T/cloze/test.jsonl" 6 te
 gen "$T/cloze/ood-tinyshakespeare.jsonl" 4 o1; gen "$T/cloze/ood-wikitext2.jsonl" 4 o2
+head -c 6000 data/cloze/validation-stories.txt >"$T/cloze/validation-stories.txt"   # the model's read-outs
 
 # two runs, same seed, different thread counts
 Q="--quick --data $T/cloze --train 8 --test 6 --ood 4 --val 4 --stability 2 --samples 2 --boot 20"
@@ -74,6 +75,13 @@ for m in j["methods"]:
         assert "ilv" in m["auroc"]["tinyshakespeare"] and "ilv_dev" in m["auroc"]["wikitext2"]
         assert m["flops_ratio"] <= 1.01, m["flops_ratio"]   # one pass: S samples inside the router
 assert set(j["beta"]) == {"vglr-mf", "vglr-fc", "vtsr"}
+md = j["model"]   # issue 14: the model's specialisation beside the results
+for k in ("loss_router", "loss_random_routing", "random_routing_cost"):
+    assert isinstance(md[k], float), k
+assert abs(md["random_routing_cost"] - (md["loss_random_routing"] - md["loss_router"])) < 1e-6
+assert md["n_tokens"] > 0 and md["n_expert"] >= 2
+assert len(md["load"]["per_layer"]) == len(md["layers"]) and abs(sum(md["load"]["per_layer"][0]) - 1) < 1e-6
+assert md["router_logit_sd"]["mean"] > 0 and md["expert_diff"]["mean"] >= 0
 PY
 grep -q '<svg' "$T/a/report.html" && grep -q 'Verdict' "$T/a/report.html" && ok || bad "report.html content"
 grep -q '### Verdict' "$T/a/report.html" && bad "raw markdown heading in report.html" || ok
