@@ -217,8 +217,9 @@ static int swag_forward(vm_router *r, const vm_router_layer *L, const float *u, 
                         vm_router_out *out, vm_rng *rng) {
     swag_state *s = r->state;
     if (vm_rt_check_out(L, out, "swag")) return -1;
-    if (r->training) return train_forward(r, L, u, T, out);
+    // a stream is required in both modes, as of every STOCHASTIC kind (the training forward draws none)
     if (!rng) return vm_err("router swag: needs a random stream (layer %d)", L->layer);
+    if (r->training) return train_forward(r, L, u, T, out);
     const int D = L->n_embd, N = L->n_expert, k = s->k;
     if (!(s->mu = vm_rt_grow(s->mu, &s->mu_cap, (size_t)T * N * sizeof(float))) ||
         !(s->sd = vm_rt_grow(s->sd, &s->sd_cap, (size_t)T * N * sizeof(float))) ||
