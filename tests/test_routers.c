@@ -643,6 +643,9 @@ static void test_registry(void) {
     while (names[n]) n++;
     CHECK(n == 9, "9 kinds, got %d", n);
     for (int i = 0; i < 9 && i < n; i++) CHECK(!strcmp(names[i], want[i]), "kind %d is %s", i, names[i]);
+    CHECK(vm_router_kind_beta("vglr-fc") == 1.0f && vm_router_kind_beta("vtsr") == 0.01f &&
+          vm_router_kind_beta("map") == 0.0f && vm_router_kind_beta("swag") == 0.0f && vm_router_kind_beta("nope") == 0.0f,
+          "default betas: the ELBO's, VTSR's; none for the kinds without a regulariser");
     layer_fix f;
     fix_init(&f, 8, 4, 2, VM_GATE_SOFTMAX_SELECTED, 1.0f, 1);
     vm_err_clear();

@@ -385,6 +385,11 @@ const char *vm_router_kind_list(unsigned need, char *buf, size_t n) {
     return buf;
 }
 
+float vm_router_kind_beta(const char *kind) {
+    for (int i = 0; kind && i < N_KINDS; i++) if (!strcmp(kinds[i].ops->name, kind)) return kinds[i].beta;
+    return 0.0f;
+}
+
 double vm_router_flops(const vm_router *r, const vm_router_layer *L) {
     if (r && r->ops && r->ops->flops) return r->ops->flops(r, L);
     return 2.0 * L->n_embd * L->n_expert;   // W_r u

@@ -169,6 +169,9 @@ const vm_router_ops *vm_router_kind_ops(const char *kind);
 // "a, b, c": the kinds whose flags include all of `need` (0: every kind), for help texts and errors.
 // Returns buf (truncated to n bytes).
 const char *vm_router_kind_list(unsigned need, char *buf, size_t n);
+// The kind's default regulariser weight beta (vglr 1, vtsr 0.01); 0 for a kind without a regulariser
+// (map, ensemble, swag: nothing for a beta grid to choose) or an unknown name.
+float vm_router_kind_beta(const char *kind);
 // FLOPs per token of router r on layer L by its kind's formula (r NULL: the deterministic router).
 double vm_router_flops(const vm_router *r, const vm_router_layer *L);
 
