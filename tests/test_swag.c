@@ -283,6 +283,34 @@ static void test_fit_and_adapter(void) {
     CHECK(vm_adapter_write(m, &ai, bad, NULL, NULL) == 0, "write: %s", vm_errmsg());
     CHECK(m3 && vm_adapter_apply(m3, bad) < 0 && strstr(vm_errmsg(), "swag rank 100000"), "rank out of range refused: %s", vm_errmsg());
     vm_model_free(m3);
+
+    // stopped during the MAP phase and resumed: the collection phase runs after the resume and the
+    // adapter has the uninterrupted fit's bytes
+    {
+        vm_model *ma = vm_model_load(moe);
+        char ad2[160];
+        snprintf(ad2, sizeof ad2, "%s/a2.gguf", dir);
+        vm_fit_opts o2 = o;
+        o2.stop_after = 2;
+        CHECK(ma && vm_fit_run(ma, tok, &ds, &o2, ad2, &st) == 0 && st.interrupted && st.swag_snapshots == 0,
+              "stopped after 2 steps, before the collection phase: %s", vm_errmsg());
+        vm_model_free(ma);
+        ma = vm_model_load(moe);
+        o2.stop_after = 0; o2.resume = 1;
+        CHECK(ma && vm_fit_run(ma, tok, &ds, &o2, ad2, &st) == 0 && st.resumed && st.swag_snapshots == 4,
+              "resumed: %s", vm_errmsg());
+        FILE *fa = fopen(ad, "rb"), *fb = fopen(ad2, "rb");
+        int same_bytes = fa && fb;
+        for (int ca = 0, cb = 0; same_bytes && (ca != EOF || cb != EOF);) {
+            ca = fgetc(fa); cb = fgetc(fb);
+            same_bytes = ca == cb;
+        }
+        if (fa) fclose(fa);
+        if (fb) fclose(fb);
+        CHECK(same_bytes, "resumed swag adapter == uninterrupted adapter");
+        vm_model_free(ma);
+        unlink(ad2);
+    }
 out:
     vm_dataset_free(&ds);
     vm_tokenizer_free(tok); vm_model_free(m); vm_model_free(m2);
