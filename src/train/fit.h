@@ -25,8 +25,9 @@
 // Collection phase (kinds with ops->collect, i.e. swag; docs/method.md §3.4): after the loop above
 // and from the kept (best-validation) parameters -- the MAP router -- plain SGD, w -= swag_lr * g, at a
 // constant learning rate continues on the router parameters only (a LoRA stays as fitted) for
-// swag_rank * swag_every steps over further epochs of the training items (order from stream
-// (seed, VM_FIT_STREAM_SWAG + e)), and the routers' collect() runs after every swag_every-th step:
+// swag_rank * swag_every steps over further epochs of the training items (epoch e's order from stream
+// (seed, VM_FIT_STREAM_SWAG + e), example i's stream (seed ^ VM_FIT_STREAM_SWAG, e << 32 | i)), and the
+// routers' collect() runs after every swag_every-th step:
 // swag_rank snapshots, so the deviation matrix holds them all and the diagonal averages them. Then
 // finish() stores the moments and the adapter is written. The phase is not checkpointed: a fit
 // resumed after its last MAP step (or killed during the phase) runs it again, bit for bit.
