@@ -6,7 +6,9 @@
 //     stored moments define, N(W_bar u, U Sigma_W U^T) with Sigma_W = scale (diag(var)/2 +
 //     Dev Dev^T / (2(k-1))) built here, each entry within 5 Monte-Carlo standard errors (mean:
 //     sqrt(C_ii/n); covariance: sqrt((C_ii C_jj + C_ij^2)/n), the Gaussian SE of a sample covariance);
-//     a wrong factor such as 1/(2k) for 1/(2(k-1)) (k = 4: 25 % off) is ~50 SE away;
+//     a wrong factor such as 1/(2k) for 1/(2(k-1)) (k = 4: 25 % off) is ~50 SE away; and the
+//     one-pass forward's p_bar and prob_var against a Monte-Carlo estimate drawn here from that
+//     Gaussian through its Cholesky factor;
 // (c) a real fit on a tiny upcycled stories260K MoE: the collection phase runs, the adapter
 //     round-trips bit for bit, and hostile adapters (negative variance, no deviation matrix, a rank
 //     that disagrees with it) are refused with one line, leaving the model unchanged.
@@ -21,6 +23,7 @@
 #include "util/err.h"
 #include "util/rng.h"
 
+#include <omp.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -125,9 +128,10 @@ static void test_moments_golden(void) {
     free(g.traj); free(g.mean); free(g.var); free(g.dev);
 }
 
-// Sample mean and covariance of n logit draws of token u against N(W_bar u, U Sigma_W U^T).
-static void check_samples(vm_router *r, const vm_router_layer *L, const float *u, float scale, int k, const char *what) {
-    enum { S = 100000 };
+// The Gaussian of token u's logits the stored moments define, built here from the weight-space
+// covariance: mu (N) = W_bar u, C (N,N) = U Sigma_W U^T.
+static void logit_gaussian(const vm_router *r, const vm_router_layer *L, const float *u, float scale, int k,
+                           double mu[8], double C[8][8]) {
     const int D = L->n_embd, N = L->n_expert, n = D * N;
     const float *wb = r->params[0].w, *var = r->params[1].w, *dev = r->params[2].w;
     // Sigma_W (n, n), entry (iD + d, jD + e) for W_{i,d}, W_{j,e}
@@ -140,7 +144,6 @@ static void check_samples(vm_router *r, const vm_router_layer *L, const float *u
             SW[(size_t)a * n + b] += s / (2.0 * (k - 1));
         }
     }
-    double mu[8], C[8][8];
     for (int i = 0; i < N; i++) {
         mu[i] = 0.0;
         for (int d = 0; d < D; d++) mu[i] += (double)wb[i * D + d] * u[d];
@@ -151,6 +154,15 @@ static void check_samples(vm_router *r, const vm_router_layer *L, const float *u
             C[i][j] = scale * c;
         }
     }
+    free(SW);
+}
+
+// Sample mean and covariance of n logit draws of token u against N(W_bar u, U Sigma_W U^T).
+static void check_samples(vm_router *r, const vm_router_layer *L, const float *u, float scale, int k, const char *what) {
+    enum { S = 100000 };
+    const int N = L->n_expert;
+    double mu[8], C[8][8];
+    logit_gaussian(r, L, u, scale, k, mu, C);
     float *out = malloc(sizeof(float) * (size_t)S * N);
     vm_rng g;
     vm_rng_seed(&g, 2026);
@@ -170,7 +182,61 @@ static void check_samples(vm_router *r, const vm_router_layer *L, const float *u
                   C[i][j], se);
         }
     }
-    free(out); free(SW);
+    free(out);
+}
+
+// The router's one-pass inference output for token u against an independent Monte-Carlo estimate:
+// p_bar = E[softmax(l)] and prob_var = sum_i Var[softmax(l)_i] under l ~ N(mu, C), drawn here through
+// a Cholesky factor of C with another generator. Tolerances: 5 combined standard errors for p_bar,
+// 5 % for prob_var (S = 50000 samples in the router, 200000 here).
+static void check_forward(vm_router *r, const vm_router_layer *L, const float *u, float scale, int k, const char *what) {
+    enum { SR = 50000, SM = 200000 };
+    const int N = L->n_expert;
+    double mu[8], C[8][8], Lc[8][8] = {{0}};
+    logit_gaussian(r, L, u, scale, k, mu, C);
+    for (int i = 0; i < N; i++)   // Cholesky (C is positive definite: the diagonal part is)
+        for (int j = 0; j <= i; j++) {
+            double a = C[i][j];
+            for (int q = 0; q < j; q++) a -= Lc[i][q] * Lc[j][q];
+            Lc[i][j] = i == j ? sqrt(a) : a / Lc[j][j];
+        }
+    double pm[8] = {0}, p2[8] = {0};
+    vm_rng g;
+    vm_rng_seed(&g, 99);
+    for (int s = 0; s < SM; s++) {
+        double z[8], l[8], mx = -1e300, den = 0.0;
+        for (int i = 0; i < N; i++) z[i] = vm_rng_normal(&g);
+        for (int i = 0; i < N; i++) {
+            l[i] = mu[i];
+            for (int j = 0; j <= i; j++) l[i] += Lc[i][j] * z[j];
+            mx = fmax(mx, l[i]);
+        }
+        for (int i = 0; i < N; i++) den += exp(l[i] - mx);
+        for (int i = 0; i < N; i++) { const double p = exp(l[i] - mx) / den; pm[i] += p; p2[i] += p * p; }
+    }
+    double pv = 0.0;
+    for (int i = 0; i < N; i++) { pm[i] /= SM; p2[i] = p2[i] / SM - pm[i] * pm[i]; pv += p2[i]; }
+    vm_router_opts o;   // the same posterior in a router drawing SR samples
+    vm_router_opts_default(&o);
+    o.samples = SR; o.swag_rank = k; o.swag_scale = scale;
+    vm_router *rs = vm_router_create("swag", L, &o);
+    if (!rs) { CHECK(0, "%s: create: %s", what, vm_errmsg()); return; }
+    for (int p = 0; p < 3; p++)
+        memcpy(rs->params[p].w, r->params[p].w, sizeof(float) * (size_t)(r->params[p].ne[0] * r->params[p].ne[1]));
+    float lo[8], pr[8], ga[8], un[VM_UNC_COUNT];
+    int32_t se[8];
+    vm_router_out out = { lo, pr, se, ga, un };
+    vm_rng_seed(&g, 5);
+    CHECK(rs->ops->forward(rs, L, u, 1, &out, &g) == 0, "%s: forward: %s", what, vm_errmsg());
+    vm_router_free(rs);
+    for (int i = 0; i < N; i++) {
+        const double se_i = sqrt(p2[i] / SR + p2[i] / SM);
+        CHECK(fabs(pr[i] - pm[i]) <= 5.0 * se_i + 1e-6, "%s: p_bar %d: %.6g vs %.6g (SE %.2g)", what, i, (double)pr[i], pm[i], se_i);
+        CHECK(fabs(lo[i] - mu[i]) <= 1e-4 * (1.0 + fabs(mu[i])), "%s: logits = W_bar u", what);
+    }
+    CHECK(fabs(un[VM_UNC_PROB_VAR] - pv) <= 0.05 * pv, "%s: prob_var %.6g vs %.6g", what, (double)un[VM_UNC_PROB_VAR], pv);
+    CHECK(isfinite(un[VM_UNC_GATE_ENTROPY]) && un[VM_UNC_DISAGREEMENT] >= 0.0f && isnan(un[VM_UNC_ILV]),
+          "%s: the declared read-outs, NaN for the others", what);
 }
 
 static void test_sampler(void) {
@@ -202,6 +268,8 @@ static void test_sampler(void) {
         check_samples(r, &L, u, scales[si], k, what);
         snprintf(what, sizeof what, "scale %g, u = e_2", (double)scales[si]);
         check_samples(r, &L, e2, scales[si], k, what);
+        snprintf(what, sizeof what, "scale %g, forward", (double)scales[si]);
+        check_forward(r, &L, u, scales[si], k, what);
         vm_router_free(r);
     }
     free(w0);
@@ -322,6 +390,9 @@ out:
 }
 
 int main(void) {
+    // correctness, not speed: one thread keeps it fast on a loaded machine (OpenMP barriers spin);
+    // the thread-count independence is test_router_threads' and fit_determinism.sh's
+    omp_set_num_threads(1);
     test_moments_golden();
     test_sampler();
     test_fit_and_adapter();
