@@ -407,6 +407,17 @@ int main(int argc, char **argv) {
     CHECK(vm_cost_flops(m, 10, &c1) == 0, "cost");
     CHECK_NEAR(c1.flops_method - c1.flops_base, 5 * (2 * D * H + 4 * H * N + S * 2 * N), 1e-6, "vglr-mf router FLOPs");
     CHECK(c1.params_extra == (long long)(5 * (D * H + 2 * H * N)), "vglr-mf parameters %lld", c1.params_extra);
+    {   // swag (k = 20): W_bar u, u^2, sigma^2 u^2, k Dev_j u, then per sample N (2 + 2k); its trainable
+        // parameters are the W_r copy (the variance and deviations are stored constants)
+        vm_cost cs;
+        set_router(m, "swag");
+        CHECK(vm_cost_flops(m, 10, &cs) == 0, "cost");
+        const double k = 20;
+        CHECK_NEAR(cs.flops_method - cs.flops_base, 5 * (2 * D * N * (k + 2) + D + S * N * (2 + 2 * k) - 2 * D * N), 1e-6,
+                   "swag router FLOPs");
+        CHECK(cs.params_extra == (long long)(5 * D * N), "swag parameters %lld", cs.params_extra);
+        set_router(m, "vglr-mf");
+    }
     CHECK(vm_cost_time(m, &task, &ds, 3, &c1) == 0 && c1.sec_base > 0 && c1.sec_method > 0, "timing: %s", vm_errmsg());
     CHECK(m->routers[0] && strcmp(m->routers[0]->ops->name, "vglr-mf") == 0, "routers restored after timing");
 

@@ -36,10 +36,10 @@ static void test_thread_independence(void) {
     vm_tensor wt;
     vm_tensor_init(&wt, "w", VM_TYPE_F32, 2, (int64_t[]){ D, N }, w);
     const vm_gate_conv convs[] = { VM_GATE_SOFTMAX_SELECTED, VM_GATE_SIGMOID_NORM };
-    const char *kinds[] = { "vglr-fc", "vglr-mf", "mcdropout", "vtsr", "temp-sample" };
+    const char *kinds[] = { "vglr-fc", "vglr-mf", "mcdropout", "vtsr", "temp-sample", "swag" };
     const int max_thr = omp_get_max_threads();
     for (int ci = 0; ci < 2; ci++)
-        for (int ki = 0; ki < 5; ki++) {
+        for (int ki = 0; ki < 6; ki++) {
             const vm_router_layer L = { .layer = 2, .n_embd = D, .n_expert = N, .n_expert_used = K,
                                         .conv = convs[ci], .w_gate = &wt, .weights_scale = 1.0f };
             vm_router_opts o;
@@ -50,6 +50,9 @@ static void test_thread_independence(void) {
             for (int p = 0; p < r->n_params; p++)   // a posterior wide enough to matter
                 for (int64_t e = 0; e < r->params[p].ne[0] * r->params[p].ne[1]; e++)
                     r->params[p].w[e] += 0.3f * vm_rng_normal(&g);
+            for (int p = 0; p < r->n_params; p++)   // constants that are variances stay >= 0 (swag)
+                for (int64_t e = 0; r->params[p].frozen == 2 && e < r->params[p].ne[0] * r->params[p].ne[1]; e++)
+                    r->params[p].w[e] = fabsf(r->params[p].w[e]);
             outs a, b;
             outs_init(&a, T, N, K); outs_init(&b, T, N, K);
             vm_router_out oa = { a.lo, a.pr, a.se, a.ga, a.un }, ob = { b.lo, b.pr, b.se, b.ga, b.un };

@@ -150,6 +150,19 @@ static void scramble_sd(vm_router *r, uint64_t seed, float sdv) {
 
 static void scramble(vm_router *r, uint64_t seed) { scramble_sd(r, seed, 0.4f); }
 
+// A fresh swag router has no posterior spread (its variance and deviations, constants an adapter must
+// carry, are 0 until fit collects them), so it would route exactly as map: give those constants
+// values (the variance non-negative) wherever a test needs the sampling to matter.
+static void spread(vm_router *r, uint64_t seed, float sd) {
+    vm_rng g;
+    vm_rng_seed(&g, seed);
+    for (int i = 0; i < r->n_params; i++) {
+        vm_param *p = &r->params[i];
+        if (p->frozen != 2) continue;
+        for (int64_t e = 0; e < p->ne[0] * p->ne[1]; e++) p->w[e] = fabsf(sd * vm_rng_normal(&g));
+    }
+}
+
 static void test_gradients(void) {
     const vm_gate_conv all[] = { VM_GATE_SOFTMAX_SELECTED, VM_GATE_SOFTMAX_ALL, VM_GATE_SOFTMAX_ALL_NORM,
                                  VM_GATE_SIGMOID_NORM, VM_GATE_SIGMOID };
@@ -236,8 +249,8 @@ static void test_init_equals_det(void) {
     ob_init(&det);
     vm_router *d = vm_router_deterministic();
     CHECK(d->ops->forward(d, &f.L, u, T, &det.o, NULL) == 0, "det forward");
-    const char *kinds[] = { "vglr-mf", "vglr-fc", "vtsr", "temp-sample" };
-    for (int ki = 0; ki < 4; ki++) {
+    const char *kinds[] = { "vglr-mf", "vglr-fc", "vtsr", "temp-sample", "swag" };   // swag: fresh, no spread
+    for (int ki = 0; ki < 5; ki++) {
         vm_router *r = vm_router_create(kinds[ki], &f.L, NULL);
         for (int mode = 0; mode < 2 && r; mode++) {
             r->training = mode;
@@ -360,9 +373,9 @@ static void test_seeds(void) {
     vm_rng g;
     vm_rng_seed(&g, 8);
     randn(u, T * D, 1.0f, &g);
-    const char *kinds[] = { "temp-sample", "mcdropout", "vglr-mf", "vglr-fc", "vtsr", "ensemble" };
+    const char *kinds[] = { "temp-sample", "mcdropout", "vglr-mf", "vglr-fc", "vtsr", "ensemble", "swag" };
     static outbuf a, b, c;
-    for (int ki = 0; ki < 6; ki++)
+    for (int ki = 0; ki < 7; ki++)
         for (int mode = 0; mode < 2; mode++) {
             vm_router_opts o;
             vm_router_opts_default(&o);
@@ -370,6 +383,7 @@ static void test_seeds(void) {
             vm_router *r = vm_router_create(kinds[ki], &f.L, &o);
             if (!r) { CHECK(0, "create %s", kinds[ki]); continue; }
             if (ki >= 2 && ki <= 3) scramble(r, 3);   // make the posterior wide enough to matter
+            spread(r, 4, 0.5f);                       // (swag's: from none)
             r->training = mode;
             vm_rng ga, gb, gc;
             vm_rng_seed(&ga, 42); vm_rng_seed(&gb, 42); vm_rng_seed(&gc, 43);
@@ -382,7 +396,9 @@ static void test_seeds(void) {
                   "%s (training %d): same seed, different output", kinds[ki], mode);
             const int differs = memcmp(a.sel, c.sel, sizeof a.sel) || memcmp(a.gates, c.gates, sizeof a.gates) ||
                                 memcmp(a.probs, c.probs, sizeof a.probs);
-            if (strcmp(kinds[ki], "ensemble") || mode)   // ensemble inference is not sampled
+            // ensemble inference is not sampled; swag's training forward is SGD's deterministic one
+            const int sampled = mode ? strcmp(kinds[ki], "swag") != 0 : strcmp(kinds[ki], "ensemble") != 0;
+            if (sampled)
                 CHECK(differs, "%s (training %d): seeds 42 and 43 gave the same output", kinds[ki], mode);
             vm_router_free(r);
         }
@@ -621,11 +637,15 @@ static void test_gate_helpers(void) {
 
 static void test_registry(void) {
     const char *const *names = vm_router_kind_names();
-    const char *want[] = { "deterministic", "map", "temp-sample", "mcdropout", "ensemble", "vglr-mf", "vglr-fc", "vtsr" };
+    const char *want[] = { "deterministic", "map", "temp-sample", "mcdropout", "ensemble", "vglr-mf", "vglr-fc", "vtsr",
+                           "swag" };
     int n = 0;
     while (names[n]) n++;
-    CHECK(n == 8, "8 kinds, got %d", n);
-    for (int i = 0; i < 8 && i < n; i++) CHECK(!strcmp(names[i], want[i]), "kind %d is %s", i, names[i]);
+    CHECK(n == 9, "9 kinds, got %d", n);
+    for (int i = 0; i < 9 && i < n; i++) CHECK(!strcmp(names[i], want[i]), "kind %d is %s", i, names[i]);
+    CHECK(vm_router_kind_beta("vglr-fc") == 1.0f && vm_router_kind_beta("vtsr") == 0.01f &&
+          vm_router_kind_beta("map") == 0.0f && vm_router_kind_beta("swag") == 0.0f && vm_router_kind_beta("nope") == 0.0f,
+          "default betas: the ELBO's, VTSR's; none for the kinds without a regulariser");
     layer_fix f;
     fix_init(&f, 8, 4, 2, VM_GATE_SOFTMAX_SELECTED, 1.0f, 1);
     vm_err_clear();
@@ -683,7 +703,7 @@ static void test_declarations(void) {
         for (int i = 0; i < r->n_params; i++) trainable |= !r->params[i].frozen;
         CHECK(!!(ops->flags & VM_ROUTER_TRAINABLE) == trainable, "%s: TRAINABLE flag vs parameters", *k);
         const int stoch = (ops->flags & VM_ROUTER_STOCHASTIC) != 0;
-        if (stoch) scramble(r, 11);
+        if (stoch) { scramble(r, 11); spread(r, 12, 0.3f); }
         for (int mode = 0; mode < 2; mode++) {
             if (mode && !trainable) break;
             r->training = mode;
@@ -700,8 +720,8 @@ static void test_declarations(void) {
             if (!stoch && !mode) CHECK(!differs, "%s: not STOCHASTIC but depends on the stream", *k);
             else if (!mode) CHECK(differs, "%s: STOCHASTIC but the stream changes nothing", *k);
             for (int u_ = 0; u_ < VM_UNC_COUNT; u_++) {
-                // disagreement is an inference-only read-out of the kinds that draw S samples
-                if (mode && u_ == VM_UNC_DISAGREEMENT) continue;
+                // disagreement and prob_var are inference-only read-outs of the kinds that draw S samples
+                if (mode && (u_ == VM_UNC_DISAGREEMENT || u_ == VM_UNC_PROB_VAR)) continue;
                 int fin = 0;
                 for (int t = 0; t < T; t++) fin += isfinite(a.unc[t * VM_UNC_COUNT + u_]) != 0;
                 const int declared = (ops->unc & VM_UNC_BIT(u_)) != 0;
@@ -711,7 +731,7 @@ static void test_declarations(void) {
         }
         const double fl = vm_router_flops(r, &f.L), det = 2.0 * D * N;
         CHECK(fl >= det && isfinite(fl), "%s: FLOPs %g below W_r u (%g)", *k, fl, det);
-        if (!strncmp(*k, "vglr", 4) || !strcmp(*k, "mcdropout")) {   // S samples inside the router
+        if (!strncmp(*k, "vglr", 4) || !strcmp(*k, "mcdropout") || !strcmp(*k, "swag")) {   // S samples inside the router
             vm_router_opts o2 = o;
             o2.samples = 64;
             vm_router *r2 = vm_router_create(*k, &f.L, &o2);

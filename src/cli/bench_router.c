@@ -563,15 +563,21 @@ int bench_fit(const char *path, const char *kinds_arg, const int32_t *thr, int n
             int np = 0;
             for (int i = 0; i < nl && !rc; i++) {
                 if (!(kr[i] = vm_router_create(kinds[ik], &m->layers[layers[i]].rl, &o))) rc = cli_fail(CMD, NULL);
-                else { kr[i]->training = 1; np += kr[i]->n_params; }
+                else {
+                    kr[i]->training = 1;
+                    for (int q = 0; q < kr[i]->n_params; q++) np += !kr[i]->params[q].frozen;
+                }
             }
             if (rc) goto next;
             pp = calloc((size_t)np, sizeof *pp); dec = calloc((size_t)np, 1);
             if (!pp || !dec) { rc = cli_fail(CMD, "out of memory"); goto next; }
             for (int i = 0, k = 0; i < nl; i++)
-                for (int q = 0; q < kr[i]->n_params; q++, k++) {   // as fit.c: no decay towards 0 of W_r copies
+                for (int q = 0; q < kr[i]->n_params; q++) {   // as fit.c: constants are not trained, and
+                    if (kr[i]->params[q].frozen) continue;    // no decay towards 0 of W_r copies
                     pp[k] = &kr[i]->params[q];
-                    dec[k] = pp[k]->n_dims == 2 && strcmp(kinds[ik], "map") && strcmp(kinds[ik], "ensemble");
+                    dec[k] = pp[k]->n_dims == 2 && strcmp(kinds[ik], "map") && strcmp(kinds[ik], "ensemble") &&
+                             strcmp(kinds[ik], "swag");
+                    k++;
                 }
             point(m, layers, nl, kr);
             if (vm_adamw_init(&opt, pp, dec, np, 0.01f) || !(tc = vm_tctx_init(m, layers[0], T))) {

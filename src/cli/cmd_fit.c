@@ -43,6 +43,12 @@ static void usage(void) {
            "  --samples S          inference samples stored in the adapter (default 35)\n"
            "  --hidden H           head width (default n_embd/4)\n"
            "  --members M          ensemble members (default 5)\n"
+           "  --swag-rank K        swag: deviation columns of the low-rank covariance = snapshots (default 20)\n"
+           "  --swag-every C       swag: SGD steps between snapshots of the collection phase (default: a\n"
+           "                       tenth of an epoch, at least 1; the phase runs K * C steps)\n"
+           "  --swag-lr LR         swag: the phase's constant plain-SGD learning rate (default --lr / the RMS\n"
+           "                       of the first batch's router gradient: steps the size of AdamW's)\n"
+           "  --swag-scale X       swag: covariance multiplier of the sampler (default 1; 0 = the SWA mean)\n"
            "  --lora-rank R        also train a LoRA on attention Q/K/V (stage-1 task adaptation; default 0 = off)\n"
            "  --lora-alpha A       LoRA scale alpha/R (default R: scale 1)\n"
            "  --lora-layers SPEC   LoRA layers, e.g. 0-4 (default: the routers' layers)\n"
@@ -98,6 +104,7 @@ int cmd_fit(int argc, char **argv) {
     double dv;
     uint64_t uv;
     size_t limit = 0;
+    const char *swag_opt = NULL;   // the last --swag-* flag given
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); return 0; }
@@ -117,6 +124,10 @@ int cmd_fit(int argc, char **argv) {
         else if (!strcmp(a, "--samples")) { VAL(); if (cli_long(CMD, a, v, 1, 100000, &lv)) return 1; o.samples = (int)lv; }
         else if (!strcmp(a, "--hidden")) { VAL(); if (cli_long(CMD, a, v, 1, 1 << 20, &lv)) return 1; o.hidden = (int)lv; }
         else if (!strcmp(a, "--members")) { VAL(); if (cli_long(CMD, a, v, 1, 1000, &lv)) return 1; o.members = (int)lv; }
+        else if (!strcmp(a, "--swag-rank")) { VAL(); if (cli_long(CMD, a, v, 2, 256, &lv)) return 1; o.swag_rank = (int)lv; swag_opt = a; }
+        else if (!strcmp(a, "--swag-every")) { VAL(); if (cli_long(CMD, a, v, 1, 1000000, &lv)) return 1; o.swag_every = (int)lv; swag_opt = a; }
+        else if (!strcmp(a, "--swag-lr")) { VAL(); if (cli_float(CMD, a, v, 1e-12, 1e3, &dv)) return 1; o.swag_lr = (float)dv; swag_opt = a; }
+        else if (!strcmp(a, "--swag-scale")) { VAL(); if (cli_float(CMD, a, v, 0, 1e6, &dv)) return 1; o.swag_scale = (float)dv; swag_opt = a; }
         else if (!strcmp(a, "--lora-rank")) { VAL(); if (cli_long(CMD, a, v, 1, 64, &lv)) return 1; o.lora_rank = (int)lv; }
         else if (!strcmp(a, "--lora-alpha")) { VAL(); if (cli_float(CMD, a, v, 1e-6, 1e6, &dv)) return 1; o.lora_alpha = (float)dv; }
         else if (!strcmp(a, "--lora-layers")) { VAL(); lora_layers = v; }
@@ -151,6 +162,8 @@ int cmd_fit(int argc, char **argv) {
         return cli_fail(CMD, "--router KIND is required (%s)", vm_router_kind_list(VM_ROUTER_TRAINABLE, kinds, sizeof kinds));
     }
     if (!out) return cli_fail(CMD, "-o ADAPTER.gguf is required");
+    const vm_router_ops *kops = vm_router_kind_ops(o.kind);
+    if (swag_opt && kops && !kops->collect) return cli_fail(CMD, "%s applies to --router swag only", swag_opt);
     char ckpt_buf[4096];   // the checkpoint is written during the fit: check it now, not after it
     snprintf(ckpt_buf, sizeof ckpt_buf, "%s.ckpt", out);
     if (cli_output(CMD, out) || cli_output(CMD, o.ckpt_path ? o.ckpt_path : ckpt_buf)) return 1;
@@ -196,6 +209,12 @@ int cmd_fit(int argc, char **argv) {
         else   // nothing to measure: not "nan -> inf"
             printf("no validation items (--val-frac 0): the adapter is the last epoch's");
         printf("; %.0f tok/s\n", st.tokens_per_s);
+        if (st.swag_snapshots) {
+            printf("%s: %d snapshots, one every %d SGD steps at lr %g", o.kind, st.swag_snapshots, st.swag_every,
+                   (double)st.swag_lr);
+            if (st.n_val > 0) printf("; val nll %.4f, val acc %.3f (sampled)", st.swag_val_nll, st.swag_val_acc);
+            printf("\n");
+        }
         if (o.layers_auto) {
             printf("layer jaccard (gamma %.3g):", (double)o.auto_gamma);
             for (int il = 0; il < m->hp.n_layer && il < VM_ADAPTER_MAX_LAYERS; il++)

@@ -27,7 +27,7 @@ static void usage(void) {
            "   \"unc\": {..}}\n"
            "(router logits and probabilities over all N experts, selected experts best first, gate weights,\n"
            "and the read-outs the layer's router kind writes: ilv, gate_entropy, temperature, disagreement,\n"
-           "ilv_dev).\n\n"
+           "ilv_dev, prob_var).\n\n"
            "options:\n"
            "  -p, --prompt TEXT   prompt\n"
            "  --ids LIST          comma-separated token ids, used exactly as given (instead of -p)\n"

@@ -15,6 +15,7 @@
 
 static const char *const unc_names[VM_EVAL_UNC_COUNT] = {
     "entropy", "neg_maxprob", "mi", "ilv", "gate_entropy", "temperature", "base_gate_entropy", "ilv_dev",
+    "prob_var",
 };
 const char *vm_eval_unc_name(int u) { return u >= 0 && u < VM_EVAL_UNC_COUNT ? unc_names[u] : "?"; }
 
@@ -147,7 +148,7 @@ int vm_eval_run(vm_model *m, const vm_task *task, const vm_dataset *ds, const ch
             // the routers' read-outs, and the frozen router's gate entropy, over passes
             static const int map[][2] = { { VM_UNC_ILV, VM_EVAL_UNC_ILV }, { VM_UNC_GATE_ENTROPY, VM_EVAL_UNC_GATE_ENTROPY },
                                           { VM_UNC_TEMPERATURE, VM_EVAL_UNC_TEMPERATURE }, { VM_UNC_ILV_DEV, VM_EVAL_UNC_ILV_DEV },
-                                          { -1, VM_EVAL_UNC_BASE_GATE_ENTROPY } };
+                                          { VM_UNC_PROB_VAR, VM_EVAL_UNC_PROB_VAR }, { -1, VM_EVAL_UNC_BASE_GATE_ENTROPY } };
             for (size_t k = 0; k < sizeof map / sizeof *map; k++) {
                 const double v = map[k][0] < 0 ? r.base_gate_entropy : r.unc[map[k][0]];
                 if (isfinite(v)) { usum[map[k][1]] += v; ucnt[map[k][1]]++; }

@@ -38,6 +38,8 @@ typedef enum vm_eval_unc {
     VM_EVAL_UNC_TEMPERATURE,     // VTSR T(u)
     VM_EVAL_UNC_BASE_GATE_ENTROPY, // entropy of convention(W_r u)
     VM_EVAL_UNC_ILV_DEV,         // VGLR |log(tr Sigma / tr Sigma_prior)|, the direction-free ILV score
+    VM_EVAL_UNC_PROB_VAR,        // SWAG: sum over experts of the variance of the routing probabilities
+                                 // across the router's S samples
     VM_EVAL_UNC_COUNT
 } vm_eval_unc;
 const char *vm_eval_unc_name(int u);   // "entropy", "neg_maxprob", "mi", "ilv", "gate_entropy", ...

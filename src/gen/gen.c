@@ -11,10 +11,10 @@
 #include <time.h>
 
 static const char *const score_names[VM_GS_COUNT] = {
-    "nll", "entropy", "gate_entropy", "ilv", "ilv_dev", "temperature", "disagreement",
+    "nll", "entropy", "gate_entropy", "ilv", "ilv_dev", "temperature", "disagreement", "prob_var",
 };
 static const int score_unc[VM_GS_COUNT] = {
-    -1, -1, VM_UNC_GATE_ENTROPY, VM_UNC_ILV, VM_UNC_ILV_DEV, VM_UNC_TEMPERATURE, VM_UNC_DISAGREEMENT,
+    -1, -1, VM_UNC_GATE_ENTROPY, VM_UNC_ILV, VM_UNC_ILV_DEV, VM_UNC_TEMPERATURE, VM_UNC_DISAGREEMENT, VM_UNC_PROB_VAR,
 };
 
 const char *vm_gen_score_name(int s) { return s >= 0 && s < VM_GS_COUNT ? score_names[s] : "?"; }
@@ -28,7 +28,7 @@ int vm_gen_score_parse(const char *name) {
     return -1;
 }
 const char *vm_gen_score_names(void) {
-    return "nll, entropy, gate_entropy, ilv, ilv_dev, temperature, disagreement";
+    return "nll, entropy, gate_entropy, ilv, ilv_dev, temperature, disagreement, prob_var";
 }
 
 const char *vm_gen_finish_name(vm_gen_finish f) {

@@ -7,7 +7,7 @@
 //   nll           -log p(t) under the model's next-token distribution (softmax of the logits, T = 1,
 //                 whatever temperature sampled t)
 //   entropy       entropy (nats) of that distribution
-//   gate_entropy, ilv, ilv_dev, temperature, disagreement
+//   gate_entropy, ilv, ilv_dev, temperature, disagreement, prob_var
 //                 the routers' read-outs (router.h vm_unc) at the position whose logits predicted t,
 //                 averaged over the read-out layers: the MoE layers whose router is not the
 //                 pretrained one when an adapter replaced some (the Bayesian layers), else every MoE
@@ -20,7 +20,7 @@
 
 typedef enum vm_gen_score {
     VM_GS_NLL = 0, VM_GS_ENTROPY, VM_GS_GATE_ENTROPY, VM_GS_ILV, VM_GS_ILV_DEV, VM_GS_TEMPERATURE,
-    VM_GS_DISAGREEMENT, VM_GS_COUNT
+    VM_GS_DISAGREEMENT, VM_GS_PROB_VAR, VM_GS_COUNT
 } vm_gen_score;
 
 const char *vm_gen_score_name(int s);        // "nll", "entropy", ..; "?" out of range

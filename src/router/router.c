@@ -349,6 +349,7 @@ static const kind_entry kinds[] = {
     { &vm_router_ops_vglr_mf,       vm_router_create_vglr_mf,       1.0f },
     { &vm_router_ops_vglr_fc,       vm_router_create_vglr_fc,       1.0f },
     { &vm_router_ops_vtsr,          vm_router_create_vtsr,          0.01f },
+    { &vm_router_ops_swag,          vm_router_create_swag,          0.0f },
 };
 #define N_KINDS ((int)(sizeof kinds / sizeof kinds[0]))
 
@@ -384,6 +385,11 @@ const char *vm_router_kind_list(unsigned need, char *buf, size_t n) {
     return buf;
 }
 
+float vm_router_kind_beta(const char *kind) {
+    for (int i = 0; kind && i < N_KINDS; i++) if (!strcmp(kinds[i].ops->name, kind)) return kinds[i].beta;
+    return 0.0f;
+}
+
 double vm_router_flops(const vm_router *r, const vm_router_layer *L) {
     if (r && r->ops && r->ops->flops) return r->ops->flops(r, L);
     return 2.0 * L->n_embd * L->n_expert;   // W_r u
@@ -391,7 +397,8 @@ double vm_router_flops(const vm_router *r, const vm_router_layer *L) {
 
 void vm_router_opts_default(vm_router_opts *o) {
     *o = (vm_router_opts){ .samples = 35, .temp = 0.3f, .dropout = 0.05f, .members = 5,
-                           .member_noise = 0.1f, .hidden = 0, .beta = -1.0f, .prior_sd = 0.0f, .seed = 0 };
+                           .member_noise = 0.1f, .hidden = 0, .beta = -1.0f, .prior_sd = 0.0f, .seed = 0,
+                           .swag_rank = 20, .swag_scale = 1.0f };
 }
 
 vm_router *vm_router_create(const char *kind, const vm_router_layer *L, const vm_router_opts *o) {
@@ -416,10 +423,12 @@ vm_router *vm_router_create(const char *kind, const vm_router_layer *L, const vm
     if (o->samples < 1 || o->samples > 100000 || !(o->temp > 0.0f) || !isfinite(o->temp) ||
         !(o->dropout >= 0.0f && o->dropout < 1.0f) || o->members < 1 || o->members > 1000 ||
         !(o->member_noise >= 0.0f) || !isfinite(o->member_noise) || o->hidden < 0 ||
-        !isfinite(o->beta) || !isfinite(o->prior_sd) || o->prior_sd > 1e6f) {
+        !isfinite(o->beta) || !isfinite(o->prior_sd) || o->prior_sd > 1e6f ||
+        o->swag_rank < 2 || o->swag_rank > 256 || !(o->swag_scale >= 0.0f && o->swag_scale <= 1e6f)) {
         vm_err("router %s: bad options (samples %d, temp %g, dropout %g, members %d, member noise %g, "
-               "hidden %d, beta %g, prior sd %g)", kind, o->samples, (double)o->temp, (double)o->dropout, o->members,
-               (double)o->member_noise, o->hidden, (double)o->beta, (double)o->prior_sd);
+               "hidden %d, beta %g, prior sd %g, swag rank %d, swag scale %g)", kind, o->samples, (double)o->temp,
+               (double)o->dropout, o->members, (double)o->member_noise, o->hidden, (double)o->beta,
+               (double)o->prior_sd, o->swag_rank, (double)o->swag_scale);
         return NULL;
     }
     vm_router *r = k->create(L, o);

@@ -44,6 +44,8 @@ typedef enum vm_unc {
     VM_UNC_DISAGREEMENT,     // sampled kinds: fraction of samples whose top-K set differs from the final one
     VM_UNC_ILV_DEV,          // |log(tr Sigma / tr Sigma_prior)| (VGLR): how far the posterior's spread is
                              // from the prior's, in either direction (docs/method.md §5.3)
+    VM_UNC_PROB_VAR,         // sum over experts of the variance of the routing probabilities across the S
+                             // samples (SWAG): inference only, NaN in training forwards
     VM_UNC_COUNT
 } vm_unc;
 
@@ -56,7 +58,9 @@ typedef struct vm_param {
     float *w;                // values
     float *g;                // gradient, accumulated by backward (+=), zeroed by the optimiser
     int frozen;              // 1: a constant of the router (e.g. its prior scale), saved and loaded with
-                             // the parameters but never trained (the optimiser and checks skip it)
+                             // the parameters but never trained (the optimiser and checks skip it); an
+                             // adapter without it leaves the kind's default. 2: the same, but an adapter
+                             // must carry it (e.g. SWAG's variance: no default is a posterior)
 } vm_param;
 
 // What a router kind is, declared once in its ops (router_<kind>.c); eval, cost, bench, fit and the
@@ -97,6 +101,15 @@ typedef struct vm_router_ops {
                     const vm_router_out *out, const float *dgates, float *du, float reg_weight);
     // Sum over the T tokens of the last forward of the regulariser (0 for kinds without one).
     double (*reg)(const vm_router *r);
+    // ---- optional (NULL: the kind has none) ----
+    // A collection phase after training (SWAG): `vmoer fit` calls collect(r) at every snapshot of the
+    // phase, with r's trainable parameters holding the current iterate, and finish(r) once after the
+    // last, which turns what was collected into the kind's stored parameters.
+    int (*collect)(vm_router *r);
+    int (*finish)(vm_router *r);
+    // Checks parameters loaded from an adapter beyond their shapes and finiteness (e.g. a variance
+    // must not be negative): 0, or -1 with an error naming the parameter.
+    int (*check)(const vm_router *r);
 } vm_router_ops;
 
 struct vm_router {
@@ -140,6 +153,8 @@ typedef struct vm_router_opts {
                           // N(l_det, sigma_p^2 I), vtsr starts at and is pulled towards
                           // T0 = sigma_p sqrt(6)/pi; <= 0: sigma_p = 1 and T0 = 1 (scale-blind)
     uint64_t seed;        // parameter initialisation (streams per layer, see router.c)
+    int swag_rank;        // swag: k, the deviation columns of the low-rank covariance (default 20, 2..256)
+    float swag_scale;     // swag: the sampler's covariance multiplier (default 1: Maddox et al.'s sampler)
 } vm_router_opts;
 
 void vm_router_opts_default(vm_router_opts *o);
@@ -154,6 +169,9 @@ const vm_router_ops *vm_router_kind_ops(const char *kind);
 // "a, b, c": the kinds whose flags include all of `need` (0: every kind), for help texts and errors.
 // Returns buf (truncated to n bytes).
 const char *vm_router_kind_list(unsigned need, char *buf, size_t n);
+// The kind's default regulariser weight beta (vglr 1, vtsr 0.01); 0 for a kind without a regulariser
+// (map, ensemble, swag: nothing for a beta grid to choose) or an unknown name.
+float vm_router_kind_beta(const char *kind);
 // FLOPs per token of router r on layer L by its kind's formula (r NULL: the deterministic router).
 double vm_router_flops(const vm_router *r, const vm_router_layer *L);
 

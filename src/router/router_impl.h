@@ -17,11 +17,12 @@ vm_router *vm_router_create_ensemble(const vm_router_layer *L, const vm_router_o
 vm_router *vm_router_create_vglr_mf(const vm_router_layer *L, const vm_router_opts *o);
 vm_router *vm_router_create_vglr_fc(const vm_router_layer *L, const vm_router_opts *o);
 vm_router *vm_router_create_vtsr(const vm_router_layer *L, const vm_router_opts *o);
+vm_router *vm_router_create_swag(const vm_router_layer *L, const vm_router_opts *o);
 
 // The kinds' ops (router_<kind>.c), for the registry's table in router.c.
 extern const vm_router_ops vm_router_ops_deterministic, vm_router_ops_map, vm_router_ops_temp_sample,
     vm_router_ops_mcdropout, vm_router_ops_ensemble, vm_router_ops_vglr_mf, vm_router_ops_vglr_fc,
-    vm_router_ops_vtsr;
+    vm_router_ops_vtsr, vm_router_ops_swag;
 
 // A router with `state_size` bytes of zeroed state and n_params zeroed vm_param slots.
 vm_router *vm_rt_alloc(const vm_router_ops *ops, size_t state_size, int n_params);
@@ -42,6 +43,7 @@ static inline void vm_rt_unc(float *unc, int t, float ilv, float ent, float temp
     float *u = unc + (size_t)t * VM_UNC_COUNT;
     u[VM_UNC_ILV] = ilv; u[VM_UNC_GATE_ENTROPY] = ent;
     u[VM_UNC_TEMPERATURE] = temp; u[VM_UNC_DISAGREEMENT] = dis; u[VM_UNC_ILV_DEV] = NAN;
+    u[VM_UNC_PROB_VAR] = NAN;
 }
 // 1 when the two selections hold the same set of experts (order ignored).
 static inline int vm_rt_same_set(const int32_t *a, const int32_t *b, int k) {

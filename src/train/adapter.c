@@ -47,6 +47,11 @@ int vm_adapter_write(const vm_model *m, const vm_adapter_info *a, const char *pa
     vm_gguf_set_f32(w, "vmoer.router.temp", a->opts.temp);
     vm_gguf_set_f32(w, "vmoer.router.dropout", a->opts.dropout);
     vm_gguf_set_f32(w, "vmoer.router.member_noise", a->opts.member_noise);
+    const vm_router_ops *ops = vm_router_kind_ops(a->kind);
+    if (ops && ops->collect) {   // SWAG's shape and sampler
+        vm_gguf_set_u32(w, "vmoer.router.swag_rank", (uint32_t)a->opts.swag_rank);
+        vm_gguf_set_f32(w, "vmoer.router.swag_scale", a->opts.swag_scale);
+    }
     vm_gguf_set_str(w, "vmoer.base.arch", hp->arch_name);
     vm_gguf_set_u32(w, "vmoer.base.n_layer", (uint32_t)hp->n_layer);
     vm_gguf_set_u32(w, "vmoer.base.n_embd", (uint32_t)hp->n_embd);
@@ -144,7 +149,7 @@ static int load_param(const vm_gguf *g, int il, vm_param *p) {
     snprintf(name, sizeof name, "blk.%d.%s", il, p->name);
     const vm_gguf_tensor_info *ti = vm_gguf_find_tensor(g, name);
     const int64_t ne1 = p->n_dims > 1 ? p->ne[1] : 1;
-    if (!ti && p->frozen) return 0;   // a constant older adapters did not store: the kind's default stays
+    if (!ti && p->frozen == 1) return 0;   // a constant older adapters did not store: the kind's default stays
     if (!ti) return vm_err("tensor %s missing", name);
     if (ti->t.type != VM_TYPE_F32 || ti->t.ne[0] != p->ne[0] || ti->t.ne[1] != ne1 || ti->t.ne[2] != 1)
         return vm_err("tensor %s: expected f32 [%lld, %lld]", name, (long long)p->ne[0], (long long)ne1);
@@ -199,7 +204,9 @@ static int read_info(const vm_model *m, const vm_gguf *g, vm_adapter_info *a) {
     if (get_f32(g, "vmoer.router.beta", &a->opts.beta) || get_u32(g, "vmoer.router.samples", &a->opts.samples, 0) ||
         get_u32(g, "vmoer.router.hidden", &a->opts.hidden, 0) || get_u32(g, "vmoer.router.members", &a->opts.members, 0) ||
         get_f32(g, "vmoer.router.temp", &a->opts.temp) || get_f32(g, "vmoer.router.dropout", &a->opts.dropout) ||
-        get_f32(g, "vmoer.router.member_noise", &a->opts.member_noise)) return -1;
+        get_f32(g, "vmoer.router.member_noise", &a->opts.member_noise) ||
+        get_u32(g, "vmoer.router.swag_rank", &a->opts.swag_rank, 0) ||
+        get_f32(g, "vmoer.router.swag_scale", &a->opts.swag_scale)) return -1;
     if (get_u32(g, "vmoer.lora.rank", &a->lora_rank, 0)) return -1;
     if (a->lora_rank) {
         if (a->lora_rank < 1 || a->lora_rank > VM_LORA_MAX_RANK) return vm_err("vmoer.lora.rank %d out of range", a->lora_rank);
@@ -234,6 +241,7 @@ int vm_adapter_apply_ex(vm_model *m, const char *path, int samples, vm_adapter_i
         if (!(rs[i] = vm_router_create(a.kind, &m->layers[il].rl, &a.opts))) { rc = -1; break; }
         if (rs[i]->n_params <= 0) { rc = vm_err("router kind '%s' has no parameters to load", a.kind); break; }
         for (int j = 0; j < rs[i]->n_params && !rc; j++) rc = load_param(g, il, &rs[i]->params[j]);
+        if (!rc && rs[i]->ops->check && rs[i]->ops->check(rs[i])) rc = vm_err_prefix("layer %d", il);
     }
     if (!rc) {
         for (int i = 0; i < a.n_layers; i++) { vm_model_set_router(m, a.layers[i], rs[i]); rs[i] = NULL; }

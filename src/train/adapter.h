@@ -2,7 +2,8 @@
 //   general.type = "adapter", general.architecture = the base arch
 //   vmoer.router.kind (str), vmoer.router.layers (u32 array, ascending), vmoer.router.beta (f32),
 //   vmoer.router.samples, .hidden, .members (u32), .temp, .dropout, .member_noise (f32): the options
-//   the routers are re-created with (vm_router_opts)
+//   the routers are re-created with (vm_router_opts); swag adapters also .swag_rank (u32) and
+//   .swag_scale (f32)
 //   vmoer.base.arch (str), vmoer.base.n_layer, .n_embd, .n_expert, .n_expert_used, .n_vocab (u32),
 //   vmoer.base.checksum (u64, vm_model_router_checksum)
 //   tensors blk.<layer>.<param name> (f32), one per router parameter (e.g. blk.3.vglr.w_t).

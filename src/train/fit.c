@@ -24,6 +24,7 @@ void vm_fit_opts_default(vm_fit_opts *o) {
     o->beta = -1.0f; o->epochs = 3; o->lr = 1e-3f; o->batch = 16; o->val_frac = 0.1f;
     o->patience = 2; o->mode = VM_TASK_LETTER; o->tmpl = VM_CHAT_NONE; o->wd = 0.01f;
     o->warmup_frac = 0.05f; o->progress = -1; o->prior_sd = -1.0f;
+    o->swag_rank = 20; o->swag_scale = 1.0f;
 }
 
 int vm_fit_split(int n, float val_frac, uint64_t seed, int *order, int *n_val) {
@@ -192,6 +193,7 @@ typedef struct fit_state {
     int n_params;
     vm_router **routers;               // the trained ones (n_layers)
     int n_layers;
+    int n_router_params;               // params[0 .. n_router_params) are the routers' (LoRA's follow)
     int64_t tokens;
     double sf_base;                    // score-function baseline: the validation NLL of the kept
                                        // parameters (a constant within an epoch, and in the checkpoint)
@@ -295,6 +297,87 @@ static void progress_end(int *open) {
     *open = 0;
 }
 
+// The collection phase's default constant learning rate: lr_adam / rms(g) of the routers' gradient
+// g of its first batch, so that plain SGD's steps start the size AdamW's had at the peak rate (Adam's
+// step is ~lr per weight); SGD's raw scale depends on the model and would otherwise leave the
+// posterior either negligible or divergent.
+static float auto_lr(const fit_state *s, float lr_adam) {
+    double ss = 0.0;
+    int64_t n = 0;
+    for (int i = 0; i < s->n_router_params; i++) {
+        const vm_param *p = s->params[i];
+        const int64_t m = vm_param_numel(p);
+        for (int64_t e = 0; e < m; e++) ss += (double)p->g[e] * p->g[e];
+        n += m;
+    }
+    const double rms = n ? sqrt(ss / (double)n) : 0.0;
+    return rms > 0.0 && isfinite(rms) ? (float)(lr_adam / rms) : lr_adam;
+}
+
+// The collection phase (fit.h): constant-rate SGD on the routers' parameters from the kept ones, a
+// snapshot (ops->collect) every c steps, k snapshots, then ops->finish. The LoRA's gradients are
+// dropped: the posterior is over the routers given the fitted rest of the model.
+static int collect_phase(fit_state *s, const int *tr_idx, int n_tr, int64_t spe, int quiet, vm_fit_stats *st) {
+    const vm_fit_opts *o = s->o;
+    const int B = o->batch, k = o->swag_rank;
+    const int64_t c = o->swag_every > 0 ? o->swag_every : (spe + 5) / 10 > 0 ? (spe + 5) / 10 : 1;
+    float lr = o->swag_lr;   // 0: set from the first batch's gradient below
+    const int64_t n_steps = (int64_t)k * c;
+    int *eorder = vm_malloc((size_t)n_tr * sizeof(int));
+    if (!eorder) return -1;
+    int rc = -1;
+    set_training(s, 1);
+    for (int64_t j = 0; j < n_steps; j++) {
+        const int64_t epoch = j / spe;
+        if (j % spe == 0) {   // Fisher-Yates of the training items with stream (seed, SWAG + epoch)
+            vm_rng er;
+            vm_rng_seed2(&er, o->seed, VM_FIT_STREAM_SWAG + (uint64_t)epoch);
+            for (int i = 0; i < n_tr; i++) eorder[i] = i;
+            for (int i = n_tr - 1; i > 0; i--) {
+                const int q = (int)(vm_rng_u64(&er) % (uint64_t)(i + 1));
+                const int t = eorder[i]; eorder[i] = eorder[q]; eorder[q] = t;
+            }
+        }
+        const int64_t b0 = (j % spe) * B;
+        const int bn = (int)(b0 + B <= n_tr ? B : n_tr - b0);
+        int finite = 1;
+        for (int q = 0; q < bn; q++) {
+            const int ti = eorder[b0 + q];
+            vm_rng r;
+            vm_rng_seed2(&r, o->seed ^ VM_FIT_STREAM_SWAG, ((uint64_t)epoch << 32) | (uint64_t)ti);
+            double ce, reg, probs[VM_MCQ_MAX_CHOICES];
+            if (run_example(s, &s->ex[tr_idx[ti]], 1, 1.0f / bn, &r, &ce, &reg, probs)) goto done;
+            finite &= isfinite(ce) && isfinite(reg);
+        }
+        if (!finite || !params_finite(s)) {
+            vm_err("the collection phase diverged at its step %lld: non-finite loss or gradient (try a lower "
+                   "--swag-lr)", (long long)j + 1);
+            goto done;
+        }
+        if (j == 0 && !(lr > 0.0f)) {
+            lr = auto_lr(s, o->lr);
+            if (!quiet)
+                fprintf(stderr, "fit: %s collection: %lld SGD steps at lr %g from the kept parameters, a snapshot "
+                        "every %lld (%d)\n", o->kind, (long long)n_steps, (double)lr, (long long)c, k);
+        }
+        for (int i = 0; i < s->n_params; i++) {   // SGD on the routers; the LoRA's gradients dropped
+            vm_param *p = s->params[i];
+            const int64_t n = vm_param_numel(p);
+            if (i < s->n_router_params) for (int64_t e = 0; e < n; e++) p->w[e] -= lr * p->g[e];
+            memset(p->g, 0, (size_t)n * sizeof(float));
+        }
+        if ((j + 1) % c == 0)
+            for (int l = 0; l < s->n_layers; l++) if (s->routers[l]->ops->collect(s->routers[l])) goto done;
+    }
+    for (int l = 0; l < s->n_layers; l++) if (s->routers[l]->ops->finish(s->routers[l])) goto done;
+    st->swag_snapshots = k; st->swag_every = (int)c; st->swag_steps = n_steps; st->swag_lr = lr;
+    rc = 0;
+done:
+    set_training(s, 0);
+    free(eorder);
+    return rc;
+}
+
 // Everything a resumed run must agree on.
 static uint64_t fingerprint(const vm_model *m, const vm_fit_opts *o, const int *layers, int nl, int n_ex,
                             uint64_t data_id) {
@@ -307,6 +390,11 @@ static uint64_t fingerprint(const vm_model *m, const vm_fit_opts *o, const int *
                             o->warmup_frac, n_ex, o->max_tokens };
     h = vm_fnv1a(h, nums, sizeof nums);
     h = vm_fnv1a(h, &o->prior_sd, sizeof o->prior_sd);   // the measured sigma_p follow from model and items
+    const vm_router_ops *ops = vm_router_kind_ops(o->kind);
+    if (ops && ops->collect) {   // the collection phase follows the loop the checkpoint is of
+        const double sw[] = { o->swag_rank, o->swag_every, o->swag_lr, o->swag_scale };
+        h = vm_fnv1a(h, sw, sizeof sw);
+    }
     if (o->lora_rank > 0) {
         const double lo[] = { o->lora_rank, o->lora_alpha };
         h = vm_fnv1a(h, lo, sizeof lo);
@@ -335,6 +423,7 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
     if (o->samples > 0) ro.samples = o->samples;
     if (o->hidden > 0) ro.hidden = o->hidden;
     if (o->members > 0) ro.members = o->members;
+    ro.swag_rank = o->swag_rank; ro.swag_scale = o->swag_scale;
     {   // a kind without parameters cannot be fitted: say so before any work
         vm_router *probe = vm_router_create(o->kind, &m->layers[first_moe].rl, &ro);
         if (!probe) return vm_err_prefix("fit");
@@ -476,7 +565,7 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
     s.params = vm_calloc((size_t)s.n_params, sizeof *s.params);
     unsigned char *decay = vm_calloc((size_t)s.n_params, 1);
     if (!s.params || !decay) { free(decay); goto done; }
-    const int wd_ok = strcmp(o->kind, "map") && strcmp(o->kind, "ensemble");
+    const int wd_ok = strcmp(o->kind, "map") && strcmp(o->kind, "ensemble") && strcmp(o->kind, "swag");
     size_t n_w = 0;
     int np = 0;
     for (int i = 0; i < nl; i++)
@@ -487,6 +576,7 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
             n_w += (size_t)vm_param_numel(s.params[np]);
             np++;
         }
+    s.n_router_params = np;
     for (int i = 0; i < n_lora; i++)
         for (int j = 0; j < 2 * VM_LORA_COUNT; j++, np++) {
             s.params[np] = &m->loras[lora_layers[i]]->p[j];
@@ -652,6 +742,13 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
     for (int i = 0, off = 0; i < s.n_params; i++) {
         memcpy(s.params[i]->w, best + off, (size_t)vm_param_numel(s.params[i]) * sizeof(float));
         off += (int)vm_param_numel(s.params[i]);
+    }
+    if (s.routers[0]->ops->collect) {
+        if (collect_phase(&s, tr_idx, n_tr, spe, quiet, st)) goto done;
+        if (validate(&s, va_idx, n_va, o->seed, &st->swag_val_nll, &st->swag_val_acc)) goto done;
+        if (!quiet && n_va)
+            fprintf(stderr, "fit: %s posterior from %d snapshots: val nll %.4f acc %.3f\n", o->kind,
+                    st->swag_snapshots, st->swag_val_nll, st->swag_val_acc);
     }
     set_training(&s, 0);
     vm_adapter_info ai;

@@ -22,6 +22,15 @@
 // Checkpoints (<out>.ckpt unless given, GGUF): params, AdamW moments and step, best params, counters,
 // running epoch sums and a fingerprint of the options; written atomically at every epoch end and
 // every ckpt_every steps; removed when the fit completes.
+// Collection phase (kinds with ops->collect, i.e. swag; docs/method.md §3.4): after the loop above
+// and from the kept (best-validation) parameters -- the MAP router -- plain SGD, w -= swag_lr * g, at a
+// constant learning rate continues on the router parameters only (a LoRA stays as fitted) for
+// swag_rank * swag_every steps over further epochs of the training items (epoch e's order from stream
+// (seed, VM_FIT_STREAM_SWAG + e), example i's stream (seed ^ VM_FIT_STREAM_SWAG, e << 32 | i)), and the
+// routers' collect() runs after every swag_every-th step:
+// swag_rank snapshots, so the deviation matrix holds them all and the diagonal averages them. Then
+// finish() stores the moments and the adapter is written. The phase is not checkpointed: a fit
+// resumed after its last MAP step (or killed during the phase) runs it again, bit for bit.
 // Ensemble: its M members are MAP routers; each training forward uses one member drawn from the
 // example's stream and updates only it (router_ensemble.c), so members train on disjoint random
 // subsets of the examples from different starting noise.
@@ -34,6 +43,7 @@
 #include "train/adapter.h"
 
 #define VM_FIT_STREAM_SPLIT 0x73706c6974ull
+#define VM_FIT_STREAM_SWAG 0x73776167ull
 
 typedef struct vm_fit_opts {
     const char *kind;          // router kind (must have trainable parameters)
@@ -81,6 +91,12 @@ typedef struct vm_fit_opts {
     float lora_alpha;
     int n_lora;
     int lora_layers[VM_ADAPTER_MAX_LAYERS];
+    // The collection phase of swag (above); ignored by the other kinds.
+    int swag_rank;             // k deviation columns = snapshots collected (default 20)
+    int swag_every;            // c: steps between snapshots; 0 = a tenth of an epoch, at least 1
+    float swag_lr;             // constant SGD learning rate; 0 = lr / rms(g) of the routers' gradient
+                               // on the phase's first batch (steps the size of AdamW's at the peak lr)
+    float swag_scale;          // the sampler's covariance multiplier stored in the adapter (default 1)
 } vm_fit_opts;
 
 typedef struct vm_fit_stats {
@@ -93,6 +109,10 @@ typedef struct vm_fit_stats {
     double seconds, tokens_per_s;             // training forward/backward only (no validation)
     double jaccard[VM_ADAPTER_MAX_LAYERS];    // --layers auto: per layer (NaN: not MoE / not measured)
     float prior_sd[VM_ADAPTER_MAX_LAYERS];    // sigma_p of each trained layer (st->layers order)
+    int swag_snapshots, swag_every;           // collection phase (0: none)
+    int64_t swag_steps;
+    float swag_lr;
+    double swag_val_nll, swag_val_acc;        // validation of the final (sampled) routers
 } vm_fit_stats;
 
 void vm_fit_opts_default(vm_fit_opts *o);

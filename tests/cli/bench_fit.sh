@@ -33,7 +33,7 @@ awk -F'[:,]' '/"kind"/ { for (i = 1; i < NF; i++) v[$i] = $(i + 1);
 
 # default kinds: every kind with trainable parameters, in the library's order
 "$VMOER" bench "$T/moe.gguf" --fit --bayes-layers 1 --threads 1 $Q >"$T/out" 2>"$T/err" && ok || bad "default kinds: $(cat "$T/err")"
-[ "$(grep -E '^ +1 [a-z-]+ +[0-9]' "$T/out" | awk '{ printf "%s ", $2 }')" = "map ensemble vglr-mf vglr-fc vtsr " ] \
+[ "$(grep -E '^ +1 [a-z-]+ +[0-9]' "$T/out" | awk '{ printf "%s ", $2 }')" = "map ensemble vglr-mf vglr-fc vtsr swag " ] \
     && ok || bad "default kind list: $(cat "$T/out")"
 
 refuse() {

@@ -35,6 +35,24 @@ grep -a -q "blk.2.lora.q.a" "$T/lora.gguf" && grep -a -q "vmoer.lora.rank" "$T/l
 "$VMOER" logits "$T/moe.gguf" -p "Once upon a time" --adapter "$T/lora.gguf" -o "$T/l3.npy" >/dev/null 2>&1 && ok || bad "logits with a LoRA adapter"
 "$VMOER" fit "$T/moe.gguf" --data "$SH/data/mcqa/arc-easy/train.jsonl" --router map --lora-layers 1 -o "$T/x.gguf" >"$T/err" 2>&1 && bad "--lora-layers without rank accepted" || ok
 grep -q "needs --lora-rank" "$T/err" && ok || bad "lora message: $(cat "$T/err")"
+# swag: MAP phase, then the collection phase (4 snapshots, one every 2 steps); the adapter carries
+# the posterior and routes logits; bad --swag-* values and --swag-* on another kind are refused in one line
+if "$VMOER" fit "$T/moe.gguf" --data "$SH/data/mcqa/arc-easy/train.jsonl" --limit 8 --router swag --layers 4 \
+    --epochs 1 --batch 4 --val-frac 0.25 --swag-rank 4 --swag-every 2 --quiet -o "$T/swag.gguf" >"$T/out" 2>&1; then ok; else bad "fit swag"; cat "$T/out"; fi
+grep -q "^wrote $T/swag.gguf: swag on 1 layers (4)" "$T/out" && ok || bad "swag summary: $(cat "$T/out")"
+grep -qE "^swag: 4 snapshots, one every 2 SGD steps at lr [0-9.e+-]+; val nll [0-9.]+, val acc [0-9.]+ \(sampled\)$" "$T/out" && ok || bad "swag line: $(cat "$T/out")"
+grep -a -q "blk.4.swag.dev" "$T/swag.gguf" && grep -a -q "vmoer.router.swag_rank" "$T/swag.gguf" && ok || bad "swag tensors and keys in the adapter"
+"$VMOER" logits "$T/moe.gguf" -p "Once upon a time" --adapter "$T/swag.gguf" -o "$T/l4.npy" >/dev/null 2>&1 && ok || bad "logits with a swag adapter"
+for o in "--swag-rank 1" "--swag-rank 257" "--swag-rank x" "--swag-every 0" "--swag-every -3" "--swag-every 2.5"; do
+    "$VMOER" fit "$T/moe.gguf" --data "$SH/data/mcqa/arc-easy/train.jsonl" --router swag $o -o "$T/x.gguf" >/dev/null 2>"$T/err"
+    rc=$?
+    flag=${o%% *}
+    [ $rc -ne 0 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q -- "^vmoer fit: $flag expects an integer" "$T/err" && ok || bad "$o: exit $rc: $(cat "$T/err")"
+done
+"$VMOER" fit "$T/moe.gguf" --data "$SH/data/mcqa/arc-easy/train.jsonl" --router map --swag-rank 4 -o "$T/x.gguf" >/dev/null 2>"$T/err" && bad "--swag-rank with map accepted" || ok
+grep -q -- "^vmoer fit: --swag-rank applies to --router swag only$" "$T/err" && ok || bad "swag option on map: $(cat "$T/err")"
+"$VMOER" fit --help | grep -q -- "--swag-every" && "$VMOER" fit --help | grep -qE -- "--router KIND .*swag" && ok || bad "fit --help: swag"
+"$VMOER" eval --help | grep -qE -- "--router KIND .*swag" && ok || bad "eval --help: swag"
 # numerical guard: lr 10 makes VGLR-fc's covariance overflow at step 2; the fit stops with one line,
 # writes no adapter and keeps the checkpoint of step 1 (the last good state)
 "$VMOER" fit "$T/moe.gguf" --data "$SH/data/mcqa/openbookqa/train.jsonl" --limit 24 --router vglr-fc --layers 3-4 \

@@ -2,7 +2,8 @@
 # vmoer fit is deterministic for a given seed and thread count (issue 4): two runs with the same
 # seed and --threads write byte-identical adapters, at 1 and at 2 threads, for a sampled kind in
 # letter mode (vglr-fc: reparameterised noise), for the ensemble in loglik mode (member draws,
-# several sequences per item) and for vglr-mf on pmi-scored story cloze (tree batches: two roots).
+# several sequences per item), for vglr-mf on pmi-scored story cloze (tree batches: two roots) and
+# for swag (its collection phase and the sampled validation after it).
 # Stronger, and checked too: 1 and 2 threads give the same bytes, because no kernel on the training
 # path reduces across threads (every output element is summed by one thread in a fixed order,
 # kernels/matmul.c and kernels/backward.c). Another seed differs.
@@ -27,6 +28,7 @@ fit() {   # fit NAME THREADS SEED ARGS...
 A="--data $SH/data/mcqa/openbookqa/train.jsonl --limit 16 --router vglr-fc --layers 3-4"
 B="--data $SH/data/mcqa/arc-easy/train.jsonl --limit 8 --score loglik --router ensemble --layers 3-4"
 C="--data data/cloze/train.jsonl --limit 12 --score pmi --router vglr-mf --layers 3-4"
+D="--data $SH/data/mcqa/openbookqa/train.jsonl --limit 12 --router swag --layers 3-4 --swag-rank 3 --swag-every 1"
 for t in 1 2; do
     fit "a$t-x" $t 7 $A; fit "a$t-y" $t 7 $A
     cmp -s "$T/a$t-x.gguf" "$T/a$t-y.gguf" && ok || bad "vglr-fc: same seed, $t threads: adapters differ"
@@ -34,10 +36,13 @@ for t in 1 2; do
     cmp -s "$T/b$t-x.gguf" "$T/b$t-y.gguf" && ok || bad "ensemble loglik: same seed, $t threads: adapters differ"
     fit "c$t-x" $t 7 $C; fit "c$t-y" $t 7 $C
     cmp -s "$T/c$t-x.gguf" "$T/c$t-y.gguf" && ok || bad "vglr-mf pmi: same seed, $t threads: adapters differ"
+    fit "d$t-x" $t 7 $D; fit "d$t-y" $t 7 $D
+    cmp -s "$T/d$t-x.gguf" "$T/d$t-y.gguf" && ok || bad "swag (MAP + collection phase): same seed, $t threads: adapters differ"
 done
 cmp -s "$T/a1-x.gguf" "$T/a2-x.gguf" && ok || bad "vglr-fc: 1 vs 2 threads differ"
 cmp -s "$T/b1-x.gguf" "$T/b2-x.gguf" && ok || bad "ensemble loglik: 1 vs 2 threads differ"
 cmp -s "$T/c1-x.gguf" "$T/c2-x.gguf" && ok || bad "vglr-mf pmi (tree batches): 1 vs 2 threads differ"
+cmp -s "$T/d1-x.gguf" "$T/d2-x.gguf" && ok || bad "swag: 1 vs 2 threads differ"
 # the comparison can fail: another seed trains other parameters
 fit a1-z 1 8 $A
 cmp -s "$T/a1-x.gguf" "$T/a1-z.gguf" && bad "seeds 7 and 8 give the same adapter" || ok
