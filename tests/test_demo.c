@@ -37,6 +37,7 @@ int main(void) {
     int k[2];
     CHECK(declared_scores("vglr-fc", k) == 2 && k[0] == VM_EVAL_UNC_ILV && k[1] == VM_EVAL_UNC_ILV_DEV, "vglr: ILV and its deviation");
     CHECK(declared_scores("vtsr", k) == 2 && k[0] == VM_EVAL_UNC_GATE_ENTROPY && k[1] == VM_EVAL_UNC_TEMPERATURE, "vtsr: gate entropy, T");
+    CHECK(declared_scores("swag", k) == 1 && k[0] == VM_EVAL_UNC_PROB_VAR, "swag: variance of the router probabilities");
     CHECK(declared_scores("mcdropout", k) == 1 && k[0] == VM_EVAL_UNC_NEG_MAXPROB, "others: max-prob");
 
     // bad options: -1 with one line, before any work

@@ -20,7 +20,7 @@ static void usage(const vm_demo_opts *d) {
            "The VMoER experiment in one command, on the story-cloze task (data/cloze/README.md), as a decisive\n"
            "test (docs/method.md, docs/demo.md): the routers of the MoE layers least stable under embedding noise\n"
            "are replaced by deterministic (the pretrained router), MAP (W_r fine-tuned), fixed-temperature\n"
-           "sampling, MC-dropout, VGLR-mf, VGLR-fc and VTSR, each with %d seeds; beta of the Bayesian routers\n"
+           "sampling, MC-dropout, SWAG, VGLR-mf, VGLR-fc and VTSR, each with %d seeds; beta of the Bayesian routers\n"
            "is chosen from a grid on the fits' held-out NLL; every method is also shown temperature-scaled (T\n"
            "fitted on validation.jsonl, never on test). Each scores every test item and every OOD item in one\n"
            "model pass. Every metric is the mean over seeds with a 95%% paired bootstrap interval of its\n"
@@ -53,7 +53,9 @@ static void usage(const vm_demo_opts *d) {
     printf("; 1 is the ELBO)\n  --beta-t LIST     VTSR beta_T grid (default ");
     print_grid(d->beta_t, d->n_beta_t);
     printf(")\n"
-           "  --samples S       VGLR/MC-dropout router samples per token (default %d)\n"
+           "  --samples S       VGLR/MC-dropout/SWAG router samples per token (default %d)\n"
+           "  --swag-rank K     SWAG snapshots (deviation columns, default %d)\n"
+           "  --swag-every C    SGD steps between SWAG snapshots (default %d)\n"
            "  --stability N     test prompts for the Jaccard measurement (default %d)\n"
            "  --boot B          bootstrap resamples (default %d)\n"
            "  --bins M          ECE bins (default %d)\n"
@@ -61,7 +63,7 @@ static void usage(const vm_demo_opts *d) {
            "                    (default 2); the numbers do not depend on N\n"
            "  --quiet           no progress lines on stderr\n"
            "  -h, --help        this text\n",
-           d->samples, d->n_stab, d->boot, d->bins);
+           d->samples, d->swag_rank, d->swag_every, d->n_stab, d->boot, d->bins);
 }
 
 static int int_opt(const char *flag, const char *v, long lo, long hi, int *out) {
@@ -127,6 +129,8 @@ int cmd_demo(int argc, char **argv) {
         else if (!strcmp(a, "--beta")) { VAL(); if (grid_opt(a, v, o.beta, &o.n_beta)) return 1; }
         else if (!strcmp(a, "--beta-t")) { VAL(); if (grid_opt(a, v, o.beta_t, &o.n_beta_t)) return 1; }
         else if (!strcmp(a, "--samples")) INT(1, 100000, &o.samples);
+        else if (!strcmp(a, "--swag-rank")) INT(2, 1000, &o.swag_rank);
+        else if (!strcmp(a, "--swag-every")) INT(1, 100000, &o.swag_every);
         else if (!strcmp(a, "--stability")) INT(1, 100000, &o.n_stab);
         else if (!strcmp(a, "--boot")) INT(0, 1000000, &o.boot);
         else if (!strcmp(a, "--bins")) INT(1, 1000, &o.bins);

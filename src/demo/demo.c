@@ -27,6 +27,7 @@ const dm_method dm_methods[DM_N_METHODS] = {
     { "map",           "map",           1, 1 },
     { "temp-sample",   "temp-sample",   0, 1 },
     { "mcdropout",     "mcdropout",     0, 1 },
+    { "swag",          "swag",          1, 1 },
     { "vglr-mf",       "vglr-mf",       1, 1 },
     { "vglr-fc",       "vglr-fc",       1, 1 },
     { "vtsr",          "vtsr",          1, 1 },
@@ -42,13 +43,15 @@ void vm_demo_opts_default(vm_demo_opts *o) {
     o->n_val = 300; o->n_test = 0; o->n_ood = 500;   // 0: every item (test.jsonl has 500)
     o->n_layers = 2; o->layers_auto = 1;
     o->n_seeds = 3; o->seed = 0;
-    o->epochs = 2; o->epochs_map = 2;
+    o->epochs = 1; o->epochs_map = 1;   // 113 steps at batch 16 (the time budget); each fit keeps the
+                                        // better of its initial head and the epoch's result
     o->lr = 3e-2f; o->lr_map = 1e-2f;
     o->batch = 16; o->patience = 1;
     o->samples = 35;
     o->n_beta = 3; o->beta[0] = 0.01f; o->beta[1] = 0.1f; o->beta[2] = 1.0f;
     o->n_beta_t = 3; o->beta_t[0] = 0.01f; o->beta_t[1] = 0.1f; o->beta_t[2] = 1.0f;
     o->n_stab = 100;
+    o->swag_rank = 20; o->swag_every = 5;   // 100 SGD steps (~0.9 epoch of 1,800 items at batch 16)
     o->model_tokens = 16384;
     o->boot = 1000; o->bins = 10;
     o->verbose = 1;
@@ -64,6 +67,7 @@ void vm_demo_opts_quick(vm_demo_opts *o) {
     o->n_beta = 2; o->n_beta_t = 2;
     o->n_stab = 3; o->boot = 50;
     o->model_tokens = 512;
+    o->swag_rank = 4; o->swag_every = 1;
 }
 
 // ---------------------------------------------------------------- progress
@@ -283,7 +287,7 @@ static float grid_beta(const dm *d, const char *kind, int g) {
 }
 
 static int n_grid(const dm *d, const char *kind) {
-    if (!strcmp(kind, "map")) return 1;
+    if (!dm_gridded(kind)) return 1;
     return strcmp(kind, "vtsr") ? d->o->n_beta : d->o->n_beta_t;
 }
 
@@ -296,13 +300,14 @@ static int fit_one(dm *d, dm_worker *wk, const char *kind, int seed_idx, float b
     fo.kind = kind;
     fo.n_layers = d->nl;
     memcpy(fo.layers, d->layers, (size_t)d->nl * sizeof(int));
-    const int map = !strcmp(kind, "map");
+    const int map = !dm_gridded(kind);   // map, and swag's first phase (map's fit)
     fo.epochs = map ? o->epochs_map : o->epochs;
     fo.lr = map ? o->lr_map : o->lr;
     fo.batch = o->batch; fo.patience = o->patience;
     fo.seed = o->seed + (uint64_t)seed_idx;
     fo.val_frac = o->val_frac; fo.mode = o->mode; fo.tmpl = VM_CHAT_NONE;
     fo.samples = o->samples; fo.beta = beta;
+    fo.swag_rank = o->swag_rank; fo.swag_every = o->swag_every;
     fo.progress = 2;
     // the shared frozen prefix: h at l0 for every training item, in the dataset's item order
     const dm_set *tr = &d->sets[DM_SET_TRAIN];
@@ -319,6 +324,10 @@ static int fit_one(dm *d, dm_worker *wk, const char *kind, int seed_idx, float b
     f->val_acc_init = st.val_acc_init; f->val_acc_best = st.val_acc_best;
     f->best_epoch = st.best_epoch; f->epochs_run = st.epochs_run;
     f->improved = st.best_epoch > 0 && st.val_nll_best < st.val_nll_init;
+    if (st.swag_snapshots > 0) {   // swag: what is kept is the sampled posterior, judged as such
+        f->val_nll_best = st.swag_val_nll; f->val_acc_best = st.swag_val_acc;
+        f->improved = st.swag_val_nll < st.val_nll_init;
+    }
     for (int i = 0; i < d->nl; i++) f->prior_sd[i] = st.prior_sd[i];
     f->seconds = vm_now_s() - t;
     snprintf(f->path, sizeof f->path, "%s", path);
@@ -339,7 +348,8 @@ static int score_item(dm *d, dm_worker *wk, const dm_item *it, vm_rng *rng, dm_r
     for (int k = 0; k < so.r.n_choices; k++) res->p[k] = so.r.probs[k];
     for (int k = 0; k < VM_EVAL_UNC_COUNT; k++) res->unc[k] = NAN;
     static const int map[][2] = { { VM_UNC_ILV, VM_EVAL_UNC_ILV }, { VM_UNC_GATE_ENTROPY, VM_EVAL_UNC_GATE_ENTROPY },
-                                  { VM_UNC_TEMPERATURE, VM_EVAL_UNC_TEMPERATURE }, { VM_UNC_ILV_DEV, VM_EVAL_UNC_ILV_DEV } };
+                                  { VM_UNC_TEMPERATURE, VM_EVAL_UNC_TEMPERATURE }, { VM_UNC_ILV_DEV, VM_EVAL_UNC_ILV_DEV },
+                                  { VM_UNC_PROB_VAR, VM_EVAL_UNC_PROB_VAR } };
     for (size_t k = 0; k < sizeof map / sizeof *map; k++) res->unc[map[k][1]] = so.unc[map[k][0]];
     res->unc[VM_EVAL_UNC_BASE_GATE_ENTROPY] = so.base_gate_entropy;
     for (int i = 0; i < d->nl; i++) {
@@ -391,8 +401,11 @@ static int score_run(dm *d, dm_worker *wk, dm_run *run) {
 // Estimated work in item-row passes through the model above l0 (for the assignment and the ETA).
 static double fit_units(const dm *d, const char *kind) {
     const double frac = (double)(d->n_layer - d->l0) / d->n_layer;
-    const int ep = strcmp(kind, "map") ? d->o->epochs : d->o->epochs_map;
-    return d->sets[DM_SET_TRAIN].n * (ep * (3.0 * (1 - d->o->val_frac) + d->o->val_frac) + d->o->val_frac) * frac;
+    const int ep = dm_gridded(kind) ? d->o->epochs : d->o->epochs_map;
+    const double n = d->sets[DM_SET_TRAIN].n;
+    double u = n * (ep * (3.0 * (1 - d->o->val_frac) + d->o->val_frac) + d->o->val_frac);
+    if (!strcmp(kind, "swag")) u += 3.0 * d->o->swag_rank * d->o->swag_every * d->o->batch + n * d->o->val_frac;
+    return u * frac;
 }
 
 static double eval_units(const dm *d) {
@@ -474,6 +487,7 @@ static int check_opts(const vm_demo_opts *o) {
         return vm_err("demo: beta grids of 1..%d values", VM_DEMO_MAX_GRID);
     for (int i = 0; i < o->n_beta; i++) if (!(o->beta[i] >= 0)) return vm_err("demo: beta %g", (double)o->beta[i]);
     for (int i = 0; i < o->n_beta_t; i++) if (!(o->beta_t[i] >= 0)) return vm_err("demo: beta_T %g", (double)o->beta_t[i]);
+    if (o->swag_rank < 2 || o->swag_every < 1) return vm_err("demo: swag needs rank >= 2 and every >= 1");
     if (o->bins < 1 || o->bins > 1000 || o->boot < 0 || o->n_stab < 1) return vm_err("demo: bad bins/boot/stability size");
     if (!vm_task_is_loglik(o->mode)) return vm_err("demo: story cloze is scored by continuation (loglik, loglik-raw, pmi)");
     return 0;
@@ -559,7 +573,7 @@ int vm_demo_run(const vm_demo_opts *o, double *seconds) {
     if (!rc) {
         for (int m = 0; m < DM_N_METHODS; m++) {
             const dm_method *me = &dm_methods[m];
-            const int gridded = me->fit && strcmp(me->kind, "map");
+            const int gridded = me->fit && dm_gridded(me->kind);
             d.n_seeds[m] = me->seeded ? o->n_seeds : 1;
             if (gridded) {
                 for (int g = 0; g < n_grid(&d, me->kind); g++)
@@ -573,7 +587,7 @@ int vm_demo_run(const vm_demo_opts *o, double *seconds) {
         }
         // the ETA counts both phases
         for (int m = 0; m < DM_N_METHODS; m++)
-            if (dm_methods[m].fit && strcmp(dm_methods[m].kind, "map"))
+            if (dm_methods[m].fit && dm_gridded(dm_methods[m].kind))
                 d.units_total += eval_units(&d) * o->n_seeds + fit_units(&d, dm_methods[m].kind) * (o->n_seeds - 1);
         for (int i = 0; i < nj; i++) d.units_total += jobs[i].units;
         rc = run_jobs(&d, jobs, nj);
@@ -583,7 +597,7 @@ int vm_demo_run(const vm_demo_opts *o, double *seconds) {
         nj = 0;
         for (int m = 0; m < DM_N_METHODS; m++) {
             const dm_method *me = &dm_methods[m];
-            if (!me->fit || !strcmp(me->kind, "map")) continue;
+            if (!me->fit || !dm_gridded(me->kind)) continue;
             int b = 0;
             for (int g = 1; g < n_grid(&d, me->kind); g++)
                 if (d.grid[m][g].val_nll_best <= d.grid[m][b].val_nll_best) b = g;

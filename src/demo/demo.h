@@ -50,6 +50,7 @@ typedef struct vm_demo_opts {
     int n_beta;  float beta[VM_DEMO_MAX_GRID];     // VGLR beta grid (the ELBO is 1)
     int n_beta_t; float beta_t[VM_DEMO_MAX_GRID];  // VTSR beta_T grid
     int n_stab;               // test prompts for the Jaccard stability
+    int swag_rank, swag_every;  // swag's collection phase: snapshots and steps between them
     int64_t model_tokens;     // predictions of the model's specialisation read-outs (eval/experts.h;
                               // on <data_dir>/validation-stories.txt; 0 = the whole text)
     int boot, bins;           // bootstrap resamples and ECE bins

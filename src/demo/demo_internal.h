@@ -6,13 +6,14 @@
 #include "eval/experts.h"
 #include "eval/paired.h"
 #include "model/model.h"
+#include "router/router.h"
 #include "tokenizer/tokenizer.h"
 #include "util/err.h"
 #include "report/html.h"
 
 #include <stddef.h>
 
-#define DM_N_METHODS 7
+#define DM_N_METHODS 8
 #define DM_MAX_OOD 4
 #define DM_MAX_WORKERS 8
 #define DM_MAX_LAYERS 8
@@ -27,6 +28,9 @@ typedef struct dm_method {
     int seeded;    // n_seeds runs (fit and/or inference streams); else one
 } dm_method;
 extern const dm_method dm_methods[DM_N_METHODS];
+// A fitted kind with a regulariser (vglr, vtsr): its beta is chosen from a grid. map and swag
+// (whose first phase is map's fit) have none.
+static inline int dm_gridded(const char *kind) { return vm_router_kind_beta(kind) > 0.0f; }
 
 typedef struct dm_item {
     vm_task_input in;   // sequences and their tree

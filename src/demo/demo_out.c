@@ -239,6 +239,7 @@ const char *score_label(int k) {
 int declared_scores(const char *kind, int *k) {
     if (!strncmp(kind, "vglr", 4)) { k[0] = VM_EVAL_UNC_ILV; k[1] = VM_EVAL_UNC_ILV_DEV; return 2; }
     if (!strcmp(kind, "vtsr")) { k[0] = VM_EVAL_UNC_GATE_ENTROPY; k[1] = VM_EVAL_UNC_TEMPERATURE; return 2; }
+    if (!strcmp(kind, "swag")) { k[0] = VM_EVAL_UNC_PROB_VAR; return 1; }   // issue 21's read-out
     k[0] = VM_EVAL_UNC_NEG_MAXPROB;
     return 1;
 }
@@ -297,7 +298,7 @@ void table_md_setup(const out_ctx *c, vm_sbuf *b) {
             for (int i = 0; i < d->nl; i++) vm_sbuf_printf(b, " %s", num(x[0], 32, d->runs[m][0].fit.prior_sd[i], 4));
     vm_sbuf_printf(b, ". beta chosen on the fits' held-out NLL (seed 0):");
     for (int m = 0; m < DM_N_METHODS; m++)
-        if (dm_methods[m].fit && strcmp(dm_methods[m].kind, "map"))
+        if (dm_methods[m].fit && dm_gridded(dm_methods[m].kind))
             vm_sbuf_printf(b, " %s %g;", dm_methods[m].name, (double)d->beta_chosen[m]);
     vm_sbuf_printf(b, "\nEvery number is the mean over seeds; [lo, hi] a 95 %% bootstrap interval (%d resamples of the "
                    "items); Delta = the paired difference from the deterministic router (same items, same resamples) "
@@ -347,7 +348,8 @@ static void table_md_main(const out_ctx *c, vm_sbuf *b, int ts) {
 static void table_md_ood(const out_ctx *c, vm_sbuf *b) {
     const dm *d = c->d;
     static const int show[] = { VM_EVAL_UNC_NEG_MAXPROB, VM_EVAL_UNC_ENTROPY, VM_EVAL_UNC_ILV, VM_EVAL_UNC_ILV_DEV,
-                                VM_EVAL_UNC_GATE_ENTROPY, VM_EVAL_UNC_TEMPERATURE, VM_EVAL_UNC_BASE_GATE_ENTROPY };
+                                VM_EVAL_UNC_GATE_ENTROPY, VM_EVAL_UNC_TEMPERATURE, VM_EVAL_UNC_PROB_VAR,
+                                VM_EVAL_UNC_BASE_GATE_ENTROPY };
     enum { NSH = sizeof show / sizeof *show };
     char x[32];
     for (int s = 0; s < d->n_ood; s++) {
@@ -400,7 +402,7 @@ static void verdict_md(const out_ctx *c, vm_sbuf *b) {
         const dm_method *me = &dm_methods[m];
         const int row = 2 * m;
         vm_sbuf_printf(b, "- %s", me->name);
-        if (me->fit && strcmp(me->kind, "map")) vm_sbuf_printf(b, " (beta %g)", (double)d->beta_chosen[m]);
+        if (me->fit && dm_gridded(me->kind)) vm_sbuf_printf(b, " (beta %g)", (double)d->beta_chosen[m]);
         vm_sbuf_puts(b, ": ");
         judge(&t, b, me->name, "ECE", PS(c, row, ST_ECE), 0, 3, 1);
         judge(&t, b, me->name, "NLL", PS(c, row, ST_NLL), 0, 3, 0);
@@ -584,7 +586,7 @@ static json_t *table_json(const out_ctx *c) {
     json_object_set_new(j, "methods", methods);
     json_t *beta = json_object(), *grid = json_object();
     for (int m = 0; m < DM_N_METHODS; m++) {
-        if (!dm_methods[m].fit || !strcmp(dm_methods[m].kind, "map")) continue;
+        if (!dm_methods[m].fit || !dm_gridded(dm_methods[m].kind)) continue;
         json_object_set_new(beta, dm_methods[m].name, jnum(d->beta_chosen[m]));
         json_t *g = json_array();
         const int n = strcmp(dm_methods[m].kind, "vtsr") ? o->n_beta : o->n_beta_t;

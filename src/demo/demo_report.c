@@ -72,7 +72,8 @@ static int main_tables(const out_ctx *c, vm_report *rep) {
 static int ood_tables(const out_ctx *c, vm_report *rep) {
     const dm *d = c->d;
     static const int show[] = { VM_EVAL_UNC_NEG_MAXPROB, VM_EVAL_UNC_ENTROPY, VM_EVAL_UNC_ILV, VM_EVAL_UNC_ILV_DEV,
-                                VM_EVAL_UNC_GATE_ENTROPY, VM_EVAL_UNC_TEMPERATURE, VM_EVAL_UNC_BASE_GATE_ENTROPY };
+                                VM_EVAL_UNC_GATE_ENTROPY, VM_EVAL_UNC_TEMPERATURE, VM_EVAL_UNC_PROB_VAR,
+                                VM_EVAL_UNC_BASE_GATE_ENTROPY };
     enum { NS = sizeof show / sizeof *show };
     int rc = 0;
     for (int s = 0; s < d->n_ood && !rc; s++) {
@@ -204,7 +205,7 @@ static int fits_table(const out_ctx *c, vm_report *rep) {
     int n = 0;
     for (int m = 0; m < DM_N_METHODS; m++) {
         if (!dm_methods[m].fit) continue;
-        const int gridded = strcmp(dm_methods[m].kind, "map") != 0;
+        const int gridded = dm_gridded(dm_methods[m].kind);
         const int ng = gridded ? (strcmp(dm_methods[m].kind, "vtsr") ? d->o->n_beta : d->o->n_beta_t) : 0;
         for (int g = 0; g < ng; g++) {   // the beta grid, seed 0
             const dm_fit *f = &d->grid[m][g];
