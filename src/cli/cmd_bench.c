@@ -3,6 +3,8 @@
 // shapes (when the binary is linked with a CBLAS, bench/Makefile), and Q8_0 vs F32 at batch 1.
 // The CBLAS functions are weak references: a normal build has none and skips that column.
 // vmoer bench MODEL.gguf --fit: fit training tokens/s per router kind (bench_router.c).
+// vmoer bench --attention: attention forward/backward against the kernels they replaced (bench_attn.c).
+#include "cli/bench_attn.h"
 #include "cli/bench_profile.h"
 #include "cli/bench_router.h"
 #include "cli/cli.h"
@@ -33,6 +35,7 @@ static void usage(void) {
     printf("usage: vmoer bench MODEL.gguf [options]\n"
            "       vmoer bench --kernels [MODEL.gguf] [options]\n"
            "       vmoer bench --routers [options]\n"
+           "       vmoer bench --attention [options]\n"
            "       vmoer bench --gen-granite OUT.gguf [--type q8_0|q4_0|f32|f16] [--layers N] [--vocab N] [--experts N]\n"
            "       vmoer bench MODEL.gguf --ab KIND [--bayes-layers N] [--samples S] [options]\n"
            "       vmoer bench MODEL.gguf --fit [--kinds LIST] [--bayes-layers N] [--items N] [options]\n"
@@ -43,6 +46,9 @@ static void usage(void) {
            "Kernel mode: GFLOP/s of the f32 matmul on the model's matrix shapes (Granite-3B-like shapes\n"
            "without a model) at batch 1 and --batch, against BLAS sgemm when linked in (bench/Makefile),\n"
            "and Q8_0 / Q4_0 / Q4_K / Q5_K / Q6_K weights against F32 at batch 1 and at --batch.\n"
+           "Attention mode (--attention): ms per call of the attention forward (a prompt of --n-prompt\n"
+           "tokens in chunks of --batch) and backward (the whole prompt) on heads of 8 (8/4 heads, the\n"
+           "bundled model), 64 (24/8) and 128 (32/8), against the code they replaced, timed in turns.\n"
            "Router mode (--routers): us per token per layer of every router kind on D 1536 / N 40 / K 8\n"
            "and D 2048 / N 64 / K 8, a batch of --batch tokens, --samples S.\n"
            "--gen-granite writes a random-weight llama-arch MoE with Granite-3B-like shapes (D 1536,\n"
@@ -70,6 +76,7 @@ static void usage(void) {
            "  --json OUT       also write the results as JSON\n"
            "  --kernels        kernel mode\n"
            "  --routers        router mode\n"
+           "  --attention      attention kernel mode\n"
            "  --samples S      samples of the sampled routers (default 35)\n"
            "  --fit            fit mode; --kinds LIST (e.g. map,vglr-mf), --items N (default 32)\n"
            "  --profile        per-op profile of prompt processing and decode\n"
@@ -307,7 +314,7 @@ static int bench_kernels(const char *path, const int32_t *thr, int n_thr, int B,
 int cmd_bench(int argc, char **argv) {
     const char *path = NULL, *json = NULL, *thr_arg = NULL, *bat_arg = NULL;
     long n_prompt = 128, n_gen = 32, reps = 3;
-    int kernels = 0, routers = 0, fit = 0, profile = 0;
+    int kernels = 0, routers = 0, fit = 0, profile = 0, attention = 0;
     const char *kinds = NULL;
     long items = 32;
     const char *gen = NULL, *ab = NULL, *qtype = "q8_0";
@@ -317,6 +324,7 @@ int cmd_bench(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); return 0; }
         else if (!strcmp(a, "--kernels")) kernels = 1;
         else if (!strcmp(a, "--routers")) routers = 1;
+        else if (!strcmp(a, "--attention")) attention = 1;
         else if (!strcmp(a, "--fit")) fit = 1;
         else if (!strcmp(a, "--profile")) profile = 1;
         else if (!strcmp(a, "--kinds")) { if (!(kinds = cli_value(CMD, argc, argv, &i))) return 1; }
@@ -357,7 +365,9 @@ int cmd_bench(int argc, char **argv) {
         if (path || kernels || routers || ab) return cli_fail(CMD, "--gen-granite takes no other mode (see --help)");
         return bench_gen_granite(gen, qtype, (int)n_layers, (int)n_vocab, (int)n_experts);
     }
-    if (!path && !kernels && !routers) return cli_fail(CMD, "expected MODEL.gguf, --kernels or --routers (see --help)");
+    if (attention && (path || kernels || routers || ab || fit || profile))
+        return cli_fail(CMD, "--attention takes no model and no other mode (see --help)");
+    if (!path && !kernels && !routers && !attention) return cli_fail(CMD, "expected MODEL.gguf, --kernels or --routers (see --help)");
     if (ab && !path) return cli_fail(CMD, "--ab needs MODEL.gguf (see --help)");
     if (fit && (!path || kernels || routers || ab)) return cli_fail(CMD, "--fit needs MODEL.gguf and no other mode (see --help)");
     if (kinds && !fit) return cli_fail(CMD, "--kinds is for --fit (see --help)");
@@ -380,7 +390,8 @@ int cmd_bench(int argc, char **argv) {
     vm_afile jf = {0};   // the JSON appears whole under its name, or not at all
     if (!rc && json && vm_afile_open(&jf, json)) rc = cli_fail(CMD, NULL);
     js = jf.f;
-    if (!rc) rc = routers ? bench_routers(thr, n_thr, bat[0], (int)samples, (int)reps, js)
+    if (!rc) rc = attention ? bench_attention(thr, n_thr, bat[0], (int)n_prompt, js)
+                : routers ? bench_routers(thr, n_thr, bat[0], (int)samples, (int)reps, js)
                 : kernels ? bench_kernels(path, thr, n_thr, bat[0], js)
                 : profile ? bench_profile(path, thr, n_thr, bat[0], (int)n_prompt, (int)n_gen, js)
                 : fit ? bench_fit(path, kinds, thr, n_thr, (int)bayes_layers, (int)samples, (int)n_prompt, (int)items,

@@ -2,9 +2,11 @@
 // are never recomputed). One (query, head) pair per work item, reduced with a single-pass
 // ("online") softmax: no scratch the size of the context, and each output is computed by one
 // thread in a fixed order, so results are independent of the thread count and of how the tokens
-// were batched. This is the portable level; simd_avx2.c has the vectorised one.
+// were batched. This is the portable level; simd_avx2_attn.c has the vectorised one. Both take
+// exponentials by kernels/exp_neg.h (the same bits); their sums run in different orders.
 #include "kernels/ops.h"
 #include "kernels/simd.h"
+#include "kernels/exp_neg.h"
 
 #include <math.h>
 
@@ -29,12 +31,12 @@ void vm_attention_scalar(float *out, const float *q, const float *kc, const floa
             for (int d = 0; d < hd; d++) s += qv[d] * k[d];
             s *= scale;
             if (s > mx) {   // new maximum: rescale what has been accumulated so far
-                const float r = expf(mx - s);
+                const float r = vm_exp_neg(mx - s);   // 0 for the first key (mx = -inf)
                 sum *= r;
                 for (int d = 0; d < hd; d++) o[d] *= r;
                 mx = s;
             }
-            const float e = expf(s - mx);
+            const float e = vm_exp_neg(s - mx);
             sum += e;
             for (int d = 0; d < hd; d++) o[d] += e * v[d];
         }

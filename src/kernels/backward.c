@@ -136,9 +136,11 @@ void vm_swiglu_backward(float *dgate, float *dup, const float *dout, const float
 // Per query (b, h): p = softmax(scale q.k_t) over t <= n_past+b, out = sum_t p_t v_t.
 // dv_t += p_t dout; dp_t = dout.v_t; ds_t = p_t (dp_t - sum p dp); dq += scale ds_t k_t;
 // dk_t += scale ds_t q. Threads own whole KV heads, so dk/dv rows never race.
-void vm_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
-                           const float *kc, const float *vc, int n_past, int B, int n_head,
-                           int n_head_kv, int hd, float scale) {
+// The portable level (scores, probabilities and their products in double); simd_avx2_attn.c has
+// the vectorised one (float, the same polynomial exp as the forward).
+void vm_attention_backward_scalar(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                  const float *kc, const float *vc, int n_past, int B, int n_head,
+                                  int n_head_kv, int hd, float scale) {
     const int group = n_head / n_head_kv, n_tot = n_past + B;
     const size_t q_stride = (size_t)n_head * hd, kv_stride = (size_t)n_head_kv * hd;
     #pragma omp parallel if (n_head_kv > 1 && (int64_t)n_tot * B * n_head * hd > 32768)
@@ -183,4 +185,11 @@ void vm_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
         }
         free(p);
     }
+}
+
+void vm_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                           const float *kc, const float *vc, int n_past, int B, int n_head,
+                           int n_head_kv, int hd, float scale) {
+    vm_simd_kernels_get(vm_simd_get())->attention_backward(dq, dk, dv, dout, q, kc, vc, n_past, B, n_head,
+                                                           n_head_kv, hd, scale);
 }

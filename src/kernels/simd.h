@@ -51,6 +51,10 @@ typedef struct vm_simd_kernels {
     // As vm_attention_forward (kernels/ops.h).
     void (*attention)(float *out, const float *q, const float *kc, const float *vc, int n_past, int B,
                       int n_head, int n_head_kv, int hd, float scale);
+    // As vm_attention_backward (kernels/ops.h).
+    void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                               const float *kc, const float *vc, int n_past, int B, int n_head,
+                               int n_head_kv, int hd, float scale);
     const vm_simd_gemm *gemm;   // NULL: batches use act_rows
 } vm_simd_kernels;
 
@@ -77,6 +81,16 @@ extern const vm_simd_gemm vm_avx2_gemm, vm_avxvnni_gemm, vm_avx512_gemm;
 void vm_avx2_act_rows(vm_type type, float *out, size_t ldo, const void *w, size_t ldw, const void *x,
                       size_t ldx, int R, int B, int64_t C);
 void vm_avx2_act_quant(vm_type type, const float *x, void *dst, int64_t n);
+// simd_avx2_attn.c
+void vm_avx2_attention(float *out, const float *q, const float *kc, const float *vc, int n_past, int B,
+                       int n_head, int n_head_kv, int hd, float scale);
+void vm_avx2_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                const float *kc, const float *vc, int n_past, int B, int n_head,
+                                int n_head_kv, int hd, float scale);
 #endif
 void vm_attention_scalar(float *out, const float *q, const float *kc, const float *vc, int n_past, int B,
                          int n_head, int n_head_kv, int hd, float scale);
+// The portable backward (kernels/backward.c): double sums, libm exp; the reference of the others.
+void vm_attention_backward_scalar(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                  const float *kc, const float *vc, int n_past, int B, int n_head,
+                                  int n_head_kv, int hd, float scale);

@@ -1,0 +1,329 @@
+// Attention forward and backward at the AVX2 level (kernels/ops.h vm_attention_forward and
+// vm_attention_backward; the portable ones are the scalar level's reference). Compiled for
+// avx2,fma whatever the build flags; used only when simd_dispatch.c says the CPU has them.
+//
+// Small heads (the bundled model's hd = 8) make the per-key scalar work the whole cost: one libm
+// exp per key, and chains of dependent adds (the softmax sum, o += e v with one vector per key)
+// that wait on the FP latency at every key. So here, per query:
+// - scores 8 keys at a time (lane j = key j, one horizontal reduction per 8 keys);
+// - exponentials 8 at a time (exp_neg8: kernels/exp_neg.h's polynomial, the same bits as the
+//   scalar level's), the sum in an 8-lane accumulator;
+// - o += e_j v_j and the backward's dq += ds_j k_j over several independent accumulators (keys
+//   split round-robin), added in a fixed order at the end.
+// Every operation depends only on the query's data and its number of keys: a row's output is the
+// same bits alone (decode) or in any batch, and with any thread count (threads own whole queries in
+// the forward, whole KV heads in the backward). Versus the scalar level the sums run in another
+// order: agreement within float rounding (tests/test_simd.c), not bit for bit.
+#include "kernels/simd.h"
+
+#ifdef VM_SIMD_X86
+#ifdef __clang__   // clang ignores GCC target pragmas
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#endif
+#include <immintrin.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "kernels/exp_neg.h"
+#include "kernels/simd_avx2_util.h"
+
+enum { ATT_CHUNK = 64 };   // keys scored before one softmax rescale; chunks start at absolute positions
+
+// vm_exp_neg on 8 lanes: the same operations in the same order (same bits for non-NaN x).
+AI __m256 exp_neg8(__m256 x) {
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(VM_EXP_LOG2E)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(VM_EXP_LN2_HI), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(VM_EXP_LN2_LO), r);
+    __m256 p = _mm256_set1_ps(VM_EXP_P0);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(VM_EXP_P1));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(VM_EXP_P2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(VM_EXP_P3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(VM_EXP_P4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(VM_EXP_P5));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    p = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23)));
+    // x < VM_EXP_MIN (-inf included) -> 0; an unordered compare is false, so NaN passes through
+    return _mm256_andnot_ps(_mm256_cmp_ps(x, _mm256_set1_ps(VM_EXP_MIN), _CMP_LT_OQ), p);
+}
+
+AI float hmax_ps(__m256 v) {   // exact whatever the order (no NaN)
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+AI float dot_hd(const float *a, const float *b, int n) {
+    __m256 acc = _mm256_setzero_ps();
+    int d = 0;
+    for (; d + 8 <= n; d += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + d), _mm256_loadu_ps(b + d), acc);
+    float s = hsum_ps(acc);
+    for (; d < n; d++) s += a[d] * b[d];
+    return s;
+}
+
+// lane j = the sum of the 8 lanes of v[j], added in hsum_ps's order ((l0+l4)+(l2+l6)) +
+// ((l1+l5)+(l3+l7)), so a score is the same float whether its key was scored alone or with 7 others
+AI __m256 hsum8x8_ps(const __m256 v[8]) {
+    __m256 x[4];
+    #pragma GCC unroll 4
+    for (int j = 0; j < 4; j++)   // halves added: v[j]'s 4 sums low, v[j+4]'s high
+        x[j] = _mm256_add_ps(_mm256_permute2f128_ps(v[j], v[j + 4], 0x20), _mm256_permute2f128_ps(v[j], v[j + 4], 0x31));
+    const __m256 a = _mm256_add_ps(_mm256_unpacklo_ps(x[0], x[1]), _mm256_unpackhi_ps(x[0], x[1]));
+    const __m256 b = _mm256_add_ps(_mm256_unpacklo_ps(x[2], x[3]), _mm256_unpackhi_ps(x[2], x[3]));
+    return _mm256_add_ps(_mm256_shuffle_ps(a, b, 0x44), _mm256_shuffle_ps(a, b, 0xee));
+}
+
+// s[j] = scale (a . row_j) for j < n: rows of hd floats at stride ks. 8 keys per pass over a
+// (independent accumulators, hsum8x8_ps), the head's tail (hd % 8) in dot_hd's order, a lone key
+// by dot_hd: each score is the same float wherever its key falls.
+AI void score_keys(float *s, const float *a, const float *rows, size_t ks, int n, int hd, float scale) {
+    const int hv = hd & ~7;   // the vector part of a head
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 acc[8];
+        #pragma GCC unroll 8
+        for (int u = 0; u < 8; u++) acc[u] = _mm256_setzero_ps();
+        for (int d = 0; d < hv; d += 8) {
+            const __m256 a8 = _mm256_loadu_ps(a + d);
+            #pragma GCC unroll 8
+            for (int u = 0; u < 8; u++) acc[u] = _mm256_fmadd_ps(a8, _mm256_loadu_ps(rows + (size_t)(j + u) * ks + d), acc[u]);
+        }
+        __m256 sc = hsum8x8_ps(acc);
+        if (hv < hd) {
+            float t[8];
+            _mm256_storeu_ps(t, sc);
+            for (int u = 0; u < 8; u++)
+                for (int d = hv; d < hd; d++) t[u] += a[d] * rows[(size_t)(j + u) * ks + d];
+            sc = _mm256_loadu_ps(t);
+        }
+        _mm256_storeu_ps(s + j, _mm256_mul_ps(sc, _mm256_set1_ps(scale)));
+    }
+    for (; j < n; j++) s[j] = dot_hd(a, rows + (size_t)j * ks, hd) * scale;
+}
+
+// o (hd) = r o + sum_{j<n} e_j v_j (v_j at stride ks). 32 floats of o at a time: two sets of 4
+// accumulators (even and odd keys); 8 at a time (hd = 8: a key is one vector): four accumulators
+// (keys j mod 4), so the FMAs of consecutive keys do not wait on each other. Tails: products
+// then sums in key order.
+AI void pv_chunk(float *o, const float *e, const float *v0, size_t ks, int n, int hd, float r) {
+    const __m256 rv = _mm256_set1_ps(r);
+    int d0 = 0;
+    for (; d0 + 32 <= hd; d0 += 32) {
+        __m256 a[2][4];
+        #pragma GCC unroll 4
+        for (int u = 0; u < 4; u++) a[0][u] = a[1][u] = _mm256_setzero_ps();
+        int j = 0;
+        for (; j + 2 <= n; j += 2) {
+            const __m256 e0 = _mm256_set1_ps(e[j]), e1 = _mm256_set1_ps(e[j + 1]);
+            const float *v = v0 + (size_t)j * ks + d0;
+            #pragma GCC unroll 4
+            for (int u = 0; u < 4; u++) {
+                a[0][u] = _mm256_fmadd_ps(e0, _mm256_loadu_ps(v + 8 * u), a[0][u]);
+                a[1][u] = _mm256_fmadd_ps(e1, _mm256_loadu_ps(v + ks + 8 * u), a[1][u]);
+            }
+        }
+        if (j < n) {
+            const __m256 e0 = _mm256_set1_ps(e[j]);
+            const float *v = v0 + (size_t)j * ks + d0;
+            #pragma GCC unroll 4
+            for (int u = 0; u < 4; u++) a[0][u] = _mm256_fmadd_ps(e0, _mm256_loadu_ps(v + 8 * u), a[0][u]);
+        }
+        #pragma GCC unroll 4
+        for (int u = 0; u < 4; u++)
+            _mm256_storeu_ps(o + d0 + 8 * u, _mm256_fmadd_ps(rv, _mm256_loadu_ps(o + d0 + 8 * u), _mm256_add_ps(a[0][u], a[1][u])));
+    }
+    for (; d0 + 8 <= hd; d0 += 8) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        const float *v = v0 + d0;
+        int j = 0;
+        for (; j + 4 <= n; j += 4) {
+            a0 = _mm256_fmadd_ps(_mm256_set1_ps(e[j]), _mm256_loadu_ps(v + (size_t)j * ks), a0);
+            a1 = _mm256_fmadd_ps(_mm256_set1_ps(e[j + 1]), _mm256_loadu_ps(v + (size_t)(j + 1) * ks), a1);
+            a2 = _mm256_fmadd_ps(_mm256_set1_ps(e[j + 2]), _mm256_loadu_ps(v + (size_t)(j + 2) * ks), a2);
+            a3 = _mm256_fmadd_ps(_mm256_set1_ps(e[j + 3]), _mm256_loadu_ps(v + (size_t)(j + 3) * ks), a3);
+        }
+        if (j < n) a0 = _mm256_fmadd_ps(_mm256_set1_ps(e[j]), _mm256_loadu_ps(v + (size_t)j * ks), a0);
+        if (j + 1 < n) a1 = _mm256_fmadd_ps(_mm256_set1_ps(e[j + 1]), _mm256_loadu_ps(v + (size_t)(j + 1) * ks), a1);
+        if (j + 2 < n) a2 = _mm256_fmadd_ps(_mm256_set1_ps(e[j + 2]), _mm256_loadu_ps(v + (size_t)(j + 2) * ks), a2);
+        const __m256 acc = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+        _mm256_storeu_ps(o + d0, _mm256_fmadd_ps(rv, _mm256_loadu_ps(o + d0), acc));
+    }
+    for (; d0 < hd; d0++) {
+        float a = 0.0f;
+        for (int j = 0; j < n; j++) {
+            const float b = e[j] * v0[(size_t)j * ks + d0];
+            a += b;
+        }
+        const float ro = r * o[d0];
+        o[d0] = ro + a;
+    }
+}
+
+// One query head over n_kv cached positions (online softmax), a chunk of keys at a time: the
+// chunk's scores, their maximum; when it grows, one rescale of o and of the sum; the chunk's
+// exponentials (lanes past the chunk's end hold -inf: exp 0); then o = r o + sum e_j v_j.
+static void attend_one(float *o, const float *qv, const float *kc, const float *vc, size_t ks, int n_kv, int hd,
+                       float scale) {
+    float s[ATT_CHUNK] __attribute__((aligned(32)));
+    float mx = -INFINITY;
+    __m256 sumv = _mm256_setzero_ps();   // 8 partial sums of the exponentials
+    for (int d = 0; d < hd; d++) o[d] = 0.0f;
+    for (int t0 = 0; t0 < n_kv; t0 += ATT_CHUNK) {
+        const int n = n_kv - t0 < ATT_CHUNK ? n_kv - t0 : ATT_CHUNK, nv = (n + 7) & ~7;
+        const float *k0 = kc + (size_t)t0 * ks, *v0 = vc + (size_t)t0 * ks;
+        score_keys(s, qv, k0, ks, n, hd, scale);
+        for (int j = n; j < nv; j++) s[j] = -INFINITY;
+        __m256 m = _mm256_load_ps(s);
+        for (int j = 8; j < nv; j += 8) m = _mm256_max_ps(m, _mm256_load_ps(s + j));
+        const float cmax = hmax_ps(m);
+        float r = 1.0f;
+        if (cmax > mx) {   // exp(-inf) = 0 on the first chunk: o and the sum are still 0
+            r = vm_exp_neg(mx - cmax);
+            sumv = _mm256_mul_ps(sumv, _mm256_set1_ps(r));
+            mx = cmax;
+        }
+        const __m256 mxv = _mm256_set1_ps(mx);
+        for (int j = 0; j < nv; j += 8) {
+            const __m256 e = exp_neg8(_mm256_sub_ps(_mm256_load_ps(s + j), mxv));
+            _mm256_store_ps(s + j, e);
+            sumv = _mm256_add_ps(sumv, e);
+        }
+        pv_chunk(o, s, v0, ks, n, hd, r);
+    }
+    const float inv = 1.0f / hsum_ps(sumv);
+    const __m256 iv = _mm256_set1_ps(inv);
+    int d = 0;
+    for (; d + 8 <= hd; d += 8) _mm256_storeu_ps(o + d, _mm256_mul_ps(iv, _mm256_loadu_ps(o + d)));
+    for (; d < hd; d++) o[d] *= inv;
+}
+
+void vm_avx2_attention(float *out, const float *q, const float *kc, const float *vc, int n_past, int B, int n_head,
+                       int n_head_kv, int hd, float scale) {
+    const int group = n_head / n_head_kv;
+    const size_t q_stride = (size_t)n_head * hd, kv_stride = (size_t)n_head_kv * hd;
+    const int64_t n_items = (int64_t)B * n_head;
+    #pragma omp parallel for schedule(static) if (n_items > 1 && (int64_t)(n_past + B) * n_items * hd > 32768)
+    for (int64_t it = 0; it < n_items; it++) {
+        const int b = (int)(it / n_head), h = (int)(it % n_head), hk = h / group;
+        attend_one(out + (size_t)b * q_stride + (size_t)h * hd, q + (size_t)b * q_stride + (size_t)h * hd,
+                   kc + (size_t)hk * hd, vc + (size_t)hk * hd, kv_stride, n_past + b + 1, hd, scale);
+    }
+}
+
+// ---- backward ---------------------------------------------------------------------------------------
+
+// For 8*NV head dims (d0 .. of the caller's pointers): gv_j += p_j go, gk_j += ds_j q for every key,
+// gq += sum_j ds_j k_j over two accumulators (even and odd keys) added at the end.
+AI void bwd_keys(float *gq, float *gk, float *gv, const float *go, const float *qv, const float *k, size_t ks,
+                 const float *p, const float *ds, int n, const int NV) {
+    __m256 g[4], qq[4], a0[4], a1[4];
+    #pragma GCC unroll 4
+    for (int u = 0; u < NV; u++) {
+        g[u] = _mm256_loadu_ps(go + 8 * u);
+        qq[u] = _mm256_loadu_ps(qv + 8 * u);
+        a0[u] = a1[u] = _mm256_setzero_ps();
+    }
+#define BWD_KEY(j_, a_)                                                                                      \
+    do {                                                                                                     \
+        const __m256 pj = _mm256_set1_ps(p[j_]), dsj = _mm256_set1_ps(ds[j_]);                               \
+        const size_t off = (size_t)(j_) * ks;                                                                \
+        _Pragma("GCC unroll 4") for (int u = 0; u < NV; u++) {                                               \
+            _mm256_storeu_ps(gv + off + 8 * u, _mm256_fmadd_ps(pj, g[u], _mm256_loadu_ps(gv + off + 8 * u)));  \
+            _mm256_storeu_ps(gk + off + 8 * u, _mm256_fmadd_ps(dsj, qq[u], _mm256_loadu_ps(gk + off + 8 * u))); \
+            a_[u] = _mm256_fmadd_ps(dsj, _mm256_loadu_ps(k + off + 8 * u), a_[u]);                            \
+        }                                                                                                    \
+    } while (0)
+    int j = 0;
+    for (; j + 2 <= n; j += 2) {
+        BWD_KEY(j, a0);
+        BWD_KEY(j + 1, a1);
+    }
+    if (j < n) BWD_KEY(j, a0);
+#undef BWD_KEY
+    #pragma GCC unroll 4
+    for (int u = 0; u < NV; u++)
+        _mm256_storeu_ps(gq + 8 * u, _mm256_add_ps(_mm256_loadu_ps(gq + 8 * u), _mm256_add_ps(a0[u], a1[u])));
+}
+
+// One query (hd % 8 == 0) over its n keys: p = softmax(scale q.k) (the maximum over all n, sums
+// in 8 lanes), dp_j = go.v_j, ds_j = scale p_j (dp_j - sum_i p_i dp_i), then the updates of
+// bwd_keys. p, ds: scratch of n rounded up to 8 floats.
+static void bwd_one(float *gq, float *gk, float *gv, const float *go, const float *qv, const float *k, const float *v,
+                    size_t ks, int n, int hd, float scale, float *p, float *ds) {
+    const int nv = (n + 7) & ~7;
+    score_keys(p, qv, k, ks, n, hd, scale);
+    for (int j = n; j < nv; j++) p[j] = -INFINITY;
+    __m256 m = _mm256_set1_ps(-INFINITY);
+    for (int j = 0; j < nv; j += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(p + j));
+    const __m256 mxv = _mm256_set1_ps(hmax_ps(m));
+    __m256 sumv = _mm256_setzero_ps();
+    for (int j = 0; j < nv; j += 8) {
+        const __m256 e = exp_neg8(_mm256_sub_ps(_mm256_loadu_ps(p + j), mxv));
+        _mm256_storeu_ps(p + j, e);
+        sumv = _mm256_add_ps(sumv, e);
+    }
+    const __m256 inv = _mm256_set1_ps(1.0f / hsum_ps(sumv));
+    score_keys(ds, go, v, ks, n, hd, 1.0f);   // dp
+    for (int j = n; j < nv; j++) ds[j] = 0.0f;
+    __m256 pdp = _mm256_setzero_ps();
+    for (int j = 0; j < nv; j += 8) {
+        const __m256 pj = _mm256_mul_ps(_mm256_loadu_ps(p + j), inv);
+        _mm256_storeu_ps(p + j, pj);
+        pdp = _mm256_fmadd_ps(pj, _mm256_loadu_ps(ds + j), pdp);
+    }
+    const __m256 pdpv = _mm256_set1_ps(hsum_ps(pdp)), sc = _mm256_set1_ps(scale);
+    for (int j = 0; j < nv; j += 8)
+        _mm256_storeu_ps(ds + j, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(p + j), _mm256_sub_ps(_mm256_loadu_ps(ds + j), pdpv)), sc));
+    for (int d0 = 0; d0 < hd; d0 += 32) {
+        const int w = hd - d0 < 32 ? (hd - d0) / 8 : 4;
+        float *gq0 = gq + d0, *gk0 = gk + d0, *gv0 = gv + d0;
+        const float *go0 = go + d0, *q0 = qv + d0, *k0 = k + d0;
+        switch (w) {
+        case 1: bwd_keys(gq0, gk0, gv0, go0, q0, k0, ks, p, ds, n, 1); break;
+        case 2: bwd_keys(gq0, gk0, gv0, go0, q0, k0, ks, p, ds, n, 2); break;
+        case 3: bwd_keys(gq0, gk0, gv0, go0, q0, k0, ks, p, ds, n, 3); break;
+        default: bwd_keys(gq0, gk0, gv0, go0, q0, k0, ks, p, ds, n, 4); break;
+        }
+    }
+}
+
+// As vm_attention_backward_scalar (kernels/backward.c) in float: threads own whole KV heads (the
+// keys' dk/dv rows), each head's queries in a fixed order, so the bits do not depend on the
+// thread count. Head dims that are not a multiple of 8 take the portable kernel.
+void vm_avx2_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *kc,
+                                const float *vc, int n_past, int B, int n_head, int n_head_kv, int hd, float scale) {
+    if (hd % 8) {
+        vm_attention_backward_scalar(dq, dk, dv, dout, q, kc, vc, n_past, B, n_head, n_head_kv, hd, scale);
+        return;
+    }
+    const int group = n_head / n_head_kv, n_tot = n_past + B;
+    const size_t q_stride = (size_t)n_head * hd, kv_stride = (size_t)n_head_kv * hd;
+    const size_t cap = ((size_t)(n_tot > 0 ? n_tot : 1) + 7) & ~(size_t)7;
+    #pragma omp parallel if (n_head_kv > 1 && (int64_t)n_tot * B * n_head * hd > 32768)
+    {
+        float *p = malloc(2 * cap * sizeof(float));
+        #pragma omp for schedule(static)
+        for (int hk = 0; hk < n_head_kv; hk++) {
+            if (!p) continue;
+            for (int h = hk * group; h < (hk + 1) * group; h++)
+                for (int b = 0; b < B; b++) {
+                    const size_t qo = (size_t)b * q_stride + (size_t)h * hd, ko = (size_t)hk * hd;
+                    bwd_one(dq + qo, dk + ko, dv + ko, dout + qo, q + qo, kc + ko, vc + ko, kv_stride, n_past + b + 1,
+                            hd, scale, p, p + cap);
+                }
+        }
+        free(p);
+    }
+}
+
+#ifdef __clang__
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#endif
