@@ -202,8 +202,172 @@ static void attend_one(float *o, const float *qv, const float *kc, const float *
     for (; d < hd; d++) o[d] *= inv;
 }
 
+// ---- hd = 8: queries in lanes -------------------------------------------------------------------
+// With a head of 8 a score is 8 products: keys in lanes cost a horizontal reduction per key, about
+// as much as the products. Blocks of 8 queries of one head put the queries in the lanes instead
+// (attend8_lanes): per key, 8 broadcasts of its dims against the queries' transposed heads give 8
+// scores with no reduction, one exp_neg8 gives their 8 exponentials, and o += e v is 8 FMAs on the
+// 8 dims (one vector per dim). A query's lane sees exactly these operations, in key order:
+//   s = ((q0 k0) fma q1 k1 ...) fma q7 k7, then * scale;
+//   per chunk of 64 keys (absolute positions): the maximum; if it grows, r = exp(mx - max),
+//   o *= r, sum *= r; then per key e = exp(s - mx), sum += e, o = fma(e, v, o);
+//   finally o *= 1 / sum.
+// A query alone (decode, or a block of fewer than LANES_MIN) takes attend8_one, the same operations
+// with the keys in lanes (8x8 transposes of the key rows, the scalar exp for r and the chunk's
+// tail): the same bits as in a block. In a block, lane i stops at its own n_kv: keys past it are
+// blended out (-inf scores, sum and o left as they were), so the other lanes change nothing.
+enum { LANES_MIN = 3 };
+
+AI void transpose8(__m256 r[8]) {
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20); r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20); r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20); r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20); r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+// nb (<= 8) queries at stride qs, query i with n0 + i keys (rows of k and v at stride ks); out at stride qs.
+static void attend8_lanes(float *out, const float *q, size_t qs, const float *k, const float *v, size_t ks, int n0, int nb,
+                          float scale) {
+    __m256 Q[8], O[8];
+    for (int i = 0; i < 8; i++) Q[i] = i < nb ? _mm256_loadu_ps(q + (size_t)i * qs) : _mm256_setzero_ps();
+    transpose8(Q);   // Q[d] lane i = q_i[d]
+    for (int d = 0; d < 8; d++) O[d] = _mm256_setzero_ps();
+    const int N = n0 + nb - 1;   // the last lane's keys
+    const __m256i nkv = _mm256_add_epi32(_mm256_set1_epi32(n0), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const __m256 scv = _mm256_set1_ps(scale), ninf = _mm256_set1_ps(-INFINITY), one = _mm256_set1_ps(1.0f);
+    __m256 mx = ninf, sum = _mm256_setzero_ps();
+    __m256 sb[ATT_CHUNK];
+    for (int t0 = 0; t0 < N; t0 += ATT_CHUNK) {
+        const int n = N - t0 < ATT_CHUNK ? N - t0 : ATT_CHUNK;
+        __m256 cm = ninf;
+        for (int j = 0; j < n; j++) {
+            const int t = t0 + j;
+            const float *kr = k + (size_t)t * ks;
+            __m256 sc = _mm256_mul_ps(Q[0], _mm256_broadcast_ss(kr));
+            #pragma GCC unroll 7
+            for (int d = 1; d < 8; d++) sc = _mm256_fmadd_ps(Q[d], _mm256_broadcast_ss(kr + d), sc);
+            sc = _mm256_mul_ps(sc, scv);
+            if (t >= n0)   // lanes with n_kv <= t: -inf
+                sc = _mm256_blendv_ps(sc, ninf, _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(t + 1), nkv)));
+            sb[j] = sc;
+            cm = _mm256_max_ps(cm, sc);
+        }
+        const __m256 grow = _mm256_cmp_ps(cm, mx, _CMP_GT_OQ);
+        const __m256 r = _mm256_blendv_ps(one, exp_neg8(_mm256_sub_ps(mx, cm)), grow);
+        mx = _mm256_blendv_ps(mx, cm, grow);
+        sum = _mm256_mul_ps(sum, r);
+        #pragma GCC unroll 8
+        for (int d = 0; d < 8; d++) O[d] = _mm256_mul_ps(O[d], r);
+        int j = 0;
+        const int nfull = n0 - t0 < n ? (n0 - t0 > 0 ? n0 - t0 : 0) : n;   // keys every lane sees
+        for (; j < nfull; j++) {
+            const __m256 e = exp_neg8(_mm256_sub_ps(sb[j], mx));
+            const float *vr = v + (size_t)(t0 + j) * ks;
+            sum = _mm256_add_ps(sum, e);
+            #pragma GCC unroll 8
+            for (int d = 0; d < 8; d++) O[d] = _mm256_fmadd_ps(e, _mm256_broadcast_ss(vr + d), O[d]);
+        }
+        for (; j < n; j++) {   // the last nb - 1 keys: only the lanes that see them change
+            const __m256 e = exp_neg8(_mm256_sub_ps(sb[j], mx));
+            const float *vr = v + (size_t)(t0 + j) * ks;
+            const __m256 ok = _mm256_castsi256_ps(_mm256_cmpgt_epi32(nkv, _mm256_set1_epi32(t0 + j)));
+            sum = _mm256_blendv_ps(sum, _mm256_add_ps(sum, e), ok);
+            #pragma GCC unroll 8
+            for (int d = 0; d < 8; d++) O[d] = _mm256_blendv_ps(O[d], _mm256_fmadd_ps(e, _mm256_broadcast_ss(vr + d), O[d]), ok);
+        }
+    }
+    const __m256 inv = _mm256_div_ps(one, sum);
+    #pragma GCC unroll 8
+    for (int d = 0; d < 8; d++) O[d] = _mm256_mul_ps(O[d], inv);
+    transpose8(O);   // O[i] = query i's head
+    for (int i = 0; i < nb; i++) _mm256_storeu_ps(out + (size_t)i * qs, O[i]);
+}
+
+// One query of n_kv keys: attend8_lanes's operations for one lane, keys in lanes.
+static void attend8_one(float *o, const float *qv, const float *k, const float *v, size_t ks, int n_kv, float scale) {
+    __m256 qb[8];
+    for (int d = 0; d < 8; d++) qb[d] = _mm256_set1_ps(qv[d]);
+    const __m256 scv = _mm256_set1_ps(scale);
+    float s[ATT_CHUNK] __attribute__((aligned(32)));
+    float mx = -INFINITY, sum = 0.0f;
+    __m256 ov = _mm256_setzero_ps();
+    for (int t0 = 0; t0 < n_kv; t0 += ATT_CHUNK) {
+        const int n = n_kv - t0 < ATT_CHUNK ? n_kv - t0 : ATT_CHUNK;
+        const float *k0 = k + (size_t)t0 * ks, *v0 = v + (size_t)t0 * ks;
+        int j = 0;
+        __m256 cm = _mm256_set1_ps(-INFINITY);
+        for (; j + 8 <= n; j += 8) {
+            __m256 kt[8];
+            #pragma GCC unroll 8
+            for (int u = 0; u < 8; u++) kt[u] = _mm256_loadu_ps(k0 + (size_t)(j + u) * ks);
+            transpose8(kt);   // kt[d] lane u = key j+u's dim d
+            __m256 sc = _mm256_mul_ps(qb[0], kt[0]);
+            #pragma GCC unroll 7
+            for (int d = 1; d < 8; d++) sc = _mm256_fmadd_ps(qb[d], kt[d], sc);
+            sc = _mm256_mul_ps(sc, scv);
+            _mm256_store_ps(s + j, sc);
+            cm = _mm256_max_ps(cm, sc);
+        }
+        float cmax = hmax_ps(cm);
+        for (; j < n; j++) {
+            const float *kr = k0 + (size_t)j * ks;
+            float a = qv[0] * kr[0];
+            for (int d = 1; d < 8; d++) a = fmaf(qv[d], kr[d], a);
+            s[j] = a * scale;
+            cmax = s[j] > cmax ? s[j] : cmax;
+        }
+        if (cmax > mx) {
+            const float r = vm_exp_neg(mx - cmax);
+            sum *= r;
+            ov = _mm256_mul_ps(ov, _mm256_set1_ps(r));
+            mx = cmax;
+        }
+        const __m256 mxv = _mm256_set1_ps(mx);
+        for (j = 0; j + 8 <= n; j += 8) _mm256_store_ps(s + j, exp_neg8(_mm256_sub_ps(_mm256_load_ps(s + j), mxv)));
+        for (; j < n; j++) s[j] = vm_exp_neg(s[j] - mx);
+        for (j = 0; j < n; j++) {
+            sum += s[j];
+            ov = _mm256_fmadd_ps(_mm256_set1_ps(s[j]), _mm256_loadu_ps(v0 + (size_t)j * ks), ov);
+        }
+    }
+    _mm256_storeu_ps(o, _mm256_mul_ps(ov, _mm256_set1_ps(1.0f / sum)));
+}
+
+// Heads of 8: work items of (a block of up to 8 consecutive queries, one head); a thread writes
+// whole items.
+static void attention8(float *out, const float *q, const float *kc, const float *vc, int n_past, int B, int n_head,
+                       int n_head_kv, float scale) {
+    const int group = n_head / n_head_kv, n_blk = (B + 7) / 8;
+    const size_t qs = (size_t)n_head * 8, ks = (size_t)n_head_kv * 8;
+    const int64_t n_items = (int64_t)n_blk * n_head;
+    #pragma omp parallel for schedule(static) if (n_items > 1 && (int64_t)(n_past + B) * B * n_head * 8 > 32768)
+    for (int64_t it = 0; it < n_items; it++) {
+        const int b0 = (int)(it / n_head) * 8, h = (int)(it % n_head), hk = h / group, nb = B - b0 < 8 ? B - b0 : 8;
+        const size_t qo = (size_t)b0 * qs + (size_t)h * 8, ko = (size_t)hk * 8;
+        if (nb >= LANES_MIN) {
+            attend8_lanes(out + qo, q + qo, qs, kc + ko, vc + ko, ks, n_past + b0 + 1, nb, scale);
+        } else {
+            for (int i = 0; i < nb; i++)
+                attend8_one(out + qo + (size_t)i * qs, q + qo + (size_t)i * qs, kc + ko, vc + ko, ks, n_past + b0 + i + 1,
+                            scale);
+        }
+    }
+}
+
 void vm_avx2_attention(float *out, const float *q, const float *kc, const float *vc, int n_past, int B, int n_head,
                        int n_head_kv, int hd, float scale) {
+    if (hd == 8) {
+        attention8(out, q, kc, vc, n_past, B, n_head, n_head_kv, scale);
+        return;
+    }
     const int group = n_head / n_head_kv;
     const size_t q_stride = (size_t)n_head * hd, kv_stride = (size_t)n_head_kv * hd;
     const int64_t n_items = (int64_t)B * n_head;
