@@ -327,6 +327,44 @@ static void check_attention(int n_past, int B, int H, int HK, int HD) {
     free(q); free(kc); free(vc); free(ref); free(out); free(o1);
 }
 
+// The backward of every level against the portable one (double sums): dq, dk, dv within 1e-4 of
+// each gradient's largest magnitude (float sums over up to n_kv terms against double ones), and
+// the same bits with 1 and 2 threads.
+static void check_attention_backward(int n_past, int B, int H, int HK, int HD) {
+    const int ctx = n_past + B;
+    const size_t qn = (size_t)B * H * HD, kvn = (size_t)ctx * HK * HD, n = 2 * qn + 2 * kvn;
+    float *q = malloc(qn * sizeof(float)), *go = malloc(qn * sizeof(float)), *kc = malloc(kvn * sizeof(float)),
+          *vc = malloc(kvn * sizeof(float)), *ref = calloc(n, sizeof(float)), *g = malloc(n * sizeof(float)),
+          *g1 = malloc(n * sizeof(float));
+    fill(q, qn, 1.0f); fill(go, qn, 1.0f); fill(kc, kvn, 1.0f); fill(vc, kvn, 1.0f);
+    for (size_t i = 0; i < kvn; i += 7) kc[i] *= 6.0f;
+    const float scale = 1.0f / sqrtf((float)HD);
+    // g = [dq (qn) | dk (kvn) | dv (kvn) | unused]
+    vm_attention_backward_scalar(ref, ref + qn, ref + qn + kvn, go, q, kc, vc, n_past, B, H, HK, HD, scale);
+    for (int l = 1; l < VM_SIMD_COUNT; l++) {
+        const vm_simd_kernels *K = vm_simd_kernels_get((vm_simd_level)l);
+        if (!vm_simd_supported((vm_simd_level)l) || !K) continue;
+        omp_set_num_threads(2);
+        memset(g, 0, n * sizeof(float));
+        K->attention_backward(g, g + qn, g + qn + kvn, go, q, kc, vc, n_past, B, H, HK, HD, scale);
+        const size_t off[3] = {0, qn, qn + kvn}, len[3] = {qn, kvn, kvn};
+        for (int w = 0; w < 3; w++) {
+            double mag = 0, err = 0;
+            for (size_t i = 0; i < len[w]; i++) {
+                mag = fmax(mag, fabs(ref[off[w] + i]));
+                err = fmax(err, fabs((double)g[off[w] + i] - ref[off[w] + i]));
+            }
+            CHECK(err <= 1e-4 * mag, "%s attention backward n_past=%d B=%d H=%d/%d hd=%d: d%c error %g of %g",
+                  vm_simd_name((vm_simd_level)l), n_past, B, H, HK, HD, "qkv"[w], err, mag);
+        }
+        omp_set_num_threads(1);
+        memset(g1, 0, n * sizeof(float));
+        K->attention_backward(g1, g1 + qn, g1 + qn + kvn, go, q, kc, vc, n_past, B, H, HK, HD, scale);
+        CHECK(memcmp(g, g1, n * sizeof(float)) == 0, "%s attention backward: 1 thread differs from 2", vm_simd_name((vm_simd_level)l));
+    }
+    free(q); free(go); free(kc); free(vc); free(ref); free(g); free(g1);
+}
+
 int main(void) {
     vm_rng_seed(&rng, 7);
     const int saved = omp_get_max_threads();
@@ -369,6 +407,12 @@ int main(void) {
     check_attention(70, 19, 8, 4, 8);   // hd 8: blocks of 8 queries in lanes across chunks, 2- and 3-query tails
     check_attention(0, 130, 2, 1, 8);
     check_attention(62, 10, 2, 2, 8);
+    check_attention_backward(0, 5, 4, 4, 8);
+    check_attention_backward(70, 19, 8, 4, 8);
+    check_attention_backward(60, 9, 8, 2, 32);
+    check_attention_backward(130, 3, 4, 1, 12);
+    check_attention_backward(40, 17, 8, 4, 64);
+    check_attention_backward(10, 6, 4, 2, 128);
     check_attention(60, 9, 8, 2, 32);
     check_attention(130, 3, 4, 1, 12);
     check_attention(200, 17, 8, 4, 64);
