@@ -216,7 +216,9 @@ static void attend_one(float *o, const float *qv, const float *kc, const float *
 // with the keys in lanes (8x8 transposes of the key rows, the scalar exp for r and the chunk's
 // tail): the same bits as in a block. In a block, lane i stops at its own n_kv: keys past it are
 // blended out (-inf scores, sum and o left as they were), so the other lanes change nothing.
-enum { LANES_MIN = 3 };
+// Fewer queries than these per block go one at a time (about where the two cost the same per key,
+// by operation counts: a block pays its per-key work for 8 lanes whatever nb).
+enum { LANES_MIN = 3, BWD_LANES_MIN = 4 };
 
 AI void transpose8(__m256 r[8]) {
     const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
@@ -456,6 +458,87 @@ static void bwd_one(float *gq, float *gk, float *gv, const float *go, const floa
     }
 }
 
+// Heads of 8, a block of nb (<= 8) queries of one head in the lanes (as attend8_lanes; query i at
+// stride qs with n0 + i keys): per key, the 8 queries' scores, probabilities, dp and ds are one
+// vector each, with no horizontal sums; then the key's gv row += sum_i p_i go_i and gk row +=
+// sum_i ds_i q_i (the query rows broadcast-weighted, even and odd queries in two chains), and
+// dq (queries in lanes) += ds k. Keys past a lane's n_kv get p = ds = 0. P, DS: scratch of
+// 8 (n0 + nb - 1) floats each.
+static void bwd8_lanes(float *gq, float *gk, float *gv, const float *go, const float *q, size_t qs, const float *k,
+                       const float *v, size_t ks, int n0, int nb, float scale, float *P, float *DS) {
+    __m256 Q[8], G[8];
+    for (int i = 0; i < 8; i++) {
+        Q[i] = i < nb ? _mm256_loadu_ps(q + (size_t)i * qs) : _mm256_setzero_ps();
+        G[i] = i < nb ? _mm256_loadu_ps(go + (size_t)i * qs) : _mm256_setzero_ps();
+    }
+    transpose8(Q);   // Q[d], G[d] lane i = query i's dim d
+    transpose8(G);
+    const int N = n0 + nb - 1;
+    const __m256i nkv = _mm256_add_epi32(_mm256_set1_epi32(n0), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const __m256 scv = _mm256_set1_ps(scale), ninf = _mm256_set1_ps(-INFINITY);
+    __m256 mx = ninf;
+    for (int t = 0; t < N; t++) {
+        const float *kr = k + (size_t)t * ks;
+        __m256 sc = _mm256_mul_ps(Q[0], _mm256_broadcast_ss(kr));
+        #pragma GCC unroll 7
+        for (int d = 1; d < 8; d++) sc = _mm256_fmadd_ps(Q[d], _mm256_broadcast_ss(kr + d), sc);
+        sc = _mm256_mul_ps(sc, scv);
+        if (t >= n0) sc = _mm256_blendv_ps(sc, ninf, _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(t + 1), nkv)));
+        _mm256_storeu_ps(P + 8 * (size_t)t, sc);
+        mx = _mm256_max_ps(mx, sc);
+    }
+    __m256 sum = _mm256_setzero_ps();
+    for (int t = 0; t < N; t++) {
+        const __m256 e = exp_neg8(_mm256_sub_ps(_mm256_loadu_ps(P + 8 * (size_t)t), mx));
+        _mm256_storeu_ps(P + 8 * (size_t)t, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    const __m256 inv = _mm256_div_ps(_mm256_set1_ps(1.0f), sum);
+    __m256 pdp = _mm256_setzero_ps();
+    for (int t = 0; t < N; t++) {   // p, dp = go . v_t
+        const float *vr = v + (size_t)t * ks;
+        const __m256 p = _mm256_mul_ps(_mm256_loadu_ps(P + 8 * (size_t)t), inv);
+        __m256 dp = _mm256_mul_ps(G[0], _mm256_broadcast_ss(vr));
+        #pragma GCC unroll 7
+        for (int d = 1; d < 8; d++) dp = _mm256_fmadd_ps(G[d], _mm256_broadcast_ss(vr + d), dp);
+        _mm256_storeu_ps(P + 8 * (size_t)t, p);
+        _mm256_storeu_ps(DS + 8 * (size_t)t, dp);
+        pdp = _mm256_fmadd_ps(p, dp, pdp);
+    }
+    // the query rows again (registers went to the transposes), from memory in the loop below
+    float qr[8][8] __attribute__((aligned(32))), gr[8][8] __attribute__((aligned(32)));
+    for (int i = 0; i < nb; i++) {
+        _mm256_store_ps(qr[i], _mm256_loadu_ps(q + (size_t)i * qs));
+        _mm256_store_ps(gr[i], _mm256_loadu_ps(go + (size_t)i * qs));
+    }
+    __m256 DQ[8];
+    for (int d = 0; d < 8; d++) DQ[d] = _mm256_setzero_ps();
+    for (int t = 0; t < N; t++) {
+        const __m256 ds = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(P + 8 * (size_t)t),
+                                                      _mm256_sub_ps(_mm256_loadu_ps(DS + 8 * (size_t)t), pdp)), scv);
+        _mm256_storeu_ps(DS + 8 * (size_t)t, ds);
+        const float *pt = P + 8 * (size_t)t, *dst = DS + 8 * (size_t)t, *kr = k + (size_t)t * ks;
+        float *gvr = gv + (size_t)t * ks, *gkr = gk + (size_t)t * ks;
+        __m256 va = _mm256_loadu_ps(gvr), vb = _mm256_setzero_ps(), ka = _mm256_loadu_ps(gkr), kb = vb;
+        for (int i = 0; i + 1 < nb; i += 2) {
+            va = _mm256_fmadd_ps(_mm256_broadcast_ss(pt + i), _mm256_load_ps(gr[i]), va);
+            vb = _mm256_fmadd_ps(_mm256_broadcast_ss(pt + i + 1), _mm256_load_ps(gr[i + 1]), vb);
+            ka = _mm256_fmadd_ps(_mm256_broadcast_ss(dst + i), _mm256_load_ps(qr[i]), ka);
+            kb = _mm256_fmadd_ps(_mm256_broadcast_ss(dst + i + 1), _mm256_load_ps(qr[i + 1]), kb);
+        }
+        if (nb & 1) {
+            va = _mm256_fmadd_ps(_mm256_broadcast_ss(pt + nb - 1), _mm256_load_ps(gr[nb - 1]), va);
+            ka = _mm256_fmadd_ps(_mm256_broadcast_ss(dst + nb - 1), _mm256_load_ps(qr[nb - 1]), ka);
+        }
+        _mm256_storeu_ps(gvr, _mm256_add_ps(va, vb));
+        _mm256_storeu_ps(gkr, _mm256_add_ps(ka, kb));
+        #pragma GCC unroll 8
+        for (int d = 0; d < 8; d++) DQ[d] = _mm256_fmadd_ps(ds, _mm256_broadcast_ss(kr + d), DQ[d]);
+    }
+    transpose8(DQ);   // DQ[i] = query i's dq
+    for (int i = 0; i < nb; i++) _mm256_storeu_ps(gq + (size_t)i * qs, _mm256_add_ps(_mm256_loadu_ps(gq + (size_t)i * qs), DQ[i]));
+}
+
 // As vm_attention_backward_scalar (kernels/backward.c) in float: threads own whole KV heads (the
 // keys' dk/dv rows), each head's queries in a fixed order, so the bits do not depend on the
 // thread count. Head dims that are not a multiple of 8 take the portable kernel.
@@ -467,18 +550,27 @@ void vm_avx2_attention_backward(float *dq, float *dk, float *dv, const float *do
     }
     const int group = n_head / n_head_kv, n_tot = n_past + B;
     const size_t q_stride = (size_t)n_head * hd, kv_stride = (size_t)n_head_kv * hd;
-    const size_t cap = ((size_t)(n_tot > 0 ? n_tot : 1) + 7) & ~(size_t)7;
+    const size_t cap = ((size_t)(n_tot > 0 ? n_tot : 1) + 7) & ~(size_t)7;   // 8 * cap: bwd8_lanes's P or DS
     #pragma omp parallel if (n_head_kv > 1 && (int64_t)n_tot * B * n_head * hd > 32768)
     {
-        float *p = malloc(2 * cap * sizeof(float));
+        float *p = malloc((hd == 8 ? 16 : 2) * cap * sizeof(float));
         #pragma omp for schedule(static)
         for (int hk = 0; hk < n_head_kv; hk++) {
             if (!p) continue;
+            const size_t ko = (size_t)hk * hd;
             for (int h = hk * group; h < (hk + 1) * group; h++)
-                for (int b = 0; b < B; b++) {
-                    const size_t qo = (size_t)b * q_stride + (size_t)h * hd, ko = (size_t)hk * hd;
-                    bwd_one(dq + qo, dk + ko, dv + ko, dout + qo, q + qo, kc + ko, vc + ko, kv_stride, n_past + b + 1,
-                            hd, scale, p, p + cap);
+                for (int b = 0; b < B;) {
+                    const size_t qo = (size_t)b * q_stride + (size_t)h * hd;
+                    const int nb = B - b < 8 ? B - b : 8;
+                    if (hd == 8 && nb >= BWD_LANES_MIN) {   // a block of 8 queries in the lanes
+                        bwd8_lanes(dq + qo, dk + ko, dv + ko, dout + qo, q + qo, q_stride, kc + ko, vc + ko, kv_stride,
+                                   n_past + b + 1, nb, scale, p, p + 8 * cap);
+                        b += nb;
+                    } else {
+                        bwd_one(dq + qo, dk + ko, dv + ko, dout + qo, q + qo, kc + ko, vc + ko, kv_stride, n_past + b + 1,
+                                hd, scale, p, p + cap);
+                        b++;
+                    }
                 }
         }
         free(p);
