@@ -20,11 +20,14 @@ void vm_rmsnorm_forward(float *out, const float *inp, const float *weight, int B
 void vm_rope_forward(float *x, const int32_t *pos, int B, int n_head, int head_dim, int n_rot,
                      float freq_base, float freq_scale, int neox) {
     const int half = n_rot / 2;
+    double fr[VM_ROPE_MAX_HALF];   // base^(-2i/n_rot) once per call, not once per token: the same bits
+    const int nf = half < VM_ROPE_MAX_HALF ? half : VM_ROPE_MAX_HALF;
+    for (int i = 0; i < nf; i++) fr[i] = pow((double)freq_base, -2.0 * i / n_rot);
     #pragma omp parallel for schedule(static) if ((int64_t)B * n_head * head_dim > 65536)
     for (int b = 0; b < B; b++) {
         const double p = (double)pos[b] * freq_scale;
         for (int i = 0; i < half; i++) {
-            const double theta = p * pow((double)freq_base, -2.0 * i / n_rot);
+            const double theta = p * (i < nf ? fr[i] : pow((double)freq_base, -2.0 * i / n_rot));
             const float c = (float)cos(theta), s = (float)sin(theta);
             // normal: pair (2i, 2i+1); neox: pair (i, i + n_rot/2)
             const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;

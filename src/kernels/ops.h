@@ -10,6 +10,7 @@ void vm_matmul_forward(float *out, const float *inp, const vm_tensor *w, const f
 void vm_rmsnorm_forward(float *out, const float *inp, const float *weight, int B, int C, float eps);
 // In place on x (B, n_head*head_dim) at positions pos (B). The first n_rot dims of each head rotate;
 // neox = 0: pairs (2i, 2i+1) (ggml "normal"); neox = 1: pairs (i, i + n_rot/2).
+#define VM_ROPE_MAX_HALF 256   // rotated pairs whose frequencies the rope kernels tabulate per call
 void vm_rope_forward(float *x, const int32_t *pos, int B, int n_head, int head_dim, int n_rot,
                      float freq_base, float freq_scale, int neox);
 void vm_softmax_forward(float *out, const float *inp, int n);
