@@ -1,6 +1,7 @@
 // Kernels against naive double-precision references written here, and the router's gate
 // conventions (method.md §2) on hand-computed cases.
 #include "test.h"
+#include "kernels/exp_neg.h"
 #include "kernels/ops.h"
 #include "router/router.h"
 #include "util/rng.h"
@@ -298,6 +299,30 @@ static void test_router(void) {
     vm_router_free(r);
 }
 
+// The attention/SwiGLU exponential (kernels/exp_neg.h): within 2 ulp (2.4e-7 relative) of exp on
+// [-86.5, 0], exactly 1 at 0, 0 below -86.5 and at -inf, NaN for NaN; and the logistic built on it.
+static void test_exp_neg(void) {
+    double worst = 0;
+    for (int i = 0; i <= 2000000; i++) {
+        const float x = -86.5f * (float)i / 2000000.0f;
+        const double e = exp((double)x);
+        worst = fmax(worst, fabs(vm_exp_neg(x) - e) / e);
+    }
+    printf("exp_neg: worst relative error %.3g on [-86.5, 0]\n", worst);
+    CHECK(worst < 2.4e-7, "exp_neg relative error %g", worst);
+    CHECK(vm_exp_neg(0.0f) == 1.0f && vm_exp_neg(-0.0f) == 1.0f, "exp_neg(0) != 1");
+    CHECK(vm_exp_neg(-86.6f) == 0.0f && vm_exp_neg(-1e30f) == 0.0f && vm_exp_neg(-INFINITY) == 0.0f, "exp_neg flush");
+    CHECK(isnan(vm_exp_neg(NAN)), "exp_neg(NaN)");
+    double ws = 0;
+    for (int i = -4000; i <= 4000; i++) {
+        const float g = (float)i / 100.0f;
+        const double t = 1.0 / (1.0 + exp(-(double)g));
+        ws = fmax(ws, fabs(vm_sigmoid(g) - t) / t);
+    }
+    CHECK(ws < 5e-7, "sigmoid relative error %g", ws);
+    CHECK(vm_sigmoid(0.0f) == 0.5f && vm_sigmoid(-200.0f) == 0.0f && vm_sigmoid(200.0f) == 1.0f, "sigmoid limits");
+}
+
 int main(void) {
     vm_rng_seed(&rng, 1234);
     test_matmul();
@@ -305,6 +330,7 @@ int main(void) {
     test_rope();
     test_softmax_swiglu();
     test_attention();
+    test_exp_neg();
     test_threads();
     test_router();
     return TEST_SUMMARY();

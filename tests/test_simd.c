@@ -365,6 +365,27 @@ static void check_attention_backward(int n_past, int B, int H, int HK, int HD) {
     free(q); free(go); free(kc); free(vc); free(ref); free(g); free(g1);
 }
 
+// SwiGLU forward and backward: the same bits at every level (one logistic, kernels/exp_neg.h), over
+// gates from -120 to 120 (exp flushed to 0, both signs of zero) and a tail of n % 8.
+static void check_swiglu(void) {
+    enum { N = 203 };
+    float g[N], u[N], go[N], ref[3][N], out[3][N];
+    fill(g, N, 4.0f); fill(u, N, 1.0f); fill(go, N, 1.0f);
+    g[0] = 0.0f; g[1] = -0.0f; g[2] = -120.0f; g[3] = 120.0f; g[4] = -86.0f; g[5] = -87.0f;
+    const vm_simd_kernels *S = vm_simd_kernels_get(VM_SIMD_SCALAR);
+    memset(ref, 0, sizeof ref);
+    S->swiglu(ref[0], g, u, N);
+    S->swiglu_backward(ref[1], ref[2], go, g, u, N);
+    for (int l = 1; l < VM_SIMD_COUNT; l++) {
+        const vm_simd_kernels *K = vm_simd_kernels_get((vm_simd_level)l);
+        if (!vm_simd_supported((vm_simd_level)l) || !K) continue;
+        memset(out, 0, sizeof out);
+        K->swiglu(out[0], g, u, N);
+        K->swiglu_backward(out[1], out[2], go, g, u, N);
+        CHECK(memcmp(out, ref, sizeof ref) == 0, "%s swiglu: bits differ from the portable level", vm_simd_name((vm_simd_level)l));
+    }
+}
+
 int main(void) {
     vm_rng_seed(&rng, 7);
     const int saved = omp_get_max_threads();
@@ -407,6 +428,7 @@ int main(void) {
     check_attention(70, 19, 8, 4, 8);   // hd 8: blocks of 8 queries in lanes across chunks, 2- and 3-query tails
     check_attention(0, 130, 2, 1, 8);
     check_attention(62, 10, 2, 2, 8);
+    check_swiglu();
     check_attention_backward(0, 5, 4, 4, 8);
     check_attention_backward(70, 19, 8, 4, 8);
     check_attention_backward(60, 9, 8, 2, 32);

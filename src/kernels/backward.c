@@ -4,6 +4,7 @@
 // or a sequence run in double: the gradient checks compare against finite differences, and these
 // reductions are where f32 loses the digits.
 #include "kernels/ops.h"
+#include "kernels/exp_neg.h"
 #include "kernels/simd.h"
 #include "quant/quant.h"
 
@@ -127,13 +128,23 @@ void vm_softmax_backward(float *dinp, const float *dout, const float *out, int n
 }
 
 // silu(g) = g s(g) with s the logistic; silu'(g) = s(g) (1 + g (1 - s(g))).
+// One rounding per statement (no contraction whatever the compiler's default): the AVX2 level's
+// swiglu_backward (simd_avx2.c) takes the same steps, so the bits are the same at every level.
+void vm_swiglu_backward_scalar(float *dgate, float *dup, const float *dout, const float *gate,
+                               const float *up, int n) {
+    for (int i = 0; i < n; i++) {
+        const float g = gate[i], sg = vm_sigmoid(g);
+        const float c = 1.0f - sg, gc = g * c, f = 1.0f + gc;   // silu'(g) / sg
+        const float du = dout[i] * up[i], a = du * sg, dg = a * f;
+        const float dg2 = dout[i] * g, b = dg2 * sg;
+        dgate[i] += dg;
+        dup[i] += b;
+    }
+}
+
 void vm_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
                         const float *up, int n) {
-    for (int i = 0; i < n; i++) {
-        const float g = gate[i], sg = 1.0f / (1.0f + expf(-g));
-        dgate[i] += dout[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
-        dup[i] += dout[i] * g * sg;
-    }
+    vm_simd_kernels_get(vm_simd_get())->swiglu_backward(dgate, dup, dout, gate, up, n);
 }
 
 // Per query (b, h): p = softmax(scale q.k_t) over t <= n_past+b, out = sum_t p_t v_t.

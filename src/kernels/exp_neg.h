@@ -41,3 +41,10 @@ static inline float vm_exp_neg(float x) {
     memcpy(&p, &u, sizeof p);
     return p;
 }
+
+// The logistic 1 / (1 + exp(-g)) from e = exp(-|g|) <= 1 (never overflows): 1 / (1 + e) for g >= 0,
+// e / (1 + e) below. The AVX2 level's sigmoid8 (simd_avx2_util.h) takes the same steps.
+static inline float vm_sigmoid(float g) {
+    const float e = vm_exp_neg(-fabsf(g)), d = 1.0f + e;
+    return g >= 0.0f ? 1.0f / d : e / d;
+}

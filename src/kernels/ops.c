@@ -1,5 +1,7 @@
 // Element-wise and per-row kernels: rmsnorm, rotary position embedding, softmax, SwiGLU.
 #include "kernels/ops.h"
+#include "kernels/exp_neg.h"
+#include "kernels/simd.h"
 
 #include <math.h>
 
@@ -51,9 +53,15 @@ void vm_softmax_forward(float *out, const float *inp, int n) {
     for (int i = 0; i < n; i++) out[i] *= inv;
 }
 
-void vm_swiglu_forward(float *out, const float *gate, const float *up, int n) {
+// silu(g) up = (g sigmoid(g)) up with kernels/exp_neg.h's logistic: the same bits at every level
+// (the AVX2 level's is simd_avx2.c swiglu). out may be gate.
+void vm_swiglu_scalar(float *out, const float *gate, const float *up, int n) {
     for (int i = 0; i < n; i++) {
-        const float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
+        const float g = gate[i], s = vm_sigmoid(g), gs = g * s;
+        out[i] = gs * up[i];
     }
+}
+
+void vm_swiglu_forward(float *out, const float *gate, const float *up, int n) {
+    vm_simd_kernels_get(vm_simd_get())->swiglu(out, gate, up, n);
 }

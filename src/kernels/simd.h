@@ -55,6 +55,9 @@ typedef struct vm_simd_kernels {
     void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout, const float *q,
                                const float *kc, const float *vc, int n_past, int B, int n_head,
                                int n_head_kv, int hd, float scale);
+    // As vm_swiglu_forward and vm_swiglu_backward (kernels/ops.h): the same bits at every level.
+    void (*swiglu)(float *out, const float *gate, const float *up, int n);
+    void (*swiglu_backward)(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int n);
     const vm_simd_gemm *gemm;   // NULL: batches use act_rows
 } vm_simd_kernels;
 
@@ -90,6 +93,8 @@ void vm_avx2_attention_backward(float *dq, float *dk, float *dv, const float *do
 #endif
 void vm_attention_scalar(float *out, const float *q, const float *kc, const float *vc, int n_past, int B,
                          int n_head, int n_head_kv, int hd, float scale);
+void vm_swiglu_scalar(float *out, const float *gate, const float *up, int n);
+void vm_swiglu_backward_scalar(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int n);
 // The portable backward (kernels/backward.c): double sums, libm exp; the reference of the others.
 void vm_attention_backward_scalar(float *dq, float *dk, float *dv, const float *dout, const float *q,
                                   const float *kc, const float *vc, int n_past, int B, int n_head,

@@ -32,24 +32,6 @@
 
 enum { ATT_CHUNK = 64 };   // keys scored before one softmax rescale; chunks start at absolute positions
 
-// vm_exp_neg on 8 lanes: the same operations in the same order (same bits for non-NaN x).
-AI __m256 exp_neg8(__m256 x) {
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(VM_EXP_LOG2E)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(VM_EXP_LN2_HI), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(VM_EXP_LN2_LO), r);
-    __m256 p = _mm256_set1_ps(VM_EXP_P0);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(VM_EXP_P1));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(VM_EXP_P2));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(VM_EXP_P3));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(VM_EXP_P4));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(VM_EXP_P5));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    p = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23)));
-    // x < VM_EXP_MIN (-inf included) -> 0; an unordered compare is false, so NaN passes through
-    return _mm256_andnot_ps(_mm256_cmp_ps(x, _mm256_set1_ps(VM_EXP_MIN), _CMP_LT_OQ), p);
-}
-
 AI float hmax_ps(__m256 v) {   // exact whatever the order (no NaN)
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     m = _mm_max_ps(m, _mm_movehl_ps(m, m));

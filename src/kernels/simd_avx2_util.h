@@ -9,6 +9,33 @@
 
 #define AI static inline __attribute__((always_inline))
 
+// vm_exp_neg (kernels/exp_neg.h) on 8 lanes: the same operations in the same order, so the same
+// bits for non-NaN x. Include kernels/exp_neg.h first.
+#ifdef VM_EXP_MIN
+AI __m256 exp_neg8(__m256 x) {
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(VM_EXP_LOG2E)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(VM_EXP_LN2_HI), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(VM_EXP_LN2_LO), r);
+    __m256 p = _mm256_set1_ps(VM_EXP_P0);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(VM_EXP_P1));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(VM_EXP_P2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(VM_EXP_P3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(VM_EXP_P4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(VM_EXP_P5));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    p = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23)));
+    // x < VM_EXP_MIN (-inf included) -> 0; an unordered compare is false, so NaN passes through
+    return _mm256_andnot_ps(_mm256_cmp_ps(x, _mm256_set1_ps(VM_EXP_MIN), _CMP_LT_OQ), p);
+}
+
+// vm_sigmoid on 8 lanes (same bits): the sign bit picks e / (1 + e) (for -0 both give 1/2).
+AI __m256 sigmoid8(__m256 g) {
+    const __m256 e = exp_neg8(_mm256_or_ps(g, _mm256_set1_ps(-0.0f))), d = _mm256_add_ps(_mm256_set1_ps(1.0f), e);
+    return _mm256_blendv_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), d), _mm256_div_ps(e, d), g);
+}
+#endif
+
 // ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)): the usual 256-bit horizontal sum
 AI float hsum_ps(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
