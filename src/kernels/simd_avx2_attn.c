@@ -2,18 +2,21 @@
 // vm_attention_backward; the portable ones are the scalar level's reference). Compiled for
 // avx2,fma whatever the build flags; used only when simd_dispatch.c says the CPU has them.
 //
-// Small heads (the bundled model's hd = 8) make the per-key scalar work the whole cost: one libm
+// Small heads (the bundled model's hd = 8) made the per-key scalar work the whole cost: one libm
 // exp per key, and chains of dependent adds (the softmax sum, o += e v with one vector per key)
-// that wait on the FP latency at every key. So here, per query:
-// - scores 8 keys at a time (lane j = key j, one horizontal reduction per 8 keys);
+// that wait on the FP latency at every key. So here:
 // - exponentials 8 at a time (exp_neg8: kernels/exp_neg.h's polynomial, the same bits as the
-//   scalar level's), the sum in an 8-lane accumulator;
-// - o += e_j v_j and the backward's dq += ds_j k_j over several independent accumulators (keys
-//   split round-robin), added in a fixed order at the end.
-// Every operation depends only on the query's data and its number of keys: a row's output is the
-// same bits alone (decode) or in any batch, and with any thread count (threads own whole queries in
-// the forward, whole KV heads in the backward). Versus the scalar level the sums run in another
-// order: agreement within float rounding (tests/test_simd.c), not bit for bit.
+//   scalar level's vm_exp_neg);
+// - any head size, per query: scores 8 keys at a time (lane j = key j, one horizontal reduction
+//   per 8 keys), the softmax sum in an 8-lane accumulator, o += e_j v_j and dq += ds_j k_j over
+//   several independent accumulators (keys split round-robin), added in a fixed order;
+// - heads of 8: 8 queries of a head in the lanes instead (attend8_lanes, bwd8_lanes), no
+//   horizontal sums at all; see the hd = 8 section.
+// Forward: every operation of a query depends only on its data and its number of keys, so a row is
+// the same bits alone (decode) or in any batch; threads own whole queries. Backward: threads own
+// whole KV heads and take each head's queries in a fixed order, so the bits do not depend on the
+// thread count. Versus the scalar level the sums run in another order: agreement within float
+// rounding (tests/test_simd.c), not bit for bit.
 #include "kernels/simd.h"
 
 #ifdef VM_SIMD_X86
