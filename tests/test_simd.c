@@ -9,8 +9,11 @@
 //   rounding to nearest), plus float rounding, bounded by 1e-5 sum|w x| + 1e-5 sum|w| d.
 // - against the exact dot of the dequantised weights with the DEQUANTISED activations (d q), the
 //   int8 path is exact up to float rounding: |err| <= 1e-5 sum|w xhat| (checks the bit unpacking).
-// - attention: normalised by sum |v| (per output): 1e-5.
-// Plus, for every level: same bits for a token alone or in a batch, and with 1 or 2 threads.
+// - attention: normalised by max |v| (per output): 1e-5; its backward: 1e-4 of each gradient's
+//   largest magnitude against the portable double kernel.
+// - SwiGLU forward and backward: the same bits at every level.
+// Plus, for every level: same bits for a token alone or in a batch (every attention row against
+// its decode), and with 1 or 2 threads.
 #include "test.h"
 #include "kernels/ops.h"
 #include "kernels/simd.h"
