@@ -2,7 +2,7 @@
 # vmoer bench: model mode on the converted stories260K model (and an upcycled MoE of it) writes a
 # table and well-formed JSON; kernel mode runs; the dispatch level can be forced with VMOER_SIMD
 # (same logits for scalar as for the default level within float tolerance is test_simd's job;
-# here: both levels run the model end to end); bad options fail with one line.
+# here: both levels run the model end to end); attention mode runs; bad options fail with one line.
 VMOER=${VMOER:-build/vmoer}
 SHARED=${VMOER_SHARED:-../shared}
 pass=0; fail=0
@@ -36,6 +36,14 @@ if command -v python3 >/dev/null; then
 fi
 # forced portable level
 VMOER_SIMD=scalar "$VMOER" bench "$M" --n-prompt 8 --n-gen 2 --reps 1 >"$T/out" 2>"$T/e" && grep -q 'simd scalar' "$T/out" && ok || bad "VMOER_SIMD=scalar: $(cat "$T/out" "$T/e")"
+
+# attention mode: a row per head shape with positive old/new times and ratios, well-formed JSON
+"$VMOER" bench --attention --threads 1 --n-prompt 12 --batch 8 --json "$T/a.json" >"$T/out" 2>"$T/e" && ok || bad "bench --attention: $(cat "$T/e")"
+[ "$(grep -cE '^(stories|granite|hd128) +(8|64|128) +[0-9]+/[0-9]+ +1 \| +[0-9.]+ +[0-9.]+ +[0-9.]+ \| +[0-9.]+ +[0-9.]+ +[0-9.]+$' "$T/out")" -eq 3 ] && ok || bad "attention table: $(cat "$T/out")"
+if command -v python3 >/dev/null; then
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); r=d['results']; assert len(r)==3 and all(x['fwd_speedup']>0 and x['bwd_speedup']>0 for x in r)" "$T/a.json" && ok || bad "attention json: $(cat "$T/a.json")"
+fi
+"$VMOER" bench --attention "$M" >/dev/null 2>"$T/e" && bad "--attention with a model accepted" || ok
 
 # kernel mode on the model's shapes: one row per distinct matrix shape
 "$VMOER" bench --kernels "$M" --threads 1 --batch 4 --json "$T/k.json" >"$T/out" 2>"$T/e" && ok || bad "bench --kernels: $(cat "$T/e")"
