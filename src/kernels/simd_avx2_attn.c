@@ -29,6 +29,7 @@
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/exp_neg.h"
 #include "kernels/simd_avx2_util.h"
@@ -358,11 +359,47 @@ void vm_avx2_attention(float *out, const float *q, const float *kc, const float 
     const int group = n_head / n_head_kv;
     const size_t q_stride = (size_t)n_head * hd, kv_stride = (size_t)n_head_kv * hd;
     const int64_t n_items = (int64_t)B * n_head;
-    #pragma omp parallel for schedule(static) if (n_items > 1 && (int64_t)(n_past + B) * n_items * hd > 32768)
-    for (int64_t it = 0; it < n_items; it++) {
-        const int b = (int)(it / n_head), h = (int)(it % n_head), hk = h / group;
-        attend_one(out + (size_t)b * q_stride + (size_t)h * hd, q + (size_t)b * q_stride + (size_t)h * hd,
-                   kc + (size_t)hk * hd, vc + (size_t)hk * hd, kv_stride, n_past + b + 1, hd, scale);
+    const int parallel = n_items > 1 && (int64_t)(n_past + B) * n_items * hd > 32768;
+    if (hd < 32 || n_head_kv == 1 || B < 2) {   // one pass over the rows per query: read them in place
+        #pragma omp parallel for schedule(static) if (parallel)
+        for (int64_t it = 0; it < n_items; it++) {
+            const int b = (int)(it / n_head), h = (int)(it % n_head), hk = h / group;
+            attend_one(out + (size_t)b * q_stride + (size_t)h * hd, q + (size_t)b * q_stride + (size_t)h * hd,
+                       kc + (size_t)hk * hd, vc + (size_t)hk * hd, kv_stride, n_past + b + 1, hd, scale);
+        }
+        return;
+    }
+    // Wide heads, several queries: a head's rows sit kv_stride floats apart (4 KB for 8 heads of
+    // 128), so K and V rows share a few cache sets and each query streams them from memory. An item
+    // is (a block of ATT_QBLK queries, a KV head): it copies the head's rows its queries see into
+    // contiguous scratch once, then runs every query of the group on them. attend_one does the same
+    // operations wherever the rows are: the same bits as in place (and as a decode).
+    enum { ATT_QBLK = 16 };
+    const int n_qb = (B + ATT_QBLK - 1) / ATT_QBLK;
+    const int64_t n_blk = (int64_t)n_qb * n_head_kv;
+    #pragma omp parallel if (parallel)
+    {
+        float *buf = malloc(2 * (size_t)(n_past + B) * hd * sizeof(float));   // NULL: in place
+        #pragma omp for schedule(static, 1)
+        for (int64_t it = 0; it < n_blk; it++) {
+            const int hk = (int)(it % n_head_kv), b0 = (int)(it / n_head_kv) * ATT_QBLK;
+            const int b1 = B - b0 < ATT_QBLK ? B : b0 + ATT_QBLK, n_rows = n_past + b1;
+            const float *k = kc + (size_t)hk * hd, *v = vc + (size_t)hk * hd;
+            size_t ks = kv_stride;
+            if (buf) {
+                float *kh = buf, *vh = buf + (size_t)n_rows * hd;
+                for (int t = 0; t < n_rows; t++) {
+                    memcpy(kh + (size_t)t * hd, k + (size_t)t * kv_stride, (size_t)hd * sizeof(float));
+                    memcpy(vh + (size_t)t * hd, v + (size_t)t * kv_stride, (size_t)hd * sizeof(float));
+                }
+                k = kh; v = vh; ks = (size_t)hd;
+            }
+            for (int b = b0; b < b1; b++)
+                for (int h = hk * group; h < (hk + 1) * group; h++)
+                    attend_one(out + (size_t)b * q_stride + (size_t)h * hd, q + (size_t)b * q_stride + (size_t)h * hd,
+                               k, v, ks, n_past + b + 1, hd, scale);
+        }
+        free(buf);
     }
 }
 
@@ -536,25 +573,54 @@ void vm_avx2_attention_backward(float *dq, float *dk, float *dv, const float *do
     const int group = n_head / n_head_kv, n_tot = n_past + B;
     const size_t q_stride = (size_t)n_head * hd, kv_stride = (size_t)n_head_kv * hd;
     const size_t cap = ((size_t)(n_tot > 0 ? n_tot : 1) + 7) & ~(size_t)7;   // 8 * cap: bwd8_lanes's P or DS
+    // Wide heads (hd >= 32, several KV heads): a head's rows sit kv_stride floats apart, 4 KB for
+    // 8 heads of 128, so the rows of K, V, dK and dV all fall in the same few cache sets and every
+    // pass over the keys streams from memory. Each thread copies its head's K and V rows into
+    // contiguous scratch (n_tot x hd, O(n_tot hd) next to the O(B n_tot hd) work), accumulates dK and
+    // dV there from zero, and adds them to dk and dv at the end.
+    const int pack = hd >= 32 && n_head_kv > 1;
+    const size_t sp = (hd == 8 ? 16 : 2) * cap, sh = pack ? 4 * (size_t)n_tot * hd : 0;
     #pragma omp parallel if (n_head_kv > 1 && (int64_t)n_tot * B * n_head * hd > 32768)
     {
-        float *p = malloc((hd == 8 ? 16 : 2) * cap * sizeof(float));
+        float *p = malloc((sp + sh) * sizeof(float));
         #pragma omp for schedule(static)
         for (int hk = 0; hk < n_head_kv; hk++) {
             if (!p) continue;
             const size_t ko = (size_t)hk * hd;
+            const float *k = kc + ko, *v = vc + ko;
+            float *gk = dk + ko, *gv = dv + ko;
+            size_t ks = kv_stride;
+            if (pack) {
+                float *kh = p + sp, *vh = kh + (size_t)n_tot * hd;
+                gk = vh + (size_t)n_tot * hd;
+                gv = gk + (size_t)n_tot * hd;
+                for (int t = 0; t < n_tot; t++) {
+                    memcpy(kh + (size_t)t * hd, k + (size_t)t * kv_stride, (size_t)hd * sizeof(float));
+                    memcpy(vh + (size_t)t * hd, v + (size_t)t * kv_stride, (size_t)hd * sizeof(float));
+                }
+                memset(gk, 0, 2 * (size_t)n_tot * hd * sizeof(float));
+                k = kh; v = vh; ks = (size_t)hd;
+            }
             for (int h = hk * group; h < (hk + 1) * group; h++)
                 for (int b = 0; b < B;) {
                     const size_t qo = (size_t)b * q_stride + (size_t)h * hd;
                     const int nb = B - b < 8 ? B - b : 8;
                     if (hd == 8 && nb >= BWD_LANES_MIN) {   // a block of 8 queries in the lanes
-                        bwd8_lanes(dq + qo, dk + ko, dv + ko, dout + qo, q + qo, q_stride, kc + ko, vc + ko, kv_stride,
-                                   n_past + b + 1, nb, scale, p, p + 8 * cap);
+                        bwd8_lanes(dq + qo, gk, gv, dout + qo, q + qo, q_stride, k, v, ks, n_past + b + 1, nb, scale, p,
+                                   p + 8 * cap);
                         b += nb;
                     } else {
-                        bwd_one(dq + qo, dk + ko, dv + ko, dout + qo, q + qo, kc + ko, vc + ko, kv_stride, n_past + b + 1,
-                                hd, scale, p, p + cap);
+                        bwd_one(dq + qo, gk, gv, dout + qo, q + qo, k, v, ks, n_past + b + 1, hd, scale, p, p + cap);
                         b++;
+                    }
+                }
+            if (pack)
+                for (int t = 0; t < n_tot; t++) {
+                    float *a = dk + ko + (size_t)t * kv_stride, *c = dv + ko + (size_t)t * kv_stride;
+                    const float *ga = gk + (size_t)t * hd, *gc = gv + (size_t)t * hd;
+                    for (int d = 0; d < hd; d += 8) {
+                        _mm256_storeu_ps(a + d, _mm256_add_ps(_mm256_loadu_ps(a + d), _mm256_loadu_ps(ga + d)));
+                        _mm256_storeu_ps(c + d, _mm256_add_ps(_mm256_loadu_ps(c + d), _mm256_loadu_ps(gc + d)));
                     }
                 }
         }
