@@ -564,6 +564,16 @@ static void bwd8_lanes(float *gq, float *gk, float *gv, const float *go, const f
 // As vm_attention_backward_scalar (kernels/backward.c) in float: threads own whole KV heads (the
 // keys' dk/dv rows), each head's queries in a fixed order, so the bits do not depend on the
 // thread count. Head dims that are not a multiple of 8 take the portable kernel.
+// dst (n rows of hd at stride ld) += src (n x hd, contiguous). A function of its own, not code in
+// the OpenMP region: clang gives the outlined region no target attribute, so no intrinsics there.
+static void add_rows(float *dst, size_t ld, const float *src, int n, int hd) {
+    for (int t = 0; t < n; t++)
+        for (int d = 0; d < hd; d += 8) {
+            float *a = dst + (size_t)t * ld + d;
+            _mm256_storeu_ps(a, _mm256_add_ps(_mm256_loadu_ps(a), _mm256_loadu_ps(src + (size_t)t * hd + d)));
+        }
+}
+
 void vm_avx2_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *kc,
                                 const float *vc, int n_past, int B, int n_head, int n_head_kv, int hd, float scale) {
     if (hd % 8) {
@@ -614,15 +624,10 @@ void vm_avx2_attention_backward(float *dq, float *dk, float *dv, const float *do
                         b++;
                     }
                 }
-            if (pack)
-                for (int t = 0; t < n_tot; t++) {
-                    float *a = dk + ko + (size_t)t * kv_stride, *c = dv + ko + (size_t)t * kv_stride;
-                    const float *ga = gk + (size_t)t * hd, *gc = gv + (size_t)t * hd;
-                    for (int d = 0; d < hd; d += 8) {
-                        _mm256_storeu_ps(a + d, _mm256_add_ps(_mm256_loadu_ps(a + d), _mm256_loadu_ps(ga + d)));
-                        _mm256_storeu_ps(c + d, _mm256_add_ps(_mm256_loadu_ps(c + d), _mm256_loadu_ps(gc + d)));
-                    }
-                }
+            if (pack) {
+                add_rows(dk + ko, kv_stride, gk, n_tot, hd);
+                add_rows(dv + ko, kv_stride, gv, n_tot, hd);
+            }
         }
         free(p);
     }
