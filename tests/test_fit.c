@@ -186,6 +186,23 @@ int main(void) {
         vm_model_free(m3); vm_model_free(m4);
     }
 
+    // divergence: an error by default; with keep_best_on_diverge, an adapter of the best parameters
+    // so far (here the initial head: no epoch ended) and the step reported
+    {
+        vm_model *ma = vm_model_load(moe), *mb = vm_model_load(moe);
+        fit_opts(&o); o.lr = 1e30f; o.ckpt_path = ck;
+        remove(ad2);
+        CHECK(ma && vm_fit_run(ma, tok, &ds, &o, ad2, &st) < 0 && strstr(vm_errmsg(), "diverged"), "divergence is an error: %s", vm_errmsg());
+        CHECK(access(ad2, F_OK) != 0, "no adapter from a diverged fit");
+        remove(ck);
+        fit_opts(&o); o.lr = 1e30f; o.ckpt_path = ck; o.keep_best_on_diverge = 1;
+        CHECK(mb && vm_fit_run(mb, tok, &ds, &o, ad2, &st) == 0, "keep best on divergence: %s", vm_errmsg());
+        CHECK(st.diverged_step > 0 && st.best_epoch == 0 && access(ad2, F_OK) == 0,
+              "diverged at step %lld, best epoch %d, adapter written", (long long)st.diverged_step, st.best_epoch);
+        remove(ad2); remove(ck);
+        vm_model_free(ma); vm_model_free(mb);
+    }
+
     // stopped after 2 steps, then resumed: the same adapter bytes
     {
         vm_model *ma = vm_model_load(moe), *mb = vm_model_load(moe);

@@ -309,6 +309,7 @@ static int fit_one(dm *d, dm_worker *wk, const char *kind, int seed_idx, float b
     fo.samples = o->samples; fo.beta = beta;
     fo.swag_rank = o->swag_rank; fo.swag_every = o->swag_every;
     fo.progress = 2;
+    fo.keep_best_on_diverge = 1;   // a diverged fit is a result (reported), not the end of the run
     // the shared frozen prefix: h at l0 for every training item, in the dataset's item order
     const dm_set *tr = &d->sets[DM_SET_TRAIN];
     fo.cache_l0 = d->l0;
@@ -323,6 +324,7 @@ static int fit_one(dm *d, dm_worker *wk, const char *kind, int seed_idx, float b
     f->val_nll_init = st.val_nll_init; f->val_nll_best = st.val_nll_best;
     f->val_acc_init = st.val_acc_init; f->val_acc_best = st.val_acc_best;
     f->best_epoch = st.best_epoch; f->epochs_run = st.epochs_run;
+    f->diverged_step = (long long)st.diverged_step;
     f->improved = st.best_epoch > 0 && st.val_nll_best < st.val_nll_init;
     if (st.swag_snapshots > 0) {   // swag: what is kept is the sampled posterior, judged as such
         f->val_nll_best = st.swag_val_nll; f->val_acc_best = st.swag_val_acc;

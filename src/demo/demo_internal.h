@@ -58,6 +58,7 @@ void dm_res_derive(dm_res *r);
 
 typedef struct dm_fit {
     int done, improved, best_epoch, epochs_run;
+    long long diverged_step;   // 0, or the step at which training diverged (the best so far kept)
     float beta;
     double val_nll_init, val_nll_best, val_acc_init, val_acc_best, seconds;
     float prior_sd[DM_MAX_LAYERS];
@@ -159,6 +160,7 @@ const char *vword(int v);
 const char *score_label(int k);
 int declared_scores(const char *kind, int *k);              // the OOD scores a method is judged by
 int seeds_improved(const dm *d, int m);
+int seeds_diverged(const dm *d, int m);   // fits stopped by a non-finite loss (best so far kept)
 void mean_over_seeds(const dm *d, int m, double (*f)(const dm_run *), double *out);
 double run_flops(const dm_run *r);
 double run_T(const dm_run *r);

@@ -245,6 +245,12 @@ int declared_scores(const char *kind, int *k) {
 }
 
 // Fits of a method: how many seeds improved their held-out NLL over the initial head.
+int seeds_diverged(const dm *d, int m) {
+    int k = 0;
+    for (int s = 0; s < d->n_seeds[m]; s++) k += d->runs[m][s].fit.diverged_step > 0;
+    return k;
+}
+
 int seeds_improved(const dm *d, int m) {
     int k = 0;
     for (int s = 0; s < d->n_seeds[m]; s++) k += d->runs[m][s].fit.improved;
@@ -339,7 +345,10 @@ static void table_md_main(const out_ctx *c, vm_sbuf *b, int ts) {
         if (!dm_methods[m].fit) vm_sbuf_puts(b, " - |\n");
         else {
             const int k = seeds_improved(d, m);
-            vm_sbuf_printf(b, " %d/%d improved%s |\n", k, d->n_seeds[m], k < d->n_seeds[m] ? " (kept its initial head otherwise)" : "");
+            const int dv = seeds_diverged(d, m);
+            vm_sbuf_printf(b, " %d/%d improved%s", k, d->n_seeds[m], k < d->n_seeds[m] ? " (kept its initial head otherwise)" : "");
+            if (dv) vm_sbuf_printf(b, "; %d diverged (best so far kept)", dv);
+            vm_sbuf_puts(b, " |\n");
         }
     }
     vm_sbuf_puts(b, "\n");
@@ -425,6 +434,9 @@ static void verdict_md(const out_ctx *c, vm_sbuf *b) {
             if (k < d->n_seeds[m])
                 vm_sbuf_printf(b, "; kept its initial head in %d of %d seeds (its fit did not improve the held-out NLL)",
                                d->n_seeds[m] - k, d->n_seeds[m]);
+            if (seeds_diverged(d, m))
+                vm_sbuf_printf(b, "; %d of %d fits diverged (non-finite loss; the best parameters before it kept)",
+                               seeds_diverged(d, m), d->n_seeds[m]);
         }
         vm_sbuf_puts(b, ".\n");
     }
@@ -548,6 +560,7 @@ static json_t *table_json(const out_ctx *c) {
                 json_object_set_new(jf, "val_acc", jpair(f->val_acc_init, f->val_acc_best));
                 json_object_set_new(jf, "best_epoch", json_integer(f->best_epoch));
                 json_object_set_new(jf, "improved_on_init", json_boolean(f->improved));
+                json_object_set_new(jf, "diverged_step", json_integer(f->diverged_step));
                 for (int i = 0; i < d->nl; i++) json_array_append_new(sd, jnum(f->prior_sd[i]));
                 json_object_set_new(jf, "prior_sd", sd);
                 json_array_append_new(fits, jf);

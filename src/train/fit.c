@@ -680,6 +680,15 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
             }
             if (!finite || !params_finite(&s)) {
                 progress_end(&bar_open);
+                if (o->keep_best_on_diverge) {   // the parameters are untouched by this step's update
+                    st->diverged_step = cs.step + 1;
+                    if (!quiet)
+                        fprintf(stderr, "fit: diverged at step %lld (epoch %d): non-finite loss or gradient; the adapter "
+                                "keeps the best parameters so far (epoch %d)\n", (long long)cs.step + 1, epoch + 1,
+                                cs.best_epoch);
+                    stop = 1;
+                    break;
+                }
                 if (access(ckpt, F_OK) == 0)
                     vm_err("training diverged at step %lld (epoch %d): non-finite loss or gradient; stopped "
                            "before the update, %s keeps the last good state (try a lower --lr)",

@@ -83,6 +83,9 @@ typedef struct vm_fit_opts {
     int ckpt_every;            // also checkpoint every N steps (0: at epoch ends only)
     int resume;                // continue from the checkpoint when it exists
     int64_t stop_after;        // stop (with a checkpoint) after this many steps in total (0: off)
+    int keep_best_on_diverge;  // a non-finite loss or gradient ends training (before that update) and
+                               // the adapter gets the best parameters so far (st->diverged_step set)
+                               // instead of failing; for sweeps like the demo's, which report it
     int progress;              // -1: bar when stderr is a tty, else a line per epoch; 0: lines; 2: quiet
     // LoRA on attention Q/K/V (model/lora.h), trained jointly with the routers ("stage 1" task
     // adaptation, method.md §4): rank 0 = none; alpha <= 0 = rank (scale 1); layers as given, or
@@ -104,6 +107,7 @@ typedef struct vm_fit_stats {
     int n_layers, layers[VM_ADAPTER_MAX_LAYERS], l0;
     int64_t steps, total_steps, tokens;
     int epochs_run, best_epoch, stopped_early, interrupted, resumed;
+    int64_t diverged_step;                    // keep_best_on_diverge: the step that diverged (0: none)
     double train_ce_first, train_ce_last;     // mean answer CE over the first/last epoch run
     double val_nll_init, val_nll_best, val_acc_init, val_acc_best;
     double seconds, tokens_per_s;             // training forward/backward only (no validation)
