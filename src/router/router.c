@@ -321,6 +321,25 @@ void vm_rt_matmul_backward(float *dW, float *dinp, const float *W, const float *
     }
 }
 
+int vm_rt_linear_backward(const vm_router_layer *L, vm_param *P, const float *u, int T, const float *dgates,
+                          float *du) {
+    const int D = L->n_embd, N = L->n_expert, K = L->n_expert_used;
+    float *l = vm_malloc((size_t)T * N * sizeof(float));
+    if (!l) return -1;
+    vm_rt_matmul(l, u, P->w, T, D, N);
+    float p[N], g[K], dl[N];
+    int32_t sel[K];
+    for (int t = 0; t < T; t++) {
+        const float *lt = l + (size_t)t * N;
+        vm_gate_from_logits(L, lt, p, sel, g);
+        for (int i = 0; i < N; i++) dl[i] = 0.0f;
+        vm_gate_backward(L, lt, sel, dgates + (size_t)t * K, dl);
+        vm_rt_matvec_backward(P->g, du + (size_t)t * D, P->w, u + (size_t)t * D, dl, N, D);
+    }
+    free(l);
+    return 0;
+}
+
 float *vm_rt_w_gate_f32(const vm_router_layer *L) {
     const vm_tensor *w = L->w_gate;
     const int64_t D = w->ne[0], N = w->ne[1];

@@ -62,6 +62,12 @@ void vm_rt_matmul(float *out, const float *inp, const float *W, int B, int C, in
 void vm_rt_matmul_backward(float *dW, float *dinp, const float *W, const float *inp, const float *dout,
                            int B, int C, int M);
 
+// Backward of a linear head l = W u (W = P->w, f32 (N, D)) under the layer's gate convention (map,
+// and swag's iterate): recomputes l (vm_rt_matmul, the forward's kernel) and the selection from u,
+// then P->g += dl u^T and du += W^T dl. 0, or -1 on allocation failure.
+int vm_rt_linear_backward(const vm_router_layer *L, vm_param *P, const float *u, int T, const float *dgates,
+                          float *du);
+
 // y (M) = W (M,C) x (C), accumulating in f32 in a fixed order.
 static inline void vm_rt_matvec(float *y, const float *W, const float *x, int M, int C) {
     for (int m = 0; m < M; m++) {

@@ -273,22 +273,7 @@ int vm_swag_token_logits(const vm_router *r, const vm_router_layer *L, const flo
 static int swag_backward(vm_router *r, const vm_router_layer *L, const float *u, int T,
                          const vm_router_out *out, const float *dgates, float *du, float reg_weight) {
     (void)out; (void)reg_weight;
-    const int D = L->n_embd, N = L->n_expert, K = L->n_expert_used;
-    vm_param *P = &r->params[W_R];
-    float *l = vm_malloc((size_t)T * N * sizeof(float));
-    if (!l) return -1;
-    vm_rt_matmul(l, u, P->w, T, D, N);
-    float p[N], gt[K], dl[N];
-    int32_t sel[K];
-    for (int t = 0; t < T; t++) {
-        const float *lt = l + (size_t)t * N;
-        vm_gate_from_logits(L, lt, p, sel, gt);
-        for (int i = 0; i < N; i++) dl[i] = 0.0f;
-        vm_gate_backward(L, lt, sel, dgates + (size_t)t * K, dl);
-        vm_rt_matvec_backward(P->g, du + (size_t)t * D, P->w, u + (size_t)t * D, dl, N, D);
-    }
-    free(l);
-    return 0;
+    return vm_rt_linear_backward(L, &r->params[W_R], u, T, dgates, du);
 }
 
 static double swag_reg(const vm_router *r) { (void)r; return 0.0; }
