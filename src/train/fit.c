@@ -378,6 +378,33 @@ done:
     return rc;
 }
 
+// A router's W_r copy (map.w_r, swag.w_r, ...): its parameter named "<kind>.w_r", or NULL.
+static vm_param *w_r_param(vm_router *r) {
+    for (int j = 0; j < r->n_params; j++) {
+        const char *dot = strchr(r->params[j].name, '.');
+        if (dot && !strcmp(dot, ".w_r") && !r->params[j].frozen) return &r->params[j];
+    }
+    return NULL;
+}
+
+// map_from: installs the map adapter at path (checked against the model by vm_adapter_apply), checks
+// it covers exactly `layers`, and copies each layer's W_r into w (nl x per floats).
+static int read_map_from(vm_model *m, const char *path, const int *layers, int nl, float *w, size_t per) {
+    vm_adapter_info ai;
+    if (vm_adapter_apply_ex(m, path, 0, &ai)) return vm_err_prefix("fit: map_from");
+    if (strcmp(ai.kind, "map")) return vm_err("fit: map_from %s is a '%s' adapter, not map", path, ai.kind);
+    if (ai.lora_rank > 0) return vm_err("fit: map_from %s carries a LoRA (not supported)", path);
+    int same = ai.n_layers == nl;
+    for (int i = 0; same && i < nl; i++) same = ai.layers[i] == layers[i];
+    if (!same) return vm_err("fit: map_from %s covers other layers than the fit's", path);
+    for (int i = 0; i < nl; i++) {
+        vm_param *p = w_r_param(m->routers[layers[i]]);
+        if (!p || (size_t)vm_param_numel(p) != per) return vm_err("fit: map_from %s: layer %d has no W_r of %zu values", path, layers[i], per);
+        memcpy(w + (size_t)i * per, p->w, per * sizeof(float));
+    }
+    return 0;
+}
+
 // Everything a resumed run must agree on.
 static uint64_t fingerprint(const vm_model *m, const vm_fit_opts *o, const int *layers, int nl, int n_ex,
                             uint64_t data_id) {
@@ -415,6 +442,12 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
     if (hp->n_expert <= 0) return vm_err("fit: the model has no MoE layers");
     if (o->epochs < 1 || o->batch < 1 || !(o->lr > 0) || o->patience < 1)
         return vm_err("fit: bad options (epochs %d, batch %d, lr %g, patience %d)", o->epochs, o->batch, (double)o->lr, o->patience);
+    if (o->map_from) {   // the MAP phase is of swag only, and has no checkpoint to resume
+        const vm_router_ops *kops = vm_router_kind_ops(o->kind);
+        if (!kops || !kops->collect) return vm_err("fit: map_from applies to kinds with a collection phase (swag), not '%s'", o->kind);
+        if (o->resume) return vm_err("fit: map_from runs no MAP loop: nothing to resume");
+        if (o->lora_rank > 0) return vm_err("fit: map_from with a LoRA is not supported (the map adapter's LoRA would be dropped)");
+    }
     int first_moe = -1;
     for (int il = 0; il < hp->n_layer && first_moe < 0; il++) if (m->layers[il].is_moe) first_moe = il;
     vm_router_opts ro;
@@ -445,7 +478,7 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
     fit_state s = { .m = m, .o = o };
     int rc = -1, n_val_items = 0;
     int *tr_idx = NULL, *va_idx = NULL, n_tr = 0, n_va = 0;
-    float *best = NULL;
+    float *best = NULL, *map_w = NULL;
     int *eorder = NULL;   // the epoch's example order; freed at done (every exit)
     vm_adamw opt = {0};
     if (!order || vm_fit_split(n_items, o->val_frac, o->seed, order, &n_val_items)) goto done;
@@ -544,6 +577,13 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
     }
     memcpy(st->prior_sd, sd, (size_t)nl * sizeof(float));
 
+    // ---- map_from: the finished MAP phase's W_r per layer (installed, read, then replaced below)
+    if (o->map_from) {
+        const size_t per = (size_t)hp->n_embd * hp->n_expert;
+        if (!(map_w = vm_malloc((size_t)nl * per * sizeof(float)))) goto done;
+        if (read_map_from(m, o->map_from, layers, nl, map_w, per)) goto done;
+    }
+
     // ---- routers and parameters (frozen constants such as the prior's scale are not trained)
     s.routers = vm_calloc((size_t)nl, sizeof *s.routers);
     if (!s.routers) goto done;
@@ -554,6 +594,14 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
         if (!r || vm_model_set_router(m, layers[i], r)) goto done;
         s.routers[i] = r; s.n_layers = i + 1;
         for (int j = 0; j < r->n_params; j++) s.n_params += !r->params[j].frozen;
+        if (map_w) {   // the iterate starts where the MAP phase ended
+            vm_param *w = w_r_param(r);
+            if (!w || (size_t)vm_param_numel(w) != (size_t)hp->n_embd * hp->n_expert) {
+                vm_err("fit: router kind '%s' has no W_r to start from %s", o->kind, o->map_from);
+                goto done;
+            }
+            memcpy(w->w, map_w + (size_t)i * hp->n_embd * hp->n_expert, (size_t)vm_param_numel(w) * sizeof(float));
+        }
     }
     s.beta = s.routers[0]->beta;
     for (int i = 0; i < n_lora; i++) {
@@ -617,7 +665,7 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
     }
 
     // ---- state (fresh or from the checkpoint)
-    const int64_t spe = (n_tr + o->batch - 1) / o->batch, total = spe * o->epochs;
+    const int64_t spe = (n_tr + o->batch - 1) / o->batch, total = o->map_from ? 0 : spe * o->epochs;
     st->total_steps = total;
     char ckpt_buf[4096];
     const char *ckpt = o->ckpt_path;
@@ -781,7 +829,7 @@ done:
         if (!s.ex[i].h_borrowed) free(s.ex[i].h);
         vm_task_input_free(&s.ex[i].in);
     }
-    free(s.ex); free(order); free(tr_idx); free(va_idx); free(best); free(eorder);
+    free(s.ex); free(order); free(tr_idx); free(va_idx); free(best); free(map_w); free(eorder);
     vm_adamw_free(&opt);
     vm_tctx_free(s.tc);
     free(s.h_tmp); free(s.logits); free(s.dlogits);
