@@ -188,6 +188,7 @@ typedef struct fit_state {
     fit_ex *ex;
     int n_ex;
     float *h_tmp, *logits, *dlogits;   // (T_max, D), (T_max, V) x2; T_max = the largest tree
+    double *lz;                        // (T_max) log-partition of each scored row (its loglik's, reused by the gradient)
     float beta;
     vm_param **params;
     int n_params;
@@ -238,14 +239,14 @@ static int run_example(fit_state *s, fit_ex *e, int train, float scale, vm_rng *
         *ce = -vm_task_letter_probs(in, s->logits, probs, train ? s->dlogits : NULL, scale);
     } else {
         double ll[VM_TASK_MAX_SEQ], score[VM_MCQ_MAX_CHOICES];
-        vm_task_tree_loglik(in, s->logits, V, ll);
+        vm_task_tree_loglik_lz(in, s->logits, V, ll, s->lz);
         vm_task_choice_scores(in, ll, score);   // pmi: conditional minus unconditional
         *ce = vm_task_choice_softmax(score, in->n_choices, in->answer, probs);
         // d(-log p_y)/d ll_q = p_c - 1[c = y] (negated for pmi's unconditional sequences), at
         // sequence q's scored rows
         for (int q = 0; train && q < in->n_seq; q++)
-            vm_task_seq_loglik(in, q, s->logits + (size_t)t->out0[q] * V, V, s->dlogits + (size_t)t->out0[q] * V,
-                               scale * (float)vm_task_seq_coef(in, q, probs));
+            vm_task_seq_dlogits(in, q, s->logits + (size_t)t->out0[q] * V, V, s->lz + t->out0[q],
+                                s->dlogits + (size_t)t->out0[q] * V, scale * (float)vm_task_seq_coef(in, q, probs));
     }
     if (!train) return 0;
     set_sf(s, *ce, scale);
@@ -641,7 +642,8 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
     s.h_tmp = vm_malloc((size_t)s.T_max * s.D * sizeof(float));
     s.logits = vm_malloc((size_t)s.T_max * s.V * sizeof(float));
     s.dlogits = vm_malloc((size_t)s.T_max * s.V * sizeof(float));
-    if (!s.h_tmp || !s.logits || !s.dlogits) goto done;
+    s.lz = vm_malloc((size_t)s.T_max * sizeof(double));
+    if (!s.h_tmp || !s.logits || !s.dlogits || !s.lz) goto done;
     if (!o->no_cache) {   // one prefix per item: its tree's rows (the shared context once)
         const int shared = o->cache_h && o->cache_l0 == s.l0;
         for (int k = 0; k < n_tr + n_va; k++) {
@@ -832,7 +834,7 @@ done:
     free(s.ex); free(order); free(tr_idx); free(va_idx); free(best); free(map_w); free(eorder);
     vm_adamw_free(&opt);
     vm_tctx_free(s.tc);
-    free(s.h_tmp); free(s.logits); free(s.dlogits);
+    free(s.h_tmp); free(s.logits); free(s.dlogits); free(s.lz);
     free(s.params); free(s.routers);
     return rc;
 }
