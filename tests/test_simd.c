@@ -265,6 +265,71 @@ static void check_axpy_rows(void) {
     }
 }
 
+// The f32 kernels of every level above AVX2 give the AVX2 level's bits (the reference of the
+// f32 tiles: the same products, accumulation association and horizontal-sum tree for every
+// element), on random shapes: C with and without a tail of 8 or 16, odd token counts, row counts
+// past a multiple of the tiles, strides wider than the rows. And their axpy_rows the scalar
+// level's, for lengths around the vector widths and random row lists.
+static void check_f32_levels(void) {
+    const vm_simd_kernels *A = level_kernels(VM_SIMD_AVX2);
+    if (!A) return;
+    vm_rng r2;
+    vm_rng_seed(&r2, 11);
+    const int64_t Cs[] = {1, 7, 8, 9, 15, 16, 17, 24, 31, 33, 63, 64, 65, 96, 97, 128, 129, 200, 301};
+    int n_cases = 0, bad = 0;
+    for (int it = 0; it < 400; it++) {
+        const int64_t C = Cs[it % (sizeof Cs / sizeof *Cs)];
+        const int R = 1 + (int)((uint32_t)vm_rng_u64(&r2) % 70), B = 1 + (int)((uint32_t)vm_rng_u64(&r2) % 20);
+        const size_t ldw = (size_t)C + (uint32_t)vm_rng_u64(&r2) % 5, ldx = (size_t)C + (uint32_t)vm_rng_u64(&r2) % 5;
+        const size_t ldo = (size_t)R + (uint32_t)vm_rng_u64(&r2) % 4;
+        float *w = malloc((size_t)R * ldw * sizeof(float)), *x = malloc((size_t)B * ldx * sizeof(float));
+        float *ref = malloc((size_t)B * ldo * sizeof(float)), *got = malloc((size_t)B * ldo * sizeof(float));
+        fill(w, (size_t)R * ldw, 1.0f);
+        fill(x, (size_t)B * ldx, 1.0f);
+        memset(ref, 0x55, (size_t)B * ldo * sizeof(float));
+        A->f32_rows(ref, ldo, w, ldw, x, ldx, R, B, C);
+        for (int l = VM_SIMD_AVX2 + 1; l < VM_SIMD_COUNT; l++) {
+            const vm_simd_kernels *K = level_kernels(l);
+            if (!K) continue;
+            memset(got, 0x55, (size_t)B * ldo * sizeof(float));   // untouched gaps must match too
+            K->f32_rows(got, ldo, w, ldw, x, ldx, R, B, C);
+            n_cases++;
+            if (memcmp(got, ref, (size_t)B * ldo * sizeof(float))) {
+                if (bad++ < 5) printf("%s f32_rows C=%lld R=%d B=%d: bits differ from avx2\n", vm_simd_name((vm_simd_level)l), (long long)C, R, B);
+            }
+        }
+        free(w); free(x); free(ref); free(got);
+    }
+    CHECK(bad == 0, "f32_rows: %d of %d cases differ from the avx2 level's bits", bad, n_cases);
+    bad = n_cases = 0;
+    for (int it = 0; it < 200; it++) {
+        const int64_t C = Cs[it % (sizeof Cs / sizeof *Cs)] + (it / 19) * 16;
+        enum { NR = 16 };
+        const size_t ldw = (size_t)C + (uint32_t)vm_rng_u64(&r2) % 3;
+        float *wt = malloc(NR * ldw * sizeof(float)), g[NR], *d0 = malloc((size_t)C * sizeof(float));
+        float *ref = malloc((size_t)C * sizeof(float)), *got = malloc((size_t)C * sizeof(float));
+        fill(wt, NR * ldw, 1.0f);
+        fill(g, NR, 1.0f);
+        fill(d0, (size_t)C, 1.0f);
+        int idx[NR], m = 0;
+        for (int j = 0; j < NR; j++)
+            if ((uint32_t)vm_rng_u64(&r2) % 4) idx[m++] = j;
+        memcpy(ref, d0, (size_t)C * sizeof(float));
+        vm_simd_kernels_get(VM_SIMD_SCALAR)->axpy_rows(ref, g, wt, ldw, idx, m, C);
+        for (int l = 1; l < VM_SIMD_COUNT; l++) {
+            const vm_simd_kernels *K = level_kernels(l);
+            if (!K) continue;
+            memcpy(got, d0, (size_t)C * sizeof(float));
+            K->axpy_rows(got, g, wt, ldw, idx, m, C);
+            n_cases++;
+            bad += memcmp(got, ref, (size_t)C * sizeof(float)) != 0;
+        }
+        free(wt); free(d0); free(ref); free(got);
+    }
+    CHECK(bad == 0, "axpy_rows: %d of %d cases differ from the scalar level's bits", bad, n_cases);
+    printf("f32_rows / axpy_rows: %d cases, every level bit-identical to avx2 / scalar\n", n_cases);
+}
+
 // Non-finite activations reach the outputs of quantised matmuls at every level (not rounded away).
 static void check_nan(vm_type type) {
     enum { C = 512, OC = 8 };
@@ -426,6 +491,7 @@ int main(void) {
     }
     check_dequant();
     check_axpy_rows();
+    check_f32_levels();
     // attention: head dims with and without a vector tail, GQA, contexts across chunk boundaries
     check_attention(0, 5, 4, 4, 8);
     check_attention(70, 19, 8, 4, 8);   // hd 8: blocks of 8 queries in lanes across chunks, 2- and 3-query tails

@@ -83,6 +83,12 @@ extern const vm_simd_kernels vm_simd_avx2;
 extern const vm_simd_kernels vm_simd_avxvnni;
 extern const vm_simd_kernels vm_simd_avx512;
 extern const vm_simd_gemm vm_avx2_gemm, vm_avxvnni_gemm, vm_avx512_gemm;
+void vm_avx2_f32_rows(float *out, size_t ldo, const float *w, size_t ldw, const float *x, size_t ldx, int R, int B,
+                      int64_t C);
+// simd_avx512.c: the AVX2 level's f32_rows and axpy_rows (same bits), two 8-lane accumulators a register
+void vm_avx512_f32_rows(float *out, size_t ldo, const float *w, size_t ldw, const float *x, size_t ldx, int R, int B,
+                        int64_t C);
+void vm_avx512_axpy_rows(float *di, const float *g, const float *wt, size_t ldw, const int *idx, int m, int64_t C);
 void vm_avx2_act_rows(vm_type type, float *out, size_t ldo, const void *w, size_t ldw, const void *x,
                       size_t ldx, int R, int B, int64_t C);
 void vm_avx2_act_quant(vm_type type, const float *x, void *dst, int64_t n);
