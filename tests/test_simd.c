@@ -330,6 +330,43 @@ static void check_f32_levels(void) {
     printf("f32_rows / axpy_rows: %d cases, every level bit-identical to avx2 / scalar\n", n_cases);
 }
 
+// The attention kernels of every level above AVX2 give the AVX2 level's bits (heads of 8 with
+// the heads of a KV group paired in 512-bit registers: contexts across the 64-key chunks, blocks
+// of 1 to 8 queries, groups of 1, 2 and 4 heads, 1 and 2 threads).
+static void check_attention_levels(void) {
+    const vm_simd_kernels *A = level_kernels(VM_SIMD_AVX2);
+    if (!A) return;
+    const int cases[][4] = {   // n_past, B, n_head, n_head_kv
+        {0, 1, 8, 4}, {0, 2, 8, 4}, {0, 9, 8, 4}, {5, 17, 8, 4}, {63, 3, 8, 4}, {64, 66, 8, 4}, {130, 25, 8, 4},
+        {0, 150, 8, 4}, {7, 31, 4, 1}, {70, 19, 8, 2}, {0, 13, 8, 8}, {3, 10, 6, 3}, {200, 1, 8, 4}};
+    int bad = 0, n = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        const int n_past = cases[c][0], B = cases[c][1], H = cases[c][2], HK = cases[c][3], HD = 8;
+        const size_t qn = (size_t)B * H * HD, kvn = (size_t)(n_past + B) * HK * HD;
+        float *q = malloc(qn * sizeof(float)), *kc = malloc(kvn * sizeof(float)), *vc = malloc(kvn * sizeof(float));
+        float *ref = malloc(qn * sizeof(float)), *got = malloc(qn * sizeof(float));
+        fill(q, qn, 1.0f); fill(kc, kvn, 1.0f); fill(vc, kvn, 1.0f);
+        for (size_t i = 0; i < kvn; i += 7) kc[i] *= 6.0f;
+        const float scale = 1.0f / sqrtf((float)HD);
+        A->attention(ref, q, kc, vc, n_past, B, H, HK, HD, scale);
+        for (int l = VM_SIMD_AVX2 + 1; l < VM_SIMD_COUNT; l++) {
+            const vm_simd_kernels *K = level_kernels(l);
+            if (!K) continue;
+            for (int th = 1; th <= 2; th++) {
+                omp_set_num_threads(th);
+                memset(got, 0x55, qn * sizeof(float));
+                K->attention(got, q, kc, vc, n_past, B, H, HK, HD, scale);
+                n++;
+                if (memcmp(got, ref, qn * sizeof(float)) && bad++ < 5)
+                    printf("%s attention n_past=%d B=%d H=%d/%d, %d threads: bits differ from avx2\n",
+                           vm_simd_name((vm_simd_level)l), n_past, B, H, HK, th);
+            }
+        }
+        free(q); free(kc); free(vc); free(ref); free(got);
+    }
+    CHECK(bad == 0, "attention: %d of %d cases differ from the avx2 level's bits", bad, n);
+}
+
 // Non-finite activations reach the outputs of quantised matmuls at every level (not rounded away).
 static void check_nan(vm_type type) {
     enum { C = 512, OC = 8 };
@@ -492,6 +529,7 @@ int main(void) {
     check_dequant();
     check_axpy_rows();
     check_f32_levels();
+    check_attention_levels();
     // attention: head dims with and without a vector tail, GQA, contexts across chunk boundaries
     check_attention(0, 5, 4, 4, 8);
     check_attention(70, 19, 8, 4, 8);   // hd 8: blocks of 8 queries in lanes across chunks, 2- and 3-query tails

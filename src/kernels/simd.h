@@ -92,7 +92,12 @@ void vm_avx512_axpy_rows(float *di, const float *g, const float *wt, size_t ldw,
 void vm_avx2_act_rows(vm_type type, float *out, size_t ldo, const void *w, size_t ldw, const void *x,
                       size_t ldx, int R, int B, int64_t C);
 void vm_avx2_act_quant(vm_type type, const float *x, void *dst, int64_t n);
-// simd_avx2_attn.c
+// simd_avx2_attn.c; attend8_one: one query of a head of 8 (n_kv keys at stride ks), the bits it
+// gets in a block of queries in lanes
+void vm_avx2_attend8_one(float *o, const float *qv, const float *k, const float *v, size_t ks, int n_kv, float scale);
+// simd_avx512_attn.c: as vm_avx2_attention (same bits), two heads of 8 per register
+void vm_avx512_attention(float *out, const float *q, const float *kc, const float *vc, int n_past, int B,
+                         int n_head, int n_head_kv, int hd, float scale);
 void vm_avx2_attention(float *out, const float *q, const float *kc, const float *vc, int n_past, int B,
                        int n_head, int n_head_kv, int hd, float scale);
 void vm_avx2_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,

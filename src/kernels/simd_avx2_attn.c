@@ -206,21 +206,6 @@ static void attend_one(float *o, const float *qv, const float *kc, const float *
 // by operation counts: a block pays its per-key work for 8 lanes whatever nb).
 enum { LANES_MIN = 3, BWD_LANES_MIN = 4 };
 
-AI void transpose8(__m256 r[8]) {
-    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
-    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
-    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
-    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
-    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20); r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20); r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20); r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20); r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
-}
-
 // nb (<= 8) queries at stride qs, query i with n0 + i keys (rows of k and v at stride ks); out at stride qs.
 static void attend8_lanes(float *out, const float *q, size_t qs, const float *k, const float *v, size_t ks, int n0, int nb,
                           float scale) {
@@ -280,7 +265,7 @@ static void attend8_lanes(float *out, const float *q, size_t qs, const float *k,
 }
 
 // One query of n_kv keys: attend8_lanes's operations for one lane, keys in lanes.
-static void attend8_one(float *o, const float *qv, const float *k, const float *v, size_t ks, int n_kv, float scale) {
+void vm_avx2_attend8_one(float *o, const float *qv, const float *k, const float *v, size_t ks, int n_kv, float scale) {
     __m256 qb[8];
     for (int d = 0; d < 8; d++) qb[d] = _mm256_set1_ps(qv[d]);
     const __m256 scv = _mm256_set1_ps(scale);
@@ -344,7 +329,7 @@ static void attention8(float *out, const float *q, const float *kc, const float 
             attend8_lanes(out + qo, q + qo, qs, kc + ko, vc + ko, ks, n_past + b0 + 1, nb, scale);
         } else {
             for (int i = 0; i < nb; i++)
-                attend8_one(out + qo + (size_t)i * qs, q + qo + (size_t)i * qs, kc + ko, vc + ko, ks, n_past + b0 + i + 1,
+                vm_avx2_attend8_one(out + qo + (size_t)i * qs, q + qo + (size_t)i * qs, kc + ko, vc + ko, ks, n_past + b0 + i + 1,
                             scale);
         }
     }

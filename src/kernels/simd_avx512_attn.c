@@ -1,0 +1,164 @@
+// Attention forward at the AVX-512 level for heads of 8: the AVX2 level's attend8_lanes
+// (simd_avx2_attn.c) with two heads of a KV group in one 512-bit register. Compiled for avx512f
+// whatever the build flags; used only when simd_dispatch.c says the CPU has the level.
+//
+// attend8_lanes puts 8 queries of one head in the lanes of a vector, and every lane does the
+// operations of its own query in key order (the recipe in simd_avx2_attn.c's hd = 8 section).
+// Heads h and h+1 of one KV group see the same keys and values, and the same queries of a block
+// see the same number of keys, so lanes 0-7 take head h's block and lanes 8-15 head h+1's: every
+// lane still does exactly its query's operations (the same FMAs, the same exp polynomial, the same
+// -inf blending past its own n_kv), only 16 at a time. Hence the same bits as the AVX2 level,
+// alone or in a batch, and with any thread count (threads own whole (block, head pair) items).
+#include "kernels/simd.h"
+
+#ifdef VM_SIMD_X86
+#ifdef __clang__   // clang ignores GCC target pragmas
+#pragma clang attribute push(__attribute__((target("avx512f,avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx2,fma,f16c")
+#endif
+#include <immintrin.h>
+#include <math.h>
+
+#include "kernels/exp_neg.h"
+#include "kernels/simd_avx2_util.h"
+
+enum { ATT_CHUNK = 64 };   // as simd_avx2_attn.c: keys per softmax rescale, from absolute positions
+
+// exp_neg8 (vm_exp_neg) on 16 lanes: the same operations in the same order.
+AI __m512 exp_neg16(__m512 x) {
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(VM_EXP_LOG2E)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(VM_EXP_LN2_HI), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(VM_EXP_LN2_LO), r);
+    __m512 p = _mm512_set1_ps(VM_EXP_P0);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(VM_EXP_P1));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(VM_EXP_P2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(VM_EXP_P3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(VM_EXP_P4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(VM_EXP_P5));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    p = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(p), _mm512_slli_epi32(_mm512_cvtps_epi32(n), 23)));
+    // x < VM_EXP_MIN (-inf included) -> +0; an unordered compare is false, so NaN passes through
+    return _mm512_maskz_mov_ps(~_mm512_cmp_ps_mask(x, _mm512_set1_ps(VM_EXP_MIN), _CMP_LT_OQ), p);
+}
+
+AI __m512 join(__m256 lo, __m256 hi) {
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)), _mm256_castps_pd(hi), 1));
+}
+
+AI __m256 high_half(__m512 v) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)); }
+
+// nb (<= 8) queries at stride qs of heads h (at q) and h+1 (at q + 8), query i with n0 + i keys
+// (rows of k and v at stride ks); out likewise. attend8_lanes line for line, 16 lanes.
+static void attend8x2_lanes(float *out, const float *q, size_t qs, const float *k, const float *v, size_t ks, int n0,
+                            int nb, float scale) {
+    __m512 Q[8], O[8];
+    {
+        __m256 qa[8], qb[8];
+        for (int i = 0; i < 8; i++) {
+            qa[i] = i < nb ? _mm256_loadu_ps(q + (size_t)i * qs) : _mm256_setzero_ps();
+            qb[i] = i < nb ? _mm256_loadu_ps(q + (size_t)i * qs + 8) : _mm256_setzero_ps();
+        }
+        transpose8(qa);
+        transpose8(qb);
+        for (int d = 0; d < 8; d++) Q[d] = join(qa[d], qb[d]);   // lane i = head h's q_i[d], 8 + i head h+1's
+    }
+    for (int d = 0; d < 8; d++) O[d] = _mm512_setzero_ps();
+    const int N = n0 + nb - 1;   // the last lane's keys
+    const __m512i nkv = _mm512_add_epi32(_mm512_set1_epi32(n0), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7));
+    const __m512 scv = _mm512_set1_ps(scale), ninf = _mm512_set1_ps(-INFINITY), one = _mm512_set1_ps(1.0f);
+    __m512 mx = ninf, sum = _mm512_setzero_ps();
+    __m512 sb[ATT_CHUNK];
+    for (int t0 = 0; t0 < N; t0 += ATT_CHUNK) {
+        const int n = N - t0 < ATT_CHUNK ? N - t0 : ATT_CHUNK;
+        __m512 cm = ninf;
+        for (int j = 0; j < n; j++) {
+            const int t = t0 + j;
+            const float *kr = k + (size_t)t * ks;
+            __m512 sc = _mm512_mul_ps(Q[0], _mm512_set1_ps(kr[0]));
+            #pragma GCC unroll 7
+            for (int d = 1; d < 8; d++) sc = _mm512_fmadd_ps(Q[d], _mm512_set1_ps(kr[d]), sc);
+            sc = _mm512_mul_ps(sc, scv);
+            if (t >= n0)   // lanes with n_kv <= t: -inf
+                sc = _mm512_mask_blend_ps(_mm512_cmpgt_epi32_mask(_mm512_set1_epi32(t + 1), nkv), sc, ninf);
+            sb[j] = sc;
+            cm = _mm512_max_ps(cm, sc);
+        }
+        const __mmask16 grow = _mm512_cmp_ps_mask(cm, mx, _CMP_GT_OQ);
+        const __m512 r = _mm512_mask_blend_ps(grow, one, exp_neg16(_mm512_sub_ps(mx, cm)));
+        mx = _mm512_mask_blend_ps(grow, mx, cm);
+        sum = _mm512_mul_ps(sum, r);
+        #pragma GCC unroll 8
+        for (int d = 0; d < 8; d++) O[d] = _mm512_mul_ps(O[d], r);
+        int j = 0;
+        const int nfull = n0 - t0 < n ? (n0 - t0 > 0 ? n0 - t0 : 0) : n;   // keys every lane sees
+        for (; j < nfull; j++) {
+            const __m512 e = exp_neg16(_mm512_sub_ps(sb[j], mx));
+            const float *vr = v + (size_t)(t0 + j) * ks;
+            sum = _mm512_add_ps(sum, e);
+            #pragma GCC unroll 8
+            for (int d = 0; d < 8; d++) O[d] = _mm512_fmadd_ps(e, _mm512_set1_ps(vr[d]), O[d]);
+        }
+        for (; j < n; j++) {   // the last nb - 1 keys: only the lanes that see them change
+            const __m512 e = exp_neg16(_mm512_sub_ps(sb[j], mx));
+            const float *vr = v + (size_t)(t0 + j) * ks;
+            const __mmask16 ok = _mm512_cmpgt_epi32_mask(nkv, _mm512_set1_epi32(t0 + j));
+            sum = _mm512_mask_add_ps(sum, ok, sum, e);
+            #pragma GCC unroll 8
+            for (int d = 0; d < 8; d++) O[d] = _mm512_mask3_fmadd_ps(e, _mm512_set1_ps(vr[d]), O[d], ok);
+        }
+    }
+    const __m512 inv = _mm512_div_ps(one, sum);
+    __m256 oa[8], ob[8];
+    #pragma GCC unroll 8
+    for (int d = 0; d < 8; d++) {
+        const __m512 o = _mm512_mul_ps(O[d], inv);
+        oa[d] = _mm512_castps512_ps256(o);
+        ob[d] = high_half(o);
+    }
+    transpose8(oa);   // oa[i] = head h's output for query i
+    transpose8(ob);
+    for (int i = 0; i < nb; i++) {
+        _mm256_storeu_ps(out + (size_t)i * qs, oa[i]);
+        _mm256_storeu_ps(out + (size_t)i * qs + 8, ob[i]);
+    }
+}
+
+// Heads of 8, an even number of heads per KV head: work items of (a block of up to 8 consecutive
+// queries, a pair of heads of one group); a thread writes whole items. A block of one query takes
+// attend8_one per head (the same bits, fewer wasted lanes). No intrinsics in the OpenMP region:
+// clang gives the outlined region no target attribute.
+static void attention8x2(float *out, const float *q, const float *kc, const float *vc, int n_past, int B, int n_head,
+                         int n_head_kv, float scale) {
+    const int group = n_head / n_head_kv, n_blk = (B + 7) / 8, n_pair = n_head / 2;
+    const size_t qs = (size_t)n_head * 8, ks = (size_t)n_head_kv * 8;
+    const int64_t n_items = (int64_t)n_blk * n_pair;
+    #pragma omp parallel for schedule(static) if (n_items > 1 && (int64_t)(n_past + B) * B * n_head * 8 > 32768)
+    for (int64_t it = 0; it < n_items; it++) {
+        const int b0 = (int)(it / n_pair) * 8, h = 2 * (int)(it % n_pair), hk = h / group, nb = B - b0 < 8 ? B - b0 : 8;
+        const size_t qo = (size_t)b0 * qs + (size_t)h * 8, ko = (size_t)hk * 8;
+        if (nb >= 2) {
+            attend8x2_lanes(out + qo, q + qo, qs, kc + ko, vc + ko, ks, n_past + b0 + 1, nb, scale);
+        } else {
+            vm_avx2_attend8_one(out + qo, q + qo, kc + ko, vc + ko, ks, n_past + b0 + 1, scale);
+            vm_avx2_attend8_one(out + qo + 8, q + qo + 8, kc + ko, vc + ko, ks, n_past + b0 + 1, scale);
+        }
+    }
+}
+
+void vm_avx512_attention(float *out, const float *q, const float *kc, const float *vc, int n_past, int B, int n_head,
+                         int n_head_kv, int hd, float scale) {
+    if (hd == 8 && n_head_kv > 0 && n_head % n_head_kv == 0 && (n_head / n_head_kv) % 2 == 0)
+        attention8x2(out, q, kc, vc, n_past, B, n_head, n_head_kv, scale);
+    else
+        vm_avx2_attention(out, q, kc, vc, n_past, B, n_head, n_head_kv, hd, scale);
+}
+
+#ifdef __clang__
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#endif
