@@ -330,15 +330,17 @@ static void check_f32_levels(void) {
     printf("f32_rows / axpy_rows: %d cases, every level bit-identical to avx2 / scalar\n", n_cases);
 }
 
-// The attention kernels of every level above AVX2 give the AVX2 level's bits (heads of 8 with
-// the heads of a KV group paired in 512-bit registers: contexts across the 64-key chunks, blocks
-// of 1 to 8 queries, groups of 1, 2 and 4 heads, 1 and 2 threads).
+// The attention kernels of every level above AVX2 give the AVX2 level's bits, forward and
+// backward (heads of 8: the forward pairs the heads of a KV group in 512-bit registers, the
+// backward two blocks of 8 queries): contexts across the 64-key chunks, 1 to 150 queries (every
+// block remainder, paired and lone blocks), groups of 1, 2 and 4 heads, 1 and 2 threads.
 static void check_attention_levels(void) {
     const vm_simd_kernels *A = level_kernels(VM_SIMD_AVX2);
     if (!A) return;
     const int cases[][4] = {   // n_past, B, n_head, n_head_kv
         {0, 1, 8, 4}, {0, 2, 8, 4}, {0, 9, 8, 4}, {5, 17, 8, 4}, {63, 3, 8, 4}, {64, 66, 8, 4}, {130, 25, 8, 4},
-        {0, 150, 8, 4}, {7, 31, 4, 1}, {70, 19, 8, 2}, {0, 13, 8, 8}, {3, 10, 6, 3}, {200, 1, 8, 4}};
+        {0, 150, 8, 4}, {7, 31, 4, 1}, {70, 19, 8, 2}, {0, 13, 8, 8}, {3, 10, 6, 3}, {200, 1, 8, 4},
+        {0, 12, 8, 4}, {9, 16, 8, 4}, {0, 20, 2, 1}, {60, 23, 8, 4}, {1, 27, 4, 2}, {0, 35, 8, 4}, {100, 44, 8, 4}};
     int bad = 0, n = 0;
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         const int n_past = cases[c][0], B = cases[c][1], H = cases[c][2], HK = cases[c][3], HD = 8;
@@ -349,6 +351,13 @@ static void check_attention_levels(void) {
         for (size_t i = 0; i < kvn; i += 7) kc[i] *= 6.0f;
         const float scale = 1.0f / sqrtf((float)HD);
         A->attention(ref, q, kc, vc, n_past, B, H, HK, HD, scale);
+        // backward: gradients accumulated onto random ones, dq dk dv in one buffer
+        float *go = malloc(qn * sizeof(float)), *g0 = malloc((qn + 2 * kvn) * sizeof(float));
+        float *gref = malloc((qn + 2 * kvn) * sizeof(float)), *ggot = malloc((qn + 2 * kvn) * sizeof(float));
+        fill(go, qn, 1.0f);
+        fill(g0, qn + 2 * kvn, 0.1f);
+        memcpy(gref, g0, (qn + 2 * kvn) * sizeof(float));
+        A->attention_backward(gref, gref + qn, gref + qn + kvn, go, q, kc, vc, n_past, B, H, HK, HD, scale);
         for (int l = VM_SIMD_AVX2 + 1; l < VM_SIMD_COUNT; l++) {
             const vm_simd_kernels *K = level_kernels(l);
             if (!K) continue;
@@ -356,13 +365,18 @@ static void check_attention_levels(void) {
                 omp_set_num_threads(th);
                 memset(got, 0x55, qn * sizeof(float));
                 K->attention(got, q, kc, vc, n_past, B, H, HK, HD, scale);
-                n++;
+                memcpy(ggot, g0, (qn + 2 * kvn) * sizeof(float));
+                K->attention_backward(ggot, ggot + qn, ggot + qn + kvn, go, q, kc, vc, n_past, B, H, HK, HD, scale);
+                n += 2;
                 if (memcmp(got, ref, qn * sizeof(float)) && bad++ < 5)
                     printf("%s attention n_past=%d B=%d H=%d/%d, %d threads: bits differ from avx2\n",
                            vm_simd_name((vm_simd_level)l), n_past, B, H, HK, th);
+                if (memcmp(ggot, gref, (qn + 2 * kvn) * sizeof(float)) && bad++ < 5)
+                    printf("%s attention backward n_past=%d B=%d H=%d/%d, %d threads: bits differ from avx2\n",
+                           vm_simd_name((vm_simd_level)l), n_past, B, H, HK, th);
             }
         }
-        free(q); free(kc); free(vc); free(ref); free(got);
+        free(q); free(kc); free(vc); free(ref); free(got); free(go); free(g0); free(gref); free(ggot);
     }
     CHECK(bad == 0, "attention: %d of %d cases differ from the avx2 level's bits", bad, n);
 }

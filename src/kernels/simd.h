@@ -95,7 +95,18 @@ void vm_avx2_act_quant(vm_type type, const float *x, void *dst, int64_t n);
 // simd_avx2_attn.c; attend8_one: one query of a head of 8 (n_kv keys at stride ks), the bits it
 // gets in a block of queries in lanes
 void vm_avx2_attend8_one(float *o, const float *qv, const float *k, const float *v, size_t ks, int n_kv, float scale);
-// simd_avx512_attn.c: as vm_avx2_attention (same bits), two heads of 8 per register
+// The backward's pieces (simd_avx2_attn.c): one query (hd % 8 == 0; p, ds: scratch of n rounded
+// up to 8), and a block of nb (VM_AVX2_BWD8_LANES_MIN <= nb <= 8) queries of a head of 8 in lanes
+// (P, DS: 8 (n0 + nb - 1) floats each)
+#define VM_AVX2_BWD8_LANES_MIN 4
+void vm_avx2_bwd_one(float *gq, float *gk, float *gv, const float *go, const float *qv, const float *k, const float *v,
+                     size_t ks, int n, int hd, float scale, float *p, float *ds);
+void vm_avx2_bwd8_lanes(float *gq, float *gk, float *gv, const float *go, const float *q, size_t qs, const float *k,
+                        const float *v, size_t ks, int n0, int nb, float scale, float *P, float *DS);
+// simd_avx512_attn.c: as vm_avx2_attention and vm_avx2_attention_backward (same bits), 16 lanes
+void vm_avx512_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                  const float *kc, const float *vc, int n_past, int B, int n_head,
+                                  int n_head_kv, int hd, float scale);
 void vm_avx512_attention(float *out, const float *q, const float *kc, const float *vc, int n_past, int B,
                          int n_head, int n_head_kv, int hd, float scale);
 void vm_avx2_attention(float *out, const float *q, const float *kc, const float *vc, int n_past, int B,

@@ -192,7 +192,7 @@ const vm_simd_kernels vm_simd_avxvnni = { vm_avx2_f32_rows, vm_avx2_act_rows, vm
 // accumulators, another summation order, measured 0.7x these 8-lane ones on a Zen 5); the rest is
 // this level's.
 const vm_simd_kernels vm_simd_avx512 = { vm_avx512_f32_rows, vm_avx2_act_rows, vm_avx2_act_quant, dequant_row, vm_avx512_axpy_rows, vm_avx512_attention,
-                                       vm_avx2_attention_backward, swiglu, swiglu_backward, &vm_avx512_gemm };
+                                       vm_avx512_attention_backward, swiglu, swiglu_backward, &vm_avx512_gemm };
 
 #ifdef __clang__
 #pragma clang attribute pop

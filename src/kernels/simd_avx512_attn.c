@@ -20,6 +20,7 @@
 #endif
 #include <immintrin.h>
 #include <math.h>
+#include <stdlib.h>
 
 #include "kernels/exp_neg.h"
 #include "kernels/simd_avx2_util.h"
@@ -154,6 +155,166 @@ void vm_avx512_attention(float *out, const float *q, const float *kc, const floa
         attention8x2(out, q, kc, vc, n_past, B, n_head, n_head_kv, scale);
     else
         vm_avx2_attention(out, q, kc, vc, n_past, B, n_head, n_head_kv, hd, scale);
+}
+
+// ---- backward, heads of 8 ----------------------------------------------------------------------
+// The AVX2 level takes a head's queries in blocks of 8 (bwd8_lanes), in order: per block the
+// lanes' softmax, dp, ds and dq, then per key the block's rows gv_t += sum_i p_i go_i and gk_t +=
+// sum_i ds_i q_i (even and odd queries in two chains). Here two consecutive blocks of 8 share a
+// register: lanes 0-7 the first block, 8-15 the second. The first block's lanes run over the
+// second's extra keys too, where their scores are -inf (masked exactly as past a lane's own n_kv
+// in bwd8_lanes): exp gives 0, so p = ds = 0 and sum, pdp and dq add exact zeros. The row updates
+// stay per block and in block order (the first block's, only for its own keys, then the
+// second's), each with bwd8_lanes's two chains: every dk / dv row gets the same sums in the same
+// order. Heads of a KV group are not paired: both would add into the same rows, in another order.
+
+// gv_t += sum_{i<nb} p_i go_i and gk_t += sum_{i<nb} ds_i q_i: bwd8_lanes's chains, line for line.
+AI void bwd_rows(float *gvr, float *gkr, const float *pt, const float *dst, const float (*gr)[8], const float (*qr)[8],
+                 int nb) {
+    __m256 va = _mm256_loadu_ps(gvr), vb = _mm256_setzero_ps(), ka = _mm256_loadu_ps(gkr), kb = vb;
+    for (int i = 0; i + 1 < nb; i += 2) {
+        va = _mm256_fmadd_ps(_mm256_broadcast_ss(pt + i), _mm256_load_ps(gr[i]), va);
+        vb = _mm256_fmadd_ps(_mm256_broadcast_ss(pt + i + 1), _mm256_load_ps(gr[i + 1]), vb);
+        ka = _mm256_fmadd_ps(_mm256_broadcast_ss(dst + i), _mm256_load_ps(qr[i]), ka);
+        kb = _mm256_fmadd_ps(_mm256_broadcast_ss(dst + i + 1), _mm256_load_ps(qr[i + 1]), kb);
+    }
+    if (nb & 1) {
+        va = _mm256_fmadd_ps(_mm256_broadcast_ss(pt + nb - 1), _mm256_load_ps(gr[nb - 1]), va);
+        ka = _mm256_fmadd_ps(_mm256_broadcast_ss(dst + nb - 1), _mm256_load_ps(qr[nb - 1]), ka);
+    }
+    _mm256_storeu_ps(gvr, _mm256_add_ps(va, vb));
+    _mm256_storeu_ps(gkr, _mm256_add_ps(ka, kb));
+}
+
+// Rows i < n of a (at stride as), zero past n, as 8 vectors with lane i of vector d = row i's dim d.
+AI void load_transposed(__m256 r[8], const float *a, size_t as, int n) {
+    for (int i = 0; i < 8; i++) r[i] = i < n ? _mm256_loadu_ps(a + (size_t)i * as) : _mm256_setzero_ps();
+    transpose8(r);
+}
+
+// Queries 0-7 (query i with n0 + i keys) and 8 .. 7 + nb_hi (VM_AVX2_BWD8_LANES_MIN <= nb_hi <= 8)
+// of one head, at stride qs: bwd8_lanes on both blocks. P, DS: 16 (n0 + 7 + nb_hi) floats each.
+static void bwd8x2_lanes(float *gq, float *gk, float *gv, const float *go, const float *q, size_t qs, const float *k,
+                         const float *v, size_t ks, int n0, int nb_hi, float scale, float *P, float *DS) {
+    __m512 Q[8], G[8];
+    {
+        __m256 lo[8], hi[8];
+        load_transposed(lo, q, qs, 8);
+        load_transposed(hi, q + 8 * qs, qs, nb_hi);
+        for (int d = 0; d < 8; d++) Q[d] = join(lo[d], hi[d]);   // lane i = query i's dim d
+        load_transposed(lo, go, qs, 8);
+        load_transposed(hi, go + 8 * qs, qs, nb_hi);
+        for (int d = 0; d < 8; d++) G[d] = join(lo[d], hi[d]);
+    }
+    const int N = n0 + 7 + nb_hi, N_lo = n0 + 7;   // the keys of the last lane of each block
+    const __m512i nkv = _mm512_add_epi32(_mm512_set1_epi32(n0), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    const __m512 scv = _mm512_set1_ps(scale), ninf = _mm512_set1_ps(-INFINITY);
+    __m512 mx = ninf;
+    for (int t = 0; t < N; t++) {
+        const float *kr = k + (size_t)t * ks;
+        __m512 sc = _mm512_mul_ps(Q[0], _mm512_set1_ps(kr[0]));
+        #pragma GCC unroll 7
+        for (int d = 1; d < 8; d++) sc = _mm512_fmadd_ps(Q[d], _mm512_set1_ps(kr[d]), sc);
+        sc = _mm512_mul_ps(sc, scv);
+        if (t >= n0) sc = _mm512_mask_blend_ps(_mm512_cmpgt_epi32_mask(_mm512_set1_epi32(t + 1), nkv), sc, ninf);
+        _mm512_storeu_ps(P + 16 * (size_t)t, sc);
+        mx = _mm512_max_ps(mx, sc);
+    }
+    __m512 sum = _mm512_setzero_ps();
+    for (int t = 0; t < N; t++) {
+        const __m512 e = exp_neg16(_mm512_sub_ps(_mm512_loadu_ps(P + 16 * (size_t)t), mx));
+        _mm512_storeu_ps(P + 16 * (size_t)t, e);
+        sum = _mm512_add_ps(sum, e);
+    }
+    const __m512 inv = _mm512_div_ps(_mm512_set1_ps(1.0f), sum);
+    __m512 pdp = _mm512_setzero_ps();
+    for (int t = 0; t < N; t++) {   // p, dp = go . v_t
+        const float *vr = v + (size_t)t * ks;
+        const __m512 p = _mm512_mul_ps(_mm512_loadu_ps(P + 16 * (size_t)t), inv);
+        __m512 dp = _mm512_mul_ps(G[0], _mm512_set1_ps(vr[0]));
+        #pragma GCC unroll 7
+        for (int d = 1; d < 8; d++) dp = _mm512_fmadd_ps(G[d], _mm512_set1_ps(vr[d]), dp);
+        _mm512_storeu_ps(P + 16 * (size_t)t, p);
+        _mm512_storeu_ps(DS + 16 * (size_t)t, dp);
+        pdp = _mm512_fmadd_ps(p, dp, pdp);
+    }
+    float qr[16][8] __attribute__((aligned(32))), gr[16][8] __attribute__((aligned(32)));
+    for (int i = 0; i < 8 + nb_hi; i++) {
+        _mm256_store_ps(qr[i], _mm256_loadu_ps(q + (size_t)i * qs));
+        _mm256_store_ps(gr[i], _mm256_loadu_ps(go + (size_t)i * qs));
+    }
+    __m512 DQ[8];
+    for (int d = 0; d < 8; d++) DQ[d] = _mm512_setzero_ps();
+    for (int t = 0; t < N; t++) {
+        const __m512 ds = _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(P + 16 * (size_t)t),
+                                                      _mm512_sub_ps(_mm512_loadu_ps(DS + 16 * (size_t)t), pdp)), scv);
+        _mm512_storeu_ps(DS + 16 * (size_t)t, ds);
+        const float *pt = P + 16 * (size_t)t, *dst = DS + 16 * (size_t)t, *kr = k + (size_t)t * ks;
+        float *gvr = gv + (size_t)t * ks, *gkr = gk + (size_t)t * ks;
+        if (t < N_lo) bwd_rows(gvr, gkr, pt, dst, gr, qr, 8);   // the first block, then the second
+        bwd_rows(gvr, gkr, pt + 8, dst + 8, gr + 8, qr + 8, nb_hi);
+        #pragma GCC unroll 8
+        for (int d = 0; d < 8; d++) DQ[d] = _mm512_fmadd_ps(ds, _mm512_set1_ps(kr[d]), DQ[d]);
+    }
+    __m256 lo[8], hi[8];
+    for (int d = 0; d < 8; d++) {
+        lo[d] = _mm512_castps512_ps256(DQ[d]);
+        hi[d] = high_half(DQ[d]);
+    }
+    transpose8(lo);   // lo[i] = query i's dq, hi[i] query 8 + i's
+    transpose8(hi);
+    for (int i = 0; i < 8 + nb_hi; i++) {
+        float *g = gq + (size_t)i * qs;
+        _mm256_storeu_ps(g, _mm256_add_ps(_mm256_loadu_ps(g), i < 8 ? lo[i] : hi[i - 8]));
+    }
+}
+
+// One KV head's queries (every head of its group, in order), as vm_avx2_attention_backward's hd = 8
+// loop: the same blocks of 8, two at a time when both go to lanes. p: 32 cap floats of scratch.
+static void bwd8_head(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *kc,
+                      const float *vc, int n_past, int B, int n_head, int n_head_kv, int hk, float scale, float *p,
+                      size_t cap) {
+    const int group = n_head / n_head_kv;
+    const size_t q_stride = (size_t)n_head * 8, ks = (size_t)n_head_kv * 8, ko = (size_t)hk * 8;
+    const float *k = kc + ko, *v = vc + ko;
+    float *gk = dk + ko, *gv = dv + ko;
+    for (int h = hk * group; h < (hk + 1) * group; h++)
+        for (int b = 0; b < B;) {
+            const size_t qo = (size_t)b * q_stride + (size_t)h * 8;
+            const int nb = B - b < 8 ? B - b : 8, nb_hi = B - b - 8 < 8 ? B - b - 8 : 8;
+            if (nb == 8 && nb_hi >= VM_AVX2_BWD8_LANES_MIN) {
+                bwd8x2_lanes(dq + qo, gk, gv, dout + qo, q + qo, q_stride, k, v, ks, n_past + b + 1, nb_hi, scale, p,
+                             p + 16 * cap);
+                b += 8 + nb_hi;
+            } else if (nb >= VM_AVX2_BWD8_LANES_MIN) {
+                vm_avx2_bwd8_lanes(dq + qo, gk, gv, dout + qo, q + qo, q_stride, k, v, ks, n_past + b + 1, nb, scale, p,
+                                   p + 8 * cap);
+                b += nb;
+            } else {
+                vm_avx2_bwd_one(dq + qo, gk, gv, dout + qo, q + qo, k, v, ks, n_past + b + 1, 8, scale, p, p + cap);
+                b++;
+            }
+        }
+}
+
+// As vm_avx2_attention_backward (same bits): threads own whole KV heads, each head's queries in
+// order. Other head sizes take the AVX2 kernel. No intrinsics in the OpenMP region (clang).
+void vm_avx512_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *kc,
+                                  const float *vc, int n_past, int B, int n_head, int n_head_kv, int hd, float scale) {
+    if (hd != 8) {
+        vm_avx2_attention_backward(dq, dk, dv, dout, q, kc, vc, n_past, B, n_head, n_head_kv, hd, scale);
+        return;
+    }
+    const int n_tot = n_past + B;
+    const size_t cap = ((size_t)(n_tot > 0 ? n_tot : 1) + 7) & ~(size_t)7;   // 16 cap: bwd8x2_lanes's P or DS
+    #pragma omp parallel if (n_head_kv > 1 && (int64_t)n_tot * B * n_head * hd > 32768)
+    {
+        float *p = malloc(32 * cap * sizeof(float));
+        #pragma omp for schedule(static)
+        for (int hk = 0; hk < n_head_kv; hk++)
+            if (p) bwd8_head(dq, dk, dv, dout, q, kc, vc, n_past, B, n_head, n_head_kv, hk, scale, p, cap);
+        free(p);
+    }
 }
 
 #ifdef __clang__
