@@ -101,15 +101,13 @@ void vm_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const f
 void vm_rope_backward(float *dx, const int32_t *pos, int B, int n_head, int head_dim, int n_rot,
                       float freq_base, float freq_scale, int neox) {
     const int half = n_rot / 2;
-    double fr[VM_ROPE_MAX_HALF];   // as vm_rope_forward
-    const int nf = half < VM_ROPE_MAX_HALF ? half : VM_ROPE_MAX_HALF;
-    for (int i = 0; i < nf; i++) fr[i] = pow((double)freq_base, -2.0 * i / n_rot);
+    vm_rope_cs rc;   // the same cos/sin as the forward, bit for bit
+    vm_rope_cs_init(&rc, n_rot, freq_base, freq_scale);
     for (int b = 0; b < B; b++) {
-        const double p = (double)pos[b] * freq_scale;
+        float buf[2 * (half > 0 ? half : 1)];
+        const float *cs = vm_rope_cs_row(&rc, pos[b], buf);
         for (int i = 0; i < half; i++) {
-            // the same cos/sin as the forward, bit for bit
-            const double theta = p * (i < nf ? fr[i] : pow((double)freq_base, -2.0 * i / n_rot));
-            const float c = (float)cos(theta), s = (float)sin(theta);
+            const float c = cs[2 * i], s = cs[2 * i + 1];
             const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
             for (int h = 0; h < n_head; h++) {
                 float *v = dx + ((size_t)b * n_head + h) * head_dim;
