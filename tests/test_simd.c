@@ -327,6 +327,43 @@ static void check_f32_levels(void) {
         free(wt); free(d0); free(ref); free(got);
     }
     CHECK(bad == 0, "axpy_rows: %d of %d cases differ from the scalar level's bits", bad, n_cases);
+    // axpy_rows2: two tokens, each with the bits of the scalar axpy_rows over its rows with g != 0
+    // (zeros, -0 and rows zero for both tokens in the gradients)
+    bad = n_cases = 0;
+    for (int it = 0; it < 200; it++) {
+        const int64_t C = Cs[it % (sizeof Cs / sizeof *Cs)] + (it / 19) * 16;
+        enum { NR = 16 };
+        const int n = 1 + (int)((uint32_t)vm_rng_u64(&r2) % NR);
+        const size_t ldw = (size_t)C + (uint32_t)vm_rng_u64(&r2) % 3;
+        float *wt = malloc(NR * ldw * sizeof(float)), g[2][NR], *d0 = malloc(2 * (size_t)C * sizeof(float));
+        float *ref = malloc(2 * (size_t)C * sizeof(float)), *got = malloc(2 * (size_t)C * sizeof(float));
+        fill(wt, NR * ldw, 1.0f);
+        fill(g[0], 2 * NR, 1.0f);
+        for (int j = 0; j < 2 * NR; j++) {
+            const uint32_t u = (uint32_t)vm_rng_u64(&r2) % 8;
+            if (u == 0) g[j / NR][j % NR] = 0.0f;
+            if (u == 1) g[j / NR][j % NR] = -0.0f;
+            if (u == 2) g[0][j % NR] = g[1][j % NR] = 0.0f;
+        }
+        fill(d0, 2 * (size_t)C, 1.0f);
+        memcpy(ref, d0, 2 * (size_t)C * sizeof(float));
+        for (int t = 0; t < 2; t++) {
+            int idx[NR], m = 0;
+            for (int j = 0; j < n; j++)
+                if (g[t][j] != 0.0f) idx[m++] = j;
+            vm_simd_kernels_get(VM_SIMD_SCALAR)->axpy_rows(ref + t * C, g[t], wt, ldw, idx, m, C);
+        }
+        for (int l = 1; l < VM_SIMD_COUNT; l++) {
+            const vm_simd_kernels *K = level_kernels(l);
+            if (!K || !K->axpy_rows2) continue;
+            memcpy(got, d0, 2 * (size_t)C * sizeof(float));
+            K->axpy_rows2(got, got + C, g[0], g[1], wt, ldw, n, C);
+            n_cases++;
+            bad += memcmp(got, ref, 2 * (size_t)C * sizeof(float)) != 0;
+        }
+        free(wt); free(d0); free(ref); free(got);
+    }
+    CHECK(bad == 0, "axpy_rows2: %d of %d cases differ from the scalar level's bits", bad, n_cases);
     printf("f32_rows / axpy_rows: %d cases, every level bit-identical to avx2 / scalar\n", n_cases);
 }
 
@@ -379,6 +416,36 @@ static void check_attention_levels(void) {
         free(q); free(kc); free(vc); free(ref); free(got); free(go); free(g0); free(gref); free(ggot);
     }
     CHECK(bad == 0, "attention: %d of %d cases differ from the avx2 level's bits", bad, n);
+}
+
+// vm_rmsnorm_forward gives the same bits at every level (8 rows in the lanes or one at a time):
+// row counts around the blocks of 8, C with and without a tail of 8 and 16, in place.
+static void check_rmsnorm_levels(void) {
+    const int Bs[] = {1, 7, 8, 9, 16, 23, 40}, Cs[] = {1, 5, 8, 16, 17, 64, 97, 300};
+    int bad = 0, n = 0;
+    for (size_t bi = 0; bi < sizeof Bs / sizeof *Bs; bi++)
+        for (size_t ci = 0; ci < sizeof Cs / sizeof *Cs; ci++) {
+            const int B = Bs[bi], C = Cs[ci];
+            float *x = malloc((size_t)B * C * sizeof(float)), *w = malloc((size_t)C * sizeof(float));
+            float *ref = malloc((size_t)B * C * sizeof(float)), *got = malloc((size_t)B * C * sizeof(float));
+            fill(x, (size_t)B * C, 3.0f);
+            fill(w, (size_t)C, 1.0f);
+            vm_simd_set(VM_SIMD_SCALAR);
+            vm_rmsnorm_forward(ref, x, w, B, C, 1e-5f);
+            for (int l = 1; l < VM_SIMD_COUNT; l++) {
+                if (vm_simd_set((vm_simd_level)l)) continue;
+                vm_rmsnorm_forward(got, x, w, B, C, 1e-5f);
+                n++;
+                bad += memcmp(got, ref, (size_t)B * C * sizeof(float)) != 0;
+                memcpy(got, x, (size_t)B * C * sizeof(float));
+                vm_rmsnorm_forward(got, got, w, B, C, 1e-5f);
+                n++;
+                bad += memcmp(got, ref, (size_t)B * C * sizeof(float)) != 0;
+            }
+            free(x); free(w); free(ref); free(got);
+        }
+    vm_simd_set(vm_simd_detect());
+    CHECK(bad == 0, "rmsnorm: %d of %d cases differ from the portable level's bits", bad, n);
 }
 
 // Non-finite activations reach the outputs of quantised matmuls at every level (not rounded away).
@@ -544,6 +611,7 @@ int main(void) {
     check_axpy_rows();
     check_f32_levels();
     check_attention_levels();
+    check_rmsnorm_levels();
     // attention: head dims with and without a vector tail, GQA, contexts across chunk boundaries
     check_attention(0, 5, 4, 4, 8);
     check_attention(70, 19, 8, 4, 8);   // hd 8: blocks of 8 queries in lanes across chunks, 2- and 3-query tails

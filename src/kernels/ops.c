@@ -8,15 +8,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void rmsnorm_row(float *o, const float *x, const float *weight, int C, float eps) {
+    double ss = 0.0;   // double: rows of thousands of squares lose digits in f32
+    for (int i = 0; i < C; i++) ss += (double)x[i] * x[i];
+    const float scale = (float)(1.0 / sqrt(ss / C + eps));
+    for (int i = 0; i < C; i++) o[i] = x[i] * scale * weight[i];
+}
+
+// Blocks of 8 rows through the level's rmsnorm8 when it has one (the same bits as rmsnorm_row).
 void vm_rmsnorm_forward(float *out, const float *inp, const float *weight, int B, int C, float eps) {
+    const vm_simd_kernels *K = vm_simd_kernels_get(vm_simd_get());
+    const int G = K->rmsnorm8 ? 8 : 1, n = (B + G - 1) / G;
     #pragma omp parallel for schedule(static) if ((int64_t)B * C > 65536)
-    for (int b = 0; b < B; b++) {
-        const float *x = inp + (size_t)b * C;
-        float *o = out + (size_t)b * C;
-        double ss = 0.0;   // double: rows of thousands of squares lose digits in f32
-        for (int i = 0; i < C; i++) ss += (double)x[i] * x[i];
-        const float scale = (float)(1.0 / sqrt(ss / C + eps));
-        for (int i = 0; i < C; i++) o[i] = x[i] * scale * weight[i];
+    for (int g = 0; g < n; g++) {
+        const int b0 = g * G, nb = B - b0 < G ? B - b0 : G;
+        if (nb == 8) {
+            K->rmsnorm8(out + (size_t)b0 * C, inp + (size_t)b0 * C, weight, C, eps);
+        } else {
+            for (int b = b0; b < b0 + nb; b++) rmsnorm_row(out + (size_t)b * C, inp + (size_t)b * C, weight, C, eps);
+        }
     }
 }
 

@@ -61,6 +61,13 @@ typedef struct vm_simd_kernels {
     void (*swiglu)(float *out, const float *gate, const float *up, int n);
     void (*swiglu_backward)(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int n);
     const vm_simd_gemm *gemm;   // NULL: batches use act_rows
+    // Two tokens' axpy_rows at once over n rows of wt (NULL: one token at a time): for t = 0, 1,
+    // di_t += g_t[j] * row j for every j < n with g_t[j] != 0, in row order: the bits of axpy_rows
+    // with the list of those rows.
+    void (*axpy_rows2)(float *di0, float *di1, const float *g0, const float *g1, const float *wt, size_t ldw, int n,
+                       int64_t C);
+    // vm_rmsnorm_forward on 8 rows of C floats (NULL: row by row), the same bits.
+    void (*rmsnorm8)(float *out, const float *inp, const float *weight, int C, float eps);
 } vm_simd_kernels;
 
 // Best level this CPU supports (and vmoer has kernels for).
@@ -89,6 +96,9 @@ void vm_avx2_f32_rows(float *out, size_t ldo, const float *w, size_t ldw, const 
 void vm_avx512_f32_rows(float *out, size_t ldo, const float *w, size_t ldw, const float *x, size_t ldx, int R, int B,
                         int64_t C);
 void vm_avx512_axpy_rows(float *di, const float *g, const float *wt, size_t ldw, const int *idx, int m, int64_t C);
+void vm_avx512_rmsnorm8(float *out, const float *inp, const float *weight, int C, float eps);
+void vm_avx512_axpy_rows2(float *di0, float *di1, const float *g0, const float *g1, const float *wt, size_t ldw, int n,
+                          int64_t C);
 void vm_avx2_act_rows(vm_type type, float *out, size_t ldo, const void *w, size_t ldw, const void *x,
                       size_t ldx, int R, int B, int64_t C);
 void vm_avx2_act_quant(vm_type type, const float *x, void *dst, int64_t n);

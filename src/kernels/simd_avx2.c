@@ -183,16 +183,17 @@ static void swiglu_backward(float *dgate, float *dup, const float *dout, const f
 }
 
 const vm_simd_kernels vm_simd_avx2 = { vm_avx2_f32_rows, vm_avx2_act_rows, vm_avx2_act_quant, dequant_row, axpy_rows, vm_avx2_attention,
-                                       vm_avx2_attention_backward, swiglu, swiglu_backward, &vm_avx2_gemm };
+                                       vm_avx2_attention_backward, swiglu, swiglu_backward, &vm_avx2_gemm, NULL, NULL };
 // AVX-VNNI: the same, with vpdpbusd in the batched int8 products (simd_avx2_gemm.c)
 const vm_simd_kernels vm_simd_avxvnni = { vm_avx2_f32_rows, vm_avx2_act_rows, vm_avx2_act_quant, dequant_row, axpy_rows, vm_avx2_attention,
-                                       vm_avx2_attention_backward, swiglu, swiglu_backward, &vm_avxvnni_gemm };
+                                       vm_avx2_attention_backward, swiglu, swiglu_backward, &vm_avxvnni_gemm, NULL, NULL };
 // AVX-512: 16 tokens a vector in the batched int8 products; f32 tiles and axpy_rows with two of
 // this level's 8-lane accumulators per 512-bit register (simd_avx512.c: the same bits; 16-lane
 // accumulators, another summation order, measured 0.7x these 8-lane ones on a Zen 5); the rest is
 // this level's.
 const vm_simd_kernels vm_simd_avx512 = { vm_avx512_f32_rows, vm_avx2_act_rows, vm_avx2_act_quant, dequant_row, vm_avx512_axpy_rows, vm_avx512_attention,
-                                       vm_avx512_attention_backward, swiglu, swiglu_backward, &vm_avx512_gemm };
+                                       vm_avx512_attention_backward, swiglu, swiglu_backward, &vm_avx512_gemm,
+                                       vm_avx512_axpy_rows2, vm_avx512_rmsnorm8 };
 
 #ifdef __clang__
 #pragma clang attribute pop

@@ -166,6 +166,106 @@ void vm_avx512_axpy_rows(float *di, const float *g, const float *wt, size_t ldw,
     }
 }
 
+// Two tokens at once: axpy_block's operations for each token (a row whose g_t[j] is 0 leaves
+// token t's accumulators as they are: a masked add), sharing the row loads. Two independent
+// chains of adds per register of di instead of one: the adds' latency no longer sets the pace.
+AI void axpy_block2(float *d0, float *d1, const float *g0, const float *g1, const float *wt, size_t ldw, int n,
+                    const int NV, __mmask16 last) {
+    __m512 s0[8], s1[8];
+    #pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) {
+        s0[v] = v < NV - 1 ? _mm512_loadu_ps(d0 + 16 * v) : _mm512_maskz_loadu_ps(last, d0 + 16 * v);
+        s1[v] = v < NV - 1 ? _mm512_loadu_ps(d1 + 16 * v) : _mm512_maskz_loadu_ps(last, d1 + 16 * v);
+    }
+    const __m512 zero = _mm512_setzero_ps();
+    for (int j = 0; j < n; j++) {
+        const __m512 a0 = _mm512_set1_ps(g0[j]), a1 = _mm512_set1_ps(g1[j]);
+        // g != 0 as in axpy_rows's caller (kernels/backward.c): -0 is 0, NaN is not
+        const __mmask16 k0 = _mm512_cmp_ps_mask(a0, zero, _CMP_NEQ_UQ), k1 = _mm512_cmp_ps_mask(a1, zero, _CMP_NEQ_UQ);
+        if (!(k0 | k1)) continue;
+        const float *wr = wt + (size_t)j * ldw;
+        #pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) {
+            const __m512 wv = v < NV - 1 ? _mm512_loadu_ps(wr + 16 * v) : _mm512_maskz_loadu_ps(last, wr + 16 * v);
+            s0[v] = _mm512_mask_add_ps(s0[v], k0, s0[v], _mm512_mul_ps(a0, wv));
+            s1[v] = _mm512_mask_add_ps(s1[v], k1, s1[v], _mm512_mul_ps(a1, wv));
+        }
+    }
+    #pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) {
+        if (v < NV - 1) {
+            _mm512_storeu_ps(d0 + 16 * v, s0[v]);
+            _mm512_storeu_ps(d1 + 16 * v, s1[v]);
+        } else {
+            _mm512_mask_storeu_ps(d0 + 16 * v, last, s0[v]);
+            _mm512_mask_storeu_ps(d1 + 16 * v, last, s1[v]);
+        }
+    }
+}
+
+void vm_avx512_axpy_rows2(float *di0, float *di1, const float *g0, const float *g1, const float *wt, size_t ldw, int n,
+                          int64_t C) {
+    for (int64_t c0 = 0; c0 < C; c0 += 128) {
+        const int m = C - c0 < 128 ? (int)(C - c0) : 128, nv = (m + 15) / 16;
+        const __mmask16 last = (__mmask16)(0xffffu >> (16 * nv - m));
+        float *d0 = di0 + c0, *d1 = di1 + c0;
+        const float *w = wt + c0;
+        switch (nv) {
+        case 1: axpy_block2(d0, d1, g0, g1, w, ldw, n, 1, last); break;
+        case 2: axpy_block2(d0, d1, g0, g1, w, ldw, n, 2, last); break;
+        case 3: axpy_block2(d0, d1, g0, g1, w, ldw, n, 3, last); break;
+        case 4: axpy_block2(d0, d1, g0, g1, w, ldw, n, 4, last); break;
+        case 5: axpy_block2(d0, d1, g0, g1, w, ldw, n, 5, last); break;
+        case 6: axpy_block2(d0, d1, g0, g1, w, ldw, n, 6, last); break;
+        case 7: axpy_block2(d0, d1, g0, g1, w, ldw, n, 7, last); break;
+        default: axpy_block2(d0, d1, g0, g1, w, ldw, n, 8, last); break;
+        }
+    }
+}
+
+// ---- rmsnorm: 8 rows in the lanes ---------------------------------------------------------------
+
+// vm_rmsnorm_forward (kernels/ops.c) on rows 0-7 of C floats: lane u of a double vector is row u's
+// sum of squares, added in element order (x*x is exact in double, so fused or not the same bits),
+// then 1 / sqrt(ss / C + eps) in double (correctly rounded, as the scalar ops) rounded to float,
+// and o = (x scale) w in float, lane-wise. Row by row, these took a latency-bound chain of
+// double adds each.
+void vm_avx512_rmsnorm8(float *out, const float *inp, const float *weight, int C, float eps) {
+    __m512d ss = _mm512_setzero_pd();
+    int i = 0;
+    for (; i + 8 <= C; i += 8) {
+        __m256 r[8];
+        for (int u = 0; u < 8; u++) r[u] = _mm256_loadu_ps(inp + (size_t)u * C + i);
+        transpose8(r);   // r[d] lane u = row u's element i + d
+        #pragma GCC unroll 8
+        for (int d = 0; d < 8; d++) {
+            const __m512d x = _mm512_cvtps_pd(r[d]);
+            ss = _mm512_add_pd(ss, _mm512_mul_pd(x, x));
+        }
+    }
+    const __m256i rows = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(C));
+    for (; i < C; i++) {
+        const __m512d x = _mm512_cvtps_pd(_mm256_i32gather_ps(inp + i, rows, 4));
+        ss = _mm512_add_pd(ss, _mm512_mul_pd(x, x));
+    }
+    const __m512d m = _mm512_add_pd(_mm512_div_pd(ss, _mm512_set1_pd((double)C)), _mm512_set1_pd((double)eps));
+    float sc[8];
+    _mm256_storeu_ps(sc, _mm512_cvtpd_ps(_mm512_div_pd(_mm512_set1_pd(1.0), _mm512_sqrt_pd(m))));
+    for (int u = 0; u < 8; u++) {
+        const float *x = inp + (size_t)u * C;
+        float *o = out + (size_t)u * C;
+        const __m512 s = _mm512_set1_ps(sc[u]);
+        int j = 0;
+        for (; j + 16 <= C; j += 16)
+            _mm512_storeu_ps(o + j, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + j), s), _mm512_loadu_ps(weight + j)));
+        if (j < C) {
+            const __mmask16 k = (__mmask16)((1u << (C - j)) - 1);
+            _mm512_mask_storeu_ps(o + j, k, _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + j), s),
+                                                          _mm512_maskz_loadu_ps(k, weight + j)));
+        }
+    }
+}
+
 #ifdef __clang__
 #pragma clang attribute pop
 #else
