@@ -21,6 +21,7 @@
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/exp_neg.h"
 #include "kernels/simd_avx2_util.h"
@@ -168,6 +169,28 @@ void vm_avx512_attention(float *out, const float *q, const float *kc, const floa
 // second's), each with bwd8_lanes's two chains: every dk / dv row gets the same sums in the same
 // order. Heads of a KV group are not paired: both would add into the same rows, in another order.
 
+// Two floats at a (an aligned pair) in every 64-bit lane.
+AI __m512 pair_bcast(const float *a) {
+    double d;
+    memcpy(&d, a, sizeof d);
+    return _mm512_castpd_ps(_mm512_set1_pd(d));
+}
+
+// out[2i], out[2i+1] = a[i], b[i] for i < 16.
+AI void interleave2(float *out, __m512 a, __m512 b) {
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    _mm512_store_ps(out, _mm512_permutex2var_ps(a, lo, b));
+    _mm512_store_ps(out + 16, _mm512_permutex2var_ps(a, hi, b));
+}
+
+AI __m512 load_pair(const float *a, const float *b) { return join(_mm256_loadu_ps(a), _mm256_loadu_ps(b)); }
+
+AI void store_pair(float *a, float *b, __m512 v) {
+    _mm256_storeu_ps(a, _mm512_castps512_ps256(v));
+    _mm256_storeu_ps(b, high_half(v));
+}
+
 // gv_t += sum_{i<nb} p_i go_i and gk_t += sum_{i<nb} ds_i q_i: bwd8_lanes's chains, line for line.
 AI void bwd_rows(float *gvr, float *gkr, const float *pt, const float *dst, const float (*gr)[8], const float (*qr)[8],
                  int nb) {
@@ -184,6 +207,27 @@ AI void bwd_rows(float *gvr, float *gkr, const float *pt, const float *dst, cons
     }
     _mm256_storeu_ps(gvr, _mm256_add_ps(va, vb));
     _mm256_storeu_ps(gkr, _mm256_add_ps(ka, kb));
+}
+
+// bwd_rows for two keys t, t+1 at once: *v, *k hold their gv and gk rows interleaved (lane 2d = key
+// t's dim d, 2d+1 = key t+1's); pi, di the pairs (p_t,i, p_t+1,i) and (ds_t,i, ds_t+1,i) for each
+// query i, broadcast as one 64-bit pair against the query's row with each dim twice (gr2, qr2).
+// Every lane does bwd_rows's chains for its own key: the same FMAs in the same order.
+AI void bwd_rows2(__m512 *v, __m512 *k, const float *pi, const float *di, const float (*gr2)[16],
+                  const float (*qr2)[16], int nb) {
+    __m512 va = *v, vb = _mm512_setzero_ps(), ka = *k, kb = vb;
+    for (int i = 0; i + 1 < nb; i += 2) {
+        va = _mm512_fmadd_ps(pair_bcast(pi + 2 * i), _mm512_load_ps(gr2[i]), va);
+        vb = _mm512_fmadd_ps(pair_bcast(pi + 2 * i + 2), _mm512_load_ps(gr2[i + 1]), vb);
+        ka = _mm512_fmadd_ps(pair_bcast(di + 2 * i), _mm512_load_ps(qr2[i]), ka);
+        kb = _mm512_fmadd_ps(pair_bcast(di + 2 * i + 2), _mm512_load_ps(qr2[i + 1]), kb);
+    }
+    if (nb & 1) {
+        va = _mm512_fmadd_ps(pair_bcast(pi + 2 * (nb - 1)), _mm512_load_ps(gr2[nb - 1]), va);
+        ka = _mm512_fmadd_ps(pair_bcast(di + 2 * (nb - 1)), _mm512_load_ps(qr2[nb - 1]), ka);
+    }
+    *v = _mm512_add_ps(va, vb);
+    *k = _mm512_add_ps(ka, kb);
 }
 
 // Rows i < n of a (at stride as), zero past n, as 8 vectors with lane i of vector d = row i's dim d.
@@ -243,9 +287,44 @@ static void bwd8x2_lanes(float *gq, float *gk, float *gv, const float *go, const
         _mm256_store_ps(qr[i], _mm256_loadu_ps(q + (size_t)i * qs));
         _mm256_store_ps(gr[i], _mm256_loadu_ps(go + (size_t)i * qs));
     }
+    // the query rows with each dim twice, for the rows of two keys interleaved (below)
+    float qr2[16][16] __attribute__((aligned(64))), gr2[16][16] __attribute__((aligned(64)));
+    const __m512i dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    for (int i = 0; i < 8 + nb_hi; i++) {
+        _mm512_store_ps(qr2[i], _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(_mm256_load_ps(qr[i]))));
+        _mm512_store_ps(gr2[i], _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(_mm256_load_ps(gr[i]))));
+    }
     __m512 DQ[8];
     for (int d = 0; d < 8; d++) DQ[d] = _mm512_setzero_ps();
-    for (int t = 0; t < N; t++) {
+    int t = 0;
+    for (; t + 2 <= N; t += 2) {   // two keys at a time: their rows in one register (bwd_rows2)
+        float pi[32] __attribute__((aligned(64))), di[32] __attribute__((aligned(64)));
+        __m512 ds[2];
+        for (int u = 0; u < 2; u++) {
+            const float *pt = P + 16 * (size_t)(t + u), *kr = k + (size_t)(t + u) * ks;
+            ds[u] = _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(pt), _mm512_sub_ps(_mm512_loadu_ps(DS + 16 * (size_t)(t + u)), pdp)), scv);
+            #pragma GCC unroll 8
+            for (int d = 0; d < 8; d++) DQ[d] = _mm512_fmadd_ps(ds[u], _mm512_set1_ps(kr[d]), DQ[d]);
+        }
+        interleave2(pi, _mm512_loadu_ps(P + 16 * (size_t)t), _mm512_loadu_ps(P + 16 * (size_t)(t + 1)));
+        interleave2(di, ds[0], ds[1]);
+        float *gvr = gv + (size_t)t * ks, *gkr = gk + (size_t)t * ks;
+        const __m512i il = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+        const __m512 rv0 = _mm512_permutexvar_ps(il, load_pair(gvr, gvr + ks)), rk0 = _mm512_permutexvar_ps(il, load_pair(gkr, gkr + ks));
+        __m512 rv = rv0, rk = rk0;
+        if (t < N_lo) {   // the first block: both keys, or key t alone (its lanes are the even ones)
+            bwd_rows2(&rv, &rk, pi, di, gr2, qr2, 8);
+            if (t + 1 == N_lo) {
+                rv = _mm512_mask_blend_ps(0xaaaa, rv, rv0);
+                rk = _mm512_mask_blend_ps(0xaaaa, rk, rk0);
+            }
+        }
+        bwd_rows2(&rv, &rk, pi + 16, di + 16, gr2 + 8, qr2 + 8, nb_hi);   // then the second
+        const __m512i de = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+        store_pair(gvr, gvr + ks, _mm512_permutexvar_ps(de, rv));
+        store_pair(gkr, gkr + ks, _mm512_permutexvar_ps(de, rk));
+    }
+    for (; t < N; t++) {   // the last key of an odd count
         const __m512 ds = _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(P + 16 * (size_t)t),
                                                       _mm512_sub_ps(_mm512_loadu_ps(DS + 16 * (size_t)t), pdp)), scv);
         _mm512_storeu_ps(DS + 16 * (size_t)t, ds);
