@@ -105,6 +105,10 @@ AI void f32_tile16(float *out, size_t ldo, const float *w, size_t ldw, const flo
 
 void vm_avx512_f32_rows(float *out, size_t ldo, const float *w, size_t ldw, const float *x, size_t ldx, int R, int B,
                         int64_t C) {
+    if (B < 2) {   // a lone token (decode): the AVX2 level's 8 x 1 tiles
+        vm_avx2_f32_rows(out, ldo, w, ldw, x, ldx, R, B, C);
+        return;
+    }
     const int R8 = R & ~7, B2 = B & ~1;
     int t0 = 0;
     for (; t0 + 6 <= B2; t0 += 6)
