@@ -1,7 +1,7 @@
 // Run-time SIMD dispatch. Each level (simd_<level>.c) fills a table of kernels; vm_matmul_forward,
 // vm_attention_forward / _backward, vm_swiglu_forward / _backward and the matmul backward call the
-// table of the current level. Levels differ only in rounding order, and not at all for quantised
-// weights (their int8-activation dots reproduce vm_vec_dot_act's bits) nor SwiGLU (one polynomial
+// table of the current level. Levels differ only in rounding order (the AVX-512 level not at all
+// from the AVX2 one), and not at all for quantised weights (their int8-activation dots reproduce vm_vec_dot_act's bits) nor SwiGLU (one polynomial
 // exp, kernels/exp_neg.h, which attention shares). Within one level, every output element is
 // computed by one thread in a fixed order: results do not depend on the thread count, nor (forward)
 // on the batching.
@@ -14,7 +14,8 @@ typedef enum vm_simd_level {
     VM_SIMD_SCALAR = 0,    // portable C
     VM_SIMD_AVX2 = 1,      // AVX2 + FMA + F16C
     VM_SIMD_AVXVNNI = 2,   // the AVX2 level with AVX-VNNI's vpdpbusd in the batched int8 products
-    VM_SIMD_AVX512 = 3,    // the AVX2 level with AVX-512 VNNI (16 tokens a vector) in the batched int8 products
+    VM_SIMD_AVX512 = 3,    // the AVX2 level with AVX-512 VNNI (16 tokens a vector) in the batched int8 products,
+                           // and 512-bit f32 / attention / rmsnorm kernels with the AVX2 level's bits
     VM_SIMD_COUNT
 } vm_simd_level;
 

@@ -1,5 +1,5 @@
-// Helpers shared by the AVX2 level's files (simd_avx2.c, simd_avx2_int8.c). Include it after the
-// avx2,fma,f16c target pragma: the intrinsics below need that target.
+// Helpers shared by the AVX2 level's files (simd_avx2*.c) and the AVX-512 ones (simd_avx512*.c).
+// Include it after the target pragma (avx2,fma,f16c at least): the intrinsics below need it.
 #pragma once
 #include <immintrin.h>
 #include <stdint.h>
