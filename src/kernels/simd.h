@@ -1,8 +1,8 @@
 // Run-time SIMD dispatch. Each level (simd_<level>.c) fills a table of kernels; vm_matmul_forward,
 // vm_attention_forward / _backward, vm_swiglu_forward / _backward and the matmul backward call the
 // table of the current level. Levels differ only in rounding order (the AVX-512 level not at all
-// from the AVX2 one), and not at all for quantised weights (their int8-activation dots reproduce vm_vec_dot_act's bits) nor SwiGLU (one polynomial
-// exp, kernels/exp_neg.h, which attention shares). Within one level, every output element is
+// from the AVX2 one), and not at all for quantised weights (their int8-activation dots reproduce
+// vm_vec_dot_act's bits) nor SwiGLU (one polynomial exp, kernels/exp_neg.h, which attention shares). Within one level, every output element is
 // computed by one thread in a fixed order: results do not depend on the thread count, nor (forward)
 // on the batching.
 #pragma once
