@@ -114,6 +114,26 @@ static void test_rope(void) {
     vm_rope_forward(w, &p1, 1, 1, 4, 4, 100.0f, 1.0f, 1);
     CHECK_NEAR(w[0], cos(1.0), 1e-6, "rope neox w0"); CHECK_NEAR(w[2], sin(1.0), 1e-6, "rope neox w2");
     CHECK_NEAR(w[1], cos(0.1), 1e-6, "rope neox w1"); CHECK_NEAR(w[3], sin(0.1), 1e-6, "rope neox w3");
+    // the cos/sin table gives the floats of the direct computation (float)cos(pos scale base^(-2i/n_rot)),
+    // bit for bit, inside it and past it (positions >= 4096 and negative ones are computed)
+    const float bases[] = {10000.0f, 500000.0f, 100.0f}, scales[] = {1.0f, 0.25f, 0.5f};
+    const int rots[] = {8, 64, 6};
+    const int32_t ps[] = {0, 1, 2, 17, 255, 1000, 4095, 4096, 5000, 100000, -3};
+    int bad = 0;
+    for (int c = 0; c < 3; c++) {
+        vm_rope_cs rc;
+        vm_rope_cs_init(&rc, rots[c], bases[c], scales[c]);
+        for (size_t k = 0; k < sizeof ps / sizeof *ps; k++) {
+            float buf[64];
+            const float *cs = vm_rope_cs_row(&rc, ps[k], buf);
+            for (int i = 0; i < rots[c] / 2; i++) {
+                const double p = (double)ps[k] * scales[c], theta = p * pow((double)bases[c], -2.0 * i / rots[c]);
+                const float cf = (float)cos(theta), sf = (float)sin(theta);
+                bad += memcmp(&cf, cs + 2 * i, sizeof cf) != 0 || memcmp(&sf, cs + 2 * i + 1, sizeof sf) != 0;
+            }
+        }
+    }
+    CHECK(bad == 0, "rope cos/sin table: %d values differ from the direct computation", bad);
 }
 
 static void test_softmax_swiglu(void) {

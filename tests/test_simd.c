@@ -265,6 +265,189 @@ static void check_axpy_rows(void) {
     }
 }
 
+// The f32 kernels of every level above AVX2 give the AVX2 level's bits (the reference of the
+// f32 tiles: the same products, accumulation association and horizontal-sum tree for every
+// element), on random shapes: C with and without a tail of 8 or 16, odd token counts, row counts
+// past a multiple of the tiles, strides wider than the rows. And their axpy_rows the scalar
+// level's, for lengths around the vector widths and random row lists.
+static void check_f32_levels(void) {
+    const vm_simd_kernels *A = level_kernels(VM_SIMD_AVX2);
+    if (!A) return;
+    vm_rng r2;
+    vm_rng_seed(&r2, 11);
+    const int64_t Cs[] = {1, 7, 8, 9, 15, 16, 17, 24, 31, 33, 63, 64, 65, 96, 97, 128, 129, 200, 301};
+    int n_cases = 0, bad = 0;
+    for (int it = 0; it < 400; it++) {
+        const int64_t C = Cs[it % (sizeof Cs / sizeof *Cs)];
+        const int R = 1 + (int)((uint32_t)vm_rng_u64(&r2) % 70), B = 1 + (int)((uint32_t)vm_rng_u64(&r2) % 20);
+        const size_t ldw = (size_t)C + (uint32_t)vm_rng_u64(&r2) % 5, ldx = (size_t)C + (uint32_t)vm_rng_u64(&r2) % 5;
+        const size_t ldo = (size_t)R + (uint32_t)vm_rng_u64(&r2) % 4;
+        float *w = malloc((size_t)R * ldw * sizeof(float)), *x = malloc((size_t)B * ldx * sizeof(float));
+        float *ref = malloc((size_t)B * ldo * sizeof(float)), *got = malloc((size_t)B * ldo * sizeof(float));
+        fill(w, (size_t)R * ldw, 1.0f);
+        fill(x, (size_t)B * ldx, 1.0f);
+        memset(ref, 0x55, (size_t)B * ldo * sizeof(float));
+        A->f32_rows(ref, ldo, w, ldw, x, ldx, R, B, C);
+        for (int l = VM_SIMD_AVX2 + 1; l < VM_SIMD_COUNT; l++) {
+            const vm_simd_kernels *K = level_kernels(l);
+            if (!K) continue;
+            memset(got, 0x55, (size_t)B * ldo * sizeof(float));   // untouched gaps must match too
+            K->f32_rows(got, ldo, w, ldw, x, ldx, R, B, C);
+            n_cases++;
+            if (memcmp(got, ref, (size_t)B * ldo * sizeof(float))) {
+                if (bad++ < 5) printf("%s f32_rows C=%lld R=%d B=%d: bits differ from avx2\n", vm_simd_name((vm_simd_level)l), (long long)C, R, B);
+            }
+        }
+        free(w); free(x); free(ref); free(got);
+    }
+    CHECK(bad == 0, "f32_rows: %d of %d cases differ from the avx2 level's bits", bad, n_cases);
+    bad = n_cases = 0;
+    for (int it = 0; it < 200; it++) {
+        const int64_t C = Cs[it % (sizeof Cs / sizeof *Cs)] + (it / 19) * 16;
+        enum { NR = 16 };
+        const size_t ldw = (size_t)C + (uint32_t)vm_rng_u64(&r2) % 3;
+        float *wt = malloc(NR * ldw * sizeof(float)), g[NR], *d0 = malloc((size_t)C * sizeof(float));
+        float *ref = malloc((size_t)C * sizeof(float)), *got = malloc((size_t)C * sizeof(float));
+        fill(wt, NR * ldw, 1.0f);
+        fill(g, NR, 1.0f);
+        fill(d0, (size_t)C, 1.0f);
+        int idx[NR], m = 0;
+        for (int j = 0; j < NR; j++)
+            if ((uint32_t)vm_rng_u64(&r2) % 4) idx[m++] = j;
+        memcpy(ref, d0, (size_t)C * sizeof(float));
+        vm_simd_kernels_get(VM_SIMD_SCALAR)->axpy_rows(ref, g, wt, ldw, idx, m, C);
+        for (int l = 1; l < VM_SIMD_COUNT; l++) {
+            const vm_simd_kernels *K = level_kernels(l);
+            if (!K) continue;
+            memcpy(got, d0, (size_t)C * sizeof(float));
+            K->axpy_rows(got, g, wt, ldw, idx, m, C);
+            n_cases++;
+            bad += memcmp(got, ref, (size_t)C * sizeof(float)) != 0;
+        }
+        free(wt); free(d0); free(ref); free(got);
+    }
+    CHECK(bad == 0, "axpy_rows: %d of %d cases differ from the scalar level's bits", bad, n_cases);
+    // axpy_rows2: two tokens, each with the bits of the scalar axpy_rows over its rows with g != 0
+    // (zeros, -0 and rows zero for both tokens in the gradients)
+    bad = n_cases = 0;
+    for (int it = 0; it < 200; it++) {
+        const int64_t C = Cs[it % (sizeof Cs / sizeof *Cs)] + (it / 19) * 16;
+        enum { NR = 16 };
+        const int n = 1 + (int)((uint32_t)vm_rng_u64(&r2) % NR);
+        const size_t ldw = (size_t)C + (uint32_t)vm_rng_u64(&r2) % 3;
+        float *wt = malloc(NR * ldw * sizeof(float)), g[2][NR], *d0 = malloc(2 * (size_t)C * sizeof(float));
+        float *ref = malloc(2 * (size_t)C * sizeof(float)), *got = malloc(2 * (size_t)C * sizeof(float));
+        fill(wt, NR * ldw, 1.0f);
+        fill(g[0], 2 * NR, 1.0f);
+        for (int j = 0; j < 2 * NR; j++) {
+            const uint32_t u = (uint32_t)vm_rng_u64(&r2) % 8;
+            if (u == 0) g[j / NR][j % NR] = 0.0f;
+            if (u == 1) g[j / NR][j % NR] = -0.0f;
+            if (u == 2) g[0][j % NR] = g[1][j % NR] = 0.0f;
+        }
+        fill(d0, 2 * (size_t)C, 1.0f);
+        memcpy(ref, d0, 2 * (size_t)C * sizeof(float));
+        for (int t = 0; t < 2; t++) {
+            int idx[NR], m = 0;
+            for (int j = 0; j < n; j++)
+                if (g[t][j] != 0.0f) idx[m++] = j;
+            vm_simd_kernels_get(VM_SIMD_SCALAR)->axpy_rows(ref + t * C, g[t], wt, ldw, idx, m, C);
+        }
+        for (int l = 1; l < VM_SIMD_COUNT; l++) {
+            const vm_simd_kernels *K = level_kernels(l);
+            if (!K || !K->axpy_rows2) continue;
+            memcpy(got, d0, 2 * (size_t)C * sizeof(float));
+            K->axpy_rows2(got, got + C, g[0], g[1], wt, ldw, n, C);
+            n_cases++;
+            bad += memcmp(got, ref, 2 * (size_t)C * sizeof(float)) != 0;
+        }
+        free(wt); free(d0); free(ref); free(got);
+    }
+    CHECK(bad == 0, "axpy_rows2: %d of %d cases differ from the scalar level's bits", bad, n_cases);
+    printf("f32_rows / axpy_rows: %d cases, every level bit-identical to avx2 / scalar\n", n_cases);
+}
+
+// The attention kernels of every level above AVX2 give the AVX2 level's bits, forward and
+// backward (heads of 8: the forward pairs the heads of a KV group in 512-bit registers, the
+// backward two blocks of 8 queries): contexts across the 64-key chunks, 1 to 150 queries (every
+// block remainder, paired and lone blocks), groups of 1, 2 and 4 heads, 1 and 2 threads.
+static void check_attention_levels(void) {
+    const vm_simd_kernels *A = level_kernels(VM_SIMD_AVX2);
+    if (!A) return;
+    const int cases[][4] = {   // n_past, B, n_head, n_head_kv
+        {0, 1, 8, 4}, {0, 2, 8, 4}, {0, 9, 8, 4}, {5, 17, 8, 4}, {63, 3, 8, 4}, {64, 66, 8, 4}, {130, 25, 8, 4},
+        {0, 150, 8, 4}, {7, 31, 4, 1}, {70, 19, 8, 2}, {0, 13, 8, 8}, {3, 10, 6, 3}, {200, 1, 8, 4},
+        {0, 12, 8, 4}, {9, 16, 8, 4}, {0, 20, 2, 1}, {60, 23, 8, 4}, {1, 27, 4, 2}, {0, 35, 8, 4}, {100, 44, 8, 4}};
+    int bad = 0, n = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        const int n_past = cases[c][0], B = cases[c][1], H = cases[c][2], HK = cases[c][3], HD = 8;
+        const size_t qn = (size_t)B * H * HD, kvn = (size_t)(n_past + B) * HK * HD;
+        float *q = malloc(qn * sizeof(float)), *kc = malloc(kvn * sizeof(float)), *vc = malloc(kvn * sizeof(float));
+        float *ref = malloc(qn * sizeof(float)), *got = malloc(qn * sizeof(float));
+        fill(q, qn, 1.0f); fill(kc, kvn, 1.0f); fill(vc, kvn, 1.0f);
+        for (size_t i = 0; i < kvn; i += 7) kc[i] *= 6.0f;
+        const float scale = 1.0f / sqrtf((float)HD);
+        A->attention(ref, q, kc, vc, n_past, B, H, HK, HD, scale);
+        // backward: gradients accumulated onto random ones, dq dk dv in one buffer
+        float *go = malloc(qn * sizeof(float)), *g0 = malloc((qn + 2 * kvn) * sizeof(float));
+        float *gref = malloc((qn + 2 * kvn) * sizeof(float)), *ggot = malloc((qn + 2 * kvn) * sizeof(float));
+        fill(go, qn, 1.0f);
+        fill(g0, qn + 2 * kvn, 0.1f);
+        memcpy(gref, g0, (qn + 2 * kvn) * sizeof(float));
+        A->attention_backward(gref, gref + qn, gref + qn + kvn, go, q, kc, vc, n_past, B, H, HK, HD, scale);
+        for (int l = VM_SIMD_AVX2 + 1; l < VM_SIMD_COUNT; l++) {
+            const vm_simd_kernels *K = level_kernels(l);
+            if (!K) continue;
+            for (int th = 1; th <= 2; th++) {
+                omp_set_num_threads(th);
+                memset(got, 0x55, qn * sizeof(float));
+                K->attention(got, q, kc, vc, n_past, B, H, HK, HD, scale);
+                memcpy(ggot, g0, (qn + 2 * kvn) * sizeof(float));
+                K->attention_backward(ggot, ggot + qn, ggot + qn + kvn, go, q, kc, vc, n_past, B, H, HK, HD, scale);
+                n += 2;
+                if (memcmp(got, ref, qn * sizeof(float)) && bad++ < 5)
+                    printf("%s attention n_past=%d B=%d H=%d/%d, %d threads: bits differ from avx2\n",
+                           vm_simd_name((vm_simd_level)l), n_past, B, H, HK, th);
+                if (memcmp(ggot, gref, (qn + 2 * kvn) * sizeof(float)) && bad++ < 5)
+                    printf("%s attention backward n_past=%d B=%d H=%d/%d, %d threads: bits differ from avx2\n",
+                           vm_simd_name((vm_simd_level)l), n_past, B, H, HK, th);
+            }
+        }
+        free(q); free(kc); free(vc); free(ref); free(got); free(go); free(g0); free(gref); free(ggot);
+    }
+    CHECK(bad == 0, "attention: %d of %d cases differ from the avx2 level's bits", bad, n);
+}
+
+// vm_rmsnorm_forward gives the same bits at every level (8 rows in the lanes or one at a time):
+// row counts around the blocks of 8, C with and without a tail of 8 and 16, in place.
+static void check_rmsnorm_levels(void) {
+    const int Bs[] = {1, 7, 8, 9, 16, 23, 40}, Cs[] = {1, 5, 8, 16, 17, 64, 97, 300};
+    int bad = 0, n = 0;
+    for (size_t bi = 0; bi < sizeof Bs / sizeof *Bs; bi++)
+        for (size_t ci = 0; ci < sizeof Cs / sizeof *Cs; ci++) {
+            const int B = Bs[bi], C = Cs[ci];
+            float *x = malloc((size_t)B * C * sizeof(float)), *w = malloc((size_t)C * sizeof(float));
+            float *ref = malloc((size_t)B * C * sizeof(float)), *got = malloc((size_t)B * C * sizeof(float));
+            fill(x, (size_t)B * C, 3.0f);
+            fill(w, (size_t)C, 1.0f);
+            vm_simd_set(VM_SIMD_SCALAR);
+            vm_rmsnorm_forward(ref, x, w, B, C, 1e-5f);
+            for (int l = 1; l < VM_SIMD_COUNT; l++) {
+                if (vm_simd_set((vm_simd_level)l)) continue;
+                vm_rmsnorm_forward(got, x, w, B, C, 1e-5f);
+                n++;
+                bad += memcmp(got, ref, (size_t)B * C * sizeof(float)) != 0;
+                memcpy(got, x, (size_t)B * C * sizeof(float));
+                vm_rmsnorm_forward(got, got, w, B, C, 1e-5f);
+                n++;
+                bad += memcmp(got, ref, (size_t)B * C * sizeof(float)) != 0;
+            }
+            free(x); free(w); free(ref); free(got);
+        }
+    vm_simd_set(vm_simd_detect());
+    CHECK(bad == 0, "rmsnorm: %d of %d cases differ from the portable level's bits", bad, n);
+}
+
 // Non-finite activations reach the outputs of quantised matmuls at every level (not rounded away).
 static void check_nan(vm_type type) {
     enum { C = 512, OC = 8 };
@@ -426,6 +609,9 @@ int main(void) {
     }
     check_dequant();
     check_axpy_rows();
+    check_f32_levels();
+    check_attention_levels();
+    check_rmsnorm_levels();
     // attention: head dims with and without a vector tail, GQA, contexts across chunk boundaries
     check_attention(0, 5, 4, 4, 8);
     check_attention(70, 19, 8, 4, 8);   // hd 8: blocks of 8 queries in lanes across chunks, 2- and 3-query tails

@@ -23,6 +23,14 @@ static inline void axpy(float *restrict y, float a, const float *restrict x, int
 // Rows of W widened per tile: dinp rows are revisited once per tile instead of once per row of W.
 #define MM_TILE 16
 
+// Rows o0 .. o0 + n of W as f32: in place for F32 (contiguous), else widened into tile.
+static const float *tile_rows(const vm_simd_kernels *K, vm_type type, const char *base, size_t row, int64_t o0, int n,
+                              int64_t C, float *tile) {
+    if (type == VM_TYPE_F32) return (const float *)(base + (size_t)o0 * row);
+    for (int j = 0; j < n; j++) K->dequant_row(type, base + (size_t)(o0 + j) * row, tile + (size_t)j * C, C);
+    return tile;
+}
+
 // dinp (B,C) += dout (B,OC) . W, a tile of W's rows at a time, each token's row of dinp updated
 // once per tile in registers (the level's axpy_rows). Threads own disjoint token rows (no write
 // races); each thread widens the rows of W itself (n_threads passes of dequantisation, small next to
@@ -45,17 +53,22 @@ void vm_matmul_backward(float *dinp, const float *dout, const vm_tensor *w, int 
                 const float *wt = NULL;   // the tile's rows as f32, once a token needs them
                 for (int b = b0; b < b1; b++) {
                     const float *go = dout + (size_t)b * OC + o0;
+                    if (K->axpy_rows2 && b + 1 < b1) {   // two tokens at once (same bits)
+                        const float *go1 = go + OC;
+                        int any = 0;
+                        for (int j = 0; j < n; j++) any |= go[j] != 0.0f || go1[j] != 0.0f;
+                        if (any) {
+                            if (!wt) wt = tile_rows(K, type, base, row, o0, n, C, tile);
+                            K->axpy_rows2(dinp + (size_t)b * C, dinp + (size_t)(b + 1) * C, go, go1, wt, (size_t)C, n, C);
+                        }
+                        b++;
+                        continue;
+                    }
                     int idx[MM_TILE], m = 0;
                     for (int j = 0; j < n; j++)
                         if (go[j] != 0.0f) idx[m++] = j;
                     if (!m) continue;
-                    if (!wt && type == VM_TYPE_F32) {
-                        wt = (const float *)(base + (size_t)o0 * row);   // f32 rows are contiguous
-                    } else if (!wt) {
-                        for (int j = 0; j < n; j++)
-                            K->dequant_row(type, base + (size_t)(o0 + j) * row, tile + (size_t)j * C, C);
-                        wt = tile;
-                    }
+                    if (!wt) wt = tile_rows(K, type, base, row, o0, n, C, tile);
                     K->axpy_rows(dinp + (size_t)b * C, go, wt, (size_t)C, idx, m, C);
                 }
             }
@@ -101,15 +114,13 @@ void vm_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const f
 void vm_rope_backward(float *dx, const int32_t *pos, int B, int n_head, int head_dim, int n_rot,
                       float freq_base, float freq_scale, int neox) {
     const int half = n_rot / 2;
-    double fr[VM_ROPE_MAX_HALF];   // as vm_rope_forward
-    const int nf = half < VM_ROPE_MAX_HALF ? half : VM_ROPE_MAX_HALF;
-    for (int i = 0; i < nf; i++) fr[i] = pow((double)freq_base, -2.0 * i / n_rot);
+    vm_rope_cs rc;   // the same cos/sin as the forward, bit for bit
+    vm_rope_cs_init(&rc, n_rot, freq_base, freq_scale);
     for (int b = 0; b < B; b++) {
-        const double p = (double)pos[b] * freq_scale;
+        float buf[2 * (half > 0 ? half : 1)];
+        const float *cs = vm_rope_cs_row(&rc, pos[b], buf);
         for (int i = 0; i < half; i++) {
-            // the same cos/sin as the forward, bit for bit
-            const double theta = p * (i < nf ? fr[i] : pow((double)freq_base, -2.0 * i / n_rot));
-            const float c = (float)cos(theta), s = (float)sin(theta);
+            const float c = cs[2 * i], s = cs[2 * i + 1];
             const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
             for (int h = 0; h < n_head; h++) {
                 float *v = dx + ((size_t)b * n_head + h) * head_dim;

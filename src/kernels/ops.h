@@ -11,6 +11,17 @@ void vm_rmsnorm_forward(float *out, const float *inp, const float *weight, int B
 // In place on x (B, n_head*head_dim) at positions pos (B). The first n_rot dims of each head rotate;
 // neox = 0: pairs (2i, 2i+1) (ggml "normal"); neox = 1: pairs (i, i + n_rot/2).
 #define VM_ROPE_MAX_HALF 256   // rotated pairs whose frequencies the rope kernels tabulate per call
+// The rope kernels' cos and sin (kernels/ops.c): vm_rope_cs_init once per call, then per token
+// vm_rope_cs_row: cos, sin of pair i at [2i], [2i+1], from a process-wide table or computed into
+// buf (2 * (n_rot / 2) floats) for positions past it; the same floats either way.
+typedef struct vm_rope_cs {
+    const void *tab;
+    double fr[VM_ROPE_MAX_HALF];
+    float base, scale;
+    int n_rot, half;
+} vm_rope_cs;
+void vm_rope_cs_init(vm_rope_cs *r, int n_rot, float freq_base, float freq_scale);
+const float *vm_rope_cs_row(const vm_rope_cs *r, int32_t pos, float *buf);
 void vm_rope_forward(float *x, const int32_t *pos, int B, int n_head, int head_dim, int n_rot,
                      float freq_base, float freq_scale, int neox);
 void vm_softmax_forward(float *out, const float *inp, int n);

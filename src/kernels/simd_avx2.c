@@ -56,8 +56,8 @@ AI void f32_tile(float *out, size_t ldo, const float *w, size_t ldw, const float
 
 #define TILE(R_, T_) f32_tile(out + (size_t)t0 * ldo + r0, ldo, w + (size_t)r0 * ldw, ldw, x + (size_t)t0 * ldx, ldx, C, R_, T_)
 
-static void f32_rows(float *out, size_t ldo, const float *w, size_t ldw, const float *x, size_t ldx,
-                     int R, int B, int64_t C) {
+void vm_avx2_f32_rows(float *out, size_t ldo, const float *w, size_t ldw, const float *x, size_t ldx,
+                      int R, int B, int64_t C) {
     int t0 = 0;
     for (; t0 + 3 <= B; t0 += 3) {
         int r0 = 0;
@@ -182,15 +182,18 @@ static void swiglu_backward(float *dgate, float *dup, const float *dout, const f
     if (i < n) vm_swiglu_backward_scalar(dgate + i, dup + i, dout + i, gate + i, up + i, n - i);
 }
 
-const vm_simd_kernels vm_simd_avx2 = { f32_rows, vm_avx2_act_rows, vm_avx2_act_quant, dequant_row, axpy_rows, vm_avx2_attention,
-                                       vm_avx2_attention_backward, swiglu, swiglu_backward, &vm_avx2_gemm };
+const vm_simd_kernels vm_simd_avx2 = { vm_avx2_f32_rows, vm_avx2_act_rows, vm_avx2_act_quant, dequant_row, axpy_rows, vm_avx2_attention,
+                                       vm_avx2_attention_backward, swiglu, swiglu_backward, &vm_avx2_gemm, NULL, NULL };
 // AVX-VNNI: the same, with vpdpbusd in the batched int8 products (simd_avx2_gemm.c)
-const vm_simd_kernels vm_simd_avxvnni = { f32_rows, vm_avx2_act_rows, vm_avx2_act_quant, dequant_row, axpy_rows, vm_avx2_attention,
-                                       vm_avx2_attention_backward, swiglu, swiglu_backward, &vm_avxvnni_gemm };
-// AVX-512: 16 tokens a vector in the batched int8 products; the rest is this level's (16-lane f32
-// tiles measured 0.7x these 8-lane ones on the first AVX-512 machine it ran on, a Zen 5).
-const vm_simd_kernels vm_simd_avx512 = { f32_rows, vm_avx2_act_rows, vm_avx2_act_quant, dequant_row, axpy_rows, vm_avx2_attention,
-                                       vm_avx2_attention_backward, swiglu, swiglu_backward, &vm_avx512_gemm };
+const vm_simd_kernels vm_simd_avxvnni = { vm_avx2_f32_rows, vm_avx2_act_rows, vm_avx2_act_quant, dequant_row, axpy_rows, vm_avx2_attention,
+                                       vm_avx2_attention_backward, swiglu, swiglu_backward, &vm_avxvnni_gemm, NULL, NULL };
+// AVX-512: 16 tokens a vector in the batched int8 products; f32 tiles and axpy_rows with two of
+// this level's 8-lane accumulators per 512-bit register (simd_avx512.c: the same bits; 16-lane
+// accumulators, another summation order, measured 0.7x these 8-lane ones on a Zen 5); the rest is
+// this level's.
+const vm_simd_kernels vm_simd_avx512 = { vm_avx512_f32_rows, vm_avx2_act_rows, vm_avx2_act_quant, dequant_row, vm_avx512_axpy_rows, vm_avx512_attention,
+                                       vm_avx512_attention_backward, swiglu, swiglu_backward, &vm_avx512_gemm,
+                                       vm_avx512_axpy_rows2, vm_avx512_rmsnorm8 };
 
 #ifdef __clang__
 #pragma clang attribute pop

@@ -204,22 +204,7 @@ static void attend_one(float *o, const float *qv, const float *kc, const float *
 // blended out (-inf scores, sum and o left as they were), so the other lanes change nothing.
 // Fewer queries than these per block go one at a time (about where the two cost the same per key,
 // by operation counts: a block pays its per-key work for 8 lanes whatever nb).
-enum { LANES_MIN = 3, BWD_LANES_MIN = 4 };
-
-AI void transpose8(__m256 r[8]) {
-    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
-    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
-    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
-    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
-    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20); r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20); r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20); r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20); r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
-}
+enum { LANES_MIN = 3, BWD_LANES_MIN = VM_AVX2_BWD8_LANES_MIN };
 
 // nb (<= 8) queries at stride qs, query i with n0 + i keys (rows of k and v at stride ks); out at stride qs.
 static void attend8_lanes(float *out, const float *q, size_t qs, const float *k, const float *v, size_t ks, int n0, int nb,
@@ -280,7 +265,7 @@ static void attend8_lanes(float *out, const float *q, size_t qs, const float *k,
 }
 
 // One query of n_kv keys: attend8_lanes's operations for one lane, keys in lanes.
-static void attend8_one(float *o, const float *qv, const float *k, const float *v, size_t ks, int n_kv, float scale) {
+void vm_avx2_attend8_one(float *o, const float *qv, const float *k, const float *v, size_t ks, int n_kv, float scale) {
     __m256 qb[8];
     for (int d = 0; d < 8; d++) qb[d] = _mm256_set1_ps(qv[d]);
     const __m256 scv = _mm256_set1_ps(scale);
@@ -344,7 +329,7 @@ static void attention8(float *out, const float *q, const float *kc, const float 
             attend8_lanes(out + qo, q + qo, qs, kc + ko, vc + ko, ks, n_past + b0 + 1, nb, scale);
         } else {
             for (int i = 0; i < nb; i++)
-                attend8_one(out + qo + (size_t)i * qs, q + qo + (size_t)i * qs, kc + ko, vc + ko, ks, n_past + b0 + i + 1,
+                vm_avx2_attend8_one(out + qo + (size_t)i * qs, q + qo + (size_t)i * qs, kc + ko, vc + ko, ks, n_past + b0 + i + 1,
                             scale);
         }
     }
@@ -441,8 +426,8 @@ AI void bwd_keys(float *gq, float *gk, float *gv, const float *go, const float *
 // One query (hd % 8 == 0) over its n keys: p = softmax(scale q.k) (the maximum over all n, sums
 // in 8 lanes), dp_j = go.v_j, ds_j = scale p_j (dp_j - sum_i p_i dp_i), then the updates of
 // bwd_keys. p, ds: scratch of n rounded up to 8 floats.
-static void bwd_one(float *gq, float *gk, float *gv, const float *go, const float *qv, const float *k, const float *v,
-                    size_t ks, int n, int hd, float scale, float *p, float *ds) {
+void vm_avx2_bwd_one(float *gq, float *gk, float *gv, const float *go, const float *qv, const float *k, const float *v,
+                     size_t ks, int n, int hd, float scale, float *p, float *ds) {
     const int nv = (n + 7) & ~7;
     score_keys(p, qv, k, ks, n, hd, scale);
     for (int j = n; j < nv; j++) p[j] = -INFINITY;
@@ -486,8 +471,8 @@ static void bwd_one(float *gq, float *gk, float *gv, const float *go, const floa
 // sum_i ds_i q_i (the query rows broadcast-weighted, even and odd queries in two chains), and
 // dq (queries in lanes) += ds k. Keys past a lane's n_kv get p = ds = 0. P, DS: scratch of
 // 8 (n0 + nb - 1) floats each.
-static void bwd8_lanes(float *gq, float *gk, float *gv, const float *go, const float *q, size_t qs, const float *k,
-                       const float *v, size_t ks, int n0, int nb, float scale, float *P, float *DS) {
+void vm_avx2_bwd8_lanes(float *gq, float *gk, float *gv, const float *go, const float *q, size_t qs, const float *k,
+                        const float *v, size_t ks, int n0, int nb, float scale, float *P, float *DS) {
     __m256 Q[8], G[8];
     for (int i = 0; i < 8; i++) {
         Q[i] = i < nb ? _mm256_loadu_ps(q + (size_t)i * qs) : _mm256_setzero_ps();
@@ -616,11 +601,11 @@ void vm_avx2_attention_backward(float *dq, float *dk, float *dv, const float *do
                     const size_t qo = (size_t)b * q_stride + (size_t)h * hd;
                     const int nb = B - b < 8 ? B - b : 8;
                     if (hd == 8 && nb >= BWD_LANES_MIN) {   // a block of 8 queries in the lanes
-                        bwd8_lanes(dq + qo, gk, gv, dout + qo, q + qo, q_stride, k, v, ks, n_past + b + 1, nb, scale, p,
+                        vm_avx2_bwd8_lanes(dq + qo, gk, gv, dout + qo, q + qo, q_stride, k, v, ks, n_past + b + 1, nb, scale, p,
                                    p + 8 * cap);
                         b += nb;
                     } else {
-                        bwd_one(dq + qo, gk, gv, dout + qo, q + qo, k, v, ks, n_past + b + 1, hd, scale, p, p + cap);
+                        vm_avx2_bwd_one(dq + qo, gk, gv, dout + qo, q + qo, k, v, ks, n_past + b + 1, hd, scale, p, p + cap);
                         b++;
                     }
                 }

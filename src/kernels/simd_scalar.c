@@ -56,4 +56,4 @@ static void axpy_rows(float *restrict di, const float *restrict g, const float *
 
 const vm_simd_kernels vm_simd_scalar = { f32_rows, act_rows, act_quant, vm_dequant_row, axpy_rows, vm_attention_scalar,
                                          vm_attention_backward_scalar, vm_swiglu_scalar,
-                                         vm_swiglu_backward_scalar, NULL };
+                                         vm_swiglu_backward_scalar, NULL, NULL, NULL };
