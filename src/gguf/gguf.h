@@ -6,6 +6,7 @@
 #include "model/tensor.h"
 #include "quant/quant.h"
 #include "util/fileio.h"
+#include "vmoer.h"   // the public declarations of some of these (exported from libvmoer.so)
 
 #define VM_GGUF_MAGIC "GGUF"
 #define VM_GGUF_VERSION 3

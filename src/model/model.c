@@ -187,6 +187,48 @@ int vm_model_set_router(vm_model *m, int layer, vm_router *r) {
     return 0;
 }
 
+int vm_model_is_moe_layer(const vm_model *m, int layer) {
+    return m && layer >= 0 && layer < m->hp.n_layer && m->layers[layer].is_moe;
+}
+
+const vm_router_layer *vm_model_router_layer(const vm_model *m, int layer) {
+    if (!m) { vm_err("model: no model given"); return NULL; }
+    if (!vm_model_is_moe_layer(m, layer)) { vm_err("model: layer %d is not a MoE layer", layer); return NULL; }
+    return &m->layers[layer].rl;
+}
+
+const vm_router *vm_model_router(const vm_model *m, int layer) {
+    return vm_model_is_moe_layer(m, layer) ? m->routers[layer] : NULL;
+}
+
+// Every router is created before any is set, so a bad option or layer leaves the model as it was:
+// a caller never has to undo half a swap.
+int vm_model_set_routers(vm_model *m, const char *kind, const int *layers, int n_layers,
+                         const vm_router_opts *o) {
+    if (!m) return vm_err("model: no model given");
+    if (!kind) return vm_err("model: no router kind given");
+    if (layers && n_layers < 0) return vm_err("model: bad layer count %d", n_layers);
+    const int L = m->hp.n_layer, n = layers ? n_layers : L;
+    vm_router **rs = vm_calloc((size_t)(L > 0 ? L : 1), sizeof *rs);
+    if (!rs) return -1;
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        const int il = layers ? layers[i] : i;
+        if (!layers && !vm_model_is_moe_layer(m, il)) continue;   // "every MoE layer"
+        if (!vm_model_is_moe_layer(m, il)) rc = vm_err("model: layer %d is not a MoE layer", il);
+        else if (rs[il]) rc = vm_err("model: layer %d given twice", il);
+        else if (!(rs[il] = vm_router_create(kind, &m->layers[il].rl, o))) rc = -1;
+    }
+    for (int il = 0; il < L; il++) {
+        if (!rs[il]) continue;
+        if (rc) { vm_router_free(rs[il]); continue; }
+        vm_router_free(m->routers[il]);
+        m->routers[il] = rs[il];
+    }
+    free(rs);
+    return rc;
+}
+
 // ---------------------------------------------------------------- context
 
 struct vm_ctx {
@@ -625,7 +667,12 @@ int vm_model_hidden_tree(const vm_model *m, const int32_t *tokens, const vm_tree
     return hidden_rows(m, tokens, t->n_rows, t, l0, h, rng);
 }
 
-int vm_model_n_vocab(const vm_model *m) { return m->hp.n_vocab; }
-int vm_model_n_layer(const vm_model *m) { return m->hp.n_layer; }
-int vm_model_n_expert(const vm_model *m) { return m->hp.n_expert; }
-const vm_gguf *vm_model_gguf(const vm_model *m) { return m->gguf; }
+// Public accessors: a NULL model is a caller's bug, reported (-1 and a message) rather than a crash.
+int vm_model_n_vocab(const vm_model *m) { return m ? m->hp.n_vocab : vm_err("model: no model given"); }
+int vm_model_n_layer(const vm_model *m) { return m ? m->hp.n_layer : vm_err("model: no model given"); }
+int vm_model_n_expert(const vm_model *m) { return m ? m->hp.n_expert : vm_err("model: no model given"); }
+int vm_model_n_ctx_train(const vm_model *m) { return m ? m->hp.n_ctx_train : vm_err("model: no model given"); }
+const vm_gguf *vm_model_gguf(const vm_model *m) {
+    if (!m) vm_err("model: no model given");
+    return m ? m->gguf : NULL;
+}
