@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "gguf/gguf.h"
-#include "model/tensor.h"
+#include "quant/tensor.h"
 #include "util/err.h"
 
 // ---- byte builder ----

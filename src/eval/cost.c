@@ -2,6 +2,7 @@
 // multiply-add), extra router parameters, and the measured wall time of the method against the
 // deterministic router on the same prompts.
 #include "eval/eval_internal.h"
+#include "eval/task_score.h"
 #include "util/err.h"
 
 #include <stdlib.h>

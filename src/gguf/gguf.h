@@ -3,7 +3,7 @@
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
-#include "model/tensor.h"
+#include "quant/tensor.h"
 #include "quant/quant.h"
 #include "util/fileio.h"
 #include "vmoer.h"   // the public declarations of some of these (exported from libvmoer.so)

@@ -4,7 +4,7 @@
 #pragma once
 #include <stdint.h>
 #include "gguf/gguf.h"
-#include "model/tensor.h"
+#include "quant/tensor.h"
 #include "router/router.h"
 #include "vmoer.h"
 

@@ -4,7 +4,7 @@
 // touching model code. Kinds live one per file (router_<kind>.c) plus a line in router.c.
 #pragma once
 #include <stdint.h>
-#include "model/tensor.h"
+#include "quant/tensor.h"
 #include "util/rng.h"
 #include "vmoer.h"   // the interface types (vm_router_ops, vm_router_layer, ...) are public
 
