@@ -303,12 +303,7 @@ static double flops_base(const vm_hparams *hp, const vm_model *m, int n) {
 }
 
 static int install(vm_model *m, const int *layers, int n, const char *kind, const vm_router_opts *o) {
-    for (int i = 0; i < n; i++) {
-        const vm_router_layer *L = &m->layers[layers[i]].rl;
-        vm_router *r = kind ? vm_router_create(kind, L, o) : vm_router_deterministic();
-        if (!r || vm_model_set_router(m, layers[i], r)) return -1;
-    }
-    return 0;
+    return vm_model_set_routers(m, kind ? kind : "deterministic", layers, n, kind ? o : NULL);
 }
 
 int bench_router_ab(const char *path, const char *kind, int n_bayes, int S, int threads, int batch,

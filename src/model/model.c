@@ -202,9 +202,9 @@ const vm_router *vm_model_router(const vm_model *m, int layer) {
 }
 
 // Every router is created before any is set, so a bad option or layer leaves the model as it was:
-// a caller never has to undo half a swap.
-int vm_model_set_routers(vm_model *m, const char *kind, const int *layers, int n_layers,
-                         const vm_router_opts *o) {
+// a caller never has to undo half a swap. o_each: o holds one options struct per listed layer.
+static int set_routers(vm_model *m, const char *kind, const int *layers, int n_layers,
+                       const vm_router_opts *o, int o_each) {
     if (!m) return vm_err("model: no model given");
     if (!kind) return vm_err("model: no router kind given");
     if (layers && n_layers < 0) return vm_err("model: bad layer count %d", n_layers);
@@ -217,7 +217,7 @@ int vm_model_set_routers(vm_model *m, const char *kind, const int *layers, int n
         if (!layers && !vm_model_is_moe_layer(m, il)) continue;   // "every MoE layer"
         if (!vm_model_is_moe_layer(m, il)) rc = vm_err("model: layer %d is not a MoE layer", il);
         else if (rs[il]) rc = vm_err("model: layer %d given twice", il);
-        else if (!(rs[il] = vm_router_create(kind, &m->layers[il].rl, o))) rc = -1;
+        else if (!(rs[il] = vm_router_create(kind, &m->layers[il].rl, o_each ? &o[i] : o))) rc = -1;
     }
     for (int il = 0; il < L; il++) {
         if (!rs[il]) continue;
@@ -227,6 +227,17 @@ int vm_model_set_routers(vm_model *m, const char *kind, const int *layers, int n
     }
     free(rs);
     return rc;
+}
+
+int vm_model_set_routers(vm_model *m, const char *kind, const int *layers, int n_layers,
+                         const vm_router_opts *o) {
+    return set_routers(m, kind, layers, n_layers, o, 0);
+}
+
+int vm_model_set_routers_each(vm_model *m, const char *kind, const int *layers, int n_layers,
+                              const vm_router_opts *o) {
+    if (!layers || !o) return vm_err("model: per-layer routers need the layers and their options");
+    return set_routers(m, kind, layers, n_layers, o, 1);
 }
 
 // ---------------------------------------------------------------- context

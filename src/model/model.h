@@ -72,6 +72,9 @@ vm_model *vm_model_from_gguf(vm_gguf *g);
 void vm_model_free(vm_model *m);
 // Replaces the router of a MoE layer; takes ownership of r. -1 for a dense layer.
 int vm_model_set_router(vm_model *m, int layer, vm_router *r);
+// vm_model_set_routers (vmoer.h) with options per layer: o[i] for layers[i]. All or nothing.
+int vm_model_set_routers_each(vm_model *m, const char *kind, const int *layers, int n_layers,
+                              const vm_router_opts *o);
 
 // Trace points: every named intermediate of a batch is reported here when a callback is set.
 // Names: "attn_norm", "attn_out", "ffn_inp", "ffn_norm", "ffn_moe_logits" (T,N),

@@ -530,10 +530,7 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
     float sd[VM_ADAPTER_MAX_LAYERS];
     for (int i = 0; i < nl; i++) sd[i] = o->prior_sd > 0 ? o->prior_sd : 0.0f;
     if (o->prior_sd < 0) {
-        for (int i = 0; i < nl; i++) {
-            vm_router *d = vm_router_deterministic();
-            if (!d || vm_model_set_router(m, layers[i], d)) goto done;
-        }
+        if (vm_model_set_routers(m, "deterministic", layers, nl, NULL)) goto done;
         const int np = n_tr < 64 ? n_tr : 64;
         vm_task_input *ins = vm_malloc((size_t)np * sizeof *ins);
         if (!ins) goto done;
@@ -546,12 +543,13 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
 
     // ---- routers and parameters (frozen constants such as the prior's scale are not trained)
     s.routers = vm_calloc((size_t)nl, sizeof *s.routers);
-    if (!s.routers) goto done;
+    vm_router_opts *rl = vm_calloc((size_t)nl, sizeof *rl);   // each layer's prior scale
+    for (int i = 0; rl && i < nl; i++) { rl[i] = ro; rl[i].prior_sd = sd[i]; }
+    const int set_rc = !s.routers || !rl ? -1 : vm_model_set_routers_each(m, o->kind, layers, nl, rl);
+    free(rl);
+    if (set_rc) goto done;
     for (int i = 0; i < nl; i++) {
-        vm_router_opts rl = ro;
-        rl.prior_sd = sd[i];
-        vm_router *r = vm_router_create(o->kind, &m->layers[layers[i]].rl, &rl);
-        if (!r || vm_model_set_router(m, layers[i], r)) goto done;
+        vm_router *r = m->routers[layers[i]];
         s.routers[i] = r; s.n_layers = i + 1;
         for (int j = 0; j < r->n_params; j++) s.n_params += !r->params[j].frozen;
     }
