@@ -289,17 +289,13 @@ done:
 // scores and values over the causal context, the router, the K selected experts, the last row's
 // output head; elementwise work (norms, softmax, rope, swiglu, exp of the samples) is not counted.
 static double flops_base(const vm_hparams *hp, const vm_model *m, int n) {
-    const double D = hp->n_embd, qd = (double)hp->n_head * hp->head_dim, kvd = (double)hp->n_head_kv * hp->head_dim;
     double per_tok = 0.0;
     for (int il = 0; il < hp->n_layer; il++) {
-        per_tok += 2.0 * D * qd + 2.0 * 2.0 * D * kvd + 2.0 * qd * D;
-        if (m->layers[il].is_moe)
-            per_tok += 2.0 * D * hp->n_expert + hp->n_expert_used * 6.0 * D * hp->n_ff_exp;
-        else
-            per_tok += 6.0 * D * hp->n_ff;
+        per_tok += vm_flops_proj(m) + vm_flops_ffn(m, il);
+        if (m->layers[il].is_moe) per_tok += vm_router_flops(NULL, &m->layers[il].rl);
     }
-    const double att = (double)hp->n_layer * 4.0 * qd * ((double)n * (n + 1) / 2.0);
-    return per_tok * n + att + 2.0 * D * hp->n_vocab;
+    // causal attention: token t attends to t+1 keys, summed over the prompt; the last row's head
+    return per_tok * n + hp->n_layer * vm_flops_attn(m, (double)n * (n + 1) / 2.0) + vm_flops_output(m);
 }
 
 static int install(vm_model *m, const int *layers, int n, const char *kind, const vm_router_opts *o) {

@@ -219,16 +219,7 @@ int vm_arch_deepseek2_load(vm_model *m) {
     if (load_hparams(m, a, &k)) return -1;
     set_rope(m, a, &k);
     const int64_t D = hp->n_embd, N = hp->n_expert, H = a->n_head;
-    const vm_gguf_tensor_info *te = vm_gguf_find_tensor(m->gguf, "token_embd.weight");
-    if (!te) return vm_err("model: missing tensor 'token_embd.weight' (expected [%lld, n_vocab])", (long long)D);
-    if (te->t.ne[1] < 1 || te->t.ne[1] > INT32_MAX)
-        return vm_err("model: tensor 'token_embd.weight' has %lld rows", (long long)te->t.ne[1]);
-    hp->n_vocab = (int)te->t.ne[1];
-    const int64_t V = hp->n_vocab;
-    if (vm_model_tensor(m, &m->tok_embd, "token_embd.weight", 2, (int64_t[]){D, V}, 1)) return -1;
-    int rc = vm_model_tensor(m, &m->output, "output.weight", 2, (int64_t[]){D, V}, 0);
-    if (rc < 0) return -1;
-    if (rc == 1) m->output = m->tok_embd;   // tied embeddings
+    if (vm_model_embd_output(m)) return -1;
 
     // the last block's attention shapes first: the per-layer arrays below are sized from
     // metadata, which must not allocate what the file cannot back

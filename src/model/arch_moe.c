@@ -112,16 +112,7 @@ int vm_arch_moe_load(vm_model *m, const vm_arch_moe_spec *spec) {
     vm_hparams *hp = &m->hp;
     if (moe_hparams(m, spec)) return -1;
     const int64_t D = hp->n_embd, N = hp->n_expert;
-    const vm_gguf_tensor_info *te = vm_gguf_find_tensor(m->gguf, "token_embd.weight");
-    if (!te) return vm_err("model: missing tensor 'token_embd.weight' (expected [%lld, n_vocab])", (long long)D);
-    if (te->t.ne[1] < 1 || te->t.ne[1] > INT32_MAX)
-        return vm_err("model: tensor 'token_embd.weight' has %lld rows", (long long)te->t.ne[1]);
-    hp->n_vocab = (int)te->t.ne[1];
-    const int64_t V = hp->n_vocab;
-    if (vm_model_tensor(m, &m->tok_embd, "token_embd.weight", 2, (int64_t[]){D, V}, 1)) return -1;
-    int rc = vm_model_tensor(m, &m->output, "output.weight", 2, (int64_t[]){D, V}, 0);
-    if (rc < 0) return -1;
-    if (rc == 1) m->output = m->tok_embd;   // tied embeddings
+    if (vm_model_embd_output(m)) return -1;
 
     // f32 copies of small vectors, worst case per layer: 2 norms + shared gate (D each),
     // 3 biases and 2 Q/K norms (at most qd + 2 kvd + qd + kvd)

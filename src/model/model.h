@@ -97,6 +97,12 @@ void vm_ctx_set_embd_noise(vm_ctx *c, float sigma, uint64_t seed);
 int vm_ctx_eval(vm_ctx *c, const int32_t *tokens, int n, float *logits);
 const float *vm_ctx_last_logits(const vm_ctx *c);
 
+// ---- analytic FLOPs per token (model/flops.c; 2 per multiply-add, matrix products only) ----
+double vm_flops_proj(const vm_model *m);               // q, k, v, o projections of one block
+double vm_flops_attn(const vm_model *m, double span);  // one block's q.k and att.v over `span` keys
+double vm_flops_ffn(const vm_model *m, int il);        // block il's FFN: dense, or the K selected experts
+double vm_flops_output(const vm_model *m);             // the output head
+
 int vm_model_n_vocab(const vm_model *m);
 int vm_model_n_layer(const vm_model *m);
 int vm_model_n_expert(const vm_model *m);      // 0 for a dense model
