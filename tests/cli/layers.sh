@@ -28,6 +28,12 @@ expect_fail "a new folder left out of LAYERS" '^src/extra/: on no floor'
 # the same include downwards is fine, and so is the public header anywhere
 copy; sed -i '1i #include "util/err.h"' "$T/c/src/eval/eval.c"; sed -i '1i #include "vmoer.h"' "$T/c/src/util/rng.c"
 if sh scripts/check_layers.sh "$T/c" >"$T/out" 2>&1; then ok; else bad "a downward include refused: $(cat "$T/out")"; fi
+# README's layer line is src/LAYERS read top down, and its tree names every folder of src/
+want=$(sed 's/#.*//' src/LAYERS | awk 'NF { line = $1; for (i = 2; i <= NF; i++) line = line ", " $i; l[++n] = line }
+    END { s = l[n]; for (i = n - 1; i >= 1; i--) s = s " → " l[i]; print s }')
+got=$(sed -n '/^Dependencies point one way/,/^$/p' README.md | tr '\n' ' ' | sed 's/.*other): //; s/\. *$//; s/  */ /g')
+[ "$got" = "$want" ] && ok || bad "README layer line '$got', src/LAYERS says '$want'"
+for d in src/*/; do grep -q "^${d%/}/ " README.md && ok || bad "README tree lacks ${d%/}/"; done
 # make check-layers is this script
 make -s check-layers >"$T/out" 2>&1 && ok || bad "make check-layers: $(cat "$T/out")"
 echo "$p passed, $f failed"
