@@ -249,25 +249,25 @@ int bench_gen_granite(const char *path, const char *type_name, int n_layer, int 
     vm_gguf_set_f32(w, "llama.rope.freq_base", 10000.0f);
     if (gen_vocab(w, n_vocab)) { rc = cli_fail(CMD, "out of memory"); goto done; }
     const size_t nb_d = sizeof(float) * (size_t)D;
-    vm_gguf_add_tensor(w, "token_embd.weight", type, 2, (int64_t[]){ D, V }, embd, eb);   // tied output
-    vm_gguf_add_tensor(w, "output_norm.weight", VM_TYPE_F32, 1, (int64_t[]){ D }, ones, nb_d);
     char name[96];
+    vm_gguf_add_tensor(w, vm_tn(name, sizeof name, VM_TN_TOKEN_EMBD, -1, "weight"), type, 2, (int64_t[]){ D, V }, embd, eb);   // tied output
+    vm_gguf_add_tensor(w, vm_tn(name, sizeof name, VM_TN_OUTPUT_NORM, -1, "weight"), VM_TYPE_F32, 1, (int64_t[]){ D }, ones, nb_d);
     for (int il = 0; il < n_layer; il++) {
         const int v = il % G_VARIANTS;
-#define ADD(suffix, nd, ne, data, nbytes) do { snprintf(name, sizeof name, "blk.%d." suffix ".weight", il); \
+#define ADD(id, nd, ne, data, nbytes) do { vm_tn(name, sizeof name, id, il, "weight"); \
         if (vm_gguf_add_tensor(w, name, type_of, nd, ne, data, nbytes)) rc = 1; } while (0)
         vm_type type_of = VM_TYPE_F32;
-        ADD("attn_norm", 1, ((int64_t[]){ D }), ones, nb_d);
-        ADD("ffn_norm", 1, ((int64_t[]){ D }), ones, nb_d);
-        ADD("ffn_gate_inp", 2, ((int64_t[]){ D, N }), routers + (size_t)il * N * D, nb_d * (size_t)N);
+        ADD(VM_TN_ATTN_NORM, 1, ((int64_t[]){ D }), ones, nb_d);
+        ADD(VM_TN_FFN_NORM, 1, ((int64_t[]){ D }), ones, nb_d);
+        ADD(VM_TN_FFN_GATE_INP, 2, ((int64_t[]){ D, N }), routers + (size_t)il * N * D, nb_d * (size_t)N);
         type_of = type;
-        ADD("attn_q", 2, ((int64_t[]){ D, QD }), mat[M_Q][v], mbytes[M_Q][v]);
-        ADD("attn_k", 2, ((int64_t[]){ D, KVD }), mat[M_K][v], mbytes[M_K][v]);
-        ADD("attn_v", 2, ((int64_t[]){ D, KVD }), mat[M_V][v], mbytes[M_V][v]);
-        ADD("attn_output", 2, ((int64_t[]){ QD, D }), mat[M_O][v], mbytes[M_O][v]);
-        ADD("ffn_gate_exps", 3, ((int64_t[]){ D, F, N }), mat[M_GATE][v], mbytes[M_GATE][v]);
-        ADD("ffn_up_exps", 3, ((int64_t[]){ D, F, N }), mat[M_UP][v], mbytes[M_UP][v]);
-        ADD("ffn_down_exps", 3, ((int64_t[]){ F, D, N }), mat[M_DOWN][v], mbytes[M_DOWN][v]);
+        ADD(VM_TN_ATTN_Q, 2, ((int64_t[]){ D, QD }), mat[M_Q][v], mbytes[M_Q][v]);
+        ADD(VM_TN_ATTN_K, 2, ((int64_t[]){ D, KVD }), mat[M_K][v], mbytes[M_K][v]);
+        ADD(VM_TN_ATTN_V, 2, ((int64_t[]){ D, KVD }), mat[M_V][v], mbytes[M_V][v]);
+        ADD(VM_TN_ATTN_OUTPUT, 2, ((int64_t[]){ QD, D }), mat[M_O][v], mbytes[M_O][v]);
+        ADD(VM_TN_FFN_GATE_EXPS, 3, ((int64_t[]){ D, F, N }), mat[M_GATE][v], mbytes[M_GATE][v]);
+        ADD(VM_TN_FFN_UP_EXPS, 3, ((int64_t[]){ D, F, N }), mat[M_UP][v], mbytes[M_UP][v]);
+        ADD(VM_TN_FFN_DOWN_EXPS, 3, ((int64_t[]){ F, D, N }), mat[M_DOWN][v], mbytes[M_DOWN][v]);
 #undef ADD
     }
     if (vm_gguf_write(w, path)) rc = cli_fail(CMD, NULL);

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "quant/tensor.h"
+#include "gguf/tensor_names.h"
 #include "quant/quant.h"
 #include "util/fileio.h"
 #include "vmoer.h"   // the public declarations of some of these (exported from libvmoer.so)

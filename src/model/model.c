@@ -61,14 +61,17 @@ int vm_model_tensor(const vm_model *m, vm_tensor *out, const char *name, int n_d
 int vm_model_embd_output(vm_model *m) {
     vm_hparams *hp = &m->hp;
     const int64_t D = hp->n_embd;
-    const vm_gguf_tensor_info *te = vm_gguf_find_tensor(m->gguf, "token_embd.weight");
-    if (!te) return vm_err("model: missing tensor 'token_embd.weight' (expected [%lld, n_vocab])", (long long)D);
+    char embd[64], out[64];
+    vm_tn(embd, sizeof embd, VM_TN_TOKEN_EMBD, -1, "weight");
+    vm_tn(out, sizeof out, VM_TN_OUTPUT, -1, "weight");
+    const vm_gguf_tensor_info *te = vm_gguf_find_tensor(m->gguf, embd);
+    if (!te) return vm_err("model: missing tensor '%s' (expected [%lld, n_vocab])", embd, (long long)D);
     if (te->t.ne[1] < 1 || te->t.ne[1] > INT32_MAX)
-        return vm_err("model: tensor 'token_embd.weight' has %lld rows", (long long)te->t.ne[1]);
+        return vm_err("model: tensor '%s' has %lld rows", embd, (long long)te->t.ne[1]);
     hp->n_vocab = (int)te->t.ne[1];
     const int64_t V = hp->n_vocab;
-    if (vm_model_tensor(m, &m->tok_embd, "token_embd.weight", 2, (int64_t[]){D, V}, 1)) return -1;
-    int rc = vm_model_tensor(m, &m->output, "output.weight", 2, (int64_t[]){D, V}, 0);
+    if (vm_model_tensor(m, &m->tok_embd, embd, 2, (int64_t[]){D, V}, 1)) return -1;
+    int rc = vm_model_tensor(m, &m->output, out, 2, (int64_t[]){D, V}, 0);
     if (rc < 0) return -1;
     if (rc == 1) m->output = m->tok_embd;   // tied embeddings
     return 0;

@@ -2,6 +2,7 @@
 #pragma once
 #include "model/model.h"
 #include "model/train.h"
+#include "gguf/tensor_names.h"
 
 // Looks up `name` and checks its shape against ne (n_dims entries; trailing dims must be 1) and
 // that vmoer can compute its type. Returns 0 (found, *out filled), 1 (absent and !required) or
