@@ -106,7 +106,7 @@ VMOER_API int32_t vm_tokenizer_eos(const vm_tokenizer *t);
 // ---- sampling ----
 VMOER_API int32_t vm_sample_argmax(const float *logits, int n);
 
-// ---- random streams (xoshiro256**), for router kinds that sample ----
+// ---- random streams (xoshiro256**), for router kinds that sample (per draw: unchecked) ----
 VMOER_API double vm_rng_uniform(vm_rng *r);   // [0, 1)
 VMOER_API float vm_rng_normal(vm_rng *r);     // N(0, 1)
 
@@ -264,7 +264,8 @@ VMOER_API const vm_router_ops *vm_router_kind_ops(const char *kind);
 // The name of a read-out (vm_unc): "ilv", "gate_entropy", "temperature", ...; "?" out of range.
 VMOER_API const char *vm_unc_name(int u);
 
-// Building blocks for a kind's forward. logits (T,N) = u (T,D) W_r^T:
+// Building blocks for a kind's forward, called per token inside it: their arguments are not
+// checked (a kind passes what the model gave it). logits (T,N) = u (T,D) W_r^T:
 VMOER_API void vm_router_logits(const vm_router_layer *L, const float *u, int T, float *logits);
 // One token: probs from logits by the layer's convention, top-K selection (ties: lower index
 // first), gates by the convention (times weights_scale).

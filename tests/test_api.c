@@ -130,6 +130,21 @@ int main(void) {
     CHECK(ga.max_tokens == gb.max_tokens && ga.temp == gb.temp && ga.top_k == gb.top_k &&
           ga.abstain_score == gb.abstain_score && ga.n_top == gb.n_top, "gen defaults agree");
     CHECK(!strcmp(vmoer_version(), VMOER_VERSION), "version");
+    // NULL handles: a -1/NULL and a message, never a crash
+    vm_err_clear();
+    CHECK(vm_gguf_open(NULL) == NULL && vm_errmsg()[0], "gguf_open(NULL)");
+    vm_err_clear();
+    CHECK(vm_model_load(NULL) == NULL && vm_errmsg()[0], "model_load(NULL)");
+    vm_err_clear();
+    CHECK(vm_sample_argmax(NULL, 4) == -1 && vm_errmsg()[0], "argmax(NULL)");
+    vm_err_clear();
+    CHECK(vm_upcycle(NULL, NULL, NULL) == -1 && vm_errmsg()[0], "upcycle(NULL)");
+    vm_err_clear();
+    CHECK(vm_ctx_n_past(NULL) == -1 && vm_ctx_last_logits(NULL) == NULL && vm_errmsg()[0], "ctx(NULL)");
+    vm_err_clear();
+    CHECK(vm_gen_run(NULL, NULL, 0, NULL, NULL, NULL, NULL) == -1 && vm_gen_available(NULL) == 0 && vm_errmsg()[0], "gen(NULL)");
+    vm_err_clear();
+    CHECK(vm_tokenizer_n_vocab(NULL) == -1 && vm_errmsg()[0], "tokenizer(NULL)");
     unlink(dense); unlink(moe); rmdir(dir);
     return TEST_SUMMARY();
 }

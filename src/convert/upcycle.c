@@ -404,6 +404,7 @@ done:
 }
 
 int vm_upcycle(const char *in_path, const char *out_path, const vm_upcycle_opts *o) {
+    if (!in_path || !out_path || !o) return vm_err("upcycle: no input, output or options given");
     return upcycle(in_path, out_path, o, NULL);
 }
 

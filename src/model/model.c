@@ -361,13 +361,16 @@ void vm_ctx_free(vm_ctx *c) {
 }
 
 void vm_ctx_reset(vm_ctx *c) { if (c) { c->n_past = 0; c->have_last = 0; } }
-int vm_ctx_n_past(const vm_ctx *c) { return c ? c->n_past : 0; }
+int vm_ctx_n_past(const vm_ctx *c) { return c ? c->n_past : vm_err("ctx: no context given"); }
 void vm_ctx_set_trace(vm_ctx *c, vm_trace_fn fn, void *ud) { if (c) { c->trace = fn; c->ud = ud; } }
 void vm_ctx_set_seed(vm_ctx *c, uint64_t seed) { if (c) vm_rng_seed(&c->rng, seed); }
 void vm_ctx_set_embd_noise(vm_ctx *c, float sigma, uint64_t seed) {
     if (c) { c->embd_sigma = sigma > 0.0f ? sigma : 0.0f; vm_rng_seed(&c->embd_rng, seed); }
 }
-const float *vm_ctx_last_logits(const vm_ctx *c) { return c && c->have_last ? c->last_logits : NULL; }
+const float *vm_ctx_last_logits(const vm_ctx *c) {
+    if (!c || !c->have_last) vm_err(c ? "ctx: no position evaluated yet" : "ctx: no context given");
+    return c && c->have_last ? c->last_logits : NULL;
+}
 
 // ---------------------------------------------------------------- forward
 
