@@ -182,7 +182,6 @@ enum vm_router_flag {
 };
 #define VM_UNC_BIT(u) (1u << (u))
 
-typedef struct vm_router vm_router;
 typedef struct vm_router_ops {
     const char *name;
     unsigned flags;          // VM_ROUTER_* of the kind

@@ -28,6 +28,12 @@ if cmp -s "$T/api" "$T/sym" && [ -s "$T/api" ]; then ok; else bad "exported symb
 export PKG_CONFIG_PATH="$P/lib/pkgconfig"
 [ "$(pkg-config --modversion vmoer 2>&1)" = "$ver" ] && ok || bad "pkg-config --modversion: $(pkg-config --modversion vmoer 2>&1)"
 "$P/bin/vmoer" --version | grep -q "$ver" && ok || bad "installed vmoer --version"
+# the installed header stands alone in C99 (pedantic) and in C++
+printf '#include <vmoer.h>\nint main(void) { return vmoer_version() ? 0 : 1; }\n' >"$T/h.c"
+cc -std=c99 -pedantic -Wall -Wextra -Werror -fsyntax-only $(pkg-config --cflags vmoer) "$T/h.c" >"$T/cc" 2>&1 && ok || bad "header as C99: $(head -3 "$T/cc")"
+if command -v c++ >/dev/null 2>&1; then
+    c++ -x c++ -std=c++11 -Wall -Wextra -Werror -fsyntax-only $(pkg-config --cflags vmoer) "$T/h.c" >"$T/cc" 2>&1 && ok || bad "header as C++: $(head -3 "$T/cc")"
+fi
 # build every example against the installed copy only (no -I of this tree), warnings as errors
 for src in examples/*.c; do
     name=$(basename "$src" .c)
