@@ -50,7 +50,7 @@ static void usage(const vm_demo_opts *d) {
            (double)d->val_frac, d->n_val, d->n_test, d->n_ood, d->n_layers, d->epochs, d->epochs_map, (double)d->lr,
            (double)d->lr_map, d->batch, d->patience);
     print_grid(d->beta, d->n_beta);
-    printf("; 1 is the ELBO)\n  --beta-t LIST     VTSR beta_T grid (default ");
+    printf("; add 1, the ELBO, with 0.01,0.1,1)\n  --beta-t LIST     VTSR beta_T grid (default ");
     print_grid(d->beta_t, d->n_beta_t);
     printf(")\n"
            "  --samples S       VGLR/MC-dropout/SWAG router samples per token (default %d)\n"

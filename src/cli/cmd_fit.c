@@ -49,6 +49,8 @@ static void usage(void) {
            "  --swag-lr LR         swag: the phase's constant plain-SGD learning rate (default --lr / the RMS\n"
            "                       of the first batch's router gradient: steps the size of AdamW's)\n"
            "  --swag-scale X       swag: covariance multiplier of the sampler (default 1; 0 = the SWA mean)\n"
+           "  --map-from A.gguf    swag: skip the MAP phase and collect from this finished map adapter (fitted on\n"
+           "                       the same data, layers, seed and MAP options: the same result, half the time)\n"
            "  --lora-rank R        also train a LoRA on attention Q/K/V (stage-1 task adaptation; default 0 = off)\n"
            "  --lora-alpha A       LoRA scale alpha/R (default R: scale 1)\n"
            "  --lora-layers SPEC   LoRA layers, e.g. 0-4 (default: the routers' layers)\n"
@@ -128,6 +130,7 @@ int cmd_fit(int argc, char **argv) {
         else if (!strcmp(a, "--swag-every")) { VAL(); if (cli_long(CMD, a, v, 1, 1000000, &lv)) return 1; o.swag_every = (int)lv; swag_opt = a; }
         else if (!strcmp(a, "--swag-lr")) { VAL(); if (cli_float(CMD, a, v, 1e-12, 1e3, &dv)) return 1; o.swag_lr = (float)dv; swag_opt = a; }
         else if (!strcmp(a, "--swag-scale")) { VAL(); if (cli_float(CMD, a, v, 0, 1e6, &dv)) return 1; o.swag_scale = (float)dv; swag_opt = a; }
+        else if (!strcmp(a, "--map-from")) { VAL(); o.map_from = v; swag_opt = a; }
         else if (!strcmp(a, "--lora-rank")) { VAL(); if (cli_long(CMD, a, v, 1, 64, &lv)) return 1; o.lora_rank = (int)lv; }
         else if (!strcmp(a, "--lora-alpha")) { VAL(); if (cli_float(CMD, a, v, 1e-6, 1e6, &dv)) return 1; o.lora_alpha = (float)dv; }
         else if (!strcmp(a, "--lora-layers")) { VAL(); lora_layers = v; }
@@ -164,6 +167,7 @@ int cmd_fit(int argc, char **argv) {
     if (!out) return cli_fail(CMD, "-o ADAPTER.gguf is required");
     const vm_router_ops *kops = vm_router_kind_ops(o.kind);
     if (swag_opt && kops && !kops->collect) return cli_fail(CMD, "%s applies to --router swag only", swag_opt);
+    if (o.map_from && o.resume) return cli_fail(CMD, "--map-from runs no MAP loop: nothing to --resume");
     char ckpt_buf[4096];   // the checkpoint is written during the fit: check it now, not after it
     snprintf(ckpt_buf, sizeof ckpt_buf, "%s.ckpt", out);
     if (cli_output(CMD, out) || cli_output(CMD, o.ckpt_path ? o.ckpt_path : ckpt_buf)) return 1;
@@ -202,6 +206,11 @@ int cmd_fit(int argc, char **argv) {
         if (o.lora_rank) printf(") + LoRA rank %d on Q/K/V (", o.lora_rank);
         if (o.lora_rank) for (int i = 0, n = 0; i < m->hp.n_layer; i++) if (m->loras && m->loras[i]) printf("%s%d", n++ ? "," : "", i);
         printf("), %lld steps, %d epochs, best epoch %d\n", (long long)st.steps, st.epochs_run, st.best_epoch);
+        if (o.map_from) {   // no MAP loop ran: say where its result came from instead of "ce 0 -> 0"
+            printf("MAP phase from %s", o.map_from);
+            if (st.n_val > 0) printf(": val nll %.4f, val acc %.3f", st.val_nll_init, st.val_acc_init);
+            printf("\n");
+        } else {
         printf("train ce %.4f -> %.4f; ", st.train_ce_first, st.train_ce_last);
         if (st.n_val > 0)
             printf("val nll %.4f -> %.4f, val acc %.3f -> %.3f", st.val_nll_init, st.val_nll_best, st.val_acc_init,
@@ -209,6 +218,7 @@ int cmd_fit(int argc, char **argv) {
         else   // nothing to measure: not "nan -> inf"
             printf("no validation items (--val-frac 0): the adapter is the last epoch's");
         printf("; %.0f tok/s\n", st.tokens_per_s);
+        }
         if (st.swag_snapshots) {
             printf("%s: %d snapshots, one every %d SGD steps at lr %g", o.kind, st.swag_snapshots, st.swag_every,
                    (double)st.swag_lr);

@@ -338,29 +338,54 @@ double vm_task_letter_probs(const vm_task_input *in, const float *row, double *p
     return row[in->letter_ids[in->answer]] - mx - log(z);
 }
 
-double vm_task_seq_loglik(const vm_task_input *in, int s, const float *logits, int V,
-                          float *dlogits, float scale) {
+// log sum_v exp(r_v), shifted by the row's maximum
+static double row_lz(const float *r, int V) {
+    double mx = -INFINITY, z = 0;
+    for (int v = 0; v < V; v++) if (r[v] > mx) mx = r[v];
+    for (int v = 0; v < V; v++) z += exp(r[v] - mx);
+    return mx + log(z);
+}
+
+// d log p_t / d r_v = 1[v = t] - softmax_v, times scale, added to d
+static void row_dlogits(const float *r, int V, double lz, int t, float *d, float scale) {
+    for (int v = 0; v < V; v++) d[v] -= scale * (float)exp(r[v] - lz);
+    d[t] += scale;
+}
+
+// Sequence s's loglik; lz (its scored rows) non-NULL receives each row's log-partition.
+static double seq_loglik(const vm_task_input *in, int s, const float *logits, int V, double *lz_out,
+                         float *dlogits, float scale) {
     const vm_task_seq *q = &in->seq[s];
     double ll = 0;
     for (int i = q->n_ctx, k = 0; i < q->n; i++, k++) {
         const float *r = logits + (size_t)k * V;
-        double mx = -INFINITY, z = 0;
-        for (int v = 0; v < V; v++) if (r[v] > mx) mx = r[v];
-        for (int v = 0; v < V; v++) z += exp(r[v] - mx);
-        const double lz = mx + log(z);
+        const double lz = row_lz(r, V);
+        if (lz_out) lz_out[k] = lz;
         ll += r[q->tokens[i]] - lz;
-        if (dlogits) {   // d log p_t / d r_v = 1[v = t] - softmax_v
-            float *d = dlogits + (size_t)k * V;
-            for (int v = 0; v < V; v++) d[v] -= scale * (float)exp(r[v] - lz);
-            d[q->tokens[i]] += scale;
-        }
+        if (dlogits) row_dlogits(r, V, lz, q->tokens[i], dlogits + (size_t)k * V, scale);
     }
     return ll;
 }
 
+double vm_task_seq_loglik(const vm_task_input *in, int s, const float *logits, int V,
+                          float *dlogits, float scale) {
+    return seq_loglik(in, s, logits, V, NULL, dlogits, scale);
+}
+
 void vm_task_tree_loglik(const vm_task_input *in, const float *logits, int V, double *ll) {
+    vm_task_tree_loglik_lz(in, logits, V, ll, NULL);
+}
+
+void vm_task_tree_loglik_lz(const vm_task_input *in, const float *logits, int V, double *ll, double *lz) {
     for (int s = 0; s < in->n_seq; s++)
-        ll[s] = vm_task_seq_loglik(in, s, logits + (size_t)in->tree.out0[s] * V, V, NULL, 0);
+        ll[s] = seq_loglik(in, s, logits + (size_t)in->tree.out0[s] * V, V, lz ? lz + in->tree.out0[s] : NULL, NULL, 0);
+}
+
+void vm_task_seq_dlogits(const vm_task_input *in, int s, const float *logits, int V, const double *lz,
+                         float *dlogits, float scale) {
+    const vm_task_seq *q = &in->seq[s];
+    for (int i = q->n_ctx, k = 0; i < q->n; i++, k++)
+        row_dlogits(logits + (size_t)k * V, V, lz[k], q->tokens[i], dlogits + (size_t)k * V, scale);
 }
 
 double vm_task_choice_softmax(const double *ll, int n, int answer, double *probs) {

@@ -150,6 +150,13 @@ double vm_task_seq_loglik(const vm_task_input *in, int s, const float *logits, i
 // The per-sequence log-likelihoods ll (n_seq) from the logits (tree.n_out, V) of a tree forward at
 // in->tree.out_row (sequence s at rows out0[s].. of logits).
 void vm_task_tree_loglik(const vm_task_input *in, const float *logits, int V, double *ll);
+// The same, also keeping each scored row's log-partition lz (tree.n_out) for vm_task_seq_dlogits.
+void vm_task_tree_loglik_lz(const vm_task_input *in, const float *logits, int V, double *ll, double *lz);
+// dlogits += scale * d ll_s / d logits for sequence s, from the lz its loglik computed (the same
+// values as vm_task_seq_loglik's gradient, without summing the partition function again: a fit's
+// row costs two exp passes over the vocabulary instead of three).
+void vm_task_seq_dlogits(const vm_task_input *in, int s, const float *logits, int V, const double *lz,
+                         float *dlogits, float scale);
 // Per-choice scores (n_choices) from the per-sequence log-likelihoods ll_seq (n_seq):
 // loglik / loglik-raw: score_c = ll_c; pmi: score_c = ll_c - ll_{n+c}.
 void vm_task_choice_scores(const vm_task_input *in, const double *ll_seq, double *score);

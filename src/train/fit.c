@@ -188,6 +188,7 @@ typedef struct fit_state {
     fit_ex *ex;
     int n_ex;
     float *h_tmp, *logits, *dlogits;   // (T_max, D), (T_max, V) x2; T_max = the largest tree
+    double *lz;                        // (T_max) log-partition of each scored row (its loglik's, reused by the gradient)
     float beta;
     vm_param **params;
     int n_params;
@@ -238,14 +239,14 @@ static int run_example(fit_state *s, fit_ex *e, int train, float scale, vm_rng *
         *ce = -vm_task_letter_probs(in, s->logits, probs, train ? s->dlogits : NULL, scale);
     } else {
         double ll[VM_TASK_MAX_SEQ], score[VM_MCQ_MAX_CHOICES];
-        vm_task_tree_loglik(in, s->logits, V, ll);
+        vm_task_tree_loglik_lz(in, s->logits, V, ll, s->lz);
         vm_task_choice_scores(in, ll, score);   // pmi: conditional minus unconditional
         *ce = vm_task_choice_softmax(score, in->n_choices, in->answer, probs);
         // d(-log p_y)/d ll_q = p_c - 1[c = y] (negated for pmi's unconditional sequences), at
         // sequence q's scored rows
         for (int q = 0; train && q < in->n_seq; q++)
-            vm_task_seq_loglik(in, q, s->logits + (size_t)t->out0[q] * V, V, s->dlogits + (size_t)t->out0[q] * V,
-                               scale * (float)vm_task_seq_coef(in, q, probs));
+            vm_task_seq_dlogits(in, q, s->logits + (size_t)t->out0[q] * V, V, s->lz + t->out0[q],
+                                s->dlogits + (size_t)t->out0[q] * V, scale * (float)vm_task_seq_coef(in, q, probs));
     }
     if (!train) return 0;
     set_sf(s, *ce, scale);
@@ -378,6 +379,33 @@ done:
     return rc;
 }
 
+// A router's W_r copy (map.w_r, swag.w_r, ...): its parameter named "<kind>.w_r", or NULL.
+static vm_param *w_r_param(vm_router *r) {
+    for (int j = 0; j < r->n_params; j++) {
+        const char *dot = strchr(r->params[j].name, '.');
+        if (dot && !strcmp(dot, ".w_r") && !r->params[j].frozen) return &r->params[j];
+    }
+    return NULL;
+}
+
+// map_from: installs the map adapter at path (checked against the model by vm_adapter_apply), checks
+// it covers exactly `layers`, and copies each layer's W_r into w (nl x per floats).
+static int read_map_from(vm_model *m, const char *path, const int *layers, int nl, float *w, size_t per) {
+    vm_adapter_info ai;
+    if (vm_adapter_apply_ex(m, path, 0, &ai)) return vm_err_prefix("fit: map_from");
+    if (strcmp(ai.kind, "map")) return vm_err("fit: map_from %s is a '%s' adapter, not map", path, ai.kind);
+    if (ai.lora_rank > 0) return vm_err("fit: map_from %s carries a LoRA (not supported)", path);
+    int same = ai.n_layers == nl;
+    for (int i = 0; same && i < nl; i++) same = ai.layers[i] == layers[i];
+    if (!same) return vm_err("fit: map_from %s covers other layers than the fit's", path);
+    for (int i = 0; i < nl; i++) {
+        vm_param *p = w_r_param(m->routers[layers[i]]);
+        if (!p || (size_t)vm_param_numel(p) != per) return vm_err("fit: map_from %s: layer %d has no W_r of %zu values", path, layers[i], per);
+        memcpy(w + (size_t)i * per, p->w, per * sizeof(float));
+    }
+    return 0;
+}
+
 // Everything a resumed run must agree on.
 static uint64_t fingerprint(const vm_model *m, const vm_fit_opts *o, const int *layers, int nl, int n_ex,
                             uint64_t data_id) {
@@ -419,6 +447,7 @@ typedef struct fit_run {
     int lora_layers[VM_ADAPTER_MAX_LAYERS], n_lora;
     vm_adamw opt;
     float *best;                       // the kept (best validation) parameters, all flattened
+    float *map_w;                      // map_from: the MAP phase's W_r per layer (nl x D N)
     size_t n_w;
     int *eorder;                       // the epoch's example order
     int64_t spe, total;                // steps per epoch, in all
@@ -441,6 +470,12 @@ static int fit_check(fit_run *r) {
     if (hp->n_expert <= 0) return vm_err("fit: the model has no MoE layers");
     if (o->epochs < 1 || o->batch < 1 || !(o->lr > 0) || o->patience < 1)
         return vm_err("fit: bad options (epochs %d, batch %d, lr %g, patience %d)", o->epochs, o->batch, (double)o->lr, o->patience);
+    if (o->map_from) {   // the MAP phase is of swag only, and has no checkpoint to resume
+        const vm_router_ops *kops = vm_router_kind_ops(o->kind);
+        if (!kops || !kops->collect) return vm_err("fit: map_from applies to kinds with a collection phase (swag), not '%s'", o->kind);
+        if (o->resume) return vm_err("fit: map_from runs no MAP loop: nothing to resume");
+        if (o->lora_rank > 0) return vm_err("fit: map_from with a LoRA is not supported (the map adapter's LoRA would be dropped)");
+    }
     int first_moe = -1;
     for (int il = 0; il < hp->n_layer && first_moe < 0; il++) if (m->layers[il].is_moe) first_moe = il;
     vm_router_opts *ro = &r->ro;
@@ -586,6 +621,13 @@ static int fit_routers(fit_run *r) {
     }
     memcpy(r->st->prior_sd, sd, (size_t)nl * sizeof(float));
 
+    // map_from: the finished MAP phase's W_r per layer (installed, read, then replaced below)
+    const size_t per = (size_t)m->hp.n_embd * m->hp.n_expert;
+    if (o->map_from) {
+        if (!(r->map_w = vm_malloc((size_t)nl * per * sizeof(float)))) return -1;
+        if (read_map_from(m, o->map_from, layers, nl, r->map_w, per)) return -1;
+    }
+
     s->routers = vm_calloc((size_t)nl, sizeof *s->routers);
     vm_router_opts *rl = vm_calloc((size_t)nl, sizeof *rl);   // each layer's prior scale
     for (int i = 0; rl && i < nl; i++) { rl[i] = r->ro; rl[i].prior_sd = sd[i]; }
@@ -596,6 +638,12 @@ static int fit_routers(fit_run *r) {
         vm_router *rt = m->routers[layers[i]];
         s->routers[i] = rt; s->n_layers = i + 1;
         for (int j = 0; j < rt->n_params; j++) s->n_params += !rt->params[j].frozen;
+        if (r->map_w) {   // the iterate starts where the MAP phase ended
+            vm_param *w = w_r_param(rt);
+            if (!w || (size_t)vm_param_numel(w) != per)
+                return vm_err("fit: router kind '%s' has no W_r to start from %s", o->kind, o->map_from);
+            memcpy(w->w, r->map_w + (size_t)i * per, (size_t)vm_param_numel(w) * sizeof(float));
+        }
     }
     s->beta = s->routers[0]->beta;
     for (int i = 0; i < r->n_lora; i++) {
@@ -643,7 +691,8 @@ static int fit_cache(fit_run *r) {
     s->h_tmp = vm_malloc((size_t)s->T_max * s->D * sizeof(float));
     s->logits = vm_malloc((size_t)s->T_max * s->V * sizeof(float));
     s->dlogits = vm_malloc((size_t)s->T_max * s->V * sizeof(float));
-    if (!s->h_tmp || !s->logits || !s->dlogits) return -1;
+    s->lz = vm_malloc((size_t)s->T_max * sizeof(double));
+    if (!s->h_tmp || !s->logits || !s->dlogits || !s->lz) return -1;
     if (o->no_cache) return 0;
     const int shared = o->cache_h && o->cache_l0 == s->l0;
     for (int k = 0; k < r->n_tr + r->n_va; k++) {
@@ -683,7 +732,7 @@ static int fit_start(fit_run *r) {
     fit_state *s = &r->s;
     vm_ckpt_state *cs = &r->cs;
     r->spe = (r->n_tr + o->batch - 1) / o->batch;
-    r->total = r->spe * o->epochs;
+    r->total = o->map_from ? 0 : r->spe * o->epochs;   // map_from: no MAP loop
     st->total_steps = r->total;
     r->ckpt = o->ckpt_path;
     if (!r->ckpt) { snprintf(r->ckpt_buf, sizeof r->ckpt_buf, "%s.ckpt", r->out_path); r->ckpt = r->ckpt_buf; }
@@ -878,10 +927,10 @@ static void fit_free(fit_run *r) {
         if (!s->ex[i].h_borrowed) free(s->ex[i].h);
         vm_task_input_free(&s->ex[i].in);
     }
-    free(s->ex); free(r->order); free(r->tr_idx); free(r->va_idx); free(r->best); free(r->eorder);
+    free(s->ex); free(r->order); free(r->tr_idx); free(r->va_idx); free(r->best); free(r->map_w); free(r->eorder);
     vm_adamw_free(&r->opt);
     vm_tctx_free(s->tc);
-    free(s->h_tmp); free(s->logits); free(s->dlogits);
+    free(s->h_tmp); free(s->logits); free(s->dlogits); free(s->lz);
     free(s->params); free(s->routers);
 }
 

@@ -29,7 +29,9 @@
 // (seed, VM_FIT_STREAM_SWAG + e), example i's stream (seed ^ VM_FIT_STREAM_SWAG, e << 32 | i)), and the
 // routers' collect() runs after every swag_every-th step:
 // swag_rank snapshots, so the deviation matrix holds them all and the diagonal averages them. Then
-// finish() stores the moments and the adapter is written. The phase is not checkpointed: a fit
+// finish() stores the moments and the adapter is written. With map_from the MAP loop is skipped
+// (no steps, best_epoch 0, val_nll_init = the validation NLL of that MAP router) and the phase starts
+// from the map adapter's W_r. The phase is not checkpointed: a fit
 // resumed after its last MAP step (or killed during the phase) runs it again, bit for bit.
 // Ensemble: its M members are MAP routers; each training forward uses one member drawn from the
 // example's stream and updates only it (router_ensemble.c), so members train on disjoint random
@@ -100,6 +102,12 @@ typedef struct vm_fit_opts {
     float swag_lr;             // constant SGD learning rate; 0 = lr / rms(g) of the routers' gradient
                                // on the phase's first batch (steps the size of AdamW's at the peak lr)
     float swag_scale;          // the sampler's covariance multiplier stored in the adapter (default 1)
+    // swag only: the MAP phase's result read from this finished map adapter (same layers; the caller
+    // vouches that it was fitted on the same items with the same seed and MAP settings) instead of
+    // running the MAP loop again: the collection phase starts from its W_r. SWAG's first phase IS a
+    // map fit (training forward, backward, AdamW and validation schedule are map's), so a run that
+    // already has the map row (vmoer demo) pays the MAP epochs once. NULL: run the MAP phase.
+    const char *map_from;
 } vm_fit_opts;
 
 typedef struct vm_fit_stats {

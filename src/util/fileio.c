@@ -255,15 +255,23 @@ int vm_output_dir_check(const char *path, const char *const *names) {
     return rc;
 }
 
-// Removes the files of a folder and then the folder (it holds no sub-folders: vm_adir writes files).
-static int remove_folder(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return -1;
+// Removes a folder with everything in it. Sub-folders too (the demo's output holds adapters/): a
+// folder left half-removed is the leftover this exists to prevent. Symbolic links are removed, never
+// followed (unlinkat on the link itself; O_NOFOLLOW on the way down).
+static int remove_tree_at(int parent, const char *name, int depth) {
+    if (depth > 16) return -1;   // vm_adir writes two levels; anything deeper is not ours
+    const int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return unlinkat(parent, name, 0);   // a file or a link
+    DIR *d = fdopendir(fd);
+    if (!d) { close(fd); return -1; }
     for (struct dirent *e; (e = readdir(d));)
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) unlinkat(dirfd(d), e->d_name, 0);
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            if (unlinkat(dirfd(d), e->d_name, 0) != 0) remove_tree_at(dirfd(d), e->d_name, depth + 1);
     closedir(d);
-    return rmdir(dir);
+    return unlinkat(parent, name, AT_REMOVEDIR);
 }
+
+static int remove_folder(const char *dir) { return remove_tree_at(AT_FDCWD, dir, 0); }
 
 static void adir_free(vm_adir *d) { free(d->path); free(d->tmp); d->path = d->tmp = NULL; }
 

@@ -89,6 +89,9 @@ grep -q '### Verdict' "$T/a/report.html" && bad "raw markdown heading in report.
 "$VMOER" demo $Q --model "$T/moe.gguf" -o "$T/a" --seed 5 --threads 2 --quiet >/dev/null 2>"$T/e" && ok || bad "rerun: $(cat "$T/e")"
 grep -q '"seeds": \[' "$T/a/table.json" && python3 -c "import json,sys; assert json.load(open(sys.argv[1]))['seeds']==[5,6]" "$T/a/table.json" \
     && ok || bad "the rerun's table"
+# ... and leaves nothing of the old set behind (it held a sub-folder, adapters/)
+[ -z "$(ls -d "$T"/a.tmp.* "$T"/a.old.* 2>/dev/null)" ] && ok || bad "leftovers of the replaced folder: $(ls -d "$T"/a.tmp.* "$T"/a.old.* 2>/dev/null | tr "\n" " ")"
+ls "$T/a/adapters/" | grep -q 'gguf$' && ok || bad "the new set's adapters"
 
 # the cloze scoring modes through `vmoer fit` and `vmoer eval` (--score pmi / loglik-raw)
 "$VMOER" fit "$T/moe.gguf" --data data/cloze/train.jsonl --limit 8 --router vglr-mf --layers 4 --epochs 1 --batch 4 \

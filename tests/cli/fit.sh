@@ -52,6 +52,28 @@ done
 "$VMOER" fit "$T/moe.gguf" --data "$SH/data/mcqa/arc-easy/train.jsonl" --router map --swag-rank 4 -o "$T/x.gguf" >/dev/null 2>"$T/err" && bad "--swag-rank with map accepted" || ok
 grep -q -- "^vmoer fit: --swag-rank applies to --router swag only$" "$T/err" && ok || bad "swag option on map: $(cat "$T/err")"
 "$VMOER" fit --help | grep -q -- "--swag-every" && "$VMOER" fit --help | grep -qE -- "--router KIND .*swag" && ok || bad "fit --help: swag"
+# --map-from: swag's first phase is a map fit; collecting from the finished map adapter gives the
+# same adapter bytes as the whole swag fit (settings under which the MAP loop improves on its start,
+# so the kept parameters are not the initial head); wrong adapters and combinations are refused
+C="data/models/stories-moe.gguf --data data/cloze/train.jsonl --limit 200 --layers 0-1 --epochs 2 --batch 8 --lr 1e-3 --seed 3 --threads 1 --score pmi --chat-template none"
+S="--swag-rank 4 --swag-every 3"
+"$VMOER" fit $C --router map -o "$T/mf-map.gguf" >"$T/out" 2>&1 && ok || bad "map fit for --map-from: $(cat "$T/out")"
+grep -q "best epoch [12]$" "$T/out" && ok || bad "the map fit did not improve on its start (the check below would be trivial): $(cat "$T/out")"
+"$VMOER" fit $C $S --router swag -o "$T/mf-swag.gguf" >/dev/null 2>&1 && ok || bad "swag fit"
+"$VMOER" fit $C $S --router swag --map-from "$T/mf-map.gguf" -o "$T/mf-swag2.gguf" >"$T/out" 2>&1 && ok || bad "swag --map-from: $(cat "$T/out")"
+cmp -s "$T/mf-swag.gguf" "$T/mf-swag2.gguf" && ok || bad "swag --map-from differs from the whole swag fit"
+grep -q "^MAP phase from $T/mf-map.gguf: val nll" "$T/out" && ok || bad "--map-from summary: $(cat "$T/out")"
+"$VMOER" fit $C --router vglr-mf --map-from "$T/mf-map.gguf" -o "$T/x.gguf" >/dev/null 2>"$T/err" && bad "--map-from with vglr-mf accepted" || ok
+grep -q -- "^vmoer fit: --map-from applies to --router swag only$" "$T/err" && ok || bad "--map-from on vglr-mf: $(cat "$T/err")"
+"$VMOER" fit $C $S --router swag --map-from "$T/mf-swag.gguf" -o "$T/x.gguf" >/dev/null 2>"$T/err" && bad "a swag adapter as --map-from accepted" || ok
+grep -q "is a 'swag' adapter, not map" "$T/err" && ok || bad "--map-from of a swag adapter: $(cat "$T/err")"
+C1=$(echo "$C" | sed 's/--layers 0-1/--layers 1-2/')
+"$VMOER" fit $C1 $S --router swag --map-from "$T/mf-map.gguf" -o "$T/x.gguf" >/dev/null 2>"$T/err" && bad "--map-from of other layers accepted" || ok
+grep -q "covers other layers than the fit's" "$T/err" && ok || bad "--map-from layers: $(cat "$T/err")"
+"$VMOER" fit $C $S --router swag --map-from "$T/missing.gguf" -o "$T/x.gguf" >/dev/null 2>"$T/err" && bad "missing --map-from accepted" || ok
+[ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "missing.gguf" "$T/err" && ok || bad "missing --map-from: $(cat "$T/err")"
+"$VMOER" fit $C $S --router swag --map-from "$T/mf-map.gguf" --resume -o "$T/x.gguf" >/dev/null 2>"$T/err" && bad "--map-from --resume accepted" || ok
+[ ! -e "$T/x.gguf" ] && ok || bad "a refused fit wrote an adapter"
 "$VMOER" eval --help | grep -qE -- "--router KIND .*swag" && ok || bad "eval --help: swag"
 # numerical guard: lr 10 makes VGLR-fc's covariance overflow at step 2; the fit stops with one line,
 # writes no adapter and keeps the checkpoint of step 1 (the last good state)
