@@ -16,9 +16,9 @@ FUZZ_CFLAGS := -std=c11 -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) -Wall -Wextra
                -Wno-unused-parameter -Wno-unknown-pragmas -Wno-pass-failed -fopenmp -D_GNU_SOURCE -Iinclude -Isrc \
                $(FUZZ_PKG_CFLAGS) -MMD -MP
 
-FUZZ_LIB_SRC := $(sort $(wildcard src/util/*.c src/gguf/*.c src/quant/*.c src/kernels/*.c \
-                  src/router/*.c src/model/*.c src/tokenizer/*.c src/convert/*.c src/data/*.c src/eval/*.c \
-                  src/train/*.c src/report/*.c src/gen/*.c src/serve/*.c))
+# the library's sources, as the Makefile builds them (src/sources.mk: written once)
+include src/sources.mk
+FUZZ_LIB_SRC := $(VM_LIB_SRC)
 # the server's HTTP side needs libmicrohttpd; its request parsing (fuzz_serve_request) does not
 FUZZ_LIB_SRC := $(filter-out src/serve/http.c,$(FUZZ_LIB_SRC))
 # FUZZ_EXCLUDE=src/x/y.c leaves a file out (a work-in-progress file clang cannot compile yet)

@@ -7,6 +7,7 @@
 #include "convert/convert.h"
 #include "data/dataset.h"
 #include "data/task.h"
+#include "eval/task_score.h"
 #include "eval/eval.h"
 #include "model/model.h"
 #include "router/router.h"

@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "gguf/gguf.h"
-#include "model/tensor.h"
+#include "quant/tensor.h"
 #include "util/err.h"
 
 // ---- byte builder ----
@@ -695,7 +695,22 @@ static void test_fixture_bytes(void) {
     vm_gguf_free(g);
 }
 
+// The tensor-name table: llama.cpp's names, globally, per block and per expert.
+static void test_tensor_names(void) {
+    char b[96];
+    CHECK(!strcmp(vm_tn(b, sizeof b, VM_TN_TOKEN_EMBD, -1, "weight"), "token_embd.weight"), "%s", b);
+    CHECK(!strcmp(vm_tn(b, sizeof b, VM_TN_ATTN_Q, 3, "bias"), "blk.3.attn_q.bias"), "%s", b);
+    CHECK(!strcmp(vm_tn(b, sizeof b, VM_TN_FFN_GATE_INP_SHEXP, 12, "weight"), "blk.12.ffn_gate_inp_shexp.weight"), "%s", b);
+    CHECK(!strcmp(vm_tn_exp(b, sizeof b, VM_TN_FFN_DOWN, 0, 7, "weight"), "blk.0.ffn_down.7.weight"), "%s", b);
+    CHECK(!strcmp(vm_tn_blk(b, sizeof b, 4, "vglr.w_t"), "blk.4.vglr.w_t"), "%s", b);
+    CHECK(!strcmp(vm_tn_stem(VM_TN_ATTN_KV_A_MQA), "attn_kv_a_mqa") && !strcmp(vm_tn_stem(VM_TN_COUNT), "?"), "stems");
+    for (int t = 0; t < VM_TN_COUNT; t++) CHECK(strcmp(vm_tn_stem((vm_tn_id)t), "?") != 0, "stem %d missing", t);
+    char small[8];
+    CHECK(!strcmp(vm_tn(small, sizeof small, VM_TN_ATTN_Q, 3, "weight"), "blk.3.a"), "cut, not overrun: %s", small);
+}
+
 int main(void) {
+    test_tensor_names();
     snprintf(tmpdir_, sizeof tmpdir_, "/tmp/vmoer-gguf-XXXXXX");
     if (!mkdtemp(tmpdir_)) { perror("mkdtemp"); return 1; }
     test_valid();

@@ -15,6 +15,14 @@
 #include "util/fileio.h"
 #include "util/rng.h"
 
+// The report takes plain arrays; the tests make their bins with eval/metrics.h.
+static int reliability(vm_report *r, const char *title, int M, const vm_ece_bin *bins) {
+    int cnt[1000];
+    double acc[1000], conf[1000];
+    if (M >= 1 && M <= 1000) vm_ece_bins_split(M, bins, cnt, acc, conf);
+    return vm_report_reliability(r, title, M, cnt, acc, conf);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Checker: 0 if well-formed enough, else -1 with the reason in why. *n_svg counts <svg> elements.
 
@@ -304,15 +312,15 @@ static vm_report *build_report(int *n_fig) {
         vm_ece_reliability(NQ, C, p[m], y, M, bins);
         char title[128];
         snprintf(title, sizeof title, "%s: ECE %.3f", methods[m], v[m * 5 + 2]);
-        CHECK(vm_report_reliability(r, title, M, bins) == 0, "%s", vm_errmsg());
+        CHECK(reliability(r, title, M, bins) == 0, "%s", vm_errmsg());
         (*n_fig)++;
     }
     vm_ece_bin none[10] = {{0}};
-    CHECK(vm_report_reliability(r, "all bins empty", 10, none) == 0, "%s", vm_errmsg());
+    CHECK(reliability(r, "all bins empty", 10, none) == 0, "%s", vm_errmsg());
     (*n_fig)++;
     vm_ece_bin bins40[40];
     vm_ece_reliability(NQ, C, p[0], y, 40, bins40);
-    CHECK(vm_report_reliability(r, "40 bins (no counts)", 40, bins40) == 0, "%s", vm_errmsg());
+    CHECK(reliability(r, "40 bins (no counts)", 40, bins40) == 0, "%s", vm_errmsg());
     (*n_fig)++;
 
     conf[0][3] = NAN;  // one question without a confidence
@@ -434,7 +442,8 @@ static vm_report *build_report(int *n_fig) {
     vm_curve neg = {"neg", -2, NULL, NULL};
     CHECK(vm_report_curves(r, VM_FIG_ROC, "bad", 1, &neg) == -1, "negative curve length accepted");
     CHECK(vm_report_curves(r, (vm_fig_kind)99, "bad", 0, NULL) == -1, "unknown kind accepted");
-    CHECK(vm_report_reliability(r, "bad", 0, none) == -1, "M = 0 accepted");
+    CHECK(reliability(r, "bad", 0, none) == -1, "M = 0 accepted");
+    CHECK(vm_report_reliability(r, "bad", 10, NULL, NULL, NULL) == -1 && strstr(vm_errmsg(), "bins"), "NULL arrays accepted");
     vm_table badt = {.n_rows = 2, .n_cols = 2, .col_names = cols};
     CHECK(vm_report_table(r, &badt) == -1, "table without values accepted");
 

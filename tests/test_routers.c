@@ -249,8 +249,10 @@ static void test_init_equals_det(void) {
     ob_init(&det);
     vm_router *d = vm_router_deterministic();
     CHECK(d->ops->forward(d, &f.L, u, T, &det.o, NULL) == 0, "det forward");
-    const char *kinds[] = { "vglr-mf", "vglr-fc", "vtsr", "temp-sample", "swag" };   // swag: fresh, no spread
-    for (int ki = 0; ki < 5; ki++) {
+    // every kind of the registry (a new kind is tested without editing this): at initialisation each
+    // keeps the pretrained selection on well-separated logits (swag: fresh, no spread yet)
+    const char *const *kinds = vm_router_kind_names();
+    for (int ki = 0; kinds[ki]; ki++) {
         vm_router *r = vm_router_create(kinds[ki], &f.L, NULL);
         for (int mode = 0; mode < 2 && r; mode++) {
             r->training = mode;
@@ -265,7 +267,10 @@ static void test_init_equals_det(void) {
                 for (int t = 0; t < T; t++) if (!isnan(ob.unc[t * VM_UNC_COUNT + VM_UNC_DISAGREEMENT])) dis += ob.unc[t * VM_UNC_COUNT + VM_UNC_DISAGREEMENT];
             }
             CHECK(ok, "%s (training %d): selection differs from deterministic at init", kinds[ki], mode);
-            CHECK(dis == 0.0, "%s: samples disagree on separated logits (%g)", kinds[ki], dis);
+            // (mcdropout drops input features, so its samples may disagree among themselves even here;
+            // the selection above still matches)
+            if (strcmp(kinds[ki], "mcdropout"))
+                CHECK(dis == 0.0, "%s: samples disagree on separated logits (%g)", kinds[ki], dis);
         }
         vm_router_free(r);
     }
@@ -373,16 +378,17 @@ static void test_seeds(void) {
     vm_rng g;
     vm_rng_seed(&g, 8);
     randn(u, T * D, 1.0f, &g);
-    const char *kinds[] = { "temp-sample", "mcdropout", "vglr-mf", "vglr-fc", "vtsr", "ensemble", "swag" };
+    const char *const *kinds = vm_router_kind_names();   // every kind of the registry
     static outbuf a, b, c;
-    for (int ki = 0; ki < 7; ki++)
+    for (int ki = 0; kinds[ki]; ki++)
         for (int mode = 0; mode < 2; mode++) {
+            const vm_router_ops *ops = vm_router_kind_ops(kinds[ki]);
             vm_router_opts o;
             vm_router_opts_default(&o);
             o.dropout = 0.3f;
             vm_router *r = vm_router_create(kinds[ki], &f.L, &o);
             if (!r) { CHECK(0, "create %s", kinds[ki]); continue; }
-            if (ki >= 2 && ki <= 3) scramble(r, 3);   // make the posterior wide enough to matter
+            if (ops->unc & VM_UNC_BIT(VM_UNC_ILV)) scramble(r, 3);   // vglr: a posterior wide enough to matter
             spread(r, 4, 0.5f);                       // (swag's: from none)
             r->training = mode;
             vm_rng ga, gb, gc;
@@ -396,8 +402,11 @@ static void test_seeds(void) {
                   "%s (training %d): same seed, different output", kinds[ki], mode);
             const int differs = memcmp(a.sel, c.sel, sizeof a.sel) || memcmp(a.gates, c.gates, sizeof a.gates) ||
                                 memcmp(a.probs, c.probs, sizeof a.probs);
-            // ensemble inference is not sampled; swag's training forward is SGD's deterministic one
-            const int sampled = mode ? strcmp(kinds[ki], "swag") != 0 : strcmp(kinds[ki], "ensemble") != 0;
+            // inference draws for the kinds that declare it; in training, the stochastic kinds draw except
+            // those with a collection phase (swag: SGD's deterministic iterate), and ensemble draws the
+            // member it updates although its inference is deterministic
+            const int stoch = (ops->flags & VM_ROUTER_STOCHASTIC) != 0;
+            const int sampled = mode ? (stoch && !ops->collect) || !strcmp(kinds[ki], "ensemble") : stoch;
             if (sampled)
                 CHECK(differs, "%s (training %d): seeds 42 and 43 gave the same output", kinds[ki], mode);
             vm_router_free(r);

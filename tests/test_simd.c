@@ -17,7 +17,7 @@
 #include "test.h"
 #include "kernels/ops.h"
 #include "kernels/simd.h"
-#include "model/tensor.h"
+#include "quant/tensor.h"
 #include "quant/quant.h"
 #include "util/rng.h"
 

@@ -5,6 +5,7 @@
 #include "convert/convert.h"
 #include "data/dataset.h"
 #include "data/task.h"
+#include "eval/task_score.h"
 #include "model/model.h"
 #include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"

@@ -230,12 +230,9 @@ int cmd_eval(int argc, char **argv) {
         vm_adapter_info info;
         if (vm_adapter_apply_ex(m, adapter, 0, &info)) { cli_fail(CMD, NULL); goto done; }
         ropts = info.opts;
-    } else if (router) {
-        for (int l = 0; l < m->hp.n_layer; l++) {
-            if (!m->layers[l].is_moe) continue;
-            vm_router *r = vm_router_create(router, &m->layers[l].rl, &ropts);
-            if (!r || vm_model_set_router(m, l, r)) { cli_fail(CMD, NULL); goto done; }
-        }
+    } else if (router && vm_model_set_routers(m, router, NULL, 0, &ropts)) {   // every MoE layer
+        cli_fail(CMD, NULL);
+        goto done;
     }
     snprintf(kind_buf, sizeof kind_buf, "%s", vm_eval_model_router(m) ? vm_eval_model_router(m) : "deterministic");
     if (!(tok = vm_tokenizer_from_gguf(vm_model_gguf(m)))) { cli_fail(CMD, NULL); goto done; }

@@ -28,6 +28,10 @@ int vm_convert_llama2c(const char *model_path, const char *tok_path, const char 
 
 int vm_upcycle(const char *in_path, const char *out_path, const vm_upcycle_opts *o);
 
+// A Granite-3B-shaped random MoE model (convert/synth.c, `vmoer bench --gen`): type F32, F16, Q8_0
+// or Q4_0 for the matrices. 0, or -1 with an error.
+int vm_synth_granite(const char *path, vm_type type, int n_layer, int n_vocab, int n_expert);
+
 // ---- quantize: F32/F16/BF16 GGUF -> quantised GGUF (convert/quantize_file.c) ------------------------
 // A plain type (q8_0, q4_0, q4_K, q5_K, q6_K) puts every quantisable tensor in that type ("pure");
 // the mixes q4_K_M / q5_K_M follow llama.cpp's choices: output (or tied token_embd) Q6_K; attn_v

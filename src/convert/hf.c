@@ -406,9 +406,9 @@ static int emit_experts(hf_ctx *x, int il, const char *P, const char *const name
                 if (!(t = vm_st_find(x->st, h)) || vm_st_read_f32(t, out[k] + e * per)) goto fail;
             }
     }
-    static const char *const gn[3] = {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"};
+    static const vm_tn_id gn[3] = {VM_TN_FFN_GATE_EXPS, VM_TN_FFN_UP_EXPS, VM_TN_FFN_DOWN_EXPS};
     for (int k = 0; k < 3; k++) {
-        NAME(g, "blk.%d.%s.weight", il, gn[k]);
+        vm_tn(g, sizeof g, gn[k], il, "weight");
         int64_t ne[3] = {k == 2 ? F : D, k == 2 ? D : F, E};
         float *p = out[k];
         out[k] = NULL;
@@ -421,13 +421,16 @@ fail:
 }
 
 // A dense SwiGLU block P.{gate,up,down}_proj -> blk.N.ffn_{gate,up,down}<suffix>.
-static int emit_mlp(hf_ctx *x, int il, const char *P, int64_t F, const char *suffix) {
+// shexp: the shared expert's matrices (ffn_*_shexp) instead of the dense FFN's.
+static int emit_mlp(hf_ctx *x, int il, const char *P, int64_t F, int shexp) {
     const int64_t D = x->c->n_embd;
     char g[96], h[256];
-    static const char *const hn[3] = {"gate_proj", "up_proj", "down_proj"}, *const gn[3] = {"ffn_gate", "ffn_up", "ffn_down"};
+    static const char *const hn[3] = {"gate_proj", "up_proj", "down_proj"};
+    static const vm_tn_id gn[2][3] = {{VM_TN_FFN_GATE, VM_TN_FFN_UP, VM_TN_FFN_DOWN},
+                                      {VM_TN_FFN_GATE_SHEXP, VM_TN_FFN_UP_SHEXP, VM_TN_FFN_DOWN_SHEXP}};
     for (int k = 0; k < 3; k++) {
         NAME(h, "%s.%s.weight", P, hn[k]);
-        NAME(g, "blk.%d.%s%s.weight", il, gn[k], suffix);
+        vm_tn(g, sizeof g, gn[shexp][k], il, "weight");
         int64_t sh[2] = {k == 2 ? D : F, k == 2 ? F : D};
         if (emit(x, g, h, 2, sh, K_MAT, 0, 1)) return -1;
     }
@@ -446,11 +449,11 @@ static int emit_granite_shared(hf_ctx *x, int il, const char *L, int64_t F) {
     float *up = vm_malloc((size_t)(F * D) * sizeof *up);
     if (!up) { free(gu); return -1; }
     memcpy(up, gu + F * D, (size_t)(F * D) * sizeof *up);
-    NAME(g, "blk.%d.ffn_gate_shexp.weight", il);
+    vm_tn(g, sizeof g, VM_TN_FFN_GATE_SHEXP, il, "weight");
     if (put(x, g, gu, 2, (int64_t[]){D, F}, 1)) { free(up); return -1; }
-    NAME(g, "blk.%d.ffn_up_shexp.weight", il);
+    vm_tn(g, sizeof g, VM_TN_FFN_UP_SHEXP, il, "weight");
     if (put(x, g, up, 2, (int64_t[]){D, F}, 1)) return -1;
-    NAME(g, "blk.%d.ffn_down_shexp.weight", il);
+    vm_tn(g, sizeof g, VM_TN_FFN_DOWN_SHEXP, il, "weight");
     NAME(h, "%s.shared_mlp.output_linear.weight", L);
     return emit(x, g, h, 2, (int64_t[]){D, F}, K_MAT, 0, 1);
 }
@@ -460,19 +463,19 @@ static int emit_mla(hf_ctx *x, int il, const char *L) {
     const hf_cfg *c = x->c;
     const int64_t D = c->n_embd, H = c->n_head, nope = c->qk_nope, rope = c->qk_rope, vd = c->v_head, kvl = c->kv_lora;
     char g[96], h[256];
-#define E2(gn, hn, a, b, kind) do { NAME(g, "blk.%d." gn, il); NAME(h, "%s.self_attn." hn, L); \
+#define E2(id, sfx, hn, a, b, kind) do { vm_tn(g, sizeof g, id, il, sfx); NAME(h, "%s.self_attn." hn, L); \
         int64_t sh_[2] = {a, b}; \
         if (emit(x, g, h, sh_[1] ? 2 : 1, sh_, kind, 0, 1)) return -1; } while (0)
     if (c->q_lora) {
-        E2("attn_q_a.weight", "q_a_proj.weight", c->q_lora, D, K_MAT);
-        E2("attn_q_a_norm.weight", "q_a_layernorm.weight", c->q_lora, 0, K_NORM);
-        E2("attn_q_b.weight", "q_b_proj.weight", H * (nope + rope), c->q_lora, K_MAT);
+        E2(VM_TN_ATTN_Q_A, "weight", "q_a_proj.weight", c->q_lora, D, K_MAT);
+        E2(VM_TN_ATTN_Q_A_NORM, "weight", "q_a_layernorm.weight", c->q_lora, 0, K_NORM);
+        E2(VM_TN_ATTN_Q_B, "weight", "q_b_proj.weight", H * (nope + rope), c->q_lora, K_MAT);
     } else {
-        E2("attn_q.weight", "q_proj.weight", H * (nope + rope), D, K_MAT);
+        E2(VM_TN_ATTN_Q, "weight", "q_proj.weight", H * (nope + rope), D, K_MAT);
     }
-    E2("attn_kv_a_mqa.weight", "kv_a_proj_with_mqa.weight", kvl + rope, D, K_MAT);
-    E2("attn_kv_a_norm.weight", "kv_a_layernorm.weight", kvl, 0, K_NORM);
-    E2("attn_output.weight", "o_proj.weight", D, H * vd, K_MAT);
+    E2(VM_TN_ATTN_KV_A_MQA, "weight", "kv_a_proj_with_mqa.weight", kvl + rope, D, K_MAT);
+    E2(VM_TN_ATTN_KV_A_NORM, "weight", "kv_a_layernorm.weight", kvl, 0, K_NORM);
+    E2(VM_TN_ATTN_OUTPUT, "weight", "o_proj.weight", D, H * vd, K_MAT);
 #undef E2
     // kv_b [H*(nope+v), kvl] -> k_b (H, kvl, nope) transposed per head, v_b (H, v, kvl)
     const vm_st_tensor *t;
@@ -489,9 +492,9 @@ static int emit_mla(hf_ctx *x, int il, const char *L) {
         memcpy(vb + hh * vd * kvl, src + nope * kvl, (size_t)(vd * kvl) * sizeof *vb);
     }
     free(kv);
-    NAME(g, "blk.%d.attn_k_b.weight", il);
+    vm_tn(g, sizeof g, VM_TN_ATTN_K_B, il, "weight");
     if (put(x, g, kb, 3, (int64_t[]){nope, kvl, H}, 1)) { free(vb); return -1; }
-    NAME(g, "blk.%d.attn_v_b.weight", il);
+    vm_tn(g, sizeof g, VM_TN_ATTN_V_B, il, "weight");
     return put(x, g, vb, 3, (int64_t[]){kvl, vd, H}, 1);
 }
 
@@ -500,47 +503,47 @@ static int emit_layer(hf_ctx *x, int il) {
     const int64_t D = c->n_embd, H = c->n_head, KV = c->n_head_kv, hd = c->head_dim, E = c->n_expert;
     char L[64], g[96], h[256], P[128];
     NAME(L, "model.layers.%d", il);
-#define E1(gn, hn, nd, a, b, kind, perm, req) do { NAME(g, "blk.%d." gn, il); NAME(h, "%s." hn, L); \
+#define E1(id, sfx, hn, nd, a, b, kind, perm, req) do { vm_tn(g, sizeof g, id, il, sfx); NAME(h, "%s." hn, L); \
         if (emit(x, g, h, nd, (int64_t[]){a, b}, kind, perm, req) < 0) return -1; } while (0)
-    E1("attn_norm.weight", "input_layernorm.weight", 1, D, 0, K_NORM, 0, 1);
-    E1("ffn_norm.weight", "post_attention_layernorm.weight", 1, D, 0, K_NORM, 0, 1);
+    E1(VM_TN_ATTN_NORM, "weight", "input_layernorm.weight", 1, D, 0, K_NORM, 0, 1);
+    E1(VM_TN_FFN_NORM, "weight", "post_attention_layernorm.weight", 1, D, 0, K_NORM, 0, 1);
     if (c->arch == HF_DEEPSEEK2) {
         if (emit_mla(x, il, L)) return -1;
     } else {
         // ggml "normal" RoPE families need the pair layout; NeoX ones (qwen, olmoe) keep HF's
         int perm = c->arch == HF_LLAMA || c->arch == HF_GRANITEMOE || c->arch == HF_DEEPSEEK;
-        E1("attn_q.weight", "self_attn.q_proj.weight", 2, H * hd, D, K_MAT, perm ? (int)H : 0, 1);
-        E1("attn_k.weight", "self_attn.k_proj.weight", 2, KV * hd, D, K_MAT, perm ? (int)KV : 0, 1);
-        E1("attn_v.weight", "self_attn.v_proj.weight", 2, KV * hd, D, K_MAT, 0, 1);
-        E1("attn_output.weight", "self_attn.o_proj.weight", 2, D, H * hd, K_MAT, 0, 1);
+        E1(VM_TN_ATTN_Q, "weight", "self_attn.q_proj.weight", 2, H * hd, D, K_MAT, perm ? (int)H : 0, 1);
+        E1(VM_TN_ATTN_K, "weight", "self_attn.k_proj.weight", 2, KV * hd, D, K_MAT, perm ? (int)KV : 0, 1);
+        E1(VM_TN_ATTN_V, "weight", "self_attn.v_proj.weight", 2, KV * hd, D, K_MAT, 0, 1);
+        E1(VM_TN_ATTN_OUTPUT, "weight", "self_attn.o_proj.weight", 2, D, H * hd, K_MAT, 0, 1);
         if (c->arch == HF_QWEN2MOE) {
-            E1("attn_q.bias", "self_attn.q_proj.bias", 1, H * hd, 0, K_NORM, 0, 1);
-            E1("attn_k.bias", "self_attn.k_proj.bias", 1, KV * hd, 0, K_NORM, 0, 1);
-            E1("attn_v.bias", "self_attn.v_proj.bias", 1, KV * hd, 0, K_NORM, 0, 1);
+            E1(VM_TN_ATTN_Q, "bias", "self_attn.q_proj.bias", 1, H * hd, 0, K_NORM, 0, 1);
+            E1(VM_TN_ATTN_K, "bias", "self_attn.k_proj.bias", 1, KV * hd, 0, K_NORM, 0, 1);
+            E1(VM_TN_ATTN_V, "bias", "self_attn.v_proj.bias", 1, KV * hd, 0, K_NORM, 0, 1);
         }
         if (c->arch == HF_QWEN3MOE) {   // per-head norms
-            E1("attn_q_norm.weight", "self_attn.q_norm.weight", 1, hd, 0, K_NORM, 0, 1);
-            E1("attn_k_norm.weight", "self_attn.k_norm.weight", 1, hd, 0, K_NORM, 0, 1);
+            E1(VM_TN_ATTN_Q_NORM, "weight", "self_attn.q_norm.weight", 1, hd, 0, K_NORM, 0, 1);
+            E1(VM_TN_ATTN_K_NORM, "weight", "self_attn.k_norm.weight", 1, hd, 0, K_NORM, 0, 1);
         }
         if (c->arch == HF_OLMOE) {      // norms over the whole projection
-            E1("attn_q_norm.weight", "self_attn.q_norm.weight", 1, H * hd, 0, K_NORM, 0, 1);
-            E1("attn_k_norm.weight", "self_attn.k_norm.weight", 1, KV * hd, 0, K_NORM, 0, 1);
+            E1(VM_TN_ATTN_Q_NORM, "weight", "self_attn.q_norm.weight", 1, H * hd, 0, K_NORM, 0, 1);
+            E1(VM_TN_ATTN_K_NORM, "weight", "self_attn.k_norm.weight", 1, KV * hd, 0, K_NORM, 0, 1);
         }
     }
     static const char *const mixtral_names[3] = {"w1", "w3", "w2"}, *const proj_names[3] = {"gate_proj", "up_proj", "down_proj"};
     switch (c->arch) {
     case HF_LLAMA:
-        if (E == 0) { NAME(P, "%s.mlp", L); return emit_mlp(x, il, P, c->n_ff, ""); }
+        if (E == 0) { NAME(P, "%s.mlp", L); return emit_mlp(x, il, P, c->n_ff, 0); }
         NAME(P, "%s.block_sparse_moe", L);   // Mixtral; transformers v5 names the block "mlp"
         NAME(h, "%s.gate.weight", P);
         if (!vm_st_find(x->st, h)) NAME(P, "%s.mlp", L);
-        NAME(g, "blk.%d.ffn_gate_inp.weight", il);
+        vm_tn(g, sizeof g, VM_TN_FFN_GATE_INP, il, "weight");
         NAME(h, "%s.gate.weight", P);
         if (emit(x, g, h, 2, (int64_t[]){E, D}, K_F32, 0, 1)) return -1;
         return emit_experts(x, il, P, mixtral_names);
     case HF_GRANITEMOE:
         NAME(P, "%s.block_sparse_moe", L);
-        NAME(g, "blk.%d.ffn_gate_inp.weight", il);
+        vm_tn(g, sizeof g, VM_TN_FFN_GATE_INP, il, "weight");
         NAME(h, "%s.router.layer.weight", P);
         if (emit(x, g, h, 2, (int64_t[]){E, D}, K_F32, 0, 1) || emit_experts(x, il, P, proj_names)) return -1;
         return c->n_ff_shexp > 0 ? emit_granite_shared(x, il, L, c->n_ff_shexp) : 0;
@@ -551,19 +554,19 @@ static int emit_layer(hf_ctx *x, int il) {
     case HF_DEEPSEEK2:
         NAME(P, "%s.mlp", L);
         if ((c->arch == HF_DEEPSEEK || c->arch == HF_DEEPSEEK2) && il < c->n_dense_lead)
-            return emit_mlp(x, il, P, c->n_ff, "");
-        NAME(g, "blk.%d.ffn_gate_inp.weight", il);
+            return emit_mlp(x, il, P, c->n_ff, 0);
+        vm_tn(g, sizeof g, VM_TN_FFN_GATE_INP, il, "weight");
         NAME(h, "%s.gate.weight", P);
         if (emit(x, g, h, 2, (int64_t[]){E, D}, K_F32, 0, 1) || emit_experts(x, il, P, proj_names)) return -1;
         if (c->arch == HF_DEEPSEEK2) {   // selection-only bias (noaux_tc); absent in V2
-            NAME(g, "blk.%d.exp_probs_b.bias", il);
+            vm_tn(g, sizeof g, VM_TN_EXP_PROBS_B, il, "bias");
             NAME(h, "%s.gate.e_score_correction_bias", P);
             if (emit(x, g, h, 1, (int64_t[]){E}, K_NORM, 0, 0) < 0) return -1;
         }
         if (c->arch == HF_QWEN2MOE && c->n_ff_shexp > 0) {
             NAME(h, "%s.shared_expert", P);
-            if (emit_mlp(x, il, h, c->n_ff_shexp, "_shexp")) return -1;
-            NAME(g, "blk.%d.ffn_gate_inp_shexp.weight", il);
+            if (emit_mlp(x, il, h, c->n_ff_shexp, 1)) return -1;
+            vm_tn(g, sizeof g, VM_TN_FFN_GATE_INP_SHEXP, il, "weight");
             NAME(h, "%s.shared_expert_gate.weight", P);
             const vm_st_tensor *t;   // [1, D] -> ne [D]
             if (get(x, h, 2, (int64_t[]){1, D}, 1, &t)) return -1;
@@ -572,7 +575,7 @@ static int emit_layer(hf_ctx *x, int il) {
         }
         if ((c->arch == HF_DEEPSEEK || c->arch == HF_DEEPSEEK2) && c->n_shared > 0) {
             NAME(h, "%s.shared_experts", P);
-            return emit_mlp(x, il, h, (int64_t)c->n_shared * c->n_ff_exp, "_shexp");
+            return emit_mlp(x, il, h, (int64_t)c->n_shared * c->n_ff_exp, 1);
         }
         return 0;
     }
@@ -769,9 +772,10 @@ int vm_convert_hf(const char *dir, const char *out_path, const vm_convert_hf_opt
         }
     }
     const int64_t D = c.n_embd, V = c.n_vocab;
-    if (emit(&x, "token_embd.weight", "model.embed_tokens.weight", 2, (int64_t[]){V, D}, K_MAT, 0, 1) ||
-        emit(&x, "output_norm.weight", "model.norm.weight", 1, (int64_t[]){D}, K_NORM, 0, 1) ||
-        (!c.tie && emit(&x, "output.weight", "lm_head.weight", 2, (int64_t[]){V, D}, K_MAT, 0, 1)))
+    char gn[64];
+    if (emit(&x, vm_tn(gn, sizeof gn, VM_TN_TOKEN_EMBD, -1, "weight"), "model.embed_tokens.weight", 2, (int64_t[]){V, D}, K_MAT, 0, 1) ||
+        emit(&x, vm_tn(gn, sizeof gn, VM_TN_OUTPUT_NORM, -1, "weight"), "model.norm.weight", 1, (int64_t[]){D}, K_NORM, 0, 1) ||
+        (!c.tie && emit(&x, vm_tn(gn, sizeof gn, VM_TN_OUTPUT, -1, "weight"), "lm_head.weight", 2, (int64_t[]){V, D}, K_MAT, 0, 1)))
         goto done;
     // padded to vocab_size only now that the [V, D] embedding in the file vouches for it
     // (config.json alone could ask for 2^24 padding tokens)

@@ -242,23 +242,24 @@ int vm_convert_llama2c(const char *model_path, const char *tok_path, const char 
     p += (int64_t)c.seq_len * hs;   // freq_cis_real + freq_cis_imag, recomputed by the runtime
     const float *wcls = c.shared ? NULL : p;
 
-    if (l2c_add(w, &bufs, "token_embd.weight", type, tok, d, V) ||
-        l2c_add(w, &bufs, "output_norm.weight", VM_TYPE_F32, rms_final, d, 1) ||
-        (wcls && l2c_add(w, &bufs, "output.weight", type, wcls, d, V))) goto done;
+    char gn[VM_GGUF_MAX_NAME];
+    if (l2c_add(w, &bufs, vm_tn(gn, sizeof gn, VM_TN_TOKEN_EMBD, -1, "weight"), type, tok, d, V) ||
+        l2c_add(w, &bufs, vm_tn(gn, sizeof gn, VM_TN_OUTPUT_NORM, -1, "weight"), VM_TYPE_F32, rms_final, d, 1) ||
+        (wcls && l2c_add(w, &bufs, vm_tn(gn, sizeof gn, VM_TN_OUTPUT, -1, "weight"), type, wcls, d, V))) goto done;
     for (int64_t l = 0; l < L; l++) {
         char nm[VM_GGUF_MAX_NAME];
-#define ADD(suffix, t, src, cols, rows) \
-        snprintf(nm, sizeof nm, "blk.%d.%s", (int)l, suffix); \
+#define ADD(id, t, src, cols, rows) \
+        vm_tn(nm, sizeof nm, id, (int)l, "weight"); \
         if (l2c_add(w, &bufs, nm, t, src, cols, rows)) goto done;
-        ADD("attn_norm.weight", VM_TYPE_F32, rms_att + l * d, d, 1);
-        ADD("attn_q.weight", type, wq + l * d * d, d, d);
-        ADD("attn_k.weight", type, wk + l * kv * d, d, kv);
-        ADD("attn_v.weight", type, wv + l * kv * d, d, kv);
-        ADD("attn_output.weight", type, wo + l * d * d, d, d);
-        ADD("ffn_norm.weight", VM_TYPE_F32, rms_ffn + l * d, d, 1);
-        ADD("ffn_gate.weight", type, w1 + l * h * d, d, h);
-        ADD("ffn_down.weight", type, w2 + l * d * h, h, d);
-        ADD("ffn_up.weight", type, w3 + l * h * d, d, h);
+        ADD(VM_TN_ATTN_NORM, VM_TYPE_F32, rms_att + l * d, d, 1);
+        ADD(VM_TN_ATTN_Q, type, wq + l * d * d, d, d);
+        ADD(VM_TN_ATTN_K, type, wk + l * kv * d, d, kv);
+        ADD(VM_TN_ATTN_V, type, wv + l * kv * d, d, kv);
+        ADD(VM_TN_ATTN_OUTPUT, type, wo + l * d * d, d, d);
+        ADD(VM_TN_FFN_NORM, VM_TYPE_F32, rms_ffn + l * d, d, 1);
+        ADD(VM_TN_FFN_GATE, type, w1 + l * h * d, d, h);
+        ADD(VM_TN_FFN_DOWN, type, w2 + l * d * h, h, d);
+        ADD(VM_TN_FFN_UP, type, w3 + l * h * d, d, h);
 #undef ADD
     }
     rc = vm_gguf_write(w, out_path);

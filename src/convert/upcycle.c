@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const ffn_dense[3] = {"ffn_gate", "ffn_up", "ffn_down"};
-static const char *const ffn_exps[3] = {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"};
+static const vm_tn_id ffn_dense[3] = {VM_TN_FFN_GATE, VM_TN_FFN_UP, VM_TN_FFN_DOWN};
+static const vm_tn_id ffn_exps[3] = {VM_TN_FFN_GATE_EXPS, VM_TN_FFN_UP_EXPS, VM_TN_FFN_DOWN_EXPS};
 
 static uint64_t up_stream(int layer, int which, int expert) {
     return ((uint64_t)(uint32_t)layer << 32) | ((uint64_t)which << 24) | (uint64_t)(uint32_t)expert;
@@ -328,7 +328,7 @@ static int upcycle(const char *in_path, const char *out_path, const vm_upcycle_o
         if (sscanf(ti->name, "blk.%d.%63s", &l, rest) == 2)
             for (int k = 0; k < 3; k++) {
                 char want[VM_GGUF_MAX_NAME];
-                snprintf(want, sizeof want, "%s.weight", ffn_dense[k]);
+                snprintf(want, sizeof want, "%s.weight", vm_tn_stem(ffn_dense[k]));
                 skip |= !strcmp(rest, want);
             }
         if (!skip && vm_gguf_add_tensor(w, ti->name, ti->t.type, ti->t.n_dims, ti->t.ne, ti->t.data, ti->nbytes)) goto done;
@@ -337,7 +337,7 @@ static int upcycle(const char *in_path, const char *out_path, const vm_upcycle_o
         char nm[VM_GGUF_MAX_NAME];
         const vm_gguf_tensor_info *ti[3];
         for (int k = 0; k < 3; k++) {
-            snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, ffn_dense[k]);
+            vm_tn(nm, sizeof nm, ffn_dense[k], l, "weight");
             if (!(ti[k] = vm_gguf_find_tensor(g, nm)) || ti[k]->t.n_dims != 2) {
                 vm_err("%s: missing or non-matrix dense tensor %s", in_path, nm);
                 goto done;
@@ -367,11 +367,11 @@ static int upcycle(const char *in_path, const char *out_path, const vm_upcycle_o
             if (l == 0) vm_gguf_set_u32(w, "llama.expert_feed_forward_length", (uint32_t)Fe);
             for (int k = 0; k < 3; k++) {
                 int64_t ne[3] = {k < 2 ? n_embd : Fe, k < 2 ? Fe : n_embd, o->n_expert};
-                snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, ffn_exps[k]);
+                vm_tn(nm, sizeof nm, ffn_exps[k], l, "weight");
                 if (vm_gguf_add_tensor(w, nm, VM_TYPE_F32, 3, ne, st[k], per * sizeof(float))) goto done;
             }
             int64_t ne[2] = {n_embd, o->n_expert};
-            snprintf(nm, sizeof nm, "blk.%d.ffn_gate_inp.weight", l);
+            vm_tn(nm, sizeof nm, VM_TN_FFN_GATE_INP, l, "weight");
             if (vm_gguf_add_tensor(w, nm, VM_TYPE_F32, 2, ne, r, (size_t)n_embd * (size_t)o->n_expert * sizeof *r)) goto done;
             continue;
         }
@@ -381,7 +381,7 @@ static int upcycle(const char *in_path, const char *out_path, const vm_upcycle_o
             if (up_stack(ti[k], l, k + 1, o, &type, &bufs[nbufs], &nbytes)) goto done;
             nbufs++;
             int64_t ne[3] = {ti[k]->t.ne[0], ti[k]->t.ne[1], o->n_expert};
-            snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, ffn_exps[k]);
+            vm_tn(nm, sizeof nm, ffn_exps[k], l, "weight");
             if (vm_gguf_add_tensor(w, nm, type, 3, ne, bufs[nbufs - 1], nbytes)) goto done;
         }
         float *r = vm_malloc((size_t)n_embd * (size_t)o->n_expert * sizeof *r);
@@ -390,7 +390,7 @@ static int upcycle(const char *in_path, const char *out_path, const vm_upcycle_o
         vm_rng_seed2(&rng, o->seed, up_stream(l, 0, 0));
         for (int64_t i = 0; i < n_embd * o->n_expert; i++) r[i] = o->router_std * vm_rng_normal(&rng);
         int64_t ne[2] = {n_embd, o->n_expert};
-        snprintf(nm, sizeof nm, "blk.%d.ffn_gate_inp.weight", l);
+        vm_tn(nm, sizeof nm, VM_TN_FFN_GATE_INP, l, "weight");
         if (vm_gguf_add_tensor(w, nm, VM_TYPE_F32, 2, ne, r, (size_t)n_embd * (size_t)o->n_expert * sizeof *r)) goto done;
     }
     rc = vm_gguf_write(w, out_path);
@@ -404,6 +404,7 @@ done:
 }
 
 int vm_upcycle(const char *in_path, const char *out_path, const vm_upcycle_opts *o) {
+    if (!in_path || !out_path || !o) return vm_err("upcycle: no input, output or options given");
     return upcycle(in_path, out_path, o, NULL);
 }
 

@@ -182,6 +182,4 @@ typedef struct vm_task_result {
 void vm_task_result_loglik(const vm_task_input *in, const double *ll_seq, vm_task_result *r);
 void vm_task_result_letter(const vm_task_input *in, const float *row, vm_task_result *r);
 
-// Runs every sequence of in through c (a context of m; reset before each) and fills r. 0 or -1.
-// The sequence-by-sequence reference; eval scores the tree (eval/eval.h vm_scorer_run).
-int vm_task_score(const vm_model *m, vm_ctx *c, const vm_task_input *in, vm_task_result *r);
+// Scoring an item with a model (vm_task_score) runs the model, so it lives above it: eval/task_score.h.

@@ -258,19 +258,13 @@ static int worker_buffers(dm *d, dm_worker *wk) {
 // Every MoE layer back to the deterministic router, then `kind` (fresh, seeded) on the chosen layers.
 static int set_kind(dm *d, dm_worker *wk, const char *kind, uint64_t seed) {
     vm_model *m = wk->m;
-    for (int l = 0; l < m->hp.n_layer; l++) {
-        if (!m->layers[l].is_moe) continue;
-        vm_router *r = vm_router_deterministic();
-        if (!r || vm_model_set_router(m, l, r)) return vm_err_prefix("demo");
-    }
+    if (vm_model_set_routers(m, "deterministic", NULL, 0, NULL)) return vm_err_prefix("demo");   // every MoE layer
     vm_router_opts ro;
     vm_router_opts_default(&ro);
     ro.seed = seed;
     ro.samples = d->o->samples;
-    for (int i = 0; i < d->nl && strcmp(kind, "deterministic"); i++) {
-        vm_router *r = vm_router_create(kind, &m->layers[d->layers[i]].rl, &ro);
-        if (!r || vm_model_set_router(m, d->layers[i], r)) return vm_err_prefix("demo: router %s on layer %d", kind, d->layers[i]);
-    }
+    if (strcmp(kind, "deterministic") && vm_model_set_routers(m, kind, d->layers, d->nl, &ro))
+        return vm_err_prefix("demo: router %s", kind);
     return 0;
 }
 

@@ -122,7 +122,9 @@ static int reliability(const out_ctx *c, vm_report *rep) {
         rc = vm_ece_reliability(n, VM_MCQ_MAX_CHOICES, p, y, M, bins) || vm_ece(n, VM_MCQ_MAX_CHOICES, p, y, M, &ece) ? -1 : 0;
         char title[160];
         snprintf(title, sizeof title, "Reliability: %s, seed %llu (ECE %.3f)", c->names[row], (unsigned long long)d->o->seed, ece);
-        if (!rc) rc = vm_report_reliability(rep, title, M, bins);
+        int cnt[1000];
+        double acc[1000], conf[1000];
+        if (!rc) rc = vm_ece_bins_split(M, bins, cnt, acc, conf) || vm_report_reliability(rep, title, M, cnt, acc, conf) ? -1 : 0;
     }
     free(p); free(y);
     return rc;

@@ -2,6 +2,7 @@
 // multiply-add), extra router parameters, and the measured wall time of the method against the
 // deterministic router on the same prompts.
 #include "eval/eval_internal.h"
+#include "eval/task_score.h"
 #include "util/err.h"
 
 #include <stdlib.h>
@@ -10,15 +11,14 @@
 int vm_cost_flops(const vm_model *m, double ctx_mean, vm_cost *c) {
     if (!m || !c) return vm_err("cost: no model");
     const vm_hparams *hp = &m->hp;
-    const double D = hp->n_embd, qd = (double)hp->n_head * hp->head_dim, kvd = (double)hp->n_head_kv * hp->head_dim;
-    double common = 2.0 * D * hp->n_vocab;   // output projection
+    double common = vm_flops_output(m);
     double rb = 0.0, rm = 0.0;
     for (int l = 0; l < hp->n_layer; l++) {
         const vm_layer *ly = &m->layers[l];
-        common += 2.0 * D * qd + 2.0 * 2.0 * D * kvd + 2.0 * qd * D;   // q, k, v, o
-        common += 2.0 * 2.0 * qd * ctx_mean;                            // q.k and att.v over the span
-        if (!ly->is_moe) { common += 3.0 * 2.0 * D * hp->n_ff; continue; }
-        common += (double)hp->n_expert_used * 3.0 * 2.0 * D * hp->n_ff_exp;
+        common += vm_flops_proj(m);
+        common += vm_flops_attn(m, ctx_mean);   // over the mean span
+        common += vm_flops_ffn(m, l);
+        if (!ly->is_moe) continue;
         rb += vm_router_flops(NULL, &ly->rl);
         rm += vm_router_flops(m->routers[l], &ly->rl);
     }

@@ -28,21 +28,7 @@
 
 #define VM_EVAL_PASSES 1   // the method: one pass; > 1 only on request (multi-pass MC)
 
-// Per-question uncertainty scores; higher = more uncertain (so also the OOD score direction).
-typedef enum vm_eval_unc {
-    VM_EVAL_UNC_ENTROPY = 0,     // predictive entropy H(p_bar), nats
-    VM_EVAL_UNC_NEG_MAXPROB,     // -max_c p_bar (the max-prob score, negated: higher = more OOD)
-    VM_EVAL_UNC_MI,              // mutual information (sampled routers; NaN otherwise)
-    VM_EVAL_UNC_ILV,             // VGLR inferred logit variance tr(Sigma)
-    VM_EVAL_UNC_GATE_ENTROPY,    // the router's own gate entropy read-out
-    VM_EVAL_UNC_TEMPERATURE,     // VTSR T(u)
-    VM_EVAL_UNC_BASE_GATE_ENTROPY, // entropy of convention(W_r u)
-    VM_EVAL_UNC_ILV_DEV,         // VGLR |log(tr Sigma / tr Sigma_prior)|, the direction-free ILV score
-    VM_EVAL_UNC_PROB_VAR,        // SWAG: sum over experts of the variance of the routing probabilities
-                                 // across the router's S samples
-    VM_EVAL_UNC_COUNT
-} vm_eval_unc;
-const char *vm_eval_unc_name(int u);   // "entropy", "neg_maxprob", "mi", "ilv", "gate_entropy", ...
+// vm_eval_unc (the per-question scores) and vm_eval_unc_name are public (vmoer.h).
 
 typedef struct vm_eval_item {
     const char *id;                      // borrowed from the dataset

@@ -658,7 +658,11 @@ static int write_report(wctx *w, const vm_stability *st, const vm_cost *cost) {
     for (int m = 0; m < w->n_methods && !rc; m++) {
         char t[200];
         snprintf(t, sizeof t, "Reliability: %s (ECE %.3f)", w->meth[m].name, w->cm[m].ece);
-        rc |= vm_report_reliability(r, t, w->o->bins, w->bins + (size_t)m * w->o->bins);
+        const int M = w->o->bins;
+        int cnt[M];
+        double acc[M], conf[M];
+        rc |= vm_ece_bins_split(M, w->bins + (size_t)m * M, cnt, acc, conf) ||
+              vm_report_reliability(r, t, M, cnt, acc, conf);
     }
     vm_conf_set cs[MAX_METHODS];
     for (int m = 0; m < w->n_methods; m++)

@@ -136,6 +136,12 @@ static int binned(const char *fn, int n, int C, const double *p, const int *y, i
     return 0;
 }
 
+int vm_ece_bins_split(int M, const vm_ece_bin *bins, int *count, double *acc, double *conf) {
+    if (M < 1 || !bins || !count || !acc || !conf) return vm_err("metrics: bad bins (M = %d)", M);
+    for (int m = 0; m < M; m++) { count[m] = bins[m].count; acc[m] = bins[m].acc; conf[m] = bins[m].conf; }
+    return 0;
+}
+
 int vm_ece_reliability(int n, int C, const double *p, const int *y, int M, vm_ece_bin *bins) {
     if (!bins) return vm_err("metrics: NULL bins (vm_ece_reliability)");
     return binned("vm_ece_reliability", n, C, p, y, M, 0, NULL, bins);

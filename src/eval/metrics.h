@@ -43,6 +43,8 @@ typedef struct vm_ece_bin {
 
 // Reliability-diagram data: bins (M) filled for bin edges k/M.
 int vm_ece_reliability(int n, int C, const double *p, const int *y, int M, vm_ece_bin *bins);
+// The bins as three plain arrays (M each), the form report/ takes.
+int vm_ece_bins_split(int M, const vm_ece_bin *bins, int *count, double *acc, double *conf);
 // ECE = sum_m (n_m/n) |acc_m - conf_m|. method.md default M = 10.
 int vm_ece(int n, int C, const double *p, const int *y, int M, double *out);
 // MCE = max over non-empty bins of |acc_m - conf_m|.

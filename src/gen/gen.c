@@ -163,7 +163,10 @@ void vm_gen_free(vm_gen *g) {
 vm_ctx *vm_gen_ctx(vm_gen *g) { return g->c; }
 const vm_model *vm_gen_model(const vm_gen *g) { return g->m; }
 int vm_gen_n_ctx(const vm_gen *g) { return g->n_ctx; }
-unsigned vm_gen_available(const vm_gen *g) { return g->avail; }
+unsigned vm_gen_available(const vm_gen *g) {
+    if (!g) vm_err("gen: no generator given");
+    return g ? g->avail : 0;
+}
 int vm_gen_readout_layers(const vm_gen *g, const int **layers) { *layers = g->ro; return g->n_ro; }
 
 int vm_gen_capture(vm_gen *g, const int *layers, int n_layers, int max_pos) {
@@ -299,6 +302,7 @@ void vm_gen_params_default(vm_gen_params *p) {
 
 int vm_gen_run(vm_gen *g, const int32_t *prompt, int n_prompt, const vm_gen_params *p,
                vm_gen_fn fn, void *ud, vm_gen_result *r) {
+    if (!g || !p || !r) return vm_err("gen: no generator, parameters or result given");
     memset(r, 0, sizeof *r);
     r->n_prompt = n_prompt;
     r->finish = VM_GEN_LENGTH;

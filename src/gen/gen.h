@@ -18,11 +18,6 @@
 #include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
 
-typedef enum vm_gen_score {
-    VM_GS_NLL = 0, VM_GS_ENTROPY, VM_GS_GATE_ENTROPY, VM_GS_ILV, VM_GS_ILV_DEV, VM_GS_TEMPERATURE,
-    VM_GS_DISAGREEMENT, VM_GS_PROB_VAR, VM_GS_COUNT
-} vm_gen_score;
-
 const char *vm_gen_score_name(int s);        // "nll", "entropy", ..; "?" out of range
 int vm_gen_score_parse(const char *name);    // the score, or -1 (no error recorded)
 const char *vm_gen_score_names(void);        // comma-separated, for messages
@@ -30,8 +25,6 @@ const char *vm_gen_score_names(void);        // comma-separated, for messages
 int vm_gen_score_unc(int s);
 // The name of a router read-out (vm_unc): the name of its score ("ilv", "temperature", ..).
 const char *vm_gen_unc_name(int u);
-
-#define VM_GEN_MAX_TOP 20                    // top log-probabilities per token (OpenAI's limit)
 
 typedef struct vm_gen vm_gen;
 
@@ -46,18 +39,6 @@ int vm_gen_n_ctx(const vm_gen *g);
 int vm_gen_readout_layers(const vm_gen *g, const int **layers);
 // Bit s (1u << s) set when score s is available with these routers.
 unsigned vm_gen_available(const vm_gen *g);
-
-// One position's record: the distribution its logits give and the routers' read-outs there.
-typedef struct vm_gen_tok {
-    int32_t id;                  // the token scored (sampled, or the next token of a given sequence; -1: none)
-    int pos;                     // position whose logits predicted it
-    float prob, logprob;         // of id (NaN when id < 0)
-    float score[VM_GS_COUNT];    // NaN where unavailable (nll NaN when id < 0)
-    const float *unc;            // (n_layer, VM_UNC_COUNT) read-outs of every layer at pos (NaN: none)
-    int n_top;
-    int32_t top_id[VM_GEN_MAX_TOP];
-    float top_lp[VM_GEN_MAX_TOP];   // log-probabilities, best first (ties: lower id first)
-} vm_gen_tok;
 
 // The record of position pos (already evaluated) from its logits row; n_top top log-probabilities.
 void vm_gen_record(vm_gen *g, const float *logits, int pos, int32_t id, int n_top, vm_gen_tok *t);
@@ -91,45 +72,12 @@ void vm_gen_target(vm_gen *g, int pos, int n_cond);
 void vm_gen_target_mean(const vm_gen *g, double out[VM_UNC_COUNT]);
 
 // ---- generation ----
-typedef struct vm_gen_params {
-    int max_tokens;              // tokens to generate at most (>= 0)
-    float temp, top_p;           // temp 0: greedy
-    int top_k;
-    uint64_t seed;               // sampling and the routers' stream
-    int n_top;                   // top log-probabilities per token (0 .. VM_GEN_MAX_TOP)
-    int abstain_score;           // -1: off; else stop before a token whose score > abstain_threshold
-    double abstain_threshold;
-    int end_at_control;          // a control token (e.g. a chat's end of turn) ends the answer, as EOS
-    int eval_last;               // evaluate the last accepted token too (routing rows for every token)
-} vm_gen_params;
+
 void vm_gen_params_default(vm_gen_params *p);   // 16 tokens, greedy, no top, no abstain
 
-typedef enum vm_gen_finish {
-    VM_GEN_EOS = 0,              // EOS/BOS (or a control token with end_at_control) sampled
-    VM_GEN_LENGTH,               // max_tokens or the context reached
-    VM_GEN_UNCERTAIN,            // abstained: a token's score passed the threshold (not emitted)
-    VM_GEN_STOPPED,              // the callback asked to stop (a stop string, a cancelled request)
-} vm_gen_finish;
 const char *vm_gen_finish_name(vm_gen_finish f);   // "stop", "length", "uncertain", "stop"
 
-// Summary over the emitted tokens: mean and max of each score.
-typedef struct vm_gen_summary {
-    int n;
-    double sum[VM_GS_COUNT], max[VM_GS_COUNT];
-    int cnt[VM_GS_COUNT];        // tokens where the score was finite
-} vm_gen_summary;
 void vm_gen_summary_add(vm_gen_summary *s, const vm_gen_tok *t);
-
-typedef struct vm_gen_result {
-    int n_prompt, n_gen;         // n_gen: tokens passed to the callback
-    vm_gen_finish finish;
-    vm_gen_tok withheld;         // finish UNCERTAIN: the token not emitted and its scores
-    vm_gen_summary summary;
-    double ms_prompt, ms_gen;    // wall time of the prompt's evaluation and of the generation after it
-} vm_gen_result;
-
-// Called once per emitted token, in order: 0 to go on, 1 to stop (finish STOPPED), -1 for an error.
-typedef int (*vm_gen_fn)(void *ud, const vm_gen_tok *t);
 
 // Evaluates the prompt (one batch) then samples one token at a time. The prompt must be non-empty
 // and fit the context (a prompt that fills it still gives the one token its last logits predict).

@@ -3,9 +3,11 @@
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
-#include "model/tensor.h"
+#include "quant/tensor.h"
+#include "gguf/tensor_names.h"
 #include "quant/quant.h"
 #include "util/fileio.h"
+#include "vmoer.h"   // the public declarations of some of these (exported from libvmoer.so)
 
 #define VM_GGUF_MAGIC "GGUF"
 #define VM_GGUF_VERSION 3

@@ -392,6 +392,7 @@ vm_gguf *vm_gguf_open_mem(const void *buf, size_t size, const char *name) {
 }
 
 vm_gguf *vm_gguf_open(const char *path) {
+    if (!path) { vm_err("gguf: no path given"); return NULL; }
     vm_gguf *g = vm_calloc(1, sizeof *g);
     if (!g) return NULL;
     g->path = vm_strdup(path);

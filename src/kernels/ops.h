@@ -2,7 +2,7 @@
 // row-major, B = number of tokens in the batch.
 #pragma once
 #include <stdint.h>
-#include "model/tensor.h"
+#include "quant/tensor.h"
 
 // out (B,OC) = inp (B,C) . W^T (+ bias (OC)); W is a typed view with ne[0] = C, ne[1] = OC.
 void vm_matmul_forward(float *out, const float *inp, const vm_tensor *w, const float *bias, int B);

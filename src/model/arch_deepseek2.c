@@ -144,26 +144,26 @@ static int load_layer(vm_model *m, vm_mla *a, const ds2_keys *k, int il, size_t 
     const int64_t D = hp->n_embd, H = a->n_head, nope = a->nope, rope = a->rope, kvl = a->kv_lora;
     const int64_t vd = a->v_dim, ql = a->q_lora, N = hp->n_expert, Fs = hp->n_ff_shexp;
     char name[96];
-#define NM(suffix) (snprintf(name, sizeof name, "blk.%d." suffix, il), name)
-#define T2(dst, suffix, a_, b_) do { \
-        if (vm_model_tensor(m, dst, NM(suffix ".weight"), 2, (int64_t[]){a_, b_}, 1)) return -1; } while (0)
-    if (vm_model_norm(m, NM("attn_norm.weight"), D, &ly->attn_norm, used) ||
-        vm_model_norm(m, NM("ffn_norm.weight"), D, &ly->ffn_norm, used) ||
-        vm_model_norm(m, NM("attn_kv_a_norm.weight"), kvl, &L->kv_a_norm, used)) return -1;
+#define NM(t, suffix) vm_tn(name, sizeof name, t, il, suffix)
+#define T2(dst, t, a_, b_) do { \
+        if (vm_model_tensor(m, dst, NM(t, "weight"), 2, (int64_t[]){a_, b_}, 1)) return -1; } while (0)
+    if (vm_model_norm(m, NM(VM_TN_ATTN_NORM, "weight"), D, &ly->attn_norm, used) ||
+        vm_model_norm(m, NM(VM_TN_FFN_NORM, "weight"), D, &ly->ffn_norm, used) ||
+        vm_model_norm(m, NM(VM_TN_ATTN_KV_A_NORM, "weight"), kvl, &L->kv_a_norm, used)) return -1;
     if (ql > 0) {
-        T2(&L->wq_a, "attn_q_a", D, ql);
-        if (vm_model_norm(m, NM("attn_q_a_norm.weight"), ql, &L->q_a_norm, used)) return -1;
-        T2(&L->wq_b, "attn_q_b", ql, H * (nope + rope));
+        T2(&L->wq_a, VM_TN_ATTN_Q_A, D, ql);
+        if (vm_model_norm(m, NM(VM_TN_ATTN_Q_A_NORM, "weight"), ql, &L->q_a_norm, used)) return -1;
+        T2(&L->wq_b, VM_TN_ATTN_Q_B, ql, H * (nope + rope));
     } else {
-        T2(&ly->wq, "attn_q", D, H * (nope + rope));
+        T2(&ly->wq, VM_TN_ATTN_Q, D, H * (nope + rope));
     }
-    T2(&L->wkv_a, "attn_kv_a_mqa", D, kvl + rope);
-    T2(&ly->wo, "attn_output", H * vd, D);
+    T2(&L->wkv_a, VM_TN_ATTN_KV_A_MQA, D, kvl + rope);
+    T2(&ly->wo, VM_TN_ATTN_OUTPUT, H * vd, D);
     L->k_b = a->views + (size_t)il * 2 * H;
     L->v_b = L->k_b + H;
     if (a->kb_fused) {   // [kvl, H*(nope+vd)]: head h's rows are k (nope) then v (vd)
         vm_tensor kv;
-        T2(&kv, "attn_kv_b", kvl, H * (nope + vd));
+        T2(&kv, VM_TN_ATTN_KV_B, kvl, H * (nope + vd));
         for (int64_t h = 0; h < H; h++) {
             const char *base = (const char *)kv.data + (size_t)(h * (nope + vd)) * kv.nb[1];
             vm_tensor_init(&L->k_b[h], kv.name, kv.type, 2, (int64_t[]){kvl, nope}, base);
@@ -171,24 +171,24 @@ static int load_layer(vm_model *m, vm_mla *a, const ds2_keys *k, int il, size_t 
         }
     } else {
         vm_tensor kb, vb;
-        if (vm_model_tensor(m, &kb, NM("attn_k_b.weight"), 3, (int64_t[]){nope, kvl, H}, 1) ||
-            vm_model_tensor(m, &vb, NM("attn_v_b.weight"), 3, (int64_t[]){kvl, vd, H}, 1)) return -1;
+        if (vm_model_tensor(m, &kb, NM(VM_TN_ATTN_K_B, "weight"), 3, (int64_t[]){nope, kvl, H}, 1) ||
+            vm_model_tensor(m, &vb, NM(VM_TN_ATTN_V_B, "weight"), 3, (int64_t[]){kvl, vd, H}, 1)) return -1;
         for (int64_t h = 0; h < H; h++) {
             L->k_b[h] = vm_tensor_slice2(&kb, h);
             L->v_b[h] = vm_tensor_slice2(&vb, h);
         }
     }
     if (il < hp->n_layer_dense_lead) {
-        T2(&ly->ffn_gate, "ffn_gate", D, hp->n_ff);
-        T2(&ly->ffn_up, "ffn_up", D, hp->n_ff);
-        T2(&ly->ffn_down, "ffn_down", hp->n_ff, D);
+        T2(&ly->ffn_gate, VM_TN_FFN_GATE, D, hp->n_ff);
+        T2(&ly->ffn_up, VM_TN_FFN_UP, D, hp->n_ff);
+        T2(&ly->ffn_down, VM_TN_FFN_DOWN, hp->n_ff, D);
         return 0;
     }
     ly->is_moe = 1;
-    T2(&ly->ffn_gate_inp, "ffn_gate_inp", D, N);
-    if (vm_gguf_find_tensor(m->gguf, NM("exp_probs_b.bias")) &&
+    T2(&ly->ffn_gate_inp, VM_TN_FFN_GATE_INP, D, N);
+    if (vm_gguf_find_tensor(m->gguf, NM(VM_TN_EXP_PROBS_B, "bias")) &&
         vm_model_norm(m, name, N, &ly->rl.sel_bias, used)) return -1;
-    snprintf(name, sizeof name, "blk.%d.ffn_gate_exps.weight", il);
+    NM(VM_TN_FFN_GATE_EXPS, "weight");
     if (!vm_gguf_find_tensor(m->gguf, name))
         return vm_err("model: missing tensor '%s' (expected [%lld, %lld, %lld])", name, (long long)D,
                       (long long)hp->n_ff_exp, (long long)N);
@@ -201,9 +201,9 @@ static int load_layer(vm_model *m, vm_mla *a, const ds2_keys *k, int il, size_t 
                                 .topk_group = k->n_group > 1 ? k->topk_group : 0 };
     if (Fs > 0) {
         ly->has_shexp = 1;
-        T2(&ly->ffn_gate_shexp, "ffn_gate_shexp", D, Fs);
-        T2(&ly->ffn_up_shexp, "ffn_up_shexp", D, Fs);
-        T2(&ly->ffn_down_shexp, "ffn_down_shexp", Fs, D);
+        T2(&ly->ffn_gate_shexp, VM_TN_FFN_GATE_SHEXP, D, Fs);
+        T2(&ly->ffn_up_shexp, VM_TN_FFN_UP_SHEXP, D, Fs);
+        T2(&ly->ffn_down_shexp, VM_TN_FFN_DOWN_SHEXP, Fs, D);
     }
 #undef T2
 #undef NM
@@ -219,24 +219,15 @@ int vm_arch_deepseek2_load(vm_model *m) {
     if (load_hparams(m, a, &k)) return -1;
     set_rope(m, a, &k);
     const int64_t D = hp->n_embd, N = hp->n_expert, H = a->n_head;
-    const vm_gguf_tensor_info *te = vm_gguf_find_tensor(m->gguf, "token_embd.weight");
-    if (!te) return vm_err("model: missing tensor 'token_embd.weight' (expected [%lld, n_vocab])", (long long)D);
-    if (te->t.ne[1] < 1 || te->t.ne[1] > INT32_MAX)
-        return vm_err("model: tensor 'token_embd.weight' has %lld rows", (long long)te->t.ne[1]);
-    hp->n_vocab = (int)te->t.ne[1];
-    const int64_t V = hp->n_vocab;
-    if (vm_model_tensor(m, &m->tok_embd, "token_embd.weight", 2, (int64_t[]){D, V}, 1)) return -1;
-    int rc = vm_model_tensor(m, &m->output, "output.weight", 2, (int64_t[]){D, V}, 0);
-    if (rc < 0) return -1;
-    if (rc == 1) m->output = m->tok_embd;   // tied embeddings
+    if (vm_model_embd_output(m)) return -1;
 
     // the last block's attention shapes first: the per-layer arrays below are sized from
     // metadata, which must not allocate what the file cannot back
     char name[96];
     vm_tensor t;
-    snprintf(name, sizeof name, "blk.%d.attn_kv_a_mqa.weight", hp->n_layer - 1);
+    vm_tn(name, sizeof name, VM_TN_ATTN_KV_A_MQA, hp->n_layer - 1, "weight");
     if (vm_model_tensor(m, &t, name, 2, (int64_t[]){D, (int64_t)a->kv_lora + a->rope}, 1)) return -1;
-    snprintf(name, sizeof name, "blk.%d.attn_output.weight", hp->n_layer - 1);
+    vm_tn(name, sizeof name, VM_TN_ATTN_OUTPUT, hp->n_layer - 1, "weight");
     if (vm_model_tensor(m, &t, name, 2, (int64_t[]){H * a->v_dim, D}, 1)) return -1;
     // f32 copies of small vectors per layer: 2 norms (D), q/kv LoRA norms, selection bias (N)
     const size_t per_layer = 2 * (size_t)D + (size_t)a->q_lora + (size_t)a->kv_lora + (size_t)N;
@@ -253,7 +244,7 @@ int vm_arch_deepseek2_load(vm_model *m) {
         m->layers[il].exp_down = m->layers[il].exp_up + N;
     }
     size_t used = 0;
-    if (vm_model_norm(m, "output_norm.weight", D, &m->output_norm, &used)) return -1;
+    if (vm_model_norm(m, vm_tn(name, sizeof name, VM_TN_OUTPUT_NORM, -1, "weight"), D, &m->output_norm, &used)) return -1;
     for (int il = 0; il < hp->n_layer; il++)
         if (load_layer(m, a, &k, il, &used)) return -1;
     return 0;

@@ -68,7 +68,8 @@ int vm_arch_llama_hparams(vm_model *m) {
     hp->rope_freq_scale = factor == 0.0f ? 1.0f : 1.0f / factor;
     hp->rope_neox = 0;
     hp->gate_conv = VM_GATE_SOFTMAX_SELECTED;
-    if (vm_gguf_find_tensor(m->gguf, "rope_freqs.weight"))
+    char name[96];
+    if (vm_gguf_find_tensor(m->gguf, vm_tn(name, sizeof name, VM_TN_ROPE_FREQS, -1, "weight")))
         return vm_err("model: rope_freqs.weight (per-dimension rope factors) is not supported");
     return 0;
 }
@@ -77,15 +78,11 @@ int vm_arch_load_experts(vm_model *m, int il, vm_layer *ly) {
     const vm_hparams *hp = &m->hp;
     const int64_t D = hp->n_embd, F = hp->n_ff_exp, N = hp->n_expert;
     char name[96];
-    snprintf(name, sizeof name, "blk.%d.ffn_gate_exps.weight", il);
-    if (vm_gguf_find_tensor(m->gguf, name)) {   // stacked [in, out, n_expert]
+    if (vm_gguf_find_tensor(m->gguf, vm_tn(name, sizeof name, VM_TN_FFN_GATE_EXPS, il, "weight"))) {   // stacked [in, out, n_expert]
         vm_tensor g, u, d;
-        snprintf(name, sizeof name, "blk.%d.ffn_gate_exps.weight", il);
-        if (vm_model_tensor(m, &g, name, 3, (int64_t[]){D, F, N}, 1)) return -1;
-        snprintf(name, sizeof name, "blk.%d.ffn_up_exps.weight", il);
-        if (vm_model_tensor(m, &u, name, 3, (int64_t[]){D, F, N}, 1)) return -1;
-        snprintf(name, sizeof name, "blk.%d.ffn_down_exps.weight", il);
-        if (vm_model_tensor(m, &d, name, 3, (int64_t[]){F, D, N}, 1)) return -1;
+        if (vm_model_tensor(m, &g, vm_tn(name, sizeof name, VM_TN_FFN_GATE_EXPS, il, "weight"), 3, (int64_t[]){D, F, N}, 1)) return -1;
+        if (vm_model_tensor(m, &u, vm_tn(name, sizeof name, VM_TN_FFN_UP_EXPS, il, "weight"), 3, (int64_t[]){D, F, N}, 1)) return -1;
+        if (vm_model_tensor(m, &d, vm_tn(name, sizeof name, VM_TN_FFN_DOWN_EXPS, il, "weight"), 3, (int64_t[]){F, D, N}, 1)) return -1;
         for (int e = 0; e < N; e++) {
             ly->exp_gate[e] = vm_tensor_slice2(&g, e);
             ly->exp_up[e] = vm_tensor_slice2(&u, e);
@@ -93,18 +90,15 @@ int vm_arch_load_experts(vm_model *m, int il, vm_layer *ly) {
         }
         return 0;
     }
-    snprintf(name, sizeof name, "blk.%d.ffn_gate.0.weight", il);
-    if (!vm_gguf_find_tensor(m->gguf, name))
-        return vm_err("model: missing tensor 'blk.%d.ffn_gate_exps.weight' (expected [%lld, %lld, %lld]) "
-                      "or per-expert 'blk.%d.ffn_gate.0.weight'", il, (long long)D, (long long)F,
-                      (long long)N, il);
+    char stacked[96];
+    if (!vm_gguf_find_tensor(m->gguf, vm_tn_exp(name, sizeof name, VM_TN_FFN_GATE, il, 0, "weight")))
+        return vm_err("model: missing tensor '%s' (expected [%lld, %lld, %lld]) or per-expert '%s'",
+                      vm_tn(stacked, sizeof stacked, VM_TN_FFN_GATE_EXPS, il, "weight"), (long long)D, (long long)F,
+                      (long long)N, name);
     for (int e = 0; e < N; e++) {   // older layout: one matrix per expert
-        snprintf(name, sizeof name, "blk.%d.ffn_gate.%d.weight", il, e);
-        if (vm_model_tensor(m, &ly->exp_gate[e], name, 2, (int64_t[]){D, F}, 1)) return -1;
-        snprintf(name, sizeof name, "blk.%d.ffn_up.%d.weight", il, e);
-        if (vm_model_tensor(m, &ly->exp_up[e], name, 2, (int64_t[]){D, F}, 1)) return -1;
-        snprintf(name, sizeof name, "blk.%d.ffn_down.%d.weight", il, e);
-        if (vm_model_tensor(m, &ly->exp_down[e], name, 2, (int64_t[]){F, D}, 1)) return -1;
+        if (vm_model_tensor(m, &ly->exp_gate[e], vm_tn_exp(name, sizeof name, VM_TN_FFN_GATE, il, e, "weight"), 2, (int64_t[]){D, F}, 1)) return -1;
+        if (vm_model_tensor(m, &ly->exp_up[e], vm_tn_exp(name, sizeof name, VM_TN_FFN_UP, il, e, "weight"), 2, (int64_t[]){D, F}, 1)) return -1;
+        if (vm_model_tensor(m, &ly->exp_down[e], vm_tn_exp(name, sizeof name, VM_TN_FFN_DOWN, il, e, "weight"), 2, (int64_t[]){F, D}, 1)) return -1;
     }
     return 0;
 }
@@ -114,16 +108,7 @@ int vm_arch_llama_load(vm_model *m) {
     vm_hparams *hp = &m->hp;
     const int64_t D = hp->n_embd, qd = (int64_t)hp->n_head * hp->head_dim;
     const int64_t kvd = (int64_t)hp->n_head_kv * hp->head_dim, N = hp->n_expert;
-    const vm_gguf_tensor_info *te = vm_gguf_find_tensor(m->gguf, "token_embd.weight");
-    if (!te) return vm_err("model: missing tensor 'token_embd.weight' (expected [%lld, n_vocab])", (long long)D);
-    if (te->t.ne[1] < 1 || te->t.ne[1] > INT32_MAX)
-        return vm_err("model: tensor 'token_embd.weight' has %lld rows", (long long)te->t.ne[1]);
-    hp->n_vocab = (int)te->t.ne[1];
-    const int64_t V = hp->n_vocab;
-    if (vm_model_tensor(m, &m->tok_embd, "token_embd.weight", 2, (int64_t[]){D, V}, 1)) return -1;
-    int rc = vm_model_tensor(m, &m->output, "output.weight", 2, (int64_t[]){D, V}, 0);
-    if (rc < 0) return -1;
-    if (rc == 1) m->output = m->tok_embd;   // tied embeddings
+    if (vm_model_embd_output(m)) return -1;
 
     m->layers = vm_calloc((size_t)hp->n_layer, sizeof *m->layers);
     m->routers = vm_calloc((size_t)hp->n_layer, sizeof *m->routers);
@@ -139,28 +124,26 @@ int vm_arch_llama_load(vm_model *m) {
         }
     }
     size_t used = 0;
-    if (vm_model_norm(m, "output_norm.weight", D, &m->output_norm, &used)) return -1;
     char name[96];
-#define T2(field, suffix, a, b) do { snprintf(name, sizeof name, "blk.%d." suffix ".weight", il); \
-        if (vm_model_tensor(m, &ly->field, name, 2, (int64_t[]){a, b}, 1)) return -1; } while (0)
+    if (vm_model_norm(m, vm_tn(name, sizeof name, VM_TN_OUTPUT_NORM, -1, "weight"), D, &m->output_norm, &used)) return -1;
+#define T2(field, t, a, b) do { \
+        if (vm_model_tensor(m, &ly->field, vm_tn(name, sizeof name, t, il, "weight"), 2, (int64_t[]){a, b}, 1)) return -1; } while (0)
     for (int il = 0; il < hp->n_layer; il++) {
         vm_layer *ly = &m->layers[il];
-        snprintf(name, sizeof name, "blk.%d.attn_norm.weight", il);
-        if (vm_model_norm(m, name, D, &ly->attn_norm, &used)) return -1;
-        snprintf(name, sizeof name, "blk.%d.ffn_norm.weight", il);
-        if (vm_model_norm(m, name, D, &ly->ffn_norm, &used)) return -1;
-        T2(wq, "attn_q", D, qd);
-        T2(wk, "attn_k", D, kvd);
-        T2(wv, "attn_v", D, kvd);
-        T2(wo, "attn_output", qd, D);
+        if (vm_model_norm(m, vm_tn(name, sizeof name, VM_TN_ATTN_NORM, il, "weight"), D, &ly->attn_norm, &used)) return -1;
+        if (vm_model_norm(m, vm_tn(name, sizeof name, VM_TN_FFN_NORM, il, "weight"), D, &ly->ffn_norm, &used)) return -1;
+        T2(wq, VM_TN_ATTN_Q, D, qd);
+        T2(wk, VM_TN_ATTN_K, D, kvd);
+        T2(wv, VM_TN_ATTN_V, D, kvd);
+        T2(wo, VM_TN_ATTN_OUTPUT, qd, D);
         if (N == 0) {
-            T2(ffn_gate, "ffn_gate", D, hp->n_ff);
-            T2(ffn_up, "ffn_up", D, hp->n_ff);
-            T2(ffn_down, "ffn_down", hp->n_ff, D);
+            T2(ffn_gate, VM_TN_FFN_GATE, D, hp->n_ff);
+            T2(ffn_up, VM_TN_FFN_UP, D, hp->n_ff);
+            T2(ffn_down, VM_TN_FFN_DOWN, hp->n_ff, D);
             continue;
         }
         ly->is_moe = 1;
-        T2(ffn_gate_inp, "ffn_gate_inp", D, N);
+        T2(ffn_gate_inp, VM_TN_FFN_GATE_INP, D, N);
         if (vm_arch_load_experts(m, il, ly)) return -1;
         ly->rl = (vm_router_layer){ .layer = il, .n_embd = hp->n_embd, .n_expert = hp->n_expert,
                                     .n_expert_used = hp->n_expert_used, .conv = hp->gate_conv,

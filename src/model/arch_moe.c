@@ -62,44 +62,44 @@ static int load_layer(vm_model *m, const vm_arch_moe_spec *spec, int il, size_t 
     const int64_t D = hp->n_embd, hd = hp->head_dim, qd = (int64_t)hp->n_head * hd;
     const int64_t kvd = (int64_t)hp->n_head_kv * hd, N = hp->n_expert, Fs = hp->n_ff_shexp;
     char name[96];
-#define NM(suffix) (snprintf(name, sizeof name, "blk.%d." suffix, il), name)
-#define T2(field, suffix, a, b) do { \
-        if (vm_model_tensor(m, &ly->field, NM(suffix ".weight"), 2, (int64_t[]){a, b}, 1)) return -1; } while (0)
-    if (vm_model_norm(m, NM("attn_norm.weight"), D, &ly->attn_norm, used) ||
-        vm_model_norm(m, NM("ffn_norm.weight"), D, &ly->ffn_norm, used)) return -1;
-    T2(wq, "attn_q", D, qd);
-    T2(wk, "attn_k", D, kvd);
-    T2(wv, "attn_v", D, kvd);
-    T2(wo, "attn_output", qd, D);
-    if (opt_vec(m, NM("attn_q.bias"), qd, &ly->bq, used) < 0 ||
-        opt_vec(m, NM("attn_k.bias"), kvd, &ly->bk, used) < 0 ||
-        opt_vec(m, NM("attn_v.bias"), kvd, &ly->bv, used) < 0) return -1;
+#define NM(t, suffix) vm_tn(name, sizeof name, t, il, suffix)
+#define T2(field, t, a, b) do { \
+        if (vm_model_tensor(m, &ly->field, NM(t, "weight"), 2, (int64_t[]){a, b}, 1)) return -1; } while (0)
+    if (vm_model_norm(m, NM(VM_TN_ATTN_NORM, "weight"), D, &ly->attn_norm, used) ||
+        vm_model_norm(m, NM(VM_TN_FFN_NORM, "weight"), D, &ly->ffn_norm, used)) return -1;
+    T2(wq, VM_TN_ATTN_Q, D, qd);
+    T2(wk, VM_TN_ATTN_K, D, kvd);
+    T2(wv, VM_TN_ATTN_V, D, kvd);
+    T2(wo, VM_TN_ATTN_OUTPUT, qd, D);
+    if (opt_vec(m, NM(VM_TN_ATTN_Q, "bias"), qd, &ly->bq, used) < 0 ||
+        opt_vec(m, NM(VM_TN_ATTN_K, "bias"), kvd, &ly->bk, used) < 0 ||
+        opt_vec(m, NM(VM_TN_ATTN_V, "bias"), kvd, &ly->bv, used) < 0) return -1;
     if (hp->qk_norm) {   // per head: (head_dim); whole projection: (n_head*head_dim), (n_head_kv*head_dim)
-        if (vm_model_norm(m, NM("attn_q_norm.weight"), hp->qk_norm == 1 ? hd : qd, &ly->attn_q_norm, used) ||
-            vm_model_norm(m, NM("attn_k_norm.weight"), hp->qk_norm == 1 ? hd : kvd, &ly->attn_k_norm, used))
+        if (vm_model_norm(m, NM(VM_TN_ATTN_Q_NORM, "weight"), hp->qk_norm == 1 ? hd : qd, &ly->attn_q_norm, used) ||
+            vm_model_norm(m, NM(VM_TN_ATTN_K_NORM, "weight"), hp->qk_norm == 1 ? hd : kvd, &ly->attn_k_norm, used))
             return -1;
     }
     if (il < hp->n_layer_dense_lead) {
-        T2(ffn_gate, "ffn_gate", D, hp->n_ff);
-        T2(ffn_up, "ffn_up", D, hp->n_ff);
-        T2(ffn_down, "ffn_down", hp->n_ff, D);
+        T2(ffn_gate, VM_TN_FFN_GATE, D, hp->n_ff);
+        T2(ffn_up, VM_TN_FFN_UP, D, hp->n_ff);
+        T2(ffn_down, VM_TN_FFN_DOWN, hp->n_ff, D);
         return 0;
     }
     ly->is_moe = 1;
-    T2(ffn_gate_inp, "ffn_gate_inp", D, N);
+    T2(ffn_gate_inp, VM_TN_FFN_GATE_INP, D, N);
     if (vm_arch_load_experts(m, il, ly)) return -1;
     ly->rl = (vm_router_layer){ .layer = il, .n_embd = hp->n_embd, .n_expert = hp->n_expert,
                                 .n_expert_used = hp->n_expert_used, .conv = hp->gate_conv,
                                 .w_gate = &ly->ffn_gate_inp, .weights_scale = hp->expert_weights_scale };
     int want = spec->shexp == 2 || (spec->shexp == 1 && Fs > 0);
-    if (!want && spec->shexp == 1 && vm_gguf_find_tensor(m->gguf, NM("ffn_gate_shexp.weight")))
+    if (!want && spec->shexp == 1 && vm_gguf_find_tensor(m->gguf, NM(VM_TN_FFN_GATE_SHEXP, "weight")))
         return vm_err("model: tensor '%s' present but no shared-expert size key", name);
     if (want) {
         ly->has_shexp = 1;
-        T2(ffn_gate_shexp, "ffn_gate_shexp", D, Fs);
-        T2(ffn_up_shexp, "ffn_up_shexp", D, Fs);
-        T2(ffn_down_shexp, "ffn_down_shexp", Fs, D);
-        if (spec->shexp_gated && vm_model_norm(m, NM("ffn_gate_inp_shexp.weight"), D, &ly->ffn_gate_inp_shexp, used))
+        T2(ffn_gate_shexp, VM_TN_FFN_GATE_SHEXP, D, Fs);
+        T2(ffn_up_shexp, VM_TN_FFN_UP_SHEXP, D, Fs);
+        T2(ffn_down_shexp, VM_TN_FFN_DOWN_SHEXP, Fs, D);
+        if (spec->shexp_gated && vm_model_norm(m, NM(VM_TN_FFN_GATE_INP_SHEXP, "weight"), D, &ly->ffn_gate_inp_shexp, used))
             return -1;
     }
 #undef T2
@@ -112,16 +112,7 @@ int vm_arch_moe_load(vm_model *m, const vm_arch_moe_spec *spec) {
     vm_hparams *hp = &m->hp;
     if (moe_hparams(m, spec)) return -1;
     const int64_t D = hp->n_embd, N = hp->n_expert;
-    const vm_gguf_tensor_info *te = vm_gguf_find_tensor(m->gguf, "token_embd.weight");
-    if (!te) return vm_err("model: missing tensor 'token_embd.weight' (expected [%lld, n_vocab])", (long long)D);
-    if (te->t.ne[1] < 1 || te->t.ne[1] > INT32_MAX)
-        return vm_err("model: tensor 'token_embd.weight' has %lld rows", (long long)te->t.ne[1]);
-    hp->n_vocab = (int)te->t.ne[1];
-    const int64_t V = hp->n_vocab;
-    if (vm_model_tensor(m, &m->tok_embd, "token_embd.weight", 2, (int64_t[]){D, V}, 1)) return -1;
-    int rc = vm_model_tensor(m, &m->output, "output.weight", 2, (int64_t[]){D, V}, 0);
-    if (rc < 0) return -1;
-    if (rc == 1) m->output = m->tok_embd;   // tied embeddings
+    if (vm_model_embd_output(m)) return -1;
 
     // f32 copies of small vectors, worst case per layer: 2 norms + shared gate (D each),
     // 3 biases and 2 Q/K norms (at most qd + 2 kvd + qd + kvd)
@@ -138,7 +129,8 @@ int vm_arch_moe_load(vm_model *m, const vm_arch_moe_spec *spec) {
         m->layers[il].exp_down = m->layers[il].exp_up + N;
     }
     size_t used = 0;
-    if (vm_model_norm(m, "output_norm.weight", D, &m->output_norm, &used)) return -1;
+    char name[96];
+    if (vm_model_norm(m, vm_tn(name, sizeof name, VM_TN_OUTPUT_NORM, -1, "weight"), D, &m->output_norm, &used)) return -1;
     for (int il = 0; il < hp->n_layer; il++)
         if (load_layer(m, spec, il, &used)) return -1;
     return 0;

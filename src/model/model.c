@@ -58,6 +58,25 @@ int vm_model_tensor(const vm_model *m, vm_tensor *out, const char *name, int n_d
     return 0;
 }
 
+int vm_model_embd_output(vm_model *m) {
+    vm_hparams *hp = &m->hp;
+    const int64_t D = hp->n_embd;
+    char embd[64], out[64];
+    vm_tn(embd, sizeof embd, VM_TN_TOKEN_EMBD, -1, "weight");
+    vm_tn(out, sizeof out, VM_TN_OUTPUT, -1, "weight");
+    const vm_gguf_tensor_info *te = vm_gguf_find_tensor(m->gguf, embd);
+    if (!te) return vm_err("model: missing tensor '%s' (expected [%lld, n_vocab])", embd, (long long)D);
+    if (te->t.ne[1] < 1 || te->t.ne[1] > INT32_MAX)
+        return vm_err("model: tensor '%s' has %lld rows", embd, (long long)te->t.ne[1]);
+    hp->n_vocab = (int)te->t.ne[1];
+    const int64_t V = hp->n_vocab;
+    if (vm_model_tensor(m, &m->tok_embd, embd, 2, (int64_t[]){D, V}, 1)) return -1;
+    int rc = vm_model_tensor(m, &m->output, out, 2, (int64_t[]){D, V}, 0);
+    if (rc < 0) return -1;
+    if (rc == 1) m->output = m->tok_embd;   // tied embeddings
+    return 0;
+}
+
 int vm_model_norm(vm_model *m, const char *name, int64_t n, const float **out, size_t *used) {
     vm_tensor t;
     if (vm_model_tensor(m, &t, name, 1, (int64_t[]){n}, 1)) return -1;
@@ -187,6 +206,59 @@ int vm_model_set_router(vm_model *m, int layer, vm_router *r) {
     return 0;
 }
 
+int vm_model_is_moe_layer(const vm_model *m, int layer) {
+    return m && layer >= 0 && layer < m->hp.n_layer && m->layers[layer].is_moe;
+}
+
+const vm_router_layer *vm_model_router_layer(const vm_model *m, int layer) {
+    if (!m) { vm_err("model: no model given"); return NULL; }
+    if (!vm_model_is_moe_layer(m, layer)) { vm_err("model: layer %d is not a MoE layer", layer); return NULL; }
+    return &m->layers[layer].rl;
+}
+
+const vm_router *vm_model_router(const vm_model *m, int layer) {
+    return vm_model_is_moe_layer(m, layer) ? m->routers[layer] : NULL;
+}
+
+// Every router is created before any is set, so a bad option or layer leaves the model as it was:
+// a caller never has to undo half a swap. o_each: o holds one options struct per listed layer.
+static int set_routers(vm_model *m, const char *kind, const int *layers, int n_layers,
+                       const vm_router_opts *o, int o_each) {
+    if (!m) return vm_err("model: no model given");
+    if (!kind) return vm_err("model: no router kind given");
+    if (layers && n_layers < 0) return vm_err("model: bad layer count %d", n_layers);
+    const int L = m->hp.n_layer, n = layers ? n_layers : L;
+    vm_router **rs = vm_calloc((size_t)(L > 0 ? L : 1), sizeof *rs);
+    if (!rs) return -1;
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        const int il = layers ? layers[i] : i;
+        if (!layers && !vm_model_is_moe_layer(m, il)) continue;   // "every MoE layer"
+        if (!vm_model_is_moe_layer(m, il)) rc = vm_err("model: layer %d is not a MoE layer", il);
+        else if (rs[il]) rc = vm_err("model: layer %d given twice", il);
+        else if (!(rs[il] = vm_router_create(kind, &m->layers[il].rl, o_each ? &o[i] : o))) rc = -1;
+    }
+    for (int il = 0; il < L; il++) {
+        if (!rs[il]) continue;
+        if (rc) { vm_router_free(rs[il]); continue; }
+        vm_router_free(m->routers[il]);
+        m->routers[il] = rs[il];
+    }
+    free(rs);
+    return rc;
+}
+
+int vm_model_set_routers(vm_model *m, const char *kind, const int *layers, int n_layers,
+                         const vm_router_opts *o) {
+    return set_routers(m, kind, layers, n_layers, o, 0);
+}
+
+int vm_model_set_routers_each(vm_model *m, const char *kind, const int *layers, int n_layers,
+                              const vm_router_opts *o) {
+    if (!layers || !o) return vm_err("model: per-layer routers need the layers and their options");
+    return set_routers(m, kind, layers, n_layers, o, 1);
+}
+
 // ---------------------------------------------------------------- context
 
 struct vm_ctx {
@@ -289,13 +361,16 @@ void vm_ctx_free(vm_ctx *c) {
 }
 
 void vm_ctx_reset(vm_ctx *c) { if (c) { c->n_past = 0; c->have_last = 0; } }
-int vm_ctx_n_past(const vm_ctx *c) { return c ? c->n_past : 0; }
+int vm_ctx_n_past(const vm_ctx *c) { return c ? c->n_past : vm_err("ctx: no context given"); }
 void vm_ctx_set_trace(vm_ctx *c, vm_trace_fn fn, void *ud) { if (c) { c->trace = fn; c->ud = ud; } }
 void vm_ctx_set_seed(vm_ctx *c, uint64_t seed) { if (c) vm_rng_seed(&c->rng, seed); }
 void vm_ctx_set_embd_noise(vm_ctx *c, float sigma, uint64_t seed) {
     if (c) { c->embd_sigma = sigma > 0.0f ? sigma : 0.0f; vm_rng_seed(&c->embd_rng, seed); }
 }
-const float *vm_ctx_last_logits(const vm_ctx *c) { return c && c->have_last ? c->last_logits : NULL; }
+const float *vm_ctx_last_logits(const vm_ctx *c) {
+    if (!c || !c->have_last) vm_err(c ? "ctx: no position evaluated yet" : "ctx: no context given");
+    return c && c->have_last ? c->last_logits : NULL;
+}
 
 // ---------------------------------------------------------------- forward
 
@@ -628,7 +703,12 @@ int vm_model_hidden_tree(const vm_model *m, const int32_t *tokens, const vm_tree
     return hidden_rows(m, tokens, t->n_rows, t, l0, h, rng);
 }
 
-int vm_model_n_vocab(const vm_model *m) { return m->hp.n_vocab; }
-int vm_model_n_layer(const vm_model *m) { return m->hp.n_layer; }
-int vm_model_n_expert(const vm_model *m) { return m->hp.n_expert; }
-const vm_gguf *vm_model_gguf(const vm_model *m) { return m->gguf; }
+// Public accessors: a NULL model is a caller's bug, reported (-1 and a message) rather than a crash.
+int vm_model_n_vocab(const vm_model *m) { return m ? m->hp.n_vocab : vm_err("model: no model given"); }
+int vm_model_n_layer(const vm_model *m) { return m ? m->hp.n_layer : vm_err("model: no model given"); }
+int vm_model_n_expert(const vm_model *m) { return m ? m->hp.n_expert : vm_err("model: no model given"); }
+int vm_model_n_ctx_train(const vm_model *m) { return m ? m->hp.n_ctx_train : vm_err("model: no model given"); }
+const vm_gguf *vm_model_gguf(const vm_model *m) {
+    if (!m) vm_err("model: no model given");
+    return m ? m->gguf : NULL;
+}

@@ -4,7 +4,7 @@
 #pragma once
 #include <stdint.h>
 #include "gguf/gguf.h"
-#include "model/tensor.h"
+#include "quant/tensor.h"
 #include "router/router.h"
 #include "vmoer.h"
 
@@ -72,6 +72,9 @@ vm_model *vm_model_from_gguf(vm_gguf *g);
 void vm_model_free(vm_model *m);
 // Replaces the router of a MoE layer; takes ownership of r. -1 for a dense layer.
 int vm_model_set_router(vm_model *m, int layer, vm_router *r);
+// vm_model_set_routers (vmoer.h) with options per layer: o[i] for layers[i]. All or nothing.
+int vm_model_set_routers_each(vm_model *m, const char *kind, const int *layers, int n_layers,
+                              const vm_router_opts *o);
 
 // Trace points: every named intermediate of a batch is reported here when a callback is set.
 // Names: "attn_norm", "attn_out", "ffn_inp", "ffn_norm", "ffn_moe_logits" (T,N),
@@ -93,6 +96,12 @@ void vm_ctx_set_embd_noise(vm_ctx *c, float sigma, uint64_t seed);
 // position to logits (n, n_vocab) when non-NULL; the last row is always kept.
 int vm_ctx_eval(vm_ctx *c, const int32_t *tokens, int n, float *logits);
 const float *vm_ctx_last_logits(const vm_ctx *c);
+
+// ---- analytic FLOPs per token (model/flops.c; 2 per multiply-add, matrix products only) ----
+double vm_flops_proj(const vm_model *m);               // q, k, v, o projections of one block
+double vm_flops_attn(const vm_model *m, double span);  // one block's q.k and att.v over `span` keys
+double vm_flops_ffn(const vm_model *m, int il);        // block il's FFN: dense, or the K selected experts
+double vm_flops_output(const vm_model *m);             // the output head
 
 int vm_model_n_vocab(const vm_model *m);
 int vm_model_n_layer(const vm_model *m);

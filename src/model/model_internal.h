@@ -2,6 +2,7 @@
 #pragma once
 #include "model/model.h"
 #include "model/train.h"
+#include "gguf/tensor_names.h"
 
 // Looks up `name` and checks its shape against ne (n_dims entries; trailing dims must be 1) and
 // that vmoer can compute its type. Returns 0 (found, *out filled), 1 (absent and !required) or
@@ -10,6 +11,9 @@ int vm_model_tensor(const vm_model *m, vm_tensor *out, const char *name, int n_d
                     const int64_t *ne, int required);
 // A norm weight vector of n values as f32: points into the mapping when stored as aligned f32,
 // otherwise converted once into m->f32_store at *used (advanced). Returns 0 or -1.
+// The token embedding (which sets hp.n_vocab from its rows) and the output matrix, tied to the
+// embedding when the file has none: the same in every architecture. 0 or -1.
+int vm_model_embd_output(vm_model *m);
 int vm_model_norm(vm_model *m, const char *name, int64_t n, const float **out, size_t *used);
 
 // Hyper-parameter keys "<arch>.<suffix>": 0 found, 1 absent (default kept), -1 error.

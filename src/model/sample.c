@@ -23,6 +23,7 @@ void vm_sampler_free(vm_sampler *s) {
 }
 
 int32_t vm_sample_argmax(const float *logits, int n) {
+    if (!logits || n < 0) return vm_err("sample: no logits given (n = %d)", n);
     int32_t best = -1;
     for (int i = 0; i < n; i++)
         if (!isnan(logits[i]) && (best < 0 || logits[i] > logits[best])) best = i;

@@ -3,6 +3,7 @@
 #pragma once
 #include <stdint.h>
 #include "util/rng.h"
+#include "vmoer.h"   // the public declarations of some of these (exported from libvmoer.so)
 
 typedef struct vm_sampler {
     float temp;        // 0: greedy

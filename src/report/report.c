@@ -256,11 +256,13 @@ int vm_report_curves(vm_report *r, vm_fig_kind kind, const char *title, int n, c
     return rc;
 }
 
-int vm_report_reliability(vm_report *r, const char *title, int M, const vm_ece_bin *bins) {
+int vm_report_reliability(vm_report *r, const char *title, int M, const int *count, const double *bin_acc,
+                          const double *bin_conf) {
     if (!r) return vm_err("report: NULL report (reliability)");
-    if (M < 1 || M > 1000 || !bins) return vm_err("report: reliability diagram needs 1..1000 bins (M = %d)", M);
+    if (M < 1 || M > 1000 || !count || !bin_acc || !bin_conf)
+        return vm_err("report: reliability diagram needs 1..1000 bins (M = %d)", M);
     for (int m = 0; m < M; m++)
-        if (bins[m].count < 0) return vm_err("report: reliability bin %d has count %d", m, bins[m].count);
+        if (count[m] < 0) return vm_err("report: reliability bin %d has count %d", m, count[m]);
     double *x = malloc((size_t)M * sizeof *x), *acc = malloc((size_t)M * sizeof *acc);
     double *conf = malloc((size_t)M * sizeof *conf);
     char (*txt)[16] = malloc((size_t)M * sizeof *txt);
@@ -269,13 +271,13 @@ int vm_report_reliability(vm_report *r, const char *title, int M, const vm_ece_b
     if (!x || !acc || !conf || !txt || !notes) { vm_err("report: out of memory (reliability)"); goto done; }
     // Bin counts go under the bars while their digits fit in a bin (~380 px of axis / M).
     int maxc = 0;
-    for (int m = 0; m < M; m++) maxc = bins[m].count > maxc ? bins[m].count : maxc;
+    for (int m = 0; m < M; m++) maxc = count[m] > maxc ? count[m] : maxc;
     int show = (snprintf(NULL, 0, "%d", maxc) * 5.6 + 3) * M <= 380;
     for (int m = 0; m < M; m++) {
         x[m] = (m + 0.5) / M;
-        acc[m] = bins[m].count > 0 ? bins[m].acc : NAN;   // empty bin: no bar
-        conf[m] = bins[m].count > 0 ? bins[m].conf : NAN;
-        snprintf(txt[m], sizeof txt[m], "%d", bins[m].count);
+        acc[m] = count[m] > 0 ? bin_acc[m] : NAN;   // empty bin: no bar
+        conf[m] = count[m] > 0 ? bin_conf[m] : NAN;
+        snprintf(txt[m], sizeof txt[m], "%d", count[m]);
         notes[m] = txt[m];
     }
     vm_series s[2] = {

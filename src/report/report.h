@@ -12,7 +12,6 @@
 //   vm_report_free(r);
 #pragma once
 
-#include "eval/metrics.h"
 #include "report/html.h"
 #include "report/svg.h"
 
@@ -60,7 +59,10 @@ int vm_report_curves(vm_report *r, vm_fig_kind kind, const char *title, int n, c
 
 // Reliability diagram of one method: accuracy bars over M equal-width confidence bins, the gap to
 // the bin's mean confidence, the diagonal, and each bin's count above the axis (empty bins: no bar).
-int vm_report_reliability(vm_report *r, const char *title, int M, const vm_ece_bin *bins);
+// Plain arrays (M each: count, accuracy, mean confidence), so the report needs nothing of eval/
+// (eval/metrics.h vm_ece_bins_split turns its bins into these).
+int vm_report_reliability(vm_report *r, const char *title, int M, const int *count, const double *acc,
+                          const double *conf);
 
 // Confidence histogram over n_bins equal-width bins of [0,1] (same edge rule as the ECE bins).
 // One set with `correct` given: stacked correct/wrong bars. Several sets: one line per set.

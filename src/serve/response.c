@@ -3,6 +3,7 @@
 // streamed chunk. docs/serve.md describes every field.
 #include "serve/serve_internal.h"
 #include "serve/text.h"
+#include "eval/task_score.h"
 #include "gen/gen_json.h"
 #include "util/err.h"
 #include "util/rng.h"

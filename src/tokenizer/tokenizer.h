@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "gguf/gguf.h"
+#include "vmoer.h"   // the public declarations of some of these (exported from libvmoer.so)
 
 typedef enum vm_token_attr {  // tokenizer.ggml.token_type values
     VM_TOKEN_TYPE_UNDEFINED = 0, VM_TOKEN_TYPE_NORMAL = 1, VM_TOKEN_TYPE_UNKNOWN = 2,

@@ -332,7 +332,7 @@ done:
 
 static int valid(const vm_tokenizer *t, int32_t id) { return t && id >= 0 && id < t->n; }
 
-int vm_tokenizer_n_vocab(const vm_tokenizer *t) { return t ? t->n : 0; }
+int vm_tokenizer_n_vocab(const vm_tokenizer *t) { return t ? t->n : vm_err("tokenizer: no tokenizer given"); }
 int32_t vm_tokenizer_bos(const vm_tokenizer *t) { return t ? t->bos : -1; }
 int32_t vm_tokenizer_eos(const vm_tokenizer *t) { return t ? t->eos : -1; }
 int32_t vm_tokenizer_unk(const vm_tokenizer *t) { return t ? t->unk : -1; }

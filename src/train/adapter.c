@@ -67,7 +67,7 @@ int vm_adapter_write(const vm_model *m, const vm_adapter_info *a, const char *pa
         for (int j = 0; j < r->n_params && !rc; j++) {
             const vm_param *p = &r->params[j];
             char name[VM_GGUF_MAX_NAME + 16];
-            snprintf(name, sizeof name, "blk.%d.%s", il, p->name);
+            vm_tn_blk(name, sizeof name, il, p->name);
             const size_t nb = (size_t)(p->ne[0] * (p->n_dims > 1 ? p->ne[1] : 1)) * sizeof(float);
             rc = vm_gguf_add_tensor(w, name, VM_TYPE_F32, p->n_dims, p->ne, p->w, nb);
         }
@@ -86,7 +86,7 @@ int vm_adapter_write(const vm_model *m, const vm_adapter_info *a, const char *pa
         for (int j = 0; j < 2 * VM_LORA_COUNT && !rc; j++) {
             const vm_param *p = &lo->p[j];
             char name[VM_GGUF_MAX_NAME + 16];
-            snprintf(name, sizeof name, "blk.%d.%s", il, p->name);
+            vm_tn_blk(name, sizeof name, il, p->name);
             rc = vm_gguf_add_tensor(w, name, VM_TYPE_F32, 2, p->ne, p->w, (size_t)(p->ne[0] * p->ne[1]) * sizeof(float));
         }
     }
@@ -146,7 +146,7 @@ static int read_layers(const vm_model *m, const vm_gguf *g, const char *key, int
 // Parameter p of layer il from the adapter tensor blk.<il>.<p->name> (f32, p's shape).
 static int load_param(const vm_gguf *g, int il, vm_param *p) {
     char name[VM_GGUF_MAX_NAME + 16];
-    snprintf(name, sizeof name, "blk.%d.%s", il, p->name);
+    vm_tn_blk(name, sizeof name, il, p->name);
     const vm_gguf_tensor_info *ti = vm_gguf_find_tensor(g, name);
     const int64_t ne1 = p->n_dims > 1 ? p->ne[1] : 1;
     if (!ti && p->frozen == 1) return 0;   // a constant older adapters did not store: the kind's default stays

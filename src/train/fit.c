@@ -431,15 +431,42 @@ static uint64_t fingerprint(const vm_model *m, const vm_fit_opts *o, const int *
     return o->system ? vm_fnv1a(h, o->system, strlen(o->system)) : h;
 }
 
-int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const vm_fit_opts *o,
-               const char *out_path, vm_fit_stats *st_out) {
-    vm_fit_stats st_local, *st = st_out ? st_out : &st_local;
-    memset(st, 0, sizeof *st);
-    for (int i = 0; i < VM_ADAPTER_MAX_LAYERS; i++) st->jaccard[i] = NAN;
+// ---- vm_fit_run, step by step. What the steps share lives in one fit_run; each step returns 0, or
+// -1 with an error (vm_fit_run then adds "fit: " and frees everything in one place).
+typedef struct fit_run {
+    fit_state s;
+    vm_model *m;
+    const vm_fit_opts *o;
+    const vm_dataset *ds;
+    const char *out_path;
+    vm_fit_stats *st;
+    vm_router_opts ro;                 // the options every trained router is created with
+    int quiet, bar, bar_open;          // bar_open: a bar line is on screen without its newline
+    int n_items, *order, *tr_idx, *va_idx, n_tr, n_va;
+    int layers[VM_ADAPTER_MAX_LAYERS], nl;
+    int lora_layers[VM_ADAPTER_MAX_LAYERS], n_lora;
+    vm_adamw opt;
+    float *best;                       // the kept (best validation) parameters, all flattened
+    float *map_w;                      // map_from: the MAP phase's W_r per layer (nl x D N)
+    size_t n_w;
+    int *eorder;                       // the epoch's example order
+    int64_t spe, total;                // steps per epoch, in all
+    char ckpt_buf[4096];
+    const char *ckpt;
+    vm_ckpt_state cs;
+    double t0, t_train;                // t_train: training forward/backward only
+    int64_t step0;
+} fit_run;
+
+// Options checked before any work; the router options the fit creates its routers with. A kind
+// without parameters cannot be fitted: said here, before the task is built.
+static int fit_check(fit_run *r) {
+    const vm_model *m = r->m;
+    const vm_fit_opts *o = r->o;
     const vm_hparams *hp = &m->hp;
-    if (vm_output_check(out_path)) return vm_err_prefix("fit");   // before the work, not after it
-    if (!ds || ds->n == 0) return vm_err("fit: no training items");
-    if (ds->n > 10000000) return vm_err("fit: too many items (%zu)", ds->n);
+    if (vm_output_check(r->out_path)) return vm_err_prefix("fit");   // before the work, not after it
+    if (!r->ds || r->ds->n == 0) return vm_err("fit: no training items");
+    if (r->ds->n > 10000000) return vm_err("fit: too many items (%zu)", r->ds->n);
     if (hp->n_expert <= 0) return vm_err("fit: the model has no MoE layers");
     if (o->epochs < 1 || o->batch < 1 || !(o->lr > 0) || o->patience < 1)
         return vm_err("fit: bad options (epochs %d, batch %d, lr %g, patience %d)", o->epochs, o->batch, (double)o->lr, o->patience);
@@ -451,390 +478,483 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
     }
     int first_moe = -1;
     for (int il = 0; il < hp->n_layer && first_moe < 0; il++) if (m->layers[il].is_moe) first_moe = il;
-    vm_router_opts ro;
-    vm_router_opts_default(&ro);
-    ro.seed = o->seed; ro.beta = o->beta;
-    if (o->samples > 0) ro.samples = o->samples;
-    if (o->hidden > 0) ro.hidden = o->hidden;
-    if (o->members > 0) ro.members = o->members;
-    ro.swag_rank = o->swag_rank; ro.swag_scale = o->swag_scale;
-    {   // a kind without parameters cannot be fitted: say so before any work
-        vm_router *probe = vm_router_create(o->kind, &m->layers[first_moe].rl, &ro);
-        if (!probe) return vm_err_prefix("fit");
-        const int trainable = (probe->ops->flags & VM_ROUTER_TRAINABLE) != 0;
-        vm_router_free(probe);
-        if (!trainable) {
-            char list[256];
-            return vm_err("fit: router kind '%s' has no trainable parameters (fit trains %s)", o->kind,
-                          vm_router_kind_list(VM_ROUTER_TRAINABLE, list, sizeof list));
-        }
+    vm_router_opts *ro = &r->ro;
+    vm_router_opts_default(ro);
+    ro->seed = o->seed; ro->beta = o->beta;
+    if (o->samples > 0) ro->samples = o->samples;
+    if (o->hidden > 0) ro->hidden = o->hidden;
+    if (o->members > 0) ro->members = o->members;
+    ro->swag_rank = o->swag_rank; ro->swag_scale = o->swag_scale;
+    vm_router *probe = vm_router_create(o->kind, &m->layers[first_moe].rl, ro);
+    if (!probe) return vm_err_prefix("fit");
+    const int trainable = (probe->ops->flags & VM_ROUTER_TRAINABLE) != 0;
+    vm_router_free(probe);
+    if (!trainable) {
+        char list[256];
+        return vm_err("fit: router kind '%s' has no trainable parameters (fit trains %s)", o->kind,
+                      vm_router_kind_list(VM_ROUTER_TRAINABLE, list, sizeof list));
     }
-    const int quiet = o->progress == 2;
-    const int bar = o->progress == 1 || (o->progress < 0 && isatty(2));
-    int bar_open = 0;   // a bar line is on screen without its newline
+    return 0;
+}
 
-    // ---- task inputs and split (by item index)
-    const int n_items = (int)ds->n;
-    int *order = vm_malloc((size_t)n_items * sizeof(int));
-    fit_state s = { .m = m, .o = o };
-    int rc = -1, n_val_items = 0;
-    int *tr_idx = NULL, *va_idx = NULL, n_tr = 0, n_va = 0;
-    float *best = NULL, *map_w = NULL;
-    int *eorder = NULL;   // the epoch's example order; freed at done (every exit)
-    vm_adamw opt = {0};
-    if (!order || vm_fit_split(n_items, o->val_frac, o->seed, order, &n_val_items)) goto done;
+// Task inputs and the split (by item index); items that cannot be built are skipped and counted.
+static int fit_examples(fit_run *r, const vm_tokenizer *tok) {
+    const vm_fit_opts *o = r->o;
+    vm_fit_stats *st = r->st;
+    fit_state *s = &r->s;
+    const int n_items = r->n_items;
+    int n_val_items = 0;
+    if (!r->order || vm_fit_split(n_items, o->val_frac, o->seed, r->order, &n_val_items)) return -1;
     vm_task task;
-    vm_task_init(&task, tok, o->mode, o->tmpl, o->max_tokens > 0 ? o->max_tokens : hp->n_ctx_train);
+    vm_task_init(&task, tok, o->mode, o->tmpl, o->max_tokens > 0 ? o->max_tokens : r->m->hp.n_ctx_train);
     task.system = o->system;
-    s.ex = vm_calloc((size_t)n_items, sizeof *s.ex);
-    tr_idx = vm_malloc((size_t)n_items * sizeof(int));
-    va_idx = vm_malloc((size_t)n_items * sizeof(int));
-    if (!s.ex || !tr_idx || !va_idx) goto done;
+    s->ex = vm_calloc((size_t)n_items, sizeof *s->ex);
+    r->tr_idx = vm_malloc((size_t)n_items * sizeof(int));
+    r->va_idx = vm_malloc((size_t)n_items * sizeof(int));
+    if (!s->ex || !r->tr_idx || !r->va_idx) return -1;
     for (int k = 0; k < n_items; k++) {
-        const int it = order[k];
-        if (vm_task_build(&task, &ds->items[it], &s.ex[it].in)) {
-            if (!quiet && st->n_skipped < 3) fprintf(stderr, "fit: skipping: %s\n", vm_errmsg());
+        const int it = r->order[k];
+        if (vm_task_build(&task, &r->ds->items[it], &s->ex[it].in)) {
+            if (!r->quiet && st->n_skipped < 3) fprintf(stderr, "fit: skipping: %s\n", vm_errmsg());
             st->n_skipped++;
             continue;
         }
-        if (k < n_val_items) va_idx[n_va++] = it; else tr_idx[n_tr++] = it;
-        if (s.ex[it].in.tree.view.n_rows > s.T_max) s.T_max = s.ex[it].in.tree.view.n_rows;
+        if (k < n_val_items) r->va_idx[r->n_va++] = it; else r->tr_idx[r->n_tr++] = it;
+        if (s->ex[it].in.tree.view.n_rows > s->T_max) s->T_max = s->ex[it].in.tree.view.n_rows;
     }
-    s.n_ex = n_items;
-    st->n_items = n_items; st->n_train = n_tr; st->n_val = n_va;
-    if (n_tr == 0) { vm_err("fit: no usable training items (%d skipped)", st->n_skipped); goto done; }
+    s->n_ex = n_items;
+    st->n_items = n_items; st->n_train = r->n_tr; st->n_val = r->n_va;
+    if (r->n_tr == 0) return vm_err("fit: no usable training items (%d skipped)", st->n_skipped);
+    return 0;
+}
 
-    // ---- layers
-    int layers[VM_ADAPTER_MAX_LAYERS], nl = 0;
+// --layers auto: the auto_count layers least stable under embedding noise (method.md §5.4), ascending.
+static int fit_layers_auto(fit_run *r) {
+    const vm_fit_opts *o = r->o;
+    const vm_hparams *hp = &r->m->hp;
+    const int n_tr = r->n_tr;
+    const int np = n_tr < (o->auto_prompts > 0 ? o->auto_prompts : 32) ? n_tr : (o->auto_prompts > 0 ? o->auto_prompts : 32);
+    vm_task_input *ins = vm_malloc((size_t)np * sizeof *ins);
+    double *jac = vm_malloc((size_t)hp->n_layer * sizeof(double));
+    if (!ins || !jac) { free(ins); free(jac); return -1; }
+    for (int i = 0; i < np; i++) ins[i] = r->s.ex[r->tr_idx[i]].in;
+    int r2 = vm_fit_layer_stability(r->m, ins, np, o->auto_gamma > 0 ? o->auto_gamma : 0.01f, o->seed, jac);
+    free(ins);
+    if (r2) { free(jac); return -1; }
+    const int want = o->auto_count > 0 ? o->auto_count : 5;
+    unsigned char *taken = vm_calloc((size_t)hp->n_layer, 1);
+    if (!taken) { free(jac); return -1; }
+    int *layers = r->layers, nl = 0;
+    for (int k = 0; k < want; k++) {   // least stable first; ties: the higher layer
+        int b = -1;
+        for (int il = 0; il < hp->n_layer; il++)
+            if (!isnan(jac[il]) && !taken[il] && (b < 0 || jac[il] <= jac[b])) b = il;
+        if (b < 0) break;
+        taken[b] = 1; layers[nl++] = b;
+    }
+    for (int il = 0; il < hp->n_layer && il < VM_ADAPTER_MAX_LAYERS; il++) r->st->jaccard[il] = jac[il];
+    free(taken); free(jac);
+    for (int i = 1; i < nl; i++) for (int j = i; j > 0 && layers[j] < layers[j - 1]; j--) {
+        int t = layers[j]; layers[j] = layers[j - 1]; layers[j - 1] = t;
+    }
+    r->nl = nl;
+    return 0;
+}
+
+// The trained layers (auto, given, or the last 5 MoE layers) and the LoRA's (default: the
+// routers'); the lowest of them, l0, bounds the cached part of the network.
+static int fit_layers(fit_run *r) {
+    const vm_fit_opts *o = r->o;
+    const vm_model *m = r->m;
+    const vm_hparams *hp = &m->hp;
+    int *layers = r->layers;
     if (o->layers_auto) {
-        const int np = n_tr < (o->auto_prompts > 0 ? o->auto_prompts : 32) ? n_tr : (o->auto_prompts > 0 ? o->auto_prompts : 32);
-        vm_task_input *ins = vm_malloc((size_t)np * sizeof *ins);
-        double *jac = vm_malloc((size_t)hp->n_layer * sizeof(double));
-        if (!ins || !jac) { free(ins); free(jac); goto done; }
-        for (int i = 0; i < np; i++) ins[i] = s.ex[tr_idx[i]].in;
-        int r2 = vm_fit_layer_stability(m, ins, np, o->auto_gamma > 0 ? o->auto_gamma : 0.01f, o->seed, jac);
-        free(ins);
-        if (r2) { free(jac); goto done; }
-        const int want = o->auto_count > 0 ? o->auto_count : 5;
-        unsigned char *taken = vm_calloc((size_t)hp->n_layer, 1);
-        if (!taken) { free(jac); goto done; }
-        for (int k = 0; k < want; k++) {   // least stable first; ties: the higher layer
-            int b = -1;
-            for (int il = 0; il < hp->n_layer; il++)
-                if (!isnan(jac[il]) && !taken[il] && (b < 0 || jac[il] <= jac[b])) b = il;
-            if (b < 0) break;
-            taken[b] = 1; layers[nl++] = b;
-        }
-        for (int il = 0; il < hp->n_layer && il < VM_ADAPTER_MAX_LAYERS; il++) st->jaccard[il] = jac[il];
-        free(taken); free(jac);
-        for (int i = 1; i < nl; i++) for (int j = i; j > 0 && layers[j] < layers[j - 1]; j--) {
-            int t = layers[j]; layers[j] = layers[j - 1]; layers[j - 1] = t;
-        }
+        if (fit_layers_auto(r)) return -1;
     } else if (o->n_layers > 0) {
-        nl = o->n_layers;
-        for (int i = 0; i < nl; i++) {
+        r->nl = o->n_layers;
+        for (int i = 0; i < r->nl; i++) {
             layers[i] = o->layers[i];
-            if (layers[i] < 0 || layers[i] >= hp->n_layer || !m->layers[layers[i]].is_moe) {
-                vm_err("fit: layer %d is not a MoE layer of this model (%d layers)", layers[i], hp->n_layer); goto done;
-            }
-            if (i && layers[i] <= layers[i - 1]) { vm_err("fit: layers must be ascending and distinct"); goto done; }
+            if (layers[i] < 0 || layers[i] >= hp->n_layer || !m->layers[layers[i]].is_moe)
+                return vm_err("fit: layer %d is not a MoE layer of this model (%d layers)", layers[i], hp->n_layer);
+            if (i && layers[i] <= layers[i - 1]) return vm_err("fit: layers must be ascending and distinct");
         }
     } else {
-        nl = vm_fit_default_layers(m, 5, layers);
+        r->nl = vm_fit_default_layers(m, 5, layers);
     }
-    st->n_layers = nl;
-    memcpy(st->layers, layers, (size_t)nl * sizeof(int));
-    s.l0 = layers[0];
-    // LoRA layers (default: the routers'); the lowest trained layer bounds the cached part
-    int lora_layers[VM_ADAPTER_MAX_LAYERS], n_lora = 0;
+    r->st->n_layers = r->nl;
+    memcpy(r->st->layers, layers, (size_t)r->nl * sizeof(int));
+    r->s.l0 = layers[0];
     if (o->lora_rank > 0) {
-        n_lora = o->n_lora > 0 ? o->n_lora : nl;
-        for (int i = 0; i < n_lora; i++) {
-            lora_layers[i] = o->n_lora > 0 ? o->lora_layers[i] : layers[i];
-            if (lora_layers[i] < 0 || lora_layers[i] >= hp->n_layer) { vm_err("fit: LoRA layer %d out of range (%d layers)", lora_layers[i], hp->n_layer); goto done; }
-            if (i && lora_layers[i] <= lora_layers[i - 1]) { vm_err("fit: LoRA layers must be ascending and distinct"); goto done; }
+        r->n_lora = o->n_lora > 0 ? o->n_lora : r->nl;
+        for (int i = 0; i < r->n_lora; i++) {
+            r->lora_layers[i] = o->n_lora > 0 ? o->lora_layers[i] : layers[i];
+            if (r->lora_layers[i] < 0 || r->lora_layers[i] >= hp->n_layer)
+                return vm_err("fit: LoRA layer %d out of range (%d layers)", r->lora_layers[i], hp->n_layer);
+            if (i && r->lora_layers[i] <= r->lora_layers[i - 1]) return vm_err("fit: LoRA layers must be ascending and distinct");
         }
-        if (lora_layers[0] < s.l0) s.l0 = lora_layers[0];
+        if (r->lora_layers[0] < r->s.l0) r->s.l0 = r->lora_layers[0];
     }
-    st->l0 = s.l0;
+    r->st->l0 = r->s.l0;
+    return 0;
+}
 
-    // ---- the prior's scale per layer, measured on (up to 64) training prompts with the frozen
-    // (deterministic) routers in the trained layers -- whatever the model held there before -- and
-    // the model's routers elsewhere
+// The prior's scale per layer, measured on (up to 64) training prompts with the frozen
+// (deterministic) routers in the trained layers -- whatever the model held there before -- and
+// the model's routers elsewhere; then the fresh routers, the LoRA, the trained parameters (frozen
+// constants such as the prior's scale are not trained) and AdamW over them.
+static int fit_routers(fit_run *r) {
+    const vm_fit_opts *o = r->o;
+    vm_model *m = r->m;
+    fit_state *s = &r->s;
+    const int nl = r->nl, *layers = r->layers;
     float sd[VM_ADAPTER_MAX_LAYERS];
     for (int i = 0; i < nl; i++) sd[i] = o->prior_sd > 0 ? o->prior_sd : 0.0f;
     if (o->prior_sd < 0) {
-        for (int i = 0; i < nl; i++) {
-            vm_router *d = vm_router_deterministic();
-            if (!d || vm_model_set_router(m, layers[i], d)) goto done;
-        }
-        const int np = n_tr < 64 ? n_tr : 64;
+        if (vm_model_set_routers(m, "deterministic", layers, nl, NULL)) return -1;
+        const int np = r->n_tr < 64 ? r->n_tr : 64;
         vm_task_input *ins = vm_malloc((size_t)np * sizeof *ins);
-        if (!ins) goto done;
-        for (int i = 0; i < np; i++) ins[i] = s.ex[tr_idx[i]].in;
+        if (!ins) return -1;
+        for (int i = 0; i < np; i++) ins[i] = s->ex[r->tr_idx[i]].in;
         const int r2 = vm_fit_logit_scale(m, ins, np, layers, nl, sd);
         free(ins);
-        if (r2) goto done;
+        if (r2) return -1;
     }
-    memcpy(st->prior_sd, sd, (size_t)nl * sizeof(float));
+    memcpy(r->st->prior_sd, sd, (size_t)nl * sizeof(float));
 
-    // ---- map_from: the finished MAP phase's W_r per layer (installed, read, then replaced below)
+    // map_from: the finished MAP phase's W_r per layer (installed, read, then replaced below)
+    const size_t per = (size_t)m->hp.n_embd * m->hp.n_expert;
     if (o->map_from) {
-        const size_t per = (size_t)hp->n_embd * hp->n_expert;
-        if (!(map_w = vm_malloc((size_t)nl * per * sizeof(float)))) goto done;
-        if (read_map_from(m, o->map_from, layers, nl, map_w, per)) goto done;
+        if (!(r->map_w = vm_malloc((size_t)nl * per * sizeof(float)))) return -1;
+        if (read_map_from(m, o->map_from, layers, nl, r->map_w, per)) return -1;
     }
 
-    // ---- routers and parameters (frozen constants such as the prior's scale are not trained)
-    s.routers = vm_calloc((size_t)nl, sizeof *s.routers);
-    if (!s.routers) goto done;
+    s->routers = vm_calloc((size_t)nl, sizeof *s->routers);
+    vm_router_opts *rl = vm_calloc((size_t)nl, sizeof *rl);   // each layer's prior scale
+    for (int i = 0; rl && i < nl; i++) { rl[i] = r->ro; rl[i].prior_sd = sd[i]; }
+    const int set_rc = !s->routers || !rl ? -1 : vm_model_set_routers_each(m, o->kind, layers, nl, rl);
+    free(rl);
+    if (set_rc) return -1;
     for (int i = 0; i < nl; i++) {
-        vm_router_opts rl = ro;
-        rl.prior_sd = sd[i];
-        vm_router *r = vm_router_create(o->kind, &m->layers[layers[i]].rl, &rl);
-        if (!r || vm_model_set_router(m, layers[i], r)) goto done;
-        s.routers[i] = r; s.n_layers = i + 1;
-        for (int j = 0; j < r->n_params; j++) s.n_params += !r->params[j].frozen;
-        if (map_w) {   // the iterate starts where the MAP phase ended
-            vm_param *w = w_r_param(r);
-            if (!w || (size_t)vm_param_numel(w) != (size_t)hp->n_embd * hp->n_expert) {
-                vm_err("fit: router kind '%s' has no W_r to start from %s", o->kind, o->map_from);
-                goto done;
-            }
-            memcpy(w->w, map_w + (size_t)i * hp->n_embd * hp->n_expert, (size_t)vm_param_numel(w) * sizeof(float));
+        vm_router *rt = m->routers[layers[i]];
+        s->routers[i] = rt; s->n_layers = i + 1;
+        for (int j = 0; j < rt->n_params; j++) s->n_params += !rt->params[j].frozen;
+        if (r->map_w) {   // the iterate starts where the MAP phase ended
+            vm_param *w = w_r_param(rt);
+            if (!w || (size_t)vm_param_numel(w) != per)
+                return vm_err("fit: router kind '%s' has no W_r to start from %s", o->kind, o->map_from);
+            memcpy(w->w, r->map_w + (size_t)i * per, (size_t)vm_param_numel(w) * sizeof(float));
         }
     }
-    s.beta = s.routers[0]->beta;
-    for (int i = 0; i < n_lora; i++) {
+    s->beta = s->routers[0]->beta;
+    for (int i = 0; i < r->n_lora; i++) {
         const float alpha = o->lora_alpha > 0 ? o->lora_alpha : (float)o->lora_rank;
-        vm_lora *lo = vm_lora_create(m, lora_layers[i], o->lora_rank, alpha, o->seed);
-        if (!lo || vm_model_set_lora(m, lora_layers[i], lo)) goto done;
-        s.n_params += 2 * VM_LORA_COUNT;
+        vm_lora *lo = vm_lora_create(m, r->lora_layers[i], o->lora_rank, alpha, o->seed);
+        if (!lo || vm_model_set_lora(m, r->lora_layers[i], lo)) return -1;
+        s->n_params += 2 * VM_LORA_COUNT;
     }
-    s.params = vm_calloc((size_t)s.n_params, sizeof *s.params);
-    unsigned char *decay = vm_calloc((size_t)s.n_params, 1);
-    if (!s.params || !decay) { free(decay); goto done; }
+    s->params = vm_calloc((size_t)s->n_params, sizeof *s->params);
+    unsigned char *decay = vm_calloc((size_t)s->n_params, 1);
+    if (!s->params || !decay) { free(decay); return -1; }
     const int wd_ok = strcmp(o->kind, "map") && strcmp(o->kind, "ensemble") && strcmp(o->kind, "swag");
     size_t n_w = 0;
     int np = 0;
     for (int i = 0; i < nl; i++)
-        for (int j = 0; j < s.routers[i]->n_params; j++) {
-            if (s.routers[i]->params[j].frozen) continue;
-            s.params[np] = &s.routers[i]->params[j];
-            decay[np] = wd_ok && s.params[np]->n_dims == 2;
-            n_w += (size_t)vm_param_numel(s.params[np]);
+        for (int j = 0; j < s->routers[i]->n_params; j++) {
+            if (s->routers[i]->params[j].frozen) continue;
+            s->params[np] = &s->routers[i]->params[j];
+            decay[np] = wd_ok && s->params[np]->n_dims == 2;
+            n_w += (size_t)vm_param_numel(s->params[np]);
             np++;
         }
-    s.n_router_params = np;
-    for (int i = 0; i < n_lora; i++)
+    s->n_router_params = np;
+    for (int i = 0; i < r->n_lora; i++)
         for (int j = 0; j < 2 * VM_LORA_COUNT; j++, np++) {
-            s.params[np] = &m->loras[lora_layers[i]]->p[j];
+            s->params[np] = &m->loras[r->lora_layers[i]]->p[j];
             decay[np] = 1;   // towards a zero delta: the base model
-            n_w += (size_t)vm_param_numel(s.params[np]);
+            n_w += (size_t)vm_param_numel(s->params[np]);
         }
-    int orc = vm_adamw_init(&opt, s.params, decay, s.n_params, o->wd);
+    int orc = vm_adamw_init(&r->opt, s->params, decay, s->n_params, o->wd);
     free(decay);
-    if (orc || !(best = vm_malloc(n_w * sizeof(float)))) goto done;
+    r->n_w = n_w;
+    if (orc || !(r->best = vm_malloc(n_w * sizeof(float)))) return -1;
+    return 0;
+}
 
-    // ---- buffers and the hidden-state cache
-    s.D = hp->n_embd; s.V = hp->n_vocab;
-    if (!(s.tc = vm_tctx_init(m, s.l0, s.T_max))) goto done;
-    s.h_tmp = vm_malloc((size_t)s.T_max * s.D * sizeof(float));
-    s.logits = vm_malloc((size_t)s.T_max * s.V * sizeof(float));
-    s.dlogits = vm_malloc((size_t)s.T_max * s.V * sizeof(float));
-    s.lz = vm_malloc((size_t)s.T_max * sizeof(double));
-    if (!s.h_tmp || !s.logits || !s.dlogits || !s.lz) goto done;
-    if (!o->no_cache) {   // one prefix per item: its tree's rows (the shared context once)
-        const int shared = o->cache_h && o->cache_l0 == s.l0;
-        for (int k = 0; k < n_tr + n_va; k++) {
-            const int item = k < n_tr ? tr_idx[k] : va_idx[k - n_tr];
-            fit_ex *e = &s.ex[item];
-            vm_test_kill_point("fit-cache");   // tests: a kill during the cache build
-            const vm_task_tree *t = &e->in.tree;
-            if (shared && item < o->cache_n && o->cache_h[item]) {   // the caller's prefix
-                if (!o->cache_rows || o->cache_rows[item] != t->view.n_rows) {
-                    vm_err("fit: the shared prefix of item %d has %d rows, its tree %d", item,
-                           o->cache_rows ? o->cache_rows[item] : -1, t->view.n_rows);
-                    goto done;
-                }
-                e->h = (float *)o->cache_h[item];
-                e->h_borrowed = 1;
-                continue;
-            }
-            if (!(e->h = vm_malloc((size_t)t->view.n_rows * s.D * sizeof(float)))) goto done;
-            if (vm_model_hidden_tree(m, t->tok, &t->view, s.l0, e->h, NULL)) goto done;
+// Buffers and the hidden-state cache: one prefix per item, its tree's rows (the shared context
+// once), computed here or borrowed from the caller (vm_fit_opts.cache_h).
+static int fit_cache(fit_run *r) {
+    const vm_fit_opts *o = r->o;
+    const vm_hparams *hp = &r->m->hp;
+    fit_state *s = &r->s;
+    s->D = hp->n_embd; s->V = hp->n_vocab;
+    if (!(s->tc = vm_tctx_init(r->m, s->l0, s->T_max))) return -1;
+    s->h_tmp = vm_malloc((size_t)s->T_max * s->D * sizeof(float));
+    s->logits = vm_malloc((size_t)s->T_max * s->V * sizeof(float));
+    s->dlogits = vm_malloc((size_t)s->T_max * s->V * sizeof(float));
+    s->lz = vm_malloc((size_t)s->T_max * sizeof(double));
+    if (!s->h_tmp || !s->logits || !s->dlogits || !s->lz) return -1;
+    if (o->no_cache) return 0;
+    const int shared = o->cache_h && o->cache_l0 == s->l0;
+    for (int k = 0; k < r->n_tr + r->n_va; k++) {
+        const int item = k < r->n_tr ? r->tr_idx[k] : r->va_idx[k - r->n_tr];
+        fit_ex *e = &s->ex[item];
+        vm_test_kill_point("fit-cache");   // tests: a kill during the cache build
+        const vm_task_tree *t = &e->in.tree;
+        if (shared && item < o->cache_n && o->cache_h[item]) {   // the caller's prefix
+            if (!o->cache_rows || o->cache_rows[item] != t->view.n_rows)
+                return vm_err("fit: the shared prefix of item %d has %d rows, its tree %d", item,
+                              o->cache_rows ? o->cache_rows[item] : -1, t->view.n_rows);
+            e->h = (float *)o->cache_h[item];
+            e->h_borrowed = 1;
+            continue;
         }
+        if (!(e->h = vm_malloc((size_t)t->view.n_rows * s->D * sizeof(float)))) return -1;
+        if (vm_model_hidden_tree(r->m, t->tok, &t->view, s->l0, e->h, NULL)) return -1;
     }
+    return 0;
+}
 
-    // ---- state (fresh or from the checkpoint)
-    const int64_t spe = (n_tr + o->batch - 1) / o->batch, total = o->map_from ? 0 : spe * o->epochs;
-    st->total_steps = total;
-    char ckpt_buf[4096];
-    const char *ckpt = o->ckpt_path;
-    if (!ckpt) { snprintf(ckpt_buf, sizeof ckpt_buf, "%s.ckpt", out_path); ckpt = ckpt_buf; }
-    vm_ckpt_state cs = { .best_val = INFINITY, .best_epoch = 0 };
-    cs.fingerprint = fingerprint(m, o, layers, nl, n_items, vm_dataset_fingerprint(ds));
+// params -> best (keep) or best -> params (restore), flattened in parameter order.
+static void fit_copy_best(fit_run *r, int keep) {
+    const fit_state *s = &r->s;
+    for (int i = 0, off = 0; i < s->n_params; i++) {
+        const size_t n = (size_t)vm_param_numel(s->params[i]) * sizeof(float);
+        if (keep) memcpy(r->best + off, s->params[i]->w, n);
+        else memcpy(s->params[i]->w, r->best + off, n);
+        off += (int)vm_param_numel(s->params[i]);
+    }
+}
+
+// The state to train from: the checkpoint when resuming, else the initial parameters validated.
+static int fit_start(fit_run *r) {
+    const vm_fit_opts *o = r->o;
+    vm_fit_stats *st = r->st;
+    fit_state *s = &r->s;
+    vm_ckpt_state *cs = &r->cs;
+    r->spe = (r->n_tr + o->batch - 1) / o->batch;
+    r->total = o->map_from ? 0 : r->spe * o->epochs;   // map_from: no MAP loop
+    st->total_steps = r->total;
+    r->ckpt = o->ckpt_path;
+    if (!r->ckpt) { snprintf(r->ckpt_buf, sizeof r->ckpt_buf, "%s.ckpt", r->out_path); r->ckpt = r->ckpt_buf; }
+    *cs = (vm_ckpt_state){ .best_val = INFINITY, .best_epoch = 0 };
+    cs->fingerprint = fingerprint(r->m, o, r->layers, r->nl, r->n_items, vm_dataset_fingerprint(r->ds));
     int have_ckpt = 0;
-    if (o->resume && access(ckpt, F_OK) == 0) {
-        const vm_ckpt_expect ex = { .total_steps = total, .steps_per_epoch = spe, .batch = o->batch,
-                                    .n_train = n_tr, .n_val = n_va, .patience = o->patience };
-        if (vm_ckpt_read(ckpt, &cs, &opt, best, n_w, &ex)) goto done;
+    if (o->resume && access(r->ckpt, F_OK) == 0) {
+        const vm_ckpt_expect ex = { .total_steps = r->total, .steps_per_epoch = r->spe, .batch = o->batch,
+                                    .n_train = r->n_tr, .n_val = r->n_va, .patience = o->patience };
+        if (vm_ckpt_read(r->ckpt, cs, &r->opt, r->best, r->n_w, &ex)) return -1;
         have_ckpt = 1; st->resumed = 1;
-        if (!quiet) fprintf(stderr, "fit: resuming from %s at step %lld/%lld\n", ckpt, (long long)cs.step, (long long)total);
+        if (!r->quiet) fprintf(stderr, "fit: resuming from %s at step %lld/%lld\n", r->ckpt, (long long)cs->step, (long long)r->total);
     }
     if (!have_ckpt) {
-        if (validate(&s, va_idx, n_va, o->seed, &cs.val_init, &cs.acc_init)) goto done;
-        cs.best_val = n_va ? cs.val_init : INFINITY; cs.best_acc = cs.acc_init; cs.best_epoch = 0;
-        for (int i = 0, off = 0; i < s.n_params; i++) {
-            memcpy(best + off, s.params[i]->w, (size_t)vm_param_numel(s.params[i]) * sizeof(float));
-            off += (int)vm_param_numel(s.params[i]);
-        }
+        if (validate(s, r->va_idx, r->n_va, o->seed, &cs->val_init, &cs->acc_init)) return -1;
+        cs->best_val = r->n_va ? cs->val_init : INFINITY; cs->best_acc = cs->acc_init; cs->best_epoch = 0;
+        fit_copy_best(r, 1);
     }
-    st->val_nll_init = cs.val_init; st->val_acc_init = cs.acc_init;
+    st->val_nll_init = cs->val_init; st->val_acc_init = cs->acc_init;
     // the score-function baseline: the kept parameters' validation NLL (chance level without one)
-    s.sf_base = isfinite(cs.best_val) ? cs.best_val : log((double)(s.ex[tr_idx[0]].in.n_choices > 1 ? s.ex[tr_idx[0]].in.n_choices : 2));
-    if (!quiet)
+    s->sf_base = isfinite(cs->best_val) ? cs->best_val : log((double)(s->ex[r->tr_idx[0]].in.n_choices > 1 ? s->ex[r->tr_idx[0]].in.n_choices : 2));
+    if (!r->quiet)
         fprintf(stderr, "fit: %s on layers %d..%d (%d), %d train / %d val items (%d skipped), %lld steps of %d, "
-                "val nll %.4f acc %.3f at start\n", o->kind, layers[0], layers[nl - 1], nl, n_tr, n_va,
-                st->n_skipped, (long long)total, o->batch, cs.val_init, cs.acc_init);
+                "val nll %.4f acc %.3f at start\n", o->kind, r->layers[0], r->layers[r->nl - 1], r->nl, r->n_tr, r->n_va,
+                st->n_skipped, (long long)r->total, o->batch, cs->val_init, cs->acc_init);
+    return 0;
+}
 
-    // ---- training
-    if (!(eorder = vm_malloc((size_t)n_tr * sizeof(int)))) goto done;
-    double t0 = vm_now_s(), t_train = 0;
-    const int64_t step0 = cs.step;
-    int stop = cs.stopped;
-    while (!stop && cs.step < total) {
-        const int epoch = (int)(cs.step / spe);
+// A step's examples were not all finite: keep the best parameters (keep_best_on_diverge: *stop set)
+// or fail naming the step, before the update either way.
+static int fit_diverged(fit_run *r, int epoch, int *stop) {
+    vm_ckpt_state *cs = &r->cs;
+    progress_end(&r->bar_open);
+    if (r->o->keep_best_on_diverge) {   // the parameters are untouched by this step's update
+        r->st->diverged_step = cs->step + 1;
+        if (!r->quiet)
+            fprintf(stderr, "fit: diverged at step %lld (epoch %d): non-finite loss or gradient; the adapter "
+                    "keeps the best parameters so far (epoch %d)\n", (long long)cs->step + 1, epoch + 1,
+                    cs->best_epoch);
+        *stop = 1;
+        return 0;
+    }
+    if (access(r->ckpt, F_OK) == 0)
+        return vm_err("training diverged at step %lld (epoch %d): non-finite loss or gradient; stopped "
+                      "before the update, %s keeps the last good state (try a lower --lr)",
+                      (long long)cs->step + 1, epoch + 1, r->ckpt);
+    return vm_err("training diverged at step %lld (epoch %d): non-finite loss or gradient; stopped "
+                  "before the update, no checkpoint written yet (try a lower --lr)",
+                  (long long)cs->step + 1, epoch + 1);
+}
+
+// One optimiser step: the batch's examples accumulate their gradients, then AdamW. *stop is set
+// when a diverged step ends training (keep_best_on_diverge).
+static int fit_step(fit_run *r, int epoch, int *stop) {
+    const vm_fit_opts *o = r->o;
+    fit_state *s = &r->s;
+    vm_ckpt_state *cs = &r->cs;
+    const int64_t b0 = (cs->step % r->spe) * o->batch;
+    const int bn = (int)(b0 + o->batch <= r->n_tr ? o->batch : r->n_tr - b0);
+    const double ts = vm_now_s();
+    set_training(s, 1);
+    int finite = 1;
+    for (int k = 0; k < bn; k++) {
+        const int ti = r->eorder[b0 + k];
+        vm_rng rg;
+        vm_rng_seed2(&rg, o->seed, ((uint64_t)(epoch + 1) << 32) | (uint64_t)ti);
+        double ce, reg, probs[VM_MCQ_MAX_CHOICES];
+        if (run_example(s, &s->ex[r->tr_idx[ti]], 1, 1.0f / bn, &rg, &ce, &reg, probs)) return -1;
+        cs->ep_ce += ce; cs->ep_obj += ce + s->beta * reg; cs->ep_n++;
+        finite &= isfinite(ce) && isfinite(reg);
+    }
+    if (!finite || !params_finite(s)) return fit_diverged(r, epoch, stop);
+    vm_adamw_step(&r->opt, vm_lr_schedule(o->lr, cs->step, r->total, o->warmup_frac));
+    cs->step++;
+    vm_test_kill_point("fit-step");   // tests: a kill between a step and its checkpoint
+    r->t_train += vm_now_s() - ts;
+    if (r->bar && !r->quiet) {
+        const double tps = r->t_train > 0 ? s->tokens / r->t_train : 0;
+        const double eta = (vm_now_s() - r->t0) / (double)(cs->step - r->step0) * (double)(r->total - cs->step);
+        progress_bar(&r->bar_open, cs->step, r->total, cs->ep_n ? cs->ep_ce / cs->ep_n : 0, tps, eta);
+    }
+    return 0;
+}
+
+// An epoch's end: its mean loss, validation, the kept parameters and early stopping.
+static int fit_epoch_end(fit_run *r, int epoch) {
+    const vm_fit_opts *o = r->o;
+    fit_state *s = &r->s;
+    vm_ckpt_state *cs = &r->cs;
+    const double ce_mean = cs->ep_n ? cs->ep_ce / cs->ep_n : NAN;
+    if (cs->epochs_run == 0) cs->ce_first = ce_mean;
+    cs->ce_last = ce_mean;
+    cs->epochs_run++;
+    double vn = NAN, va = NAN;
+    if (validate(s, r->va_idx, r->n_va, o->seed, &vn, &va)) return -1;
+    if (r->n_va == 0 || vn < cs->best_val) {
+        cs->best_val = r->n_va ? vn : cs->best_val; cs->best_acc = va; cs->best_epoch = epoch + 1; cs->bad = 0;
+        fit_copy_best(r, 1);
+    } else if (++cs->bad >= o->patience) {
+        cs->stopped = 1;
+    }
+    if (!r->quiet) {
+        progress_end(&r->bar_open);
+        fprintf(stderr, "epoch %d/%d: train ce %.4f (objective %.4f), val nll %.4f acc %.3f%s, %.0f tok/s\n",
+                epoch + 1, o->epochs, ce_mean, cs->ep_n ? cs->ep_obj / cs->ep_n : NAN, vn, va,
+                cs->stopped ? " (early stop)" : "", r->t_train > 0 ? s->tokens / r->t_train : 0);
+    }
+    cs->ep_ce = cs->ep_obj = 0; cs->ep_n = 0;
+    if (isfinite(cs->best_val)) s->sf_base = cs->best_val;
+    return 0;
+}
+
+// The training loop: epochs of shuffled training items, a step per batch, validation at each
+// epoch's end, checkpoints. Returns 0, 1 when stopped by stop_after (checkpoint written), or -1.
+static int fit_train(fit_run *r) {
+    const vm_fit_opts *o = r->o;
+    vm_ckpt_state *cs = &r->cs;
+    const int n_tr = r->n_tr;
+    if (!(r->eorder = vm_malloc((size_t)n_tr * sizeof(int)))) return -1;
+    r->t0 = vm_now_s(); r->t_train = 0;
+    r->step0 = cs->step;
+    int stop = cs->stopped;
+    while (!stop && cs->step < r->total) {
+        const int epoch = (int)(cs->step / r->spe);
         // epoch order: Fisher-Yates of the training items with stream (seed, 1000 + epoch)
         vm_rng er;
         vm_rng_seed2(&er, o->seed, 1000 + (uint64_t)epoch);
-        for (int i = 0; i < n_tr; i++) eorder[i] = i;
+        for (int i = 0; i < n_tr; i++) r->eorder[i] = i;
         for (int i = n_tr - 1; i > 0; i--) {
             const int j = (int)(vm_rng_u64(&er) % (uint64_t)(i + 1));
-            const int t = eorder[i]; eorder[i] = eorder[j]; eorder[j] = t;
+            const int t = r->eorder[i]; r->eorder[i] = r->eorder[j]; r->eorder[j] = t;
         }
-        while (cs.step < total && cs.step / spe == epoch) {
-            const int64_t b0 = (cs.step % spe) * o->batch;
-            const int bn = (int)(b0 + o->batch <= n_tr ? o->batch : n_tr - b0);
-            const double ts = vm_now_s();
-            set_training(&s, 1);
-            int finite = 1;
-            for (int k = 0; k < bn; k++) {
-                const int ti = eorder[b0 + k];
-                vm_rng r;
-                vm_rng_seed2(&r, o->seed, ((uint64_t)(epoch + 1) << 32) | (uint64_t)ti);
-                double ce, reg, probs[VM_MCQ_MAX_CHOICES];
-                if (run_example(&s, &s.ex[tr_idx[ti]], 1, 1.0f / bn, &r, &ce, &reg, probs)) goto done;
-                cs.ep_ce += ce; cs.ep_obj += ce + s.beta * reg; cs.ep_n++;
-                finite &= isfinite(ce) && isfinite(reg);
-            }
-            if (!finite || !params_finite(&s)) {
-                progress_end(&bar_open);
-                if (o->keep_best_on_diverge) {   // the parameters are untouched by this step's update
-                    st->diverged_step = cs.step + 1;
-                    if (!quiet)
-                        fprintf(stderr, "fit: diverged at step %lld (epoch %d): non-finite loss or gradient; the adapter "
-                                "keeps the best parameters so far (epoch %d)\n", (long long)cs.step + 1, epoch + 1,
-                                cs.best_epoch);
-                    stop = 1;
-                    break;
-                }
-                if (access(ckpt, F_OK) == 0)
-                    vm_err("training diverged at step %lld (epoch %d): non-finite loss or gradient; stopped "
-                           "before the update, %s keeps the last good state (try a lower --lr)",
-                           (long long)cs.step + 1, epoch + 1, ckpt);
-                else
-                    vm_err("training diverged at step %lld (epoch %d): non-finite loss or gradient; stopped "
-                           "before the update, no checkpoint written yet (try a lower --lr)",
-                           (long long)cs.step + 1, epoch + 1);
-                goto done;
-            }
-            vm_adamw_step(&opt, vm_lr_schedule(o->lr, cs.step, total, o->warmup_frac));
-            cs.step++;
-            vm_test_kill_point("fit-step");   // tests: a kill between a step and its checkpoint
-            t_train += vm_now_s() - ts;
-            if (bar && !quiet) {
-                const double tps = t_train > 0 ? s.tokens / t_train : 0;
-                const double eta = (vm_now_s() - t0) / (double)(cs.step - step0) * (double)(total - cs.step);
-                progress_bar(&bar_open, cs.step, total, cs.ep_n ? cs.ep_ce / cs.ep_n : 0, tps, eta);
-            }
-            const int epoch_end = cs.step % spe == 0 || cs.step == total;
+        while (cs->step < r->total && cs->step / r->spe == epoch) {
+            if (fit_step(r, epoch, &stop)) return -1;
+            if (stop) break;
+            const int epoch_end = cs->step % r->spe == 0 || cs->step == r->total;
             if (epoch_end) {
-                const double ce_mean = cs.ep_n ? cs.ep_ce / cs.ep_n : NAN;
-                if (cs.epochs_run == 0) cs.ce_first = ce_mean;
-                cs.ce_last = ce_mean;
-                cs.epochs_run++;
-                double vn = NAN, va = NAN;
-                if (validate(&s, va_idx, n_va, o->seed, &vn, &va)) goto done;
-                if (n_va == 0 || vn < cs.best_val) {
-                    cs.best_val = n_va ? vn : cs.best_val; cs.best_acc = va; cs.best_epoch = epoch + 1; cs.bad = 0;
-                    for (int i = 0, off = 0; i < s.n_params; i++) {
-                        memcpy(best + off, s.params[i]->w, (size_t)vm_param_numel(s.params[i]) * sizeof(float));
-                        off += (int)vm_param_numel(s.params[i]);
-                    }
-                } else if (++cs.bad >= o->patience) {
-                    cs.stopped = 1;
-                }
-                if (!quiet) {
-                    progress_end(&bar_open);
-                    fprintf(stderr, "epoch %d/%d: train ce %.4f (objective %.4f), val nll %.4f acc %.3f%s, %.0f tok/s\n",
-                            epoch + 1, o->epochs, ce_mean, cs.ep_n ? cs.ep_obj / cs.ep_n : NAN, vn, va,
-                            cs.stopped ? " (early stop)" : "", t_train > 0 ? s.tokens / t_train : 0);
-                }
-                cs.ep_ce = cs.ep_obj = 0; cs.ep_n = 0;
-                stop = cs.stopped;
-                if (isfinite(cs.best_val)) s.sf_base = cs.best_val;
+                if (fit_epoch_end(r, epoch)) return -1;
+                stop = cs->stopped;
             }
-            const int interrupt = o->stop_after > 0 && cs.step >= o->stop_after && cs.step < total && !stop;
-            if (epoch_end || interrupt || (o->ckpt_every > 0 && cs.step % o->ckpt_every == 0))
-                if (vm_ckpt_write(ckpt, &cs, &opt, best, n_w)) goto done;
+            const int interrupt = o->stop_after > 0 && cs->step >= o->stop_after && cs->step < r->total && !stop;
+            if (epoch_end || interrupt || (o->ckpt_every > 0 && cs->step % o->ckpt_every == 0))
+                if (vm_ckpt_write(r->ckpt, cs, &r->opt, r->best, r->n_w)) return -1;
             if (interrupt) {
-                st->interrupted = 1;
-                progress_end(&bar_open);
-                if (!quiet) fprintf(stderr, "fit: stopped after %lld steps (checkpoint %s)\n", (long long)cs.step, ckpt);
-                rc = 0; goto fill;
+                r->st->interrupted = 1;
+                progress_end(&r->bar_open);
+                if (!r->quiet) fprintf(stderr, "fit: stopped after %lld steps (checkpoint %s)\n", (long long)cs->step, r->ckpt);
+                return 1;
             }
         }
     }
+    return 0;
+}
 
-    // ---- the best parameters -> adapter
-    for (int i = 0, off = 0; i < s.n_params; i++) {
-        memcpy(s.params[i]->w, best + off, (size_t)vm_param_numel(s.params[i]) * sizeof(float));
-        off += (int)vm_param_numel(s.params[i]);
-    }
-    if (s.routers[0]->ops->collect) {
-        if (collect_phase(&s, tr_idx, n_tr, spe, quiet, st)) goto done;
-        if (validate(&s, va_idx, n_va, o->seed, &st->swag_val_nll, &st->swag_val_acc)) goto done;
-        if (!quiet && n_va)
+// The best parameters back in the routers, the collection phase (swag), the adapter.
+static int fit_finish(fit_run *r) {
+    const vm_fit_opts *o = r->o;
+    fit_state *s = &r->s;
+    vm_fit_stats *st = r->st;
+    fit_copy_best(r, 0);
+    if (s->routers[0]->ops->collect) {
+        if (collect_phase(s, r->tr_idx, r->n_tr, r->spe, r->quiet, st)) return -1;
+        if (validate(s, r->va_idx, r->n_va, o->seed, &st->swag_val_nll, &st->swag_val_acc)) return -1;
+        if (!r->quiet && r->n_va)
             fprintf(stderr, "fit: %s posterior from %d snapshots: val nll %.4f acc %.3f\n", o->kind,
                     st->swag_snapshots, st->swag_val_nll, st->swag_val_acc);
     }
-    set_training(&s, 0);
+    set_training(s, 0);
     vm_adapter_info ai;
     memset(&ai, 0, sizeof ai);
     snprintf(ai.kind, sizeof ai.kind, "%s", o->kind);
-    ai.n_layers = nl;
-    memcpy(ai.layers, layers, (size_t)nl * sizeof(int));
-    ai.opts = ro; ai.opts.beta = s.beta;
-    if (vm_adapter_write(m, &ai, out_path, NULL, NULL)) goto done;
-    remove(ckpt);
-    rc = 0;
-fill:
-    st->steps = cs.step; st->epochs_run = cs.epochs_run; st->best_epoch = cs.best_epoch;
-    st->stopped_early = cs.stopped; st->train_ce_first = cs.ce_first; st->train_ce_last = cs.ce_last;
-    st->val_nll_best = cs.best_val; st->val_acc_best = cs.best_acc;
-    st->tokens = s.tokens; st->seconds = t_train; st->tokens_per_s = t_train > 0 ? s.tokens / t_train : 0;
-done:
-    progress_end(&bar_open);   // the caller's error line must not land on the bar
-    if (rc) vm_err_prefix("fit");
-    for (int i = 0; s.ex && i < n_items; i++) {
-        if (!s.ex[i].h_borrowed) free(s.ex[i].h);
-        vm_task_input_free(&s.ex[i].in);
+    ai.n_layers = r->nl;
+    memcpy(ai.layers, r->layers, (size_t)r->nl * sizeof(int));
+    ai.opts = r->ro; ai.opts.beta = s->beta;
+    if (vm_adapter_write(r->m, &ai, r->out_path, NULL, NULL)) return -1;
+    remove(r->ckpt);
+    return 0;
+}
+
+static void fit_fill_stats(const fit_run *r) {
+    const vm_ckpt_state *cs = &r->cs;
+    vm_fit_stats *st = r->st;
+    st->steps = cs->step; st->epochs_run = cs->epochs_run; st->best_epoch = cs->best_epoch;
+    st->stopped_early = cs->stopped; st->train_ce_first = cs->ce_first; st->train_ce_last = cs->ce_last;
+    st->val_nll_best = cs->best_val; st->val_acc_best = cs->best_acc;
+    st->tokens = r->s.tokens; st->seconds = r->t_train; st->tokens_per_s = r->t_train > 0 ? r->s.tokens / r->t_train : 0;
+}
+
+static void fit_free(fit_run *r) {
+    fit_state *s = &r->s;
+    for (int i = 0; s->ex && i < r->n_items; i++) {
+        if (!s->ex[i].h_borrowed) free(s->ex[i].h);
+        vm_task_input_free(&s->ex[i].in);
     }
-    free(s.ex); free(order); free(tr_idx); free(va_idx); free(best); free(map_w); free(eorder);
-    vm_adamw_free(&opt);
-    vm_tctx_free(s.tc);
-    free(s.h_tmp); free(s.logits); free(s.dlogits); free(s.lz);
-    free(s.params); free(s.routers);
+    free(s->ex); free(r->order); free(r->tr_idx); free(r->va_idx); free(r->best); free(r->map_w); free(r->eorder);
+    vm_adamw_free(&r->opt);
+    vm_tctx_free(s->tc);
+    free(s->h_tmp); free(s->logits); free(s->dlogits); free(s->lz);
+    free(s->params); free(s->routers);
+}
+
+int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const vm_fit_opts *o,
+               const char *out_path, vm_fit_stats *st_out) {
+    vm_fit_stats st_local, *st = st_out ? st_out : &st_local;
+    memset(st, 0, sizeof *st);
+    for (int i = 0; i < VM_ADAPTER_MAX_LAYERS; i++) st->jaccard[i] = NAN;
+    fit_run *r = vm_calloc(1, sizeof *r);   // large (layer lists, the checkpoint path): not on the stack
+    if (!r) return vm_err_prefix("fit");
+    *r = (fit_run){ .s = { .m = m, .o = o }, .m = m, .o = o, .ds = ds, .out_path = out_path, .st = st };
+    if (fit_check(r)) { free(r); return -1; }
+    r->quiet = o->progress == 2;
+    r->bar = o->progress == 1 || (o->progress < 0 && isatty(2));
+    r->n_items = (int)ds->n;
+    r->order = vm_malloc((size_t)r->n_items * sizeof(int));
+    int rc = fit_examples(r, tok) || fit_layers(r) || fit_routers(r) || fit_cache(r) || fit_start(r) ? -1 : 0;
+    if (!rc) rc = fit_train(r);
+    if (rc == 1) rc = 0;                       // stopped by stop_after: no adapter yet
+    else if (!rc) rc = fit_finish(r);
+    if (!rc) fit_fill_stats(r);
+    progress_end(&r->bar_open);   // the caller's error line must not land on the bar
+    if (rc) vm_err_prefix("fit");
+    fit_free(r);
+    free(r);
     return rc;
 }

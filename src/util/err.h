@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include "vmoer.h"   // the public declarations of some of these (exported from libvmoer.so)
 
 #if defined(__GNUC__)
 #define VM_PRINTF(a, b) __attribute__((format(printf, a, b)))

@@ -1,6 +1,7 @@
 // Explicit random streams (xoshiro256**) so every sampled result is reproducible for a seed.
 #pragma once
 #include <stdint.h>
+#include "vmoer.h"   // the public declarations of some of these (exported from libvmoer.so)
 
 typedef struct vm_rng { uint64_t s[4]; } vm_rng;
 

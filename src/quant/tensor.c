@@ -1,5 +1,5 @@
 // Tensor views: shapes and byte strides over borrowed data (usually a GGUF mapping).
-#include "model/tensor.h"
+#include "quant/tensor.h"
 #include "util/err.h"
 
 #include <string.h>
