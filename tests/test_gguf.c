@@ -707,6 +707,39 @@ static void test_tensor_names(void) {
     for (int t = 0; t < VM_TN_COUNT; t++) CHECK(strcmp(vm_tn_stem((vm_tn_id)t), "?") != 0, "stem %d missing", t);
     char small[8];
     CHECK(!strcmp(vm_tn(small, sizeof small, VM_TN_ATTN_Q, 3, "weight"), "blk.3.a"), "cut, not overrun: %s", small);
+    // the reverse: every stem round-trips, per block, globally and per expert
+    for (int t = 0; t < VM_TN_COUNT; t++) {
+        int il;
+        const char *rest;
+        CHECK(vm_tn_parse(vm_tn(b, sizeof b, (vm_tn_id)t, 17, "weight"), &il, &rest) == t && il == 17 &&
+              !strcmp(rest, "weight"), "parse %s: layer %d rest %s", b, il, rest);
+        CHECK(vm_tn_parse(vm_tn(b, sizeof b, (vm_tn_id)t, -1, "bias"), &il, &rest) == t && il == -1 &&
+              !strcmp(rest, "bias"), "parse global %s", b);
+        CHECK(vm_tn_parse(vm_tn_exp(b, sizeof b, (vm_tn_id)t, 2, 5, "weight"), &il, &rest) == t && il == 2 &&
+              !strcmp(rest, "5.weight"), "parse per-expert %s", b);
+    }
+    // prefixes of longer stems are not matches; names that are not ours say so
+    static const struct { const char *name; int id, il; const char *rest; } pc[] = {
+        { "blk.0.attn_q_a.weight", VM_TN_ATTN_Q_A, 0, "weight" },
+        { "blk.3.ffn_gate_inp.weight", VM_TN_FFN_GATE_INP, 3, "weight" },
+        { "output_norm.weight", VM_TN_OUTPUT_NORM, -1, "weight" },
+        { "blk.4.vglr.w_t", -1, 4, "vglr.w_t" },
+        { "blk.+3.attn_q.weight", -1, -1, "blk.+3.attn_q.weight" },
+        { "blk. 3.attn_q.weight", -1, -1, "blk. 3.attn_q.weight" },
+        { "blk.-1.attn_q.weight", -1, -1, "blk.-1.attn_q.weight" },
+        { "blk.99999999999.attn_q.weight", -1, -1, "blk.99999999999.attn_q.weight" },
+        { "blk.3attn_q.weight", -1, -1, "blk.3attn_q.weight" },
+        { "blk.3.attn_qx.weight", -1, 3, "attn_qx.weight" },
+        { "attn_q", -1, -1, "attn_q" },
+        { "", -1, -1, "" },
+    };
+    for (size_t i = 0; i < sizeof pc / sizeof pc[0]; i++) {
+        int il;
+        const char *rest;
+        const int id = vm_tn_parse(pc[i].name, &il, &rest);
+        CHECK(id == pc[i].id && il == pc[i].il && !strcmp(rest, pc[i].rest), "parse '%s': id %d layer %d rest '%s'",
+              pc[i].name, id, il, rest);
+    }
 }
 
 int main(void) {

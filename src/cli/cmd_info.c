@@ -2,6 +2,7 @@
 // as text or as one JSON object. Reads metadata only: the tensor data is never touched.
 #include "cli/cli.h"
 #include "gguf/gguf.h"
+#include "gguf/tensor_names.h"
 #include "util/err.h"
 
 #include <jansson.h>
@@ -37,9 +38,10 @@ static void collect(const vm_gguf *g, info_stats *s) {
     memset(s, 0, sizeof *s);
     for (int64_t i = 0; i < g->n_tensors; i++) {
         const vm_gguf_tensor_info *ti = &g->tensors[i];
-        int layer, end = 0;
+        int layer;
+        const char *rest;
         // one router matrix per MoE block: blk.<i>.ffn_gate_inp.weight
-        if (sscanf(ti->name, "blk.%d.ffn_gate_inp.weight%n", &layer, &end) == 1 && end > 0 && ti->name[end] == 0)
+        if (vm_tn_parse(ti->name, &layer, &rest) == VM_TN_FFN_GATE_INP && layer >= 0 && !strcmp(rest, "weight"))
             s->n_moe_layers++;
         s->n_params += vm_tensor_nelements(&ti->t);
         s->bytes += ti->nbytes;

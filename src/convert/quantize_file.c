@@ -4,6 +4,7 @@
 // Everything is written atomically (vm_gguf_write); the input is read through its memory map.
 #include "convert/convert.h"
 #include "gguf/gguf.h"
+#include "gguf/tensor_names.h"
 #include "util/err.h"
 
 #include <stdio.h>
@@ -61,8 +62,9 @@ vm_type vm_quantize_choose(const vm_quantize_opts *o, const vm_quantize_ctx *c, 
     vm_type t = o->base;
     if (o->mix) {
         const int is_output = !strcmp(name, "output.weight") || (c->tied && !strcmp(name, "token_embd.weight"));
-        int layer = -1;
-        if (sscanf(name, "blk.%d.", &layer) != 1) layer = -1;
+        int layer;
+        const char *rest;
+        vm_tn_parse(name, &layer, &rest);   // the layer of a block's tensor, -1 for a global one
         if (is_output) t = VM_TYPE_Q6_K;
         else if (has(name, "attn_v.weight") || has(name, "attn_qkv.weight") || has(name, "attn_kv_b.weight")) {
             if (c->n_expert == 8) t = VM_TYPE_Q8_0;   // llama.cpp's Mixtral-8x rule

@@ -5,6 +5,7 @@
 // Copied tensors are borrowed from the input mapping; only the expert stacks are allocated.
 #include "convert/convert.h"
 #include "gguf/gguf.h"
+#include "gguf/tensor_names.h"
 #include "util/err.h"
 #include "util/rng.h"
 
@@ -324,13 +325,10 @@ static int upcycle(const char *in_path, const char *out_path, const vm_upcycle_o
     for (int64_t i = 0; i < g->n_tensors; i++) {
         const vm_gguf_tensor_info *ti = &g->tensors[i];
         int l, skip = 0;
-        char rest[VM_GGUF_MAX_NAME];
-        if (sscanf(ti->name, "blk.%d.%63s", &l, rest) == 2)
-            for (int k = 0; k < 3; k++) {
-                char want[VM_GGUF_MAX_NAME];
-                snprintf(want, sizeof want, "%s.weight", vm_tn_stem(ffn_dense[k]));
-                skip |= !strcmp(rest, want);
-            }
+        const char *rest;
+        const int id = vm_tn_parse(ti->name, &l, &rest);
+        if (l >= 0 && !strcmp(rest, "weight"))
+            for (int k = 0; k < 3; k++) skip |= id == (int)ffn_dense[k];
         if (!skip && vm_gguf_add_tensor(w, ti->name, ti->t.type, ti->t.n_dims, ti->t.ne, ti->t.data, ti->nbytes)) goto done;
     }
     for (int l = 0; l < (int)n_layer; l++) {

@@ -1,6 +1,9 @@
 // The GGUF tensor-name table (gguf/tensor_names.h).
 #include "gguf/tensor_names.h"
 
+#include <limits.h>
+#include <string.h>
+
 #include <stdio.h>
 
 static const char *const stems[VM_TN_COUNT] = {
@@ -54,4 +57,21 @@ const char *vm_tn_exp(char *buf, size_t n, vm_tn_id t, int il, int e, const char
 const char *vm_tn_blk(char *buf, size_t n, int il, const char *rest) {
     snprintf(buf, n, "blk.%d.%s", il, rest);
     return buf;
+}
+
+int vm_tn_parse(const char *name, int *il, const char **rest) {
+    const char *p = name;
+    *il = -1;
+    if (!strncmp(p, "blk.", 4) && p[4] >= '0' && p[4] <= '9') {   // strict digits: no sign, space or "+"
+        long v = 0;
+        const char *q = p + 4;
+        while (*q >= '0' && *q <= '9' && v <= INT_MAX) v = v * 10 + (*q++ - '0');
+        if (*q == '.' && v <= INT_MAX) { *il = (int)v; p = q + 1; }
+    }
+    *rest = p;
+    for (int t = 0; t < VM_TN_COUNT; t++) {   // the stem must end at a dot: attn_q is not attn_q_a
+        const size_t n = strlen(stems[t]);
+        if (!strncmp(p, stems[t], n) && p[n] == '.') { *rest = p + n + 1; return t; }
+    }
+    return -1;
 }

@@ -49,3 +49,8 @@ const char *vm_tn(char *buf, size_t n, vm_tn_id t, int il, const char *suffix);
 const char *vm_tn_exp(char *buf, size_t n, vm_tn_id t, int il, int e, const char *suffix);
 // "blk.<il>.<rest>": a block's tensor whose stem is not a GGUF one (an adapter's router parameters).
 const char *vm_tn_blk(char *buf, size_t n, int il, const char *rest);
+// The reverse, for code that reads names (info, upcycle, quantize's per-layer rules): *il = N for a
+// "blk.<N>." name (digits only, N < 2^31) and -1 otherwise; returns the id whose stem the name has
+// next ("blk.<N>.<stem>." or "<stem>.") with *rest after that dot (the suffix, or "<e>.<suffix>" in
+// the per-expert layout), or -1 with *rest after "blk.<N>." (the whole name for a global one).
+int vm_tn_parse(const char *name, int *il, const char **rest);
