@@ -1,0 +1,331 @@
+"""The Python package against the CLI on the bundled model: logits and traces bit for bit, fit
+writes the same adapter bytes and evaluate gives the numbers of metrics.json, errors raise
+vmoer.Error, a closed model refuses calls, repeated long logits calls do not leak.
+
+Run by tests/cli/python.sh (VMOER_LIB, VMOER_CLI, PYTHONPATH=python set there).
+"""
+import json
+import os
+import re
+import subprocess
+import tempfile
+import unittest
+
+import numpy as np
+
+import vmoer
+
+MODEL = "data/models/stories-moe.gguf"
+TRAIN = "data/cloze/train.jsonl"
+TEST = "data/cloze/test.jsonl"
+CLI = os.environ.get("VMOER_CLI", "build/vmoer")
+PROMPT = "Once upon a time, there was a little girl named Lily."
+
+
+def read(path: str, mode: str = "r"):
+    with open(path, mode) as f:
+        return f.read()
+
+
+def cli(*args: str) -> str:
+    r = subprocess.run([CLI, *args], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise AssertionError(f"vmoer {' '.join(args)}: {r.stderr.strip()}")
+    return r.stdout
+
+
+def rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+class Base(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.T = cls.tmp.name
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.tmp.cleanup()
+
+    def assert_trace_equals_cli(self, tr: dict, path: str, ids: list) -> None:
+        """Every line of a `vmoer trace` JSONL equals the Python trace as float32, bit for bit."""
+        lines = [json.loads(l) for l in read(path).splitlines()]
+        self.assertEqual(len(lines), len(ids) * len(tr))
+        for o in lines:
+            lt = tr[o["layer"]]
+            t = o["pos"]
+            self.assertEqual(o["token"], ids[t])
+            for key, arr in (("logits", lt.logits), ("probs", lt.probs), ("gates", lt.gates)):
+                want = np.array([np.nan if v is None else v for v in o[key]], dtype=np.float32)
+                self.assertEqual(want.tobytes(), arr[t].tobytes(), f"{key} at pos {t} layer {o['layer']}")
+            self.assertEqual(o["experts"], lt.experts[t].tolist())
+            self.assertEqual(sorted(o["unc"]), sorted(lt.readouts))
+            for name, v in o["unc"].items():
+                got = lt.unc[name][t]
+                if v is None:
+                    self.assertTrue(np.isnan(got))
+                else:
+                    self.assertEqual(np.float32(v).tobytes(), got.tobytes(), f"{name} at pos {t}")
+
+
+class TestModel(Base):
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        cls.m = vmoer.Model(MODEL, threads=2)
+        cls.ids = cls.m.tokenize(PROMPT)
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.m.close()
+        super().tearDownClass()
+
+    def test_enum_counts_match_header(self) -> None:
+        """The ctypes structs mirror vmoer.h: its enum counts are the package's."""
+        h = read("include/vmoer.h")
+
+        def count(enum: str) -> int:
+            body = re.search(r"typedef enum %s \{(.*?)\}" % enum, h, re.S).group(1)
+            body = re.sub(r"//[^\n]*", "", body)
+            return len([x for x in body.split(",") if x.strip() and "COUNT" not in x])
+        from vmoer import _lib
+        self.assertEqual(count("vm_unc"), _lib.UNC_COUNT)
+        self.assertEqual(count("vm_gen_score"), _lib.GS_COUNT)
+        self.assertEqual(count("vm_eval_unc"), _lib.EVAL_UNC_COUNT)
+        self.assertIn("#define VM_GEN_MAX_TOP %d" % _lib.GEN_MAX_TOP, h)
+        self.assertEqual(vmoer.version(), re.search(r'#define VMOER_VERSION "(.*)"', h).group(1))
+
+    def test_shape_and_kinds(self) -> None:
+        self.assertGreater(self.m.n_vocab, 0)
+        self.assertEqual(self.m.n_ctx, 512)
+        self.assertTrue(self.m.moe_layers)
+        self.assertEqual(self.m.router(self.m.moe_layers[0]), "deterministic")
+        self.assertIn("vglr-mf", vmoer.router_kinds())
+        m = vmoer.Model(MODEL)
+        self.assertIn("context 512", repr(m))
+        m.close()
+        self.assertIn("(closed)", repr(m))
+
+    def test_tokenize_matches_cli(self) -> None:
+        want = [int(x) for x in cli("tokenize", "--bos", MODEL, "--", PROMPT).split()]
+        self.assertEqual(self.ids, want)
+        self.assertEqual(self.m.detokenize(self.ids).strip(), PROMPT)
+        self.assertEqual(self.m.detokenize([]), "")
+
+    def test_logits_equal_cli_npy(self) -> None:
+        out = os.path.join(self.T, "l.npy")
+        cli("logits", MODEL, "--ids", ",".join(map(str, self.ids)), "-o", out)
+        want = np.load(out)
+        got = self.m.logits(self.ids)
+        self.assertEqual(got.dtype, np.float32)
+        self.assertEqual(got.shape, (len(self.ids), self.m.n_vocab))
+        self.assertEqual(got.tobytes(), want.tobytes())
+        # a prompt string is tokenized as `vmoer logits -p` does
+        cli("logits", MODEL, "-p", PROMPT, "-o", out)
+        self.assertEqual(self.m.logits(PROMPT).tobytes(), np.load(out).tobytes())
+        # numpy ids of another int type give the same
+        self.assertEqual(self.m.logits(np.array(self.ids, np.int64)).tobytes(), got.tobytes())
+
+    def test_trace_equals_cli_jsonl(self) -> None:
+        out = os.path.join(self.T, "t.jsonl")
+        cli("trace", MODEL, "--ids", ",".join(map(str, self.ids)), "-o", out)
+        tr = self.m.trace(self.ids)
+        self.assertEqual(sorted(tr), self.m.moe_layers)
+        lt = tr[self.m.moe_layers[0]]
+        self.assertEqual(lt.logits.shape, (len(self.ids), self.m.n_expert))
+        self.assertEqual(lt.experts.dtype, np.int32)
+        self.assertTrue(np.all(np.isfinite(lt.gate_entropy)))
+        self.assertTrue(np.all(np.isnan(lt.ilv)))   # the pretrained router has no ILV
+        self.assert_trace_equals_cli(tr, out, self.ids)
+
+    def test_generate(self) -> None:
+        gen = self.m.generate(PROMPT, max_tokens=5)
+        toks = list(gen)
+        self.assertEqual(len(toks), 5)
+        # greedy: the first token is the argmax of the prompt's last logits
+        self.assertEqual(toks[0].id, int(np.argmax(self.m.logits(PROMPT)[-1])))
+        self.assertIn("gate_entropy", toks[0].scores)
+        self.assertIn("nll", toks[0].scores)
+        self.assertTrue(all(0 < t.prob <= 1 for t in toks))
+        ids = self.m.tokenize(PROMPT) + [t.id for t in toks]
+        self.assertTrue(self.m.detokenize(ids).strip().startswith(PROMPT))
+        # the generator's value: the finish reason
+        g = self.m.generate(PROMPT, max_tokens=2)
+        with self.assertRaises(StopIteration) as cm:
+            while True:
+                next(g)
+        self.assertEqual(cm.exception.value["finish"], "length")
+        self.assertEqual(cm.exception.value["n_gen"], 2)
+        # sampling is reproducible by seed
+        a = [t.id for t in self.m.generate(PROMPT, max_tokens=6, temperature=1.0, seed=3)]
+        b = [t.id for t in self.m.generate(PROMPT, max_tokens=6, temperature=1.0, seed=3)]
+        self.assertEqual(a, b)
+
+    def test_bad_arguments_raise(self) -> None:
+        V = self.m.n_vocab
+        for bad, msg in (([V], "out of range"), ([-1], "out of range"), ([], "no tokens"),
+                         ([[1, 2]], "1-D"), ([1.5], "1-D"), ([1] * 513, "exceed the context length 512")):
+            with self.assertRaises(vmoer.Error) as cm:
+                self.m.logits(bad)
+            self.assertIn(msg, str(cm.exception))
+            self.assertTrue(str(cm.exception).startswith("Model.logits: "))
+        with self.assertRaises(vmoer.Error):
+            self.m.trace([V + 5])
+        with self.assertRaises(vmoer.Error):
+            self.m.generate(PROMPT, max_tokens=-1)
+        with self.assertRaises(vmoer.Error):
+            self.m.tokenize(b"bytes")
+        with self.assertRaises(vmoer.Error) as cm:
+            self.m.set_router("no-such-kind")
+        self.assertIn("no-such-kind", str(cm.exception))
+
+    def test_bad_paths_raise(self) -> None:
+        with self.assertRaises(vmoer.Error) as cm:
+            vmoer.Model(os.path.join(self.T, "missing.gguf"))
+        self.assertIn("missing.gguf", str(cm.exception))
+        with self.assertRaises(vmoer.Error) as cm:
+            vmoer.Model(MODEL, adapter=os.path.join(self.T, "missing-adapter.gguf"))
+        self.assertIn("missing-adapter.gguf", str(cm.exception))
+        with self.assertRaises(vmoer.Error):
+            vmoer.Model(TEST)   # not a GGUF file
+        with self.assertRaises(vmoer.Error):
+            vmoer.Model(MODEL, threads=0)
+        with self.assertRaises(vmoer.Error) as cm:
+            vmoer.evaluate(MODEL, os.path.join(self.T, "missing.jsonl"), limit=2)
+        self.assertIn("missing.jsonl", str(cm.exception))
+        with self.assertRaises(vmoer.Error):
+            vmoer.fit(MODEL, TRAIN, os.path.join(self.T, "x.gguf"), router="deterministic", limit=4)
+        with self.assertRaises(vmoer.Error):
+            vmoer.fit(MODEL, TRAIN, os.path.join(self.T, "x.gguf"), layers=[99], limit=4)
+        with self.assertRaises(vmoer.Error):
+            vmoer.evaluate(MODEL, TEST, score="no-such-mode", limit=2)
+
+    def test_closed_model_refuses_calls(self) -> None:
+        with vmoer.Model(MODEL) as m:
+            lg = m.logits(self.ids)
+            tr = m.trace(self.ids[:4])
+        self.assertTrue(m.closed)
+        for call in (lambda: m.logits(self.ids), lambda: m.trace(self.ids), lambda: m.tokenize("x"),
+                     lambda: m.generate("x"), lambda: m.n_vocab, lambda: m.detokenize([1]),
+                     lambda: vmoer.evaluate(m, TEST, limit=2)):
+            with self.assertRaises(vmoer.Error) as cm:
+                call()
+            self.assertIn("closed", str(cm.exception))
+        m.close()   # idempotent
+        # what it returned is NumPy's own memory: still readable
+        self.assertEqual(lg.shape[0], len(self.ids))
+        self.assertTrue(np.all(np.isfinite(lg)) and float(np.abs(lg).sum()) > 0)
+        self.assertTrue(np.all(np.isfinite(next(iter(tr.values())).probs)))
+
+    def test_logits_memory_stable(self) -> None:
+        """Repeated full-context logits calls (512 tokens each) with bounded RSS growth: each call's
+        context and output are freed (the output array by NumPy once dropped). 400 calls (205k
+        tokens, ~15 s on 2 cores) by default; VMOER_PY_MEM_CALLS=1954 runs the million tokens."""
+        n_ctx = self.m.n_ctx
+        rng = np.random.default_rng(0)
+        ids = rng.integers(0, self.m.n_vocab, size=n_ctx, dtype=np.int32)
+        for _ in range(20):   # warm-up: allocator pools, OpenMP threads
+            self.m.logits(ids)
+        before = rss_kb()
+        total = 0
+        calls = int(os.environ.get("VMOER_PY_MEM_CALLS", "400"))   # 1954 * 512 >= 1e6 tokens
+        first = None
+        for i in range(calls):
+            out = self.m.logits(ids)
+            total += out.shape[0]
+            if i == calls // 4:
+                first = rss_kb()
+        grown, late = rss_kb() - before, rss_kb() - first
+        self.assertEqual(total, calls * n_ctx)
+        # one call's output is 512 x 512 floats (1 MB): a leak of it, or of the call's context
+        # (KV cache, activations), would grow RSS by hundreds of MB
+        self.assertLess(grown, 8 * 1024, f"RSS grew by {grown} kB over {calls} calls")
+        self.assertLess(late, 4 * 1024, f"RSS grew by {late} kB over the last {calls - calls // 4 - 1} calls")
+
+
+class TestFitEvaluate(Base):
+    """fit + evaluate through Python and through the CLI: same adapter bytes, same metrics."""
+    LAYER = None
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        with vmoer.Model(MODEL) as m:
+            cls.LAYER = m.moe_layers[-1]
+        cls.opts = dict(limit=32, epochs=1, batch=8, lr=1e-2, seed=1, score="pmi")
+        cls.py_adapter = os.path.join(cls.T, "py.gguf")
+        cls.cli_adapter = os.path.join(cls.T, "cli.gguf")
+        cls.fit_result = vmoer.fit(MODEL, TRAIN, cls.py_adapter, router="vglr-mf", layers=[cls.LAYER],
+                                   threads=2, **cls.opts)
+        cli("fit", MODEL, "--data", TRAIN, "--router", "vglr-mf", "--layers", str(cls.LAYER), "--limit", "32",
+            "--epochs", "1", "--batch", "8", "--lr", "0.01", "--seed", "1", "--score", "pmi", "--quiet",
+            "--threads", "2", "-o", cls.cli_adapter)
+
+    def test_fit_same_adapter_bytes(self) -> None:
+        self.assertEqual(read(self.py_adapter, "rb"), read(self.cli_adapter, "rb"))
+        r = self.fit_result
+        self.assertEqual(r["n_layers"], 1)
+        self.assertEqual(r["n_train"] + r["n_val"], 32)
+        self.assertGreater(r["steps"], 0)
+        self.assertEqual(r["adapter"], self.py_adapter)
+
+    def check_metrics(self, got: dict, outdir: str) -> None:
+        mj = json.loads(read(os.path.join(outdir, "metrics.json")))
+        flat = {}
+
+        def walk(o, path):
+            if isinstance(o, dict):
+                for k, v in o.items():
+                    walk(v, path + (k,))
+            elif isinstance(o, (int, float)) and not isinstance(o, bool):
+                flat.setdefault(path[-1], []).append((path, o))
+        walk(mj, ())
+        for key in ("acc", "nll", "brier", "ece"):
+            # the in-distribution set's value (metrics.json may carry per-set copies): one must match
+            vals = [v for p, v in flat.get(key, []) if "id" in p or len(p) <= 3]
+            self.assertTrue(vals, f"no {key} in metrics.json")
+            self.assertTrue(any(abs(v - got[key]) <= 1e-9 * max(1.0, abs(v)) for v in vals),
+                            f"{key}: python {got[key]!r}, metrics.json {vals}")
+        self.assertEqual(got["n"], 16)
+        self.assertEqual(len(got["items"]["pred"]), 16)
+        conf = -got["items"]["unc"]["neg_maxprob"]
+        self.assertTrue(np.all((conf > 0) & (conf <= 1)))
+        acc = float(np.mean(got["items"]["pred"] == got["items"]["answer"]))
+        self.assertAlmostEqual(acc, got["acc"], places=12)
+
+    def test_evaluate_adapter_matches_cli(self) -> None:
+        got = vmoer.evaluate(MODEL, TEST, adapter=self.py_adapter, limit=16, score="pmi", threads=2)
+        out = os.path.join(self.T, "eval-a")
+        cli("eval", MODEL, "--adapter", self.cli_adapter, "--data", TEST, "--limit", "16", "--score", "pmi",
+            "--threads", "2", "-o", out)
+        self.check_metrics(got, out)
+        self.assertTrue(np.isfinite(got["unc_mean"]["ilv"]))
+
+    def test_evaluate_pretrained_matches_cli(self) -> None:
+        with vmoer.Model(MODEL, threads=2) as m:
+            got = vmoer.evaluate(m, TEST, limit=16, score="pmi")
+        out = os.path.join(self.T, "eval-d")
+        cli("eval", MODEL, "--data", TEST, "--limit", "16", "--score", "pmi", "--threads", "2", "-o", out)
+        self.check_metrics(got, out)
+        self.assertTrue(np.isnan(got["unc_mean"]["ilv"]))
+
+    def test_trace_with_adapter_equals_cli(self) -> None:
+        with vmoer.Model(MODEL, adapter=self.py_adapter) as m:
+            ids = m.tokenize(PROMPT)
+            self.assertEqual(m.router(self.LAYER), "vglr-mf")
+            tr = m.trace(ids, seed=7)
+        out = os.path.join(self.T, "ta.jsonl")
+        cli("trace", MODEL, "--adapter", self.cli_adapter, "--ids", ",".join(map(str, ids)), "--seed", "7",
+            "-o", out)
+        self.assertIn("ilv", tr[self.LAYER].readouts)
+        self.assertTrue(np.all(np.isfinite(tr[self.LAYER].ilv)))
+        self.assert_trace_equals_cli(tr, out, ids)
+
+
+if __name__ == "__main__":
+    unittest.main()
