@@ -55,7 +55,7 @@ def _candidates() -> List[str]:
     return out
 
 
-def _load() -> ctypes.CDLL:
+def _load() -> "tuple[ctypes.CDLL, str]":
     tried = []
     env = os.environ.get("VMOER_LIB")
     for path in _candidates():
@@ -65,7 +65,7 @@ def _load() -> ctypes.CDLL:
             tried.append(path)
             continue
         try:
-            return ctypes.CDLL(path)
+            return ctypes.CDLL(path), path
         except OSError as e:
             if path == env:
                 raise Error(f"VMOER_LIB={env}: {e}") from None
@@ -199,7 +199,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         fn.argtypes = args
 
 
-lib = _load()
+lib, LIB_PATH = _load()   # LIB_PATH: the candidate that loaded (a file, or the soname)
 _declare(lib)
 
 

@@ -64,9 +64,10 @@ if [ -n "$PY" ]; then
     (cd "$T" && env -u VMOER_LIB -u LD_LIBRARY_PATH PYTHONPATH="$PYDIR" "$PY" -c '
 import sys, vmoer
 assert vmoer.__file__.startswith(sys.argv[1]), vmoer.__file__
+assert vmoer._lib.LIB_PATH == sys.argv[3] + "/libvmoer.so.0", vmoer._lib.LIB_PATH
 with vmoer.Model(sys.argv[2]) as m:
     print(vmoer.version(), m.logits(m.tokenize("Once upon a time")).shape)
-' "$PYDIR" "$ROOT/$MODEL") >"$T/py" 2>&1 && ok || bad "python import from the installed copy: $(tail -3 "$T/py")"
+' "$PYDIR" "$ROOT/$MODEL" "$P/lib") >"$T/py" 2>&1 && ok || bad "python import from the installed copy: $(tail -3 "$T/py")"
     grep -q "^$ver (" "$T/py" && ok || bad "python output: $(cat "$T/py")"
 else
     echo "note: no python3 with numpy: the installed Python package is not imported"

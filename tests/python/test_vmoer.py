@@ -20,6 +20,8 @@ TRAIN = "data/cloze/train.jsonl"
 TEST = "data/cloze/test.jsonl"
 CLI = os.environ.get("VMOER_CLI", "build/vmoer")
 PROMPT = "Once upon a time, there was a little girl named Lily."
+# vmoer eval without what the Python evaluate does not compute (stability runs, the bootstrap, timing)
+EVAL_FAST = ("--noise-grid", "none", "--boot", "0", "--time-items", "1")
 
 
 def read(path: str, mode: str = "r"):
@@ -224,16 +226,16 @@ class TestModel(Base):
 
     def test_logits_memory_stable(self) -> None:
         """Repeated full-context logits calls (512 tokens each) with bounded RSS growth: each call's
-        context and output are freed (the output array by NumPy once dropped). 400 calls (205k
-        tokens, ~15 s on 2 cores) by default; VMOER_PY_MEM_CALLS=1954 runs the million tokens."""
+        context and output are freed (the output array by NumPy once dropped). 160 calls (82k
+        tokens, 6-20 s on 2 cores) by default; VMOER_PY_MEM_CALLS=1954 runs a million tokens."""
         n_ctx = self.m.n_ctx
         rng = np.random.default_rng(0)
         ids = rng.integers(0, self.m.n_vocab, size=n_ctx, dtype=np.int32)
-        for _ in range(20):   # warm-up: allocator pools, OpenMP threads
+        for _ in range(10):   # warm-up: allocator pools, OpenMP threads
             self.m.logits(ids)
         before = rss_kb()
         total = 0
-        calls = int(os.environ.get("VMOER_PY_MEM_CALLS", "400"))   # 1954 * 512 >= 1e6 tokens
+        calls = int(os.environ.get("VMOER_PY_MEM_CALLS", "160"))   # 1954 * 512 >= 1e6 tokens
         first = None
         for i in range(calls):
             out = self.m.logits(ids)
@@ -275,22 +277,12 @@ class TestFitEvaluate(Base):
         self.assertEqual(r["adapter"], self.py_adapter)
 
     def check_metrics(self, got: dict, outdir: str) -> None:
+        """The headline numbers equal metrics.json's (written there with 10 significant digits)."""
         mj = json.loads(read(os.path.join(outdir, "metrics.json")))
-        flat = {}
-
-        def walk(o, path):
-            if isinstance(o, dict):
-                for k, v in o.items():
-                    walk(v, path + (k,))
-            elif isinstance(o, (int, float)) and not isinstance(o, bool):
-                flat.setdefault(path[-1], []).append((path, o))
-        walk(mj, ())
+        res = mj["results"][mj["methods"][0]]
+        self.assertEqual(res["n"], got["n"])
         for key in ("acc", "nll", "brier", "ece"):
-            # the in-distribution set's value (metrics.json may carry per-set copies): one must match
-            vals = [v for p, v in flat.get(key, []) if "id" in p or len(p) <= 3]
-            self.assertTrue(vals, f"no {key} in metrics.json")
-            self.assertTrue(any(abs(v - got[key]) <= 1e-9 * max(1.0, abs(v)) for v in vals),
-                            f"{key}: python {got[key]!r}, metrics.json {vals}")
+            self.assertAlmostEqual(got[key], res[key], delta=1e-9 * max(1.0, abs(res[key])), msg=key)
         self.assertEqual(got["n"], 16)
         self.assertEqual(len(got["items"]["pred"]), 16)
         conf = -got["items"]["unc"]["neg_maxprob"]
@@ -302,7 +294,7 @@ class TestFitEvaluate(Base):
         got = vmoer.evaluate(MODEL, TEST, adapter=self.py_adapter, limit=16, score="pmi", threads=2)
         out = os.path.join(self.T, "eval-a")
         cli("eval", MODEL, "--adapter", self.cli_adapter, "--data", TEST, "--limit", "16", "--score", "pmi",
-            "--threads", "2", "-o", out)
+            "--threads", "2", *EVAL_FAST, "-o", out)
         self.check_metrics(got, out)
         self.assertTrue(np.isfinite(got["unc_mean"]["ilv"]))
 
@@ -310,7 +302,7 @@ class TestFitEvaluate(Base):
         with vmoer.Model(MODEL, threads=2) as m:
             got = vmoer.evaluate(m, TEST, limit=16, score="pmi")
         out = os.path.join(self.T, "eval-d")
-        cli("eval", MODEL, "--data", TEST, "--limit", "16", "--score", "pmi", "--threads", "2", "-o", out)
+        cli("eval", MODEL, "--data", TEST, "--limit", "16", "--score", "pmi", "--threads", "2", *EVAL_FAST, "-o", out)
         self.check_metrics(got, out)
         self.assertTrue(np.isnan(got["unc_mean"]["ilv"]))
 
