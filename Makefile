@@ -9,9 +9,10 @@ CC      ?= cc
 SAN     ?= 0
 WERROR  ?= 0
 PREFIX  ?= /usr/local
-# The Python package (python/vmoer) goes to Debian's layout under the prefix; PYDIR=... for another
-# (e.g. the path `python3 -c 'import sysconfig; print(sysconfig.get_path("purelib"))'` prints).
-PYDIR   ?= $(PREFIX)/lib/python3/dist-packages
+# The Python package (python/vmoer) goes to Debian's layout under the prefix (/usr/lib/python3/
+# dist-packages for /usr), except under /usr/local, where Debian's python3 looks in
+# /usr/local/lib/python3.X/dist-packages; PYDIR=... for another (lazy: python3 runs at install only).
+PYDIR   ?= $(if $(filter /usr/local,$(PREFIX)),$(PREFIX)/lib/python3.$(shell python3 -c 'import sys; print(sys.version_info[1])')/dist-packages,$(PREFIX)/lib/python3/dist-packages)
 ifeq ($(SAN),1)
 BUILD   ?= build-san
 OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined

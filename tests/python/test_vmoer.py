@@ -250,6 +250,34 @@ class TestModel(Base):
         self.assertLess(late, 4 * 1024, f"RSS grew by {late} kB over the last {calls - calls // 4 - 1} calls")
 
 
+class TestDocs(Base):
+    """The README's Python section and examples/notebook.py run as written."""
+
+    def run_py(self, *args: str) -> str:
+        import sys
+        r = subprocess.run([sys.executable, *args], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        return r.stdout
+
+    def test_readme_python_section(self) -> None:
+        readme = read("README.md")
+        sec = readme[readme.index("## Python"):]
+        code = re.search(r"```python\n(.*?)```", sec, re.S).group(1)
+        code = code.replace("/tmp/a.gguf", os.path.join(self.T, "a.gguf"))   # not a shared path
+        out = self.run_py("-c", code)
+        self.assertRegex(out.strip().splitlines()[-1], r"^0\.\d+ \d+\.\d+ 0\.\d+ \d+\.\d+$")
+        self.assertIn("PYTHONPATH=python python3 examples/notebook.py", sec)
+
+    def test_notebook_example(self) -> None:
+        out = self.run_py("examples/notebook.py", self.T)
+        self.assertIn("vglr-mf    acc", out)
+        try:
+            import matplotlib  # noqa: F401
+            self.assertTrue(os.path.getsize(os.path.join(self.T, "reliability.png")) > 1000)
+        except ImportError:
+            self.assertIn("matplotlib not installed", out)
+
+
 class TestFitEvaluate(Base):
     """fit + evaluate through Python and through the CLI: same adapter bytes, same metrics."""
     LAYER = None
