@@ -217,6 +217,13 @@ def check(rc: Optional[int], where: str) -> int:
     return rc
 
 
+def seed(v: object, where: str) -> int:
+    """A seed as the uint64 the library takes: an int in [0, 2^64), else Error."""
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 1 << 64:
+        raise Error(f"{where}: bad seed {v!r} (an int in [0, 2^64))")
+    return v
+
+
 def enc(s: Optional[str]) -> Optional[bytes]:
     """A str argument as the C string the library takes (None stays NULL)."""
     if s is None:

@@ -67,13 +67,16 @@ class LayerTrace:
 @dataclass
 class Token:
     """One generated token: its id, text, probability and the uncertainty scores available
-    (``scores``: nll, entropy and the routers' read-outs averaged over the read-out layers)."""
+    (``scores``: nll, entropy and the routers' read-outs averaged over the read-out layers), and
+    ``unc``: every layer's read-outs at the position that predicted it, float32
+    (n_layer, len(UNC_NAMES)), NaN where a layer's router has none (dense layers included)."""
     id: int
     text: str
     pos: int
     prob: float
     logprob: float
     scores: Dict[str, float] = field(default_factory=dict)
+    unc: Optional[np.ndarray] = None
 
 
 class Model:
@@ -82,7 +85,8 @@ class Model:
     ``Model(path, adapter=None, threads=None, samples=0)`` maps the file (weights are not
     copied) and applies ``adapter`` (a GGUF written by ``vmoer fit`` / ``vmoer.fit``); ``samples``
     overrides the adapter's inference sample count. ``threads`` sets the worker threads of this
-    model's calls (default: OpenMP's, i.e. every core or ``OMP_NUM_THREADS``).
+    model's calls (default: OpenMP's, i.e. every core or ``OMP_NUM_THREADS``; it is OpenMP's
+    setting of the calling thread, so it stays for later calls of that thread).
 
     Use it as a context manager (``with vmoer.Model(p) as m: ...``) or call ``close()``: once
     closed, every call raises ``vmoer.Error``; arrays it returned stay valid (they are NumPy's).
@@ -305,6 +309,7 @@ class Model:
         """
         m = self._handle("trace")
         arr = self._ids(ids, "trace")
+        _lib.seed(seed, "Model.trace")
         layers = self.moe_layers
         if not layers:
             raise Error(f"Model.trace: {self.path}: dense model (no MoE layers): nothing to trace")
@@ -344,7 +349,7 @@ class Model:
         cb = _lib.TRACE_FN(on_event)
         c = self._ctx(m, n, "trace")
         try:
-            lib.vm_ctx_set_seed(c, int(seed))
+            lib.vm_ctx_set_seed(c, _lib.seed(seed, "Model.trace"))
             lib.vm_ctx_set_trace(c, cb, None)
             check(lib.vm_ctx_eval(c, arr.ctypes.data_as(POINTER(c_int32)), n, None), "Model.trace")
         finally:
@@ -384,14 +389,15 @@ class Model:
         if not isinstance(max_tokens, int) or max_tokens < 0:
             raise Error(f"Model.generate: bad max_tokens {max_tokens!r}")
         p = lib.vm_gen_default_params()
-        p.max_tokens, p.temp, p.top_p, p.top_k, p.seed = max_tokens, float(temperature), float(top_p), int(top_k), int(seed)
+        p.max_tokens, p.temp, p.top_p, p.top_k, p.seed = (max_tokens, float(temperature), float(top_p), int(top_k),
+                                                            _lib.seed(seed, "Model.generate"))
         g = lib.vm_gen_new(m, self._tok, 0)
         if not g:
             raise Error(_lib.errmsg("Model.generate"))
         toks: List[Token] = []
         res = _lib.GenResult()
         try:
-            avail = lib.vm_gen_available(g)
+            avail, n_layer = lib.vm_gen_available(g), lib.vm_model_n_layer(m)
             names = [(s, SCORE_NAMES[s]) for s in range(_lib.GS_COUNT) if avail & (1 << s)]
 
             failed: List[BaseException] = []
@@ -401,7 +407,9 @@ class Model:
                     t = tp[0]
                     toks.append(Token(id=t.id, text=self.piece(t.id).decode("utf-8", "replace"), pos=t.pos,
                                       prob=float(t.prob), logprob=float(t.logprob),
-                                      scores={nm: float(t.score[s]) for s, nm in names}))
+                                      scores={nm: float(t.score[s]) for s, nm in names},
+                                      unc=np.ctypeslib.as_array(t.unc, shape=(n_layer, _lib.UNC_COUNT)).copy()
+                                      if t.unc else None))
                     return 0
                 except BaseException as e:   # an exception cannot cross the C frames: stop, re-raise
                     failed.append(e)

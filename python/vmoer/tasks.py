@@ -62,6 +62,7 @@ def fit(model_path: PathLike, data: PathLike, out: PathLike, router: str = "vglr
         p.layers, p.n_layers = lay, len(layers)
     if not isinstance(limit, int) or limit < 0:
         raise Error(f"fit: bad limit {limit!r}")
+    _lib.seed(seed, "fit")
     _set(p, "fit", kind=enc(router), score=enc(score), limit=limit, epochs=epochs, batch=batch,
          patience=patience, lr=lr, val_frac=val_frac, beta=beta, samples=samples, hidden=hidden,
          members=members, seed=seed, lora_rank=lora_rank, format=enc(format),
@@ -107,6 +108,7 @@ def _evaluate(m: Model, data: PathLike, score: Optional[str], limit: int, passes
     p = lib.vm_eval_default_params()
     if not isinstance(limit, int) or limit < 0:
         raise Error(f"evaluate: bad limit {limit!r}")
+    _lib.seed(seed, "evaluate")
     _set(p, "evaluate", score=enc(score), limit=limit, passes=passes, seed=seed, bins=bins,
          format=enc(format), chat_template=enc(chat_template))
     e = lib.vm_evaluate(h, enc(data), byref(p))

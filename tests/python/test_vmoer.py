@@ -168,6 +168,23 @@ class TestModel(Base):
         b = [t.id for t in self.m.generate(PROMPT, max_tokens=6, temperature=1.0, seed=3)]
         self.assertEqual(a, b)
 
+    def test_generate_equals_cli_run(self) -> None:
+        """Greedy generation: the tokens and scores of `vmoer run --uncertainty --jsonl`."""
+        lines = [json.loads(l) for l in cli("run", MODEL, "-p", PROMPT, "-n", "6", "--temp", "0", "--seed", "0",
+                                             "--uncertainty", "--jsonl").splitlines()]
+        toks = list(self.m.generate(PROMPT, max_tokens=6, temperature=0.0, seed=0))
+        rows = [o for o in lines if "token" in o]
+        self.assertEqual([o["token"] for o in rows], [t.id for t in toks])
+        ro = lines[-1]["info"]["readout_layers"]
+        ge = vmoer.UNC_NAMES.index("gate_entropy")
+        for o, t in zip(rows, toks):
+            self.assertEqual(o["text"], t.text)
+            self.assertEqual(np.float32(o["prob"]), np.float32(t.prob))
+            for name in lines[-1]["info"]["scores"]:
+                self.assertEqual(np.float32(o[name]), np.float32(t.scores[name]), name)
+            self.assertEqual(t.unc.shape, (self.m.n_layer, len(vmoer.UNC_NAMES)))
+            self.assertEqual([np.float32(v) for v in o["layers"]["gate_entropy"]], [t.unc[l, ge] for l in ro])
+
     def test_bad_arguments_raise(self) -> None:
         V = self.m.n_vocab
         for bad, msg in (([V], "out of range"), ([-1], "out of range"), ([], "no tokens"),
@@ -182,6 +199,14 @@ class TestModel(Base):
             self.m.generate(PROMPT, max_tokens=-1)
         with self.assertRaises(vmoer.Error):
             self.m.tokenize(b"bytes")
+        for call in (lambda: self.m.trace(self.ids, seed=-1), lambda: self.m.generate(PROMPT, seed=1.5),
+                     lambda: vmoer.evaluate(MODEL, TEST, seed=-2), lambda: vmoer.fit(MODEL, TRAIN, "x", seed=2 ** 64)):
+            with self.assertRaises(vmoer.Error) as cm:
+                call()
+            self.assertIn("bad seed", str(cm.exception))
+        with self.assertRaises(vmoer.Error) as cm:
+            vmoer.fit(MODEL, TRAIN, os.path.join(self.T, "y.gguf"), lr="fast", limit=4)
+        self.assertIn("bad lr", str(cm.exception))
         with self.assertRaises(vmoer.Error) as cm:
             self.m.set_router("no-such-kind")
         self.assertIn("no-such-kind", str(cm.exception))
