@@ -1,8 +1,8 @@
 """Loading libvmoer.so and declaring the C API (include/vmoer.h) for ctypes.
 
 Nothing here is compiled: the structs below mirror the header's field by field, so a change to a
-public struct in vmoer.h must be repeated here (tests/python/test_vmoer.py checks the enum counts
-against the header of the repository).
+public struct in vmoer.h must be repeated here (tests/python/test_vmoer.py checks the enum counts,
+and every struct's size and field offsets through the C compiler, against the repository's header).
 
 The library is looked for, in this order (the first that loads wins):
 

@@ -36,6 +36,11 @@ def cli(*args: str) -> str:
     return r.stdout
 
 
+def ctypes_sizeof(t) -> int:
+    import ctypes
+    return ctypes.sizeof(t)
+
+
 def rss_kb() -> int:
     with open("/proc/self/status") as f:
         for line in f:
@@ -101,6 +106,34 @@ class TestModel(Base):
         self.assertEqual(count("vm_eval_unc"), _lib.EVAL_UNC_COUNT)
         self.assertIn("#define VM_GEN_MAX_TOP %d" % _lib.GEN_MAX_TOP, h)
         self.assertEqual(vmoer.version(), re.search(r'#define VMOER_VERSION "(.*)"', h).group(1))
+
+    def test_struct_layouts_match_header(self) -> None:
+        """Every struct the package mirrors has the size and field offsets the C compiler gives."""
+        import shutil
+        from vmoer import _lib
+        cc = shutil.which("cc") or shutil.which("gcc")
+        if not cc:
+            self.skipTest("no C compiler")
+        structs = {"vm_model_params": _lib.ModelParams, "vm_trace_ev": _lib.TraceEv, "vm_gen_tok": _lib.GenTok,
+                   "vm_gen_params": _lib.GenParams, "vm_gen_summary": _lib.GenSummary,
+                   "vm_gen_result": _lib.GenResult, "vm_fit_params": _lib.FitParams,
+                   "vm_fit_result": _lib.FitResult, "vm_eval_params": _lib.EvalParams,
+                   "vm_eval_metrics": _lib.EvalMetrics}
+        lines, want = [], []
+        for cname, py in structs.items():
+            lines.append(f'printf("%zu\\n", sizeof({cname}));')
+            want.append(ctypes_sizeof(py))
+            for f in py._fields_:
+                lines.append(f'printf("%zu\\n", offsetof({cname}, {f[0]}));')
+                want.append(getattr(py, f[0]).offset)
+        src = os.path.join(self.T, "layout.c")
+        with open(src, "w") as f:
+            f.write("#include <stddef.h>\n#include <stdio.h>\n#include <vmoer.h>\nint main(void) {\n"
+                    + "\n".join(lines) + "\nreturn 0;\n}\n")
+        exe = os.path.join(self.T, "layout")
+        subprocess.run([cc, "-std=c11", "-Iinclude", src, "-o", exe], check=True)
+        got = [int(x) for x in subprocess.run([exe], capture_output=True, text=True, check=True).stdout.split()]
+        self.assertEqual(got, want)
 
     def test_shape_and_kinds(self) -> None:
         self.assertGreater(self.m.n_vocab, 0)
