@@ -7,8 +7,10 @@ memory the library frees: arrays stay valid after ``close()``.
 from __future__ import annotations
 
 import ctypes
-import math
 import os
+import queue
+import threading
+import weakref
 from ctypes import POINTER, Structure, byref, c_char_p, c_float, c_int, c_int32, c_uint
 from dataclasses import dataclass, field
 from typing import Dict, Generator, Iterable, List, Optional, Sequence, Union
@@ -19,6 +21,7 @@ from . import _lib
 from ._lib import Error, check, enc, lib
 
 Ids = Union[Sequence[int], np.ndarray]
+_DONE = object()   # the generation worker's last message
 
 #: Names of the routers' per-token read-outs (vm_unc order): ILV, gate entropy, temperature T, ...
 UNC_NAMES: List[str] = [lib.vm_unc_name(u).decode() for u in range(_lib.UNC_COUNT)]
@@ -101,6 +104,7 @@ class Model:
                  threads: Optional[int] = None, samples: int = 0) -> None:
         self._m: Optional[int] = None
         self._tok: Optional[int] = None
+        self._gens: "weakref.WeakSet[Generator]" = weakref.WeakSet()   # generations not yet finished
         self._threads = threads
         self._set_threads("Model")
         p = lib.vm_model_default_params()
@@ -123,7 +127,10 @@ class Model:
     # ------------------------------------------------------------ lifetime
 
     def close(self) -> None:
-        """Frees the model and its tokenizer (idempotent); later calls raise ``vmoer.Error``."""
+        """Stops any suspended generation, frees the model and its tokenizer (idempotent); later
+        calls raise ``vmoer.Error``."""
+        for gen in list(getattr(self, "_gens", ())):
+            gen.close()
         if self._tok:
             lib.vm_tokenizer_free(self._tok)
         if self._m:
@@ -381,51 +388,90 @@ class Model:
         the sampler and sampled routers. The generator's return value (``StopIteration.value``)
         is ``{"finish": "length"|"stop"|..., "n_prompt", "n_gen"}``.
 
-        The whole generation runs inside this call (the library calls back per token and a ctypes
-        callback cannot suspend), so errors raise here and tokens are yielded once it has finished.
+        Tokens are yielded as they are generated: the library runs in a worker thread that waits,
+        inside its per-token callback, until the loop asks for the next token, so the model is idle
+        while the loop's body runs (calling the model there is fine). Leaving the loop early
+        stops the generation; ``close()`` stops any generation still suspended. Argument errors
+        raise here, the library's errors from the iteration.
         """
-        m = self._handle("generate")
+        self._handle("generate")
         arr = self._ids(prompt, "generate")
-        if not isinstance(max_tokens, int) or max_tokens < 0:
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 0:
             raise Error(f"Model.generate: bad max_tokens {max_tokens!r}")
         p = lib.vm_gen_default_params()
-        p.max_tokens, p.temp, p.top_p, p.top_k, p.seed = (max_tokens, float(temperature), float(top_p), int(top_k),
-                                                            _lib.seed(seed, "Model.generate"))
-        g = lib.vm_gen_new(m, self._tok, 0)
-        if not g:
-            raise Error(_lib.errmsg("Model.generate"))
-        toks: List[Token] = []
-        res = _lib.GenResult()
         try:
-            avail, n_layer = lib.vm_gen_available(g), lib.vm_model_n_layer(m)
-            names = [(s, SCORE_NAMES[s]) for s in range(_lib.GS_COUNT) if avail & (1 << s)]
+            p.max_tokens, p.temp, p.top_p, p.top_k = max_tokens, float(temperature), float(top_p), int(top_k)
+        except (TypeError, ValueError):
+            raise Error(f"Model.generate: bad temperature {temperature!r}, top_p {top_p!r} or top_k {top_k!r}") from None
+        p.seed = _lib.seed(seed, "Model.generate")
+        gen = self._stream(arr, p)
+        self._gens.add(gen)
+        return gen
 
-            failed: List[BaseException] = []
+    def _stream(self, arr: np.ndarray, p: _lib.GenParams) -> Generator[Token, None, dict]:
+        m, n_layer = self._m, lib.vm_model_n_layer(self._m)
+        out_q: "queue.Queue[object]" = queue.Queue()   # worker -> loop: Token, then _DONE
+        go_q: "queue.Queue[bool]" = queue.Queue()      # loop -> worker: next token (True) or stop
+        state: Dict[str, object] = {}
+        names: List[tuple] = []
 
-            def on_token(_ud: object, tp: "ctypes._Pointer[_lib.GenTok]") -> int:
-                try:
-                    t = tp[0]
-                    toks.append(Token(id=t.id, text=self.piece(t.id).decode("utf-8", "replace"), pos=t.pos,
-                                      prob=float(t.prob), logprob=float(t.logprob),
-                                      scores={nm: float(t.score[s]) for s, nm in names},
-                                      unc=np.ctypeslib.as_array(t.unc, shape=(n_layer, _lib.UNC_COUNT)).copy()
-                                      if t.unc else None))
-                    return 0
-                except BaseException as e:   # an exception cannot cross the C frames: stop, re-raise
-                    failed.append(e)
-                    return -1
+        def on_token(_ud: object, tp: "ctypes._Pointer[_lib.GenTok]") -> int:
+            try:
+                t = tp[0]
+                tok = Token(id=t.id, text=self.piece(t.id).decode("utf-8", "replace"), pos=t.pos,
+                            prob=float(t.prob), logprob=float(t.logprob),
+                            scores={nm: float(t.score[s]) for s, nm in names},
+                            unc=np.ctypeslib.as_array(t.unc, shape=(n_layer, _lib.UNC_COUNT)).copy()
+                            if t.unc else None)
+            except BaseException as e:   # an exception cannot cross the C frames: stop, re-raise
+                state["exc"] = e
+                return -1
+            out_q.put(tok)
+            return 0 if go_q.get() else 1
 
-            cb = _lib.GEN_FN(on_token)
-            rc = lib.vm_gen_run(g, arr.ctypes.data_as(POINTER(c_int32)), arr.size, byref(p), cb, None, byref(res))
-            if failed:
-                raise failed[0]
-            check(rc, "Model.generate")
+        def work() -> None:
+            g = None
+            try:
+                self._set_threads("Model.generate")   # OpenMP's setting is per thread
+                g = lib.vm_gen_new(m, self._tok, 0)
+                if not g:
+                    state["err"] = _lib.errmsg("Model.generate")
+                    return
+                avail = lib.vm_gen_available(g)
+                names.extend((s, SCORE_NAMES[s]) for s in range(_lib.GS_COUNT) if avail & (1 << s))
+                res = _lib.GenResult()
+                cb = _lib.GEN_FN(on_token)
+                rc = lib.vm_gen_run(g, arr.ctypes.data_as(POINTER(c_int32)), arr.size, byref(p), cb, None,
+                                    byref(res))
+                if rc < 0 and "exc" not in state:
+                    state["err"] = _lib.errmsg("Model.generate")
+                state["summary"] = {"finish": lib.vm_gen_finish_name(res.finish).decode(),
+                                    "n_prompt": res.n_prompt, "n_gen": res.n_gen}
+            except BaseException as e:
+                state["exc"] = e
+            finally:
+                lib.vm_gen_free(g)
+                out_q.put(_DONE)
+
+        th = threading.Thread(target=work, name="vmoer-generate", daemon=True)
+        th.start()
+        finished = False
+        try:
+            while True:
+                item = out_q.get()
+                if item is _DONE:
+                    finished = True
+                    break
+                yield item   # type: ignore[misc]
+                go_q.put(True)
         finally:
-            lib.vm_gen_free(g)
-        summary = {"finish": lib.vm_gen_finish_name(res.finish).decode(), "n_prompt": res.n_prompt,
-                   "n_gen": res.n_gen}
-
-        def run() -> Generator[Token, None, dict]:
-            yield from toks
-            return summary
-        return run()
+            if not finished:   # left early (break, close, an exception): stop the worker
+                go_q.put(False)
+                while out_q.get() is not _DONE:
+                    go_q.put(False)
+            th.join()
+        if "exc" in state:
+            raise state["exc"]   # type: ignore[misc]
+        if "err" in state:
+            raise Error(str(state["err"]))
+        return state["summary"]   # type: ignore[return-value]

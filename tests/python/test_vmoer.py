@@ -201,6 +201,30 @@ class TestModel(Base):
         b = [t.id for t in self.m.generate(PROMPT, max_tokens=6, temperature=1.0, seed=3)]
         self.assertEqual(a, b)
 
+    def test_generate_streams(self) -> None:
+        """Tokens come one by one: the model can be called inside the loop, leaving the loop stops the
+        generation, and closing the model stops one left suspended."""
+        n = 0
+        for tok in self.m.generate(PROMPT, max_tokens=4):
+            self.assertEqual(self.m.logits(self.ids).shape[0], len(self.ids))   # the worker waits meanwhile
+            n += 1
+        self.assertEqual(n, 4)
+        for tok in self.m.generate(PROMPT, max_tokens=100):
+            break
+        self.assertEqual(len(list(self.m.generate(PROMPT, max_tokens=3))), 3)
+        import threading
+        m = vmoer.Model(MODEL)
+        g = m.generate(PROMPT, max_tokens=50)
+        next(g)
+        self.assertEqual(sum(t.name == "vmoer-generate" for t in threading.enumerate()), 1)
+        m.close()   # closes g first: its worker ends before the model is freed
+        self.assertEqual(sum(t.name == "vmoer-generate" for t in threading.enumerate()), 0)
+        with self.assertRaises(StopIteration):
+            next(g)
+        # a prompt longer than the context: the library's message, from the iteration
+        with self.assertRaises(vmoer.Error):
+            list(self.m.generate([1] * 600))
+
     def test_generate_equals_cli_run(self) -> None:
         """Greedy generation: the tokens and scores of `vmoer run --uncertainty --jsonl`."""
         lines = [json.loads(l) for l in cli("run", MODEL, "-p", PROMPT, "-n", "6", "--temp", "0", "--seed", "0",
