@@ -13,7 +13,7 @@ import threading
 import weakref
 from ctypes import POINTER, Structure, byref, c_char_p, c_float, c_int, c_int32, c_uint
 from dataclasses import dataclass, field
-from typing import Dict, Generator, Iterable, List, Optional, Sequence, Union
+from typing import Dict, Generator, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -323,7 +323,6 @@ class Model:
         n, N = arr.size, lib.vm_model_n_expert(m)
         cap: Dict[int, Dict[str, np.ndarray]] = {}
         K = None
-
         failed: List[BaseException] = []
 
         def on_event(_ud: object, evp: "ctypes._Pointer[_lib.TraceEv]") -> None:
@@ -346,9 +345,8 @@ class Model:
             if what in ("topk", "weights"):
                 K = ev.ne
             d = cap.setdefault(ev.layer, {})
-            if what not in d:
-                dtype = np.int32 if what == "topk" else np.float32
-                d[what] = np.full((n, ev.ne), np.nan, np.float32) if dtype is np.float32 else np.zeros((n, ev.ne), np.int32)
+            if what not in d:   # positions no event covers stay NaN (experts: 0)
+                d[what] = np.zeros((n, ev.ne), np.int32) if what == "topk" else np.full((n, ev.ne), np.nan, np.float32)
             rows = min(ev.n_tokens, n - ev.pos0)
             if rows > 0:
                 d[what][ev.pos0:ev.pos0 + rows] = np.ctypeslib.as_array(src, shape=(ev.n_tokens, ev.ne))[:rows]

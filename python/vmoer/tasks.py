@@ -6,7 +6,6 @@ An option left at None takes the library's default (``vm_fit_default_params`` /
 """
 from __future__ import annotations
 
-import math
 import os
 from ctypes import byref, c_double, c_int
 from typing import Any, Dict, Optional, Sequence, Union
