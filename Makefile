@@ -3,12 +3,16 @@
 # `make SAN=1 ...` builds the AddressSanitizer+UndefinedBehaviorSanitizer variant in build-san/.
 # BUILD=dir picks another build directory (parallel work trees, helpers). WERROR=1 turns warnings
 # into errors (CI). `make install PREFIX=/usr/local` (DESTDIR too) installs the header, both
-# libraries, vmoer.pc and the binary.
+# libraries, vmoer.pc, the binary and the Python package (PYDIR).
 
 CC      ?= cc
 SAN     ?= 0
 WERROR  ?= 0
 PREFIX  ?= /usr/local
+# The Python package (python/vmoer) goes to Debian's layout under the prefix (/usr/lib/python3/
+# dist-packages for /usr), except under /usr/local, where Debian's python3 looks in
+# /usr/local/lib/python3.X/dist-packages; PYDIR=... for another (lazy: python3 runs at install only).
+PYDIR   ?= $(if $(filter /usr/local,$(PREFIX)),$(PREFIX)/lib/python3.$(shell python3 -c 'import sys; print(sys.version_info[1])')/dist-packages,$(PREFIX)/lib/python3/dist-packages)
 ifeq ($(SAN),1)
 BUILD   ?= build-san
 OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -107,6 +111,10 @@ install: $(BUILD)/libvmoer.a $(BUILD)/libvmoer.so $(BUILD)/vmoer
 	install -m 755 $(BUILD)/vmoer $(DESTDIR)$(PREFIX)/bin/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VM_VERSION)|' -e 's|@DEPS@|$(PKG_DEPS)|' \
 	    vmoer.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/vmoer.pc
+	install -d $(DESTDIR)$(PYDIR)/vmoer
+	install -m 644 python/vmoer/*.py $(DESTDIR)$(PYDIR)/vmoer/
+	printf '"""Written by make install: where the library of this copy is."""\nLIBDIR = "%s"\n' \
+	    '$(PREFIX)/lib' > $(DESTDIR)$(PYDIR)/vmoer/_install.py
 
 clean:
 	rm -rf build build-san

@@ -38,6 +38,12 @@ VMOER_API const char *vmoer_version(void);   // the library's VMOER_VERSION (may
 VMOER_API const char *vm_errmsg(void);   // the last failure's message on this thread ("" if none)
 VMOER_API void vm_err_clear(void);
 
+// ---- threads ----
+// Worker threads of the calls this thread makes next (OpenMP's nthreads for the calling thread, as
+// `--threads N`; bindings without an OpenMP runtime of their own, e.g. Python's ctypes, need it).
+// 0, or -1 with a message for n outside 1..1024.
+VMOER_API int vm_set_threads(int n);
+
 // ---- GGUF files ----
 typedef struct vm_gguf vm_gguf;
 VMOER_API vm_gguf *vm_gguf_open(const char *path);       // memory-mapped, validated

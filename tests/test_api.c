@@ -130,6 +130,9 @@ int main(void) {
     CHECK(ga.max_tokens == gb.max_tokens && ga.temp == gb.temp && ga.top_k == gb.top_k &&
           ga.abstain_score == gb.abstain_score && ga.n_top == gb.n_top, "gen defaults agree");
     CHECK(!strcmp(vmoer_version(), VMOER_VERSION), "version");
+    vm_err_clear();
+    CHECK(vm_set_threads(0) == -1 && strstr(vm_errmsg(), "threads"), "threads 0: %s", vm_errmsg());
+    CHECK(vm_set_threads(1025) == -1 && vm_set_threads(2) == 0, "threads range");
     // NULL handles: a -1/NULL and a message, never a crash
     vm_err_clear();
     CHECK(vm_gguf_open(NULL) == NULL && vm_errmsg()[0], "gguf_open(NULL)");

@@ -6,6 +6,7 @@
 #include "vmoer.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,6 +51,14 @@ vm_fit_params vm_fit_default_params(void) {
 
 vm_eval_params vm_eval_default_params(void) {
     return (vm_eval_params){ .score = vm_task_mode_name(VM_TASK_LETTER), .passes = VM_EVAL_PASSES, .bins = 10 };
+}
+
+// ---------------------------------------------------------------- threads
+
+int vm_set_threads(int n) {
+    if (n < 1 || n > 1024) return vm_err("threads: %d not in 1..1024", n);
+    omp_set_num_threads(n);
+    return 0;
 }
 
 // ---------------------------------------------------------------- models

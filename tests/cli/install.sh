@@ -52,5 +52,25 @@ if "$T/fit_eval" "$MODEL" data/cloze/train.jsonl data/cloze/test.jsonl "$T/a.ggu
 grep -q "^ok$" "$T/fe" && ok || bad "fit_eval output: $(cat "$T/fe")"
 # the adapter the library wrote is one the CLI accepts
 "$P/bin/vmoer" info "$T/a.gguf" >/dev/null 2>&1 && ok || bad "vmoer info on the example's adapter"
+# the Python package from the installed copy: PYTHONPATH the prefix's site folder, no VMOER_LIB, no
+# LD_LIBRARY_PATH: it finds the prefix's libvmoer.so.0 by the path make install wrote into it
+PYDIR="$P/lib/python3/dist-packages"; ROOT=$(pwd)
+[ -f "$PYDIR/vmoer/__init__.py" ] && [ -f "$PYDIR/vmoer/_install.py" ] && ok || bad "python package not installed in $PYDIR"
+PY=""
+for c in ${PYTHON:-} python3 /usr/bin/python3; do
+    command -v "$c" >/dev/null 2>&1 && "$c" -c 'import numpy' >/dev/null 2>&1 && { PY=$c; break; }
+done
+if [ -n "$PY" ]; then
+    (cd "$T" && env -u VMOER_LIB -u LD_LIBRARY_PATH PYTHONPATH="$PYDIR" "$PY" -c '
+import sys, vmoer
+assert vmoer.__file__.startswith(sys.argv[1]), vmoer.__file__
+assert vmoer._lib.LIB_PATH == sys.argv[3] + "/libvmoer.so.0", vmoer._lib.LIB_PATH
+with vmoer.Model(sys.argv[2]) as m:
+    print(vmoer.version(), m.logits(m.tokenize("Once upon a time")).shape)
+' "$PYDIR" "$ROOT/$MODEL" "$P/lib") >"$T/py" 2>&1 && ok || bad "python import from the installed copy: $(tail -3 "$T/py")"
+    grep -q "^$ver (" "$T/py" && ok || bad "python output: $(cat "$T/py")"
+else
+    echo "note: no python3 with numpy: the installed Python package is not imported"
+fi
 echo "$p passed, $f failed"
 [ "$f" -eq 0 ]
