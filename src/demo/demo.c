@@ -334,7 +334,7 @@ static int fit_one(dm *d, dm_worker *wk, const char *kind, int seed_idx, float b
     }
     if (st.swag_snapshots > 0) {   // swag: what is kept is the sampled posterior, judged as such
         f->val_nll_best = st.swag_val_nll; f->val_acc_best = st.swag_val_acc;
-        f->improved = st.swag_val_nll < st.val_nll_init;
+        f->improved = st.swag_val_nll < f->val_nll_init;   // against the initial head, map_from or not
     }
     for (int i = 0; i < d->nl; i++) f->prior_sd[i] = st.prior_sd[i];
     f->seconds = vm_now_s() - t;
@@ -454,8 +454,8 @@ static int run_job(dm *d, dm_job *j) {
         } else if (me->fit) {
             adapter_path(d, path, sizeof path, me->kind, j->seed_idx, -1);
             dm_stage(d, "fit %s (seed %d)", me->name, j->seed_idx);
-            const int mm = dm_method_index("map");   // swag collects from the same seed's map fit
-            const dm_fit *mf = !strcmp(me->kind, "swag") && mm >= 0 ? &d->runs[mm][j->seed_idx].fit : NULL;
+            // swag collects from the same seed's map fit
+            const dm_fit *mf = after_map(me) ? &d->runs[dm_method_index("map")][j->seed_idx].fit : NULL;
             rc = fit_one(d, wk, me->kind, j->seed_idx, d->beta_chosen[j->method], path, mf, &run->fit);
         }
         if (!rc) {
@@ -602,8 +602,8 @@ int vm_demo_run(const vm_demo_opts *o, double *seconds) {
                     jobs[nj++] = (dm_job){ .method = m, .grid = g, .reuse = -1, .units = fit_units(&d, me->kind) };
                 continue;
             }
-            if (after_map(me)) continue;   // phase 2
             if (me->fit) d.beta_chosen[m] = 0.0f;
+            if (after_map(me)) continue;   // phase 2
             for (int s = 0; s < d.n_seeds[m]; s++)
                 jobs[nj++] = (dm_job){ .method = m, .seed_idx = s, .grid = -1, .reuse = -1,
                                        .units = eval_units(&d) + (me->fit ? fit_units(&d, me->kind) : 0) };
