@@ -13,7 +13,6 @@
 #include "data/dataset.h"
 #include "data/task.h"
 #include "eval/eval.h"
-#include "eval/metrics.h"
 #include "gen/gen.h"
 #include "model/model.h"
 #include "tokenizer/chat.h"
@@ -157,35 +156,17 @@ struct vm_evaluation {
     vm_eval_metrics metrics;
 };
 
-// The headline numbers of `vmoer eval`'s metrics.json for the in-distribution set, from the same
-// metric functions (eval/metrics.h) on the same clamped probabilities (eval_write.c mset_fill).
+// The headline numbers of `vmoer eval`'s metrics.json for the in-distribution set
+// (vm_eval_set_headline), and the mean of each uncertainty score over the items that have it.
 static int eval_metrics(const vm_eval_set *s, int bins, vm_eval_metrics *out) {
-    int C = 1;
-    for (int i = 0; i < s->n; i++) if (s->items[i].n_choices > C) C = s->items[i].n_choices;
-    double *p = vm_calloc((size_t)s->n * (size_t)C, sizeof *p);
-    int *y = vm_calloc((size_t)s->n, sizeof *y);
-    int rc = -1;
-    if (!p || !y) goto done;
-    for (int i = 0; i < s->n; i++) {
-        const vm_eval_item *e = &s->items[i];
-        for (int k = 0; k < e->n_choices; k++) {
-            const double q = e->probs[k];
-            p[(size_t)i * C + k] = q < 0 ? 0 : q > 1 ? 1 : q;
-        }
-        y[i] = e->answer;
-    }
-    if (vm_metric_acc(s->n, C, p, y, &out->acc) || vm_metric_nll(s->n, C, p, y, &out->nll) ||
-        vm_metric_brier(s->n, C, p, y, &out->brier) || vm_ece(s->n, C, p, y, bins, &out->ece)) goto done;
+    if (vm_eval_set_headline(s, bins, &out->acc, &out->nll, &out->brier, &out->ece)) return -1;
     for (int u = 0; u < VM_EVAL_UNC_COUNT; u++) {
         double sum = 0.0;
         int cnt = 0;
         for (int i = 0; i < s->n; i++) if (isfinite(s->items[i].unc[u])) { sum += s->items[i].unc[u]; cnt++; }
         out->unc_mean[u] = cnt ? sum / cnt : NAN;
     }
-    rc = 0;
-done:
-    free(p); free(y);
-    return rc;
+    return 0;
 }
 
 vm_evaluation *vm_evaluate(vm_model *m, const char *data_path, const vm_eval_params *p) {

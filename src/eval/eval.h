@@ -98,6 +98,10 @@ int vm_scorer_layer_unc(const vm_scorer *s, const vm_task_input *in, int il, flo
 int vm_eval_run(vm_model *m, const vm_task *task, const vm_dataset *ds, const char *name,
                 const vm_eval_opts *o, vm_eval_set *out);
 void vm_eval_set_free(vm_eval_set *s);
+// The headline numbers metrics.json reports for a set: accuracy, NLL, Brier and ECE (bins bins) of
+// its clamped probabilities, computed as vm_eval_write computes them (the same rows, the same metric
+// functions). 0 or -1.
+int vm_eval_set_headline(const vm_eval_set *s, int bins, double *acc, double *nll, double *brier, double *ece);
 
 // ---- routing stability (method.md §5.4, stability.c) ----
 #define VM_EVAL_GAMMA_HEADLINE 0.01

@@ -153,6 +153,15 @@ static int mset_fill(mset *s, const vm_eval_set *es, double T) {
     return 0;
 }
 
+int vm_eval_set_headline(const vm_eval_set *s, int bins, double *acc, double *nll, double *brier, double *ece) {
+    mset m;
+    if (mset_fill(&m, s, 0)) return -1;
+    const int rc = vm_metric_acc(m.n, m.C, m.p, m.y, acc) || vm_metric_nll(m.n, m.C, m.p, m.y, nll) ||
+                   vm_metric_brier(m.n, m.C, m.p, m.y, brier) || vm_ece(m.n, m.C, m.p, m.y, bins, ece) ? -1 : 0;
+    mset_free(&m);
+    return rc;
+}
+
 // Column k of the scores when every value is finite, else NULL (the score is not defined here).
 static double *score_col(const mset *s, int k) {
     double *v = vm_malloc((size_t)(s->n > 0 ? s->n : 1) * sizeof(double));
