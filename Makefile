@@ -25,6 +25,20 @@ ifeq ($(WERROR),1)
 OPT     += -Werror
 endif
 
+# MPI (Open MPI, `mpirun -np N vmoer fit|eval|demo`, src/util/dist.c): optional. MPI=1 builds it in,
+# MPI=0 leaves it out; by default it is in when pkg-config finds ompi (install-deps.sh --tests
+# installs it), except in the sanitizer build (Open MPI's own allocations would fill LeakSanitizer's
+# report; that build checks the one-process code, which is the same code at N = 1).
+ifeq ($(SAN),1)
+MPI     ?= 0
+else
+MPI     ?= $(shell pkg-config --exists ompi 2>/dev/null && echo 1 || echo 0)
+endif
+ifeq ($(MPI),1)
+MPI_CFLAGS := -DVM_MPI $(shell pkg-config --cflags ompi)
+MPI_LIBS   := $(shell pkg-config --libs ompi)
+endif
+
 # libmicrohttpd: the HTTP server of `vmoer serve` (src/serve/)
 PKG_DEPS   := jansson libpcre2-8 libmicrohttpd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKG_DEPS) 2>/dev/null)
@@ -33,8 +47,8 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKG_DEPS) 2>/dev/null || echo -ljansso
 # -fPIC: one set of objects serves both libraries. -fvisibility=hidden: libvmoer.so exports only
 # what include/vmoer.h marks VMOER_API (the static library and the tests see everything).
 CFLAGS  += -std=c11 $(OPT) -fopenmp -Wall -Wextra -Wshadow -Wno-unused-parameter \
-           -D_GNU_SOURCE -fPIC -fvisibility=hidden -Iinclude -Isrc $(PKG_CFLAGS) -MMD -MP
-LDLIBS  += $(PKG_LIBS) -lm
+           -D_GNU_SOURCE -fPIC -fvisibility=hidden -Iinclude -Isrc $(PKG_CFLAGS) $(MPI_CFLAGS) -MMD -MP
+LDLIBS  += $(PKG_LIBS) $(MPI_LIBS) -lm
 LDFLAGS += -fopenmp $(SANFLAGS)
 
 include src/sources.mk
@@ -54,7 +68,12 @@ SO_FILE  := libvmoer.so.$(VM_VERSION)
 .PHONY: all test check check-fast check-layers install clean
 all: $(BUILD)/libvmoer.a $(BUILD)/libvmoer.so $(BUILD)/vmoer $(TEST_BIN) $(EXAMPLE_BIN)
 
-$(BUILD)/%.o: %.c
+# Objects depend on the flags they were compiled with (MPI=0/1, WERROR, CC): a change rebuilds them
+# instead of mixing objects of two configurations in one build directory.
+FLAGS_STAMP := $(BUILD)/.flags
+$(shell mkdir -p $(BUILD) && (echo '$(CC) $(CFLAGS) $(LDLIBS)' | cmp -s - $(FLAGS_STAMP) || echo '$(CC) $(CFLAGS) $(LDLIBS)' > $(FLAGS_STAMP)))
+
+$(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -109,7 +128,7 @@ install: $(BUILD)/libvmoer.a $(BUILD)/libvmoer.so $(BUILD)/vmoer
 	ln -sf $(SO_FILE) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
 	ln -sf $(SO_FILE) $(DESTDIR)$(PREFIX)/lib/libvmoer.so
 	install -m 755 $(BUILD)/vmoer $(DESTDIR)$(PREFIX)/bin/
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VM_VERSION)|' -e 's|@DEPS@|$(PKG_DEPS)|' \
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VM_VERSION)|' -e 's|@DEPS@|$(PKG_DEPS)$(if $(filter 1,$(MPI)), ompi)|' \
 	    vmoer.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/vmoer.pc
 	install -d $(DESTDIR)$(PYDIR)/vmoer
 	install -m 644 python/vmoer/*.py $(DESTDIR)$(PYDIR)/vmoer/

@@ -4,13 +4,14 @@ set -e
 # build: compiler, JSON, regexes, HTTP server (vmoer serve). tests: clang + libFuzzer runtime + LLVM
 # OpenMP (fuzzing), valgrind, chromium (the HTML report is loaded in a headless browser), curl and
 # Node.js (the server is tested with curl and the official `openai` npm client), python3 (JSON
-# checks of the demo's table.json) and python3-numpy (python/vmoer and its tests); with --tests also
+# checks of the demo's table.json), python3-numpy (python/vmoer and its tests) and Open MPI (mpirun
+# tests of fit/eval/demo across ranks; the build takes it in when pkg-config finds it); with --tests also
 # llama.cpp's CPU binaries from npm (node-llama-cpp, scripts/llamacpp.sh), the reference engine of
 # the quantize round trip.
 PKGS="build-essential pkg-config libjansson-dev libpcre2-dev libmicrohttpd-dev"
 TESTS=0
 [ "${1:-}" = "--tests" ] && TESTS=1
-[ $TESTS = 1 ] && PKGS="$PKGS clang libclang-rt-14-dev libomp-dev valgrind chromium curl python3 python3-numpy"
+[ $TESTS = 1 ] && PKGS="$PKGS clang libclang-rt-14-dev libomp-dev valgrind chromium curl python3 python3-numpy libopenmpi-dev openmpi-bin"
 missing=""
 for p in $PKGS; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util/dist.h"
+#include "util/err.h"
 #include "vmoer.h"
 
 typedef struct cli_cmd {
@@ -61,9 +63,21 @@ int main(int argc, char **argv) {
     omp_short_spin(argv);
     if (argc < 2) { usage(stderr); return 2; }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) { usage(stdout); return 0; }
-    if (!strcmp(argv[1], "--version")) { printf("vmoer %s\n", vmoer_version()); return 0; }
+    if (!strcmp(argv[1], "--version")) {
+        const char *mpi = vm_dist_library();
+        printf("vmoer %s (MPI: %s)\n", vmoer_version(), mpi ? mpi : "not built in; make MPI=1");
+        return 0;
+    }
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) {
+            // Under mpirun every rank runs the command; one process otherwise (util/dist.h).
+            if (vm_dist_init(&argc, &argv)) { fprintf(stderr, "vmoer: %s\n", vm_errmsg()); return 1; }
+            const int rc = commands[i].fn(argc - 1, argv + 1);
+            // A failed rank leaves without MPI_Finalize: mpirun then ends the others (which may be
+            // waiting for it in a collective) and exits non-zero naming it.
+            if (rc == 0) vm_dist_finalize();
+            return rc;
+        }
     fprintf(stderr, "vmoer: unknown command '%s' (see vmoer --help)\n", argv[1]);
     return 2;
 }

@@ -1,0 +1,45 @@
+// Several processes of one job (MPI ranks, `mpirun -np N vmoer ...`) or, without MPI, one.
+//
+// Built with MPI (make MPI=1, or found by pkg-config ompi) the program joins MPI only when a
+// launcher started it (mpirun sets OMPI_COMM_WORLD_SIZE / PMIX_RANK): a plain `vmoer fit` stays one
+// process and never touches MPI, and so does the library loaded into another program (Python),
+// which never calls vm_dist_init. Every function below works in the one-process case (rank 0 of
+// 1), so callers write the sharded code once.
+//
+// Determinism is the callers' contract: nothing here reduces floating-point numbers (an MPI sum's
+// order depends on the number of ranks); ranks exchange bytes in rank order and each caller adds
+// them up in its own fixed order, so results are bit-identical for every N.
+// Only the thread that called vm_dist_init may call these (MPI_THREAD_FUNNELED).
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+// Joins the job when launched by an MPI launcher; 0, or -1 with an error. Idempotent.
+int vm_dist_init(int *argc, char ***argv);
+// Leaves the job (after the last collective); a no-op in one process.
+void vm_dist_finalize(void);
+int vm_dist_rank(void);
+int vm_dist_size(void);
+// A description of the MPI library compiled in ("Open MPI v4.1.4, ..."), or NULL without MPI.
+const char *vm_dist_library(void);
+// Ends every rank of the job with `code` after printing msg (one line) naming this rank; returns
+// only in one process (then it is exit(code)).
+_Noreturn void vm_dist_abort(int code, const char *msg);
+
+// [*lo, *hi): rank r's contiguous block of n items (the first n % size ranks take one more).
+void vm_dist_shard(int n, int rank, int size, int *lo, int *hi);
+
+// Every rank passes n bytes (the same n on every rank); all receives size * n bytes, rank 0's first.
+int vm_dist_allgather(const void *mine, size_t n, void *all);
+// Every rank passes its own n bytes; *all (vm_malloc'd, caller frees) receives every rank's bytes in
+// rank order and counts[size] (caller's array) their lengths. With one rank a copy of mine.
+int vm_dist_allgatherv(const void *mine, size_t n, void **all, size_t *counts);
+// root's n bytes to every rank.
+int vm_dist_bcast(void *buf, size_t n, int root);
+int vm_dist_barrier(void);
+// Refuses a job whose ranks disagree on v (a model's or a dataset's checksum, an option): -1 with
+// "<what> differs across ranks: rank R has ..., rank 0 ..." on every rank.
+int vm_dist_same_u64(uint64_t v, const char *what);
+// The logical OR of every rank's flag (a rank failed: all stop together instead of one hanging in
+// the next collective). *any_rank receives the lowest failing rank, or -1.
+int vm_dist_any(int flag, int *any_rank);
