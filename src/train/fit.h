@@ -89,6 +89,12 @@ typedef struct vm_fit_opts {
                                // the adapter gets the best parameters so far (st->diverged_step set)
                                // instead of failing; for sweeps like the demo's, which report it
     int progress;              // -1: bar when stderr is a tty, else a line per epoch; 0: lines; 2: quiet
+    // One fit over the ranks of the job (util/dist.h, `mpirun -np N vmoer fit`; docs/mpi.md): each
+    // rank caches and runs its block of the items, the examples' gradients are exchanged and summed
+    // in batch order, so the adapter is the same bytes for every N. Collective: every rank must call
+    // vm_fit_run with the same options; rank 0 alone writes checkpoints, the adapter and progress.
+    // 0 (default): this process alone, never entering MPI (the demo's workers fit concurrently).
+    int distributed;
     // LoRA on attention Q/K/V (model/lora.h), trained jointly with the routers ("stage 1" task
     // adaptation, method.md §4): rank 0 = none; alpha <= 0 = rank (scale 1); layers as given, or
     // (n_lora 0) the routers' layers. Weight decay pulls the deltas towards 0 (the base model).
