@@ -6,8 +6,8 @@
 # the job (non-zero, within a bounded time, naming the rank) and --resume finishes it to the same
 # adapter; ranks given different model files (one byte changed) or different options are refused
 # before any work, naming the rank; only rank 0 writes files and prints.
-# Skipped (0 failed) when the binary has no MPI or mpirun is missing. The one-process build
-# (make MPI=0, also the SAN=1 build) runs the plain fits of tests/cli/fit*.sh.
+# Skipped (0 failed) when the binary has no MPI or mpirun is missing. When build-nompi/vmoer (make
+# MPI=0) exists, its plain fit must give the same bytes too.
 VMOER=${VMOER:-build/vmoer}
 M=data/models/stories-moe.gguf
 p=0; f=0
@@ -20,7 +20,7 @@ MPI="mpirun --oversubscribe"   # 3 ranks on a 2-core machine
 # waiting ranks sleep instead of spinning (2 cores shared by up to 3 ranks); changes no result
 OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}; export OMP_WAIT_POLICY
 T=$(mktemp -d "${TMPDIR:-/tmp}/vmoer_mpi.XXXXXX") || exit 1
-trap '[ -n "$KEEP" ] || rm -rf "$T"' EXIT
+trap 'rm -rf "$T"' EXIT
 
 set -- fit "$M" --data data/cloze/train.jsonl --limit 21 --router vglr-mf --layers 3-4 --epochs 2 --batch 4 \
     --val-frac 0.25 --lr 3e-2 --seed 11 --threads 1 --score loglik-raw --chat-template none --quiet
@@ -34,6 +34,16 @@ for n in 1 2 3; do
     cmp -s "$T/o1" "$T/o2" && ok || bad "mpirun -np $n: the summary differs from the plain fit's: $(cat "$T/out")"
 done
 [ ! -e "$T/n2.gguf.ckpt" ] && ok || bad "the checkpoint is left after a finished fit"
+# the one-process build (make MPI=0) fits the same bytes; built only when asked (a full build is
+# longer than this test): make MPI=0 BUILD=build-nompi build-nompi/vmoer, or VMOER_NOMPI=path
+NOMPI=${VMOER_NOMPI:-build-nompi/vmoer}
+if [ -x "$NOMPI" ]; then
+    "$NOMPI" --version | grep -q "MPI: not built in" && ok || bad "$NOMPI is built with MPI"
+    "$NOMPI" "$@" -o "$T/nompi.gguf" >/dev/null 2>"$T/err" || bad "MPI=0 build: $(cat "$T/err")"
+    cmp -s "$T/nompi.gguf" "$T/ref.gguf" && ok || bad "the MPI=0 build's adapter differs from the MPI build's"
+else
+    echo "note: no $NOMPI: the MPI=0 build is not compared here (make MPI=0 BUILD=build-nompi build-nompi/vmoer)"
+fi
 
 # swag: the MAP loop and the SGD collection phase both sum the batch across ranks
 S="fit $M --data data/cloze/train.jsonl --limit 13 --router swag --layers 3-4 --swag-rank 3 --swag-every 1 --epochs 1 \
