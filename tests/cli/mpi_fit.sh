@@ -1,7 +1,8 @@
 #!/bin/sh
 # `mpirun -np N vmoer fit` (docs/mpi.md) writes the adapter of a plain `vmoer fit`, byte for byte:
 # at N = 1, 2 and 3 (21 items, 16 training: shards of 8/8 and 6/5/5, batches of 4 split unevenly
-# across the ranks), for the swag kind too (its collection phase is distributed the same way);
+# across the ranks), for swag (its collection phase is distributed the same way), a LoRA, and an
+# ensemble on 4 items at N = 3 (empty shards);
 # a checkpoint written at N = 2 resumes at N = 3 to the same adapter; a rank killed mid-fit ends
 # the job (non-zero, within a bounded time, naming the rank) and --resume finishes it to the same
 # adapter; ranks given different model files (one byte changed) or different options are refused
@@ -51,6 +52,19 @@ S="fit $M --data data/cloze/train.jsonl --limit 13 --router swag --layers 3-4 --
 "$VMOER" $S -o "$T/swag.gguf" >/dev/null 2>"$T/err" || bad "plain swag fit: $(cat "$T/err")"
 $MPI -np 2 "$VMOER" $S -o "$T/swag2.gguf" >/dev/null 2>"$T/err" || bad "mpirun -np 2 swag: $(cat "$T/err")"
 cmp -s "$T/swag2.gguf" "$T/swag.gguf" && ok || bad "swag: mpirun -np 2 differs from the plain fit"
+
+# letter mode with a LoRA (its gradients travel with the routers'); 4 items at N = 3: ranks with no
+# validation item and one training item, an ensemble (member draws) scored by pmi
+L="fit $M --data data/cloze/train.jsonl --limit 11 --router vglr-fc --layers 3-4 --lora-rank 2 --epochs 1 --batch 4 \
+--seed 5 --threads 1 --chat-template none --quiet"
+E="fit $M --data data/cloze/train.jsonl --limit 4 --router ensemble --layers 2-4 --epochs 2 --batch 3 --val-frac 0.25 \
+--seed 5 --threads 1 --score pmi --chat-template none --quiet"
+"$VMOER" $L -o "$T/l.gguf" >/dev/null 2>"$T/err" || bad "plain LoRA fit: $(cat "$T/err")"
+$MPI -np 2 "$VMOER" $L -o "$T/l2.gguf" >/dev/null 2>"$T/err" || bad "mpirun -np 2 LoRA: $(cat "$T/err")"
+cmp -s "$T/l2.gguf" "$T/l.gguf" && ok || bad "letter mode + LoRA: mpirun -np 2 differs from the plain fit"
+"$VMOER" $E -o "$T/e.gguf" >/dev/null 2>"$T/err" || bad "plain ensemble fit: $(cat "$T/err")"
+$MPI -np 3 "$VMOER" $E -o "$T/e3.gguf" >/dev/null 2>"$T/err" || bad "mpirun -np 3 ensemble: $(cat "$T/err")"
+cmp -s "$T/e3.gguf" "$T/e.gguf" && ok || bad "ensemble, 4 items: mpirun -np 3 differs from the plain fit"
 
 # resume with another N: 3 of the 8 steps at N = 2 (checkpoint), the rest at N = 3
 $MPI -np 2 "$VMOER" "$@" -o "$T/r.gguf" --stop-after 3 >/dev/null 2>"$T/err" || bad "N=2 --stop-after 3: $(cat "$T/err")"
