@@ -81,6 +81,14 @@ static void usage(void) {
            "and data (checked). Use --threads so that N x threads fits the cores (docs/mpi.md).\n", kinds);
 }
 
+// The library's error; under mpirun prefixed with the rank that met it (every rank prints its own).
+static int fail(void) {
+    if (vm_dist_size() <= 1) return cli_fail(CMD, NULL);
+    const char *msg = vm_errmsg();
+    if (!strncmp(msg, "fit: ", 5)) msg += 5;
+    return cli_fail(CMD, "rank %d of %d: %s", vm_dist_rank(), vm_dist_size(), msg);
+}
+
 // "27-31", "3,5,7", "2-3,6": ascending distinct layers.
 static int parse_layers(const char *s, int *out, int max) {
     int n = 0;
@@ -199,12 +207,12 @@ int cmd_fit(int argc, char **argv) {
     vm_dataset ds;
     memset(&ds, 0, sizeof ds);
     char note[256] = "";
-    if (!(m = vm_model_load(path)) || !(tok = vm_tokenizer_from_gguf(m->gguf))) { cli_fail(CMD, NULL); goto done; }
-    if ((o.tmpl = vm_chat_pick_gguf(m->gguf, strcmp(chat, "auto") ? chat : NULL, note, sizeof note)) < 0) { cli_fail(CMD, NULL); goto done; }
+    if (!(m = vm_model_load(path)) || !(tok = vm_tokenizer_from_gguf(m->gguf))) { fail(); goto done; }
+    if ((o.tmpl = vm_chat_pick_gguf(m->gguf, strcmp(chat, "auto") ? chat : NULL, note, sizeof note)) < 0) { fail(); goto done; }
     if (note[0] && o.progress != 2 && rank0) fprintf(stderr, "fit: %s\n", note);
-    if (vm_dataset_load(&ds, data, &dop)) { cli_fail(CMD, NULL); goto done; }
+    if (vm_dataset_load(&ds, data, &dop)) { fail(); goto done; }
     vm_fit_stats st;
-    if (vm_fit_run(m, tok, &ds, &o, out, &st)) { cli_fail(CMD, NULL); goto done; }
+    if (vm_fit_run(m, tok, &ds, &o, out, &st)) { fail(); goto done; }
     if (!rank0) {
     } else if (st.interrupted) {
         printf("stopped after %lld/%lld steps; continue with --resume\n", (long long)st.steps, (long long)st.total_steps);
