@@ -3,9 +3,10 @@
 # at N = 1, 2 and 3 (21 items, 16 training: shards of 8/8 and 6/5/5, batches of 4 split unevenly
 # across the ranks), for swag (its collection phase is distributed the same way), a LoRA, and an
 # ensemble on 4 items at N = 3 (empty shards);
-# a checkpoint written at N = 2 resumes at N = 3 to the same adapter; a rank killed mid-fit ends
-# the job (non-zero, within a bounded time, naming the rank) and --resume finishes it to the same
-# adapter; ranks given different model files (one byte changed) or different options are refused
+# a checkpoint written at N = 2 resumes at N = 3 to the same adapter; a rank killed mid-fit (rank
+# 1 after a step, rank 0 half-way through a checkpoint, rank 2 in its cache build: VMOER_TEST_KILL
+# set for one rank of an MPMD mpirun) ends the job (non-zero, within a bounded time, naming the
+# rank) and --resume finishes it to the same adapter; ranks given different model files (one byte changed) or different options are refused
 # before any work, naming the rank; only rank 0 writes files and prints.
 # Skipped (0 failed) when the binary has no MPI or mpirun is missing. When build-nompi/vmoer (make
 # MPI=0) exists, its plain fit must give the same bytes too.
@@ -83,6 +84,25 @@ grep -q "rank 1" "$T/out" && ok || bad "a killed rank: mpirun's message does not
 [ -s "$T/k.gguf.ckpt" ] && [ ! -e "$T/k.gguf" ] && ok || bad "a killed rank: no checkpoint left, or an adapter"
 $MPI -np 2 "$VMOER" "$@" -o "$T/k.gguf" --resume >/dev/null 2>"$T/err" || bad "resume after a killed rank: $(cat "$T/err")"
 cmp -s "$T/k.gguf" "$T/ref.gguf" && ok || bad "resume after a killed rank: the adapter differs from the plain fit"
+
+# rank 0, the writer, killed half-way through its 4th checkpoint (the 3rd stays, and a temporary
+# file), then resumed at N = 3; rank 2 killed while building its cache (no checkpoint yet)
+rm -f "$T/k.gguf"*
+timeout 120 $MPI -np 1 env VMOER_TEST_KILL=gguf-write:4 "$VMOER" "$@" -o "$T/k.gguf" --ckpt-every 1 : \
+    -np 1 "$VMOER" "$@" -o "$T/k.gguf" --ckpt-every 1 >"$T/out" 2>&1
+rc=$?
+[ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q "rank 0" "$T/out" && ok || bad "rank 0 killed in a checkpoint write: exit $rc, $(cat "$T/out")"
+[ -s "$T/k.gguf.ckpt" ] && [ ! -e "$T/k.gguf" ] && ok || bad "rank 0 killed in a checkpoint write: no checkpoint left, or an adapter"
+$MPI -np 3 "$VMOER" "$@" -o "$T/k.gguf" --resume >/dev/null 2>"$T/err" || bad "resume at N=3 after rank 0 was killed: $(cat "$T/err")"
+cmp -s "$T/k.gguf" "$T/ref.gguf" && ok || bad "resume at N=3 after rank 0 was killed: the adapter differs from the plain fit"
+rm -f "$T/k.gguf"*
+timeout 120 $MPI -np 2 "$VMOER" "$@" -o "$T/k.gguf" : -np 1 env VMOER_TEST_KILL=fit-cache:2 "$VMOER" "$@" -o "$T/k.gguf" \
+    >"$T/out" 2>&1
+rc=$?
+[ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q "rank 2" "$T/out" && ok || bad "rank 2 killed in its cache build: exit $rc, $(cat "$T/out")"
+[ ! -e "$T/k.gguf" ] && ok || bad "rank 2 killed in its cache build: an adapter was written"
+$MPI -np 2 "$VMOER" "$@" -o "$T/k.gguf" --resume >/dev/null 2>"$T/err" || bad "a fit after rank 2 was killed: $(cat "$T/err")"
+cmp -s "$T/k.gguf" "$T/ref.gguf" && ok || bad "a fit after rank 2 was killed: the adapter differs from the plain fit"
 
 # ranks with different model files: a copy with one byte of the first tensor's data changed
 # (inside the sampled checksum's windows) is refused before any work, naming rank 1
