@@ -7,8 +7,9 @@
 // choice's continuation once), so every row, a shared context's included, counts once in the
 // regulariser (the ELBO's tokens, method.md §4); the hidden states entering the lowest trained
 // layer are cached per tree. Batch loss = mean over its examples
-// (gradient accumulation: examples run one at a time, their gradients add up; one AdamW step per
-// effective batch). AdamW (optim.h): weight decay wd on 2-D head weights of vglr/vtsr only (not on
+// (gradient accumulation: examples run one at a time, each example's gradient on its own, then
+// added in batch order -- the same additions whichever process ran each example, so a distributed
+// fit gives the same bytes, docs/mpi.md; one AdamW step per effective batch). AdamW (optim.h): weight decay wd on 2-D head weights of vglr/vtsr only (not on
 // biases, and not on the W_r copies of map/ensemble, which would decay towards 0 instead of towards
 // the pretrained router); linear warm-up over 5 % of the steps, cosine decay to 0.
 // Validation: items are shuffled by index with a stream seeded by (seed, VM_FIT_STREAM_SPLIT); the
