@@ -127,50 +127,74 @@ int vm_fit_layer_stability(const vm_model *m, const vm_task_input *ins, int n, f
 
 // ---------------------------------------------------------------- the router-logit scale
 
-typedef struct scale_acc { const vm_model *m; const int *layers; int nl; double *sum; long *cnt; } scale_acc;
+// One token's SD of the frozen router's logits in trained layer layers[i].
+typedef struct scale_rec { double sd; int32_t i, pad; } scale_rec;
+
+// The records of the prompts run, in the order the trace meets them (prompt, layer, token). Summed
+// per layer in that order afterwards (scale_finish): the additions of summing as they come, so
+// prompts split over ranks and gathered in prompt order give the one-process bits.
+typedef struct scale_acc { const vm_model *m; const int *layers; int nl; scale_rec *rec; size_t n, cap; int oom; } scale_acc;
 
 static void scale_trace(void *ud, const vm_trace_ev *ev) {
     scale_acc *a = ud;
-    if (strcmp(ev->name, "ffn_norm") || !ev->f || ev->layer < 0) return;
+    if (strcmp(ev->name, "ffn_norm") || !ev->f || ev->layer < 0 || a->oom) return;
     int i = 0;
     while (i < a->nl && a->layers[i] != ev->layer) i++;
     if (i == a->nl) return;
     const vm_router_layer *L = &a->m->layers[ev->layer].rl;
     const int N = L->n_expert;
     float l[N];
+    if (a->n + (size_t)ev->n_tokens > a->cap) {
+        const size_t cap = (a->n + (size_t)ev->n_tokens) * 2;
+        scale_rec *r = realloc(a->rec, cap * sizeof *r);
+        if (!r) { a->oom = 1; return; }
+        a->rec = r; a->cap = cap;
+    }
     for (int t = 0; t < ev->n_tokens; t++) {
         vm_router_logits(L, ev->f + (size_t)t * ev->ne, 1, l);   // l_det = W_r u, whatever routes
         double mean = 0.0, var = 0.0;
         for (int e = 0; e < N; e++) mean += l[e];
         mean /= N;
         for (int e = 0; e < N; e++) var += (l[e] - mean) * (l[e] - mean);
-        a->sum[i] += sqrt(var / N);
-        a->cnt[i]++;
+        a->rec[a->n++] = (scale_rec){ .sd = sqrt(var / N), .i = i };
     }
 }
 
-int vm_fit_logit_scale(const vm_model *m, const vm_task_input *ins, int n, const int *layers, int nl,
-                       float *sd) {
-    double sum[VM_ADAPTER_MAX_LAYERS] = {0};
-    long cnt[VM_ADAPTER_MAX_LAYERS] = {0};
-    if (nl < 1 || nl > VM_ADAPTER_MAX_LAYERS) return vm_err("fit: %d layers for the logit scale", nl);
-    scale_acc a = { .m = m, .layers = layers, .nl = nl, .sum = sum, .cnt = cnt };
+// Records of prompts [lo, hi) of ins into a (a->rec malloc'd, caller frees). 0 or -1.
+static int scale_records(const vm_model *m, const vm_task_input *ins, int lo, int hi, scale_acc *a) {
     vm_ctx *c = vm_ctx_init(m, m->hp.n_ctx_train, m->hp.n_ctx_train);
     if (!c) return -1;
-    vm_ctx_set_trace(c, scale_trace, &a);
+    vm_ctx_set_trace(c, scale_trace, a);
     int rc = 0;
-    for (int i = 0; i < n && !rc; i++) {
+    for (int i = lo; i < hi && !rc; i++) {
         vm_ctx_reset(c);
         vm_ctx_set_seed(c, (uint64_t)i);
         rc = vm_ctx_eval(c, ins[i].seq[0].tokens, ins[i].seq[0].n, NULL);
     }
     vm_ctx_free(c);
-    for (int i = 0; i < nl && !rc; i++) {
+    return rc ? -1 : a->oom ? vm_err("fit: out of memory for the logit-scale records") : 0;
+}
+
+// sd[i] = mean of layer i's records, summed in record order.
+static int scale_finish(const scale_rec *rec, size_t n, const int *layers, int nl, float *sd) {
+    double sum[VM_ADAPTER_MAX_LAYERS] = {0};
+    long cnt[VM_ADAPTER_MAX_LAYERS] = {0};
+    for (size_t k = 0; k < n; k++) { sum[rec[k].i] += rec[k].sd; cnt[rec[k].i]++; }
+    for (int i = 0; i < nl; i++) {
         sd[i] = cnt[i] ? (float)(sum[i] / cnt[i]) : 0.0f;
         if (!(sd[i] > 0.0f) || !isfinite(sd[i]))
-            rc = vm_err("fit: layer %d's router logits have no spread (SD %g over %ld tokens): no scale for the prior",
-                        layers[i], (double)sd[i], cnt[i]);
+            return vm_err("fit: layer %d's router logits have no spread (SD %g over %ld tokens): no scale for the prior",
+                          layers[i], (double)sd[i], cnt[i]);
     }
+    return 0;
+}
+
+int vm_fit_logit_scale(const vm_model *m, const vm_task_input *ins, int n, const int *layers, int nl,
+                       float *sd) {
+    if (nl < 1 || nl > VM_ADAPTER_MAX_LAYERS) return vm_err("fit: %d layers for the logit scale", nl);
+    scale_acc a = { .m = m, .layers = layers, .nl = nl };
+    const int rc = scale_records(m, ins, 0, n, &a) || scale_finish(a.rec, a.n, layers, nl, sd) ? -1 : 0;
+    free(a.rec);
     return rc ? vm_err_prefix("fit: router-logit scale") : 0;
 }
 
@@ -704,6 +728,22 @@ static int fit_layers(fit_run *r) {
     return 0;
 }
 
+// vm_fit_logit_scale over the ranks: each runs its block of the n prompts, the records are gathered
+// in rank (= prompt) order and summed as one process sums them.
+static int fit_logit_scale_dist(const fit_state *s, const vm_task_input *ins, int n, const int *layers, int nl,
+                                float *sd) {
+    int lo, hi;
+    vm_dist_shard(n, s->rank, s->size, &lo, &hi);
+    scale_acc a = { .m = s->m, .layers = layers, .nl = nl };
+    void *all = NULL;
+    size_t counts[s->size], tot = 0;
+    int rc = scale_records(s->m, ins, lo, hi, &a) || fit_gather(s, a.rec, a.n * sizeof *a.rec, &all, counts) ? -1 : 0;
+    for (int q = 0; q < s->size && !rc; q++) tot += counts[q];
+    if (!rc) rc = scale_finish(all, tot / sizeof *a.rec, layers, nl, sd);
+    free(a.rec); free(all);
+    return rc ? vm_err_prefix("fit: router-logit scale") : 0;
+}
+
 // The prior's scale per layer, measured on (up to 64) training prompts with the frozen
 // (deterministic) routers in the trained layers -- whatever the model held there before -- and
 // the model's routers elsewhere; then the fresh routers, the LoRA, the trained parameters (frozen
@@ -721,7 +761,7 @@ static int fit_routers(fit_run *r) {
         vm_task_input *ins = vm_malloc((size_t)np * sizeof *ins);
         if (!ins) return -1;
         for (int i = 0; i < np; i++) ins[i] = s->ex[r->tr_idx[i]].in;
-        const int r2 = vm_fit_logit_scale(m, ins, np, layers, nl, sd);
+        const int r2 = s->size > 1 ? fit_logit_scale_dist(s, ins, np, layers, nl, sd) : vm_fit_logit_scale(m, ins, np, layers, nl, sd);
         free(ins);
         if (r2) return -1;
     }
