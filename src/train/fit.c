@@ -68,19 +68,17 @@ static void rec_trace(void *ud, const vm_trace_ev *ev) {
     }
 }
 
-int vm_fit_layer_stability(const vm_model *m, const vm_task_input *ins, int n, float gamma,
-                           uint64_t seed, double *jacc) {
-    const vm_hparams *hp = &m->hp;
-    const int L = hp->n_layer, K = hp->n_expert_used, D = hp->n_embd;
-    for (int il = 0; il < L; il++) jacc[il] = NAN;
-    if (n <= 0 || K <= 0) return vm_err("fit: no prompts or no MoE layers to rank");
-    int Tmax = 0;
+// Embedding-noise scale sigma = gamma * mean L2 norm of the n prompts' token embeddings; *Tmax the
+// longest prompt.
+static int stability_sigma(const vm_model *m, const vm_task_input *ins, int n, float gamma, float *sigma, int *Tmax) {
+    const int D = m->hp.n_embd;
     double norm_sum = 0; long n_tok = 0;
     float *row = vm_malloc((size_t)D * sizeof(float));
     if (!row) return -1;
+    *Tmax = 0;
     for (int i = 0; i < n; i++) {
         const vm_task_seq *s = &ins[i].seq[0];
-        if (s->n > Tmax) Tmax = s->n;
+        if (s->n > *Tmax) *Tmax = s->n;
         for (int t = 0; t < s->n; t++) {
             vm_dequant_row(m->tok_embd.type, (const char *)m->tok_embd.data + (size_t)s->tokens[t] * m->tok_embd.nb[1], row, D);
             double q = 0;
@@ -89,14 +87,22 @@ int vm_fit_layer_stability(const vm_model *m, const vm_task_input *ins, int n, f
         }
     }
     free(row);
-    const float sigma = (float)(gamma * norm_sum / (double)(n_tok ? n_tok : 1));
+    *sigma = (float)(gamma * norm_sum / (double)(n_tok ? n_tok : 1));
+    return 0;
+}
+
+// The overlap |clean & noisy| of each token's selected experts, per prompt i in [lo, hi), MoE layer
+// and token in that order, into inter (one byte each: at most K <= 255 shared experts; checked by
+// the caller). 0 or -1.
+static int stability_overlaps(const vm_model *m, const vm_task_input *ins, int lo, int hi, float sigma, int Tmax,
+                              uint64_t seed, uint8_t *inter) {
+    const int L = m->hp.n_layer, K = m->hp.n_expert_used;
     sel_rec clean = { K, Tmax, L, NULL }, noisy = { K, Tmax, L, NULL };
-    double *sum = vm_calloc((size_t)L, sizeof(double));
     clean.sel = vm_calloc((size_t)L * Tmax * K, sizeof(int32_t));
     noisy.sel = vm_calloc((size_t)L * Tmax * K, sizeof(int32_t));
     vm_ctx *c = vm_ctx_init(m, Tmax, Tmax);
-    int rc = sum && clean.sel && noisy.sel && c ? 0 : -1;
-    for (int i = 0; i < n && !rc; i++) {
+    int rc = clean.sel && noisy.sel && c ? 0 : -1;
+    for (int i = lo; i < hi && !rc; i++) {
         const vm_task_seq *s = &ins[i].seq[0];
         vm_ctx_set_embd_noise(c, 0.0f, 0);
         vm_ctx_set_trace(c, rec_trace, &clean);
@@ -110,18 +116,56 @@ int vm_fit_layer_stability(const vm_model *m, const vm_task_input *ins, int n, f
             if (!m->layers[il].is_moe) continue;
             for (int t = 0; t < s->n; t++) {
                 const int32_t *a = clean.sel + ((size_t)il * Tmax + t) * K, *b = noisy.sel + ((size_t)il * Tmax + t) * K;
-                int inter = 0;
-                for (int x = 0; x < K; x++) for (int y = 0; y < K; y++) inter += a[x] == b[y];
-                sum[il] += (double)inter / (double)(2 * K - inter);
+                int n_in = 0;
+                for (int x = 0; x < K; x++) for (int y = 0; y < K; y++) n_in += a[x] == b[y];
+                *inter++ = (uint8_t)n_in;
             }
         }
     }
-    if (!rc) {
-        long tot = 0;
-        for (int i = 0; i < n; i++) tot += ins[i].seq[0].n;
-        for (int il = 0; il < L; il++) if (m->layers[il].is_moe) jacc[il] = sum[il] / (double)tot;
+    vm_ctx_free(c); free(clean.sel); free(noisy.sel);
+    return rc;
+}
+
+// Bytes stability_overlaps writes for prompts [lo, hi).
+static size_t stability_bytes(const vm_model *m, const vm_task_input *ins, int lo, int hi) {
+    int n_moe = 0;
+    for (int il = 0; il < m->hp.n_layer; il++) n_moe += m->layers[il].is_moe;
+    size_t n = 0;
+    for (int i = lo; i < hi; i++) n += (size_t)ins[i].seq[0].n * (size_t)n_moe;
+    return n;
+}
+
+// jacc[il] = mean over the tokens of the Jaccard index inter / (2K - inter), summed in the order
+// stability_overlaps wrote them (prompt, then token, per layer).
+static void stability_finish(const vm_model *m, const vm_task_input *ins, int n, const uint8_t *inter, double *jacc) {
+    const int L = m->hp.n_layer, K = m->hp.n_expert_used;
+    double sum[L];
+    long tot = 0;
+    for (int il = 0; il < L; il++) sum[il] = 0.0;
+    for (int i = 0; i < n; i++) {
+        const int T = ins[i].seq[0].n;
+        tot += T;
+        for (int il = 0; il < L; il++) {
+            if (!m->layers[il].is_moe) continue;
+            for (int t = 0; t < T; t++, inter++) sum[il] += (double)*inter / (double)(2 * K - *inter);
+        }
     }
-    vm_ctx_free(c); free(sum); free(clean.sel); free(noisy.sel);
+    for (int il = 0; il < L; il++) if (m->layers[il].is_moe) jacc[il] = sum[il] / (double)tot;
+}
+
+int vm_fit_layer_stability(const vm_model *m, const vm_task_input *ins, int n, float gamma,
+                           uint64_t seed, double *jacc) {
+    const int L = m->hp.n_layer, K = m->hp.n_expert_used;
+    for (int il = 0; il < L; il++) jacc[il] = NAN;
+    if (n <= 0 || K <= 0) return vm_err("fit: no prompts or no MoE layers to rank");
+    if (K > 255) return vm_err("fit: %d experts per token: too many to rank layers", K);
+    float sigma;
+    int Tmax;
+    if (stability_sigma(m, ins, n, gamma, &sigma, &Tmax)) return -1;
+    uint8_t *inter = vm_malloc(stability_bytes(m, ins, 0, n) + 1);
+    int rc = inter ? stability_overlaps(m, ins, 0, n, sigma, Tmax, seed, inter) : -1;
+    if (!rc) stability_finish(m, ins, n, inter, jacc);
+    free(inter);
     return rc;
 }
 
@@ -658,6 +702,29 @@ static int fit_examples(fit_run *r, const vm_tokenizer *tok) {
     return 0;
 }
 
+// vm_fit_layer_stability over the ranks: each runs its block of the n prompts; the overlaps are
+// gathered in rank (= prompt) order and summed as one process sums them.
+static int fit_layer_stability_dist(const fit_state *s, const vm_task_input *ins, int n, float gamma, double *jacc) {
+    const vm_model *m = s->m;
+    const int K = m->hp.n_expert_used;
+    for (int il = 0; il < m->hp.n_layer; il++) jacc[il] = NAN;
+    if (n <= 0 || K <= 0) return vm_err("fit: no prompts or no MoE layers to rank");
+    if (K > 255) return vm_err("fit: %d experts per token: too many to rank layers", K);
+    float sigma;
+    int Tmax, lo, hi;
+    if (stability_sigma(m, ins, n, gamma, &sigma, &Tmax)) return -1;   // over every prompt: cheap
+    vm_dist_shard(n, s->rank, s->size, &lo, &hi);
+    const size_t nb = stability_bytes(m, ins, lo, hi);
+    uint8_t *mine = vm_malloc(nb + 1);
+    void *all = NULL;
+    size_t counts[s->size];
+    int rc = !mine || stability_overlaps(m, ins, lo, hi, sigma, Tmax, s->o->seed, mine) ||
+             fit_gather(s, mine, nb, &all, counts) ? -1 : 0;
+    if (!rc) stability_finish(m, ins, n, all, jacc);
+    free(mine); free(all);
+    return rc;
+}
+
 // --layers auto: the auto_count layers least stable under embedding noise (method.md §5.4), ascending.
 static int fit_layers_auto(fit_run *r) {
     const vm_fit_opts *o = r->o;
@@ -668,7 +735,9 @@ static int fit_layers_auto(fit_run *r) {
     double *jac = vm_malloc((size_t)hp->n_layer * sizeof(double));
     if (!ins || !jac) { free(ins); free(jac); return -1; }
     for (int i = 0; i < np; i++) ins[i] = r->s.ex[r->tr_idx[i]].in;
-    int r2 = vm_fit_layer_stability(r->m, ins, np, o->auto_gamma > 0 ? o->auto_gamma : 0.01f, o->seed, jac);
+    const float gamma = o->auto_gamma > 0 ? o->auto_gamma : 0.01f;
+    int r2 = r->s.size > 1 ? fit_layer_stability_dist(&r->s, ins, np, gamma, jac)
+                           : vm_fit_layer_stability(r->m, ins, np, gamma, o->seed, jac);
     free(ins);
     if (r2) { free(jac); return -1; }
     const int want = o->auto_count > 0 ? o->auto_count : 5;

@@ -1,8 +1,8 @@
 #!/bin/sh
 # `mpirun -np N vmoer fit` (docs/mpi.md) writes the adapter of a plain `vmoer fit`, byte for byte:
 # at N = 1, 2 and 3 (21 items, 16 training: shards of 8/8 and 6/5/5, batches of 4 split unevenly
-# across the ranks), for swag (its collection phase is distributed the same way), a LoRA, and an
-# ensemble on 4 items at N = 3 (empty shards);
+# across the ranks), for swag (its collection phase is distributed the same way), a LoRA, an
+# ensemble on 4 items at N = 3 (empty shards) and --layers auto (its ranking split too);
 # a checkpoint written at N = 2 resumes at N = 3 to the same adapter; a rank killed mid-fit (rank
 # 1 after a step, rank 0 half-way through a checkpoint, rank 2 in its cache build: VMOER_TEST_KILL
 # set for one rank of an MPMD mpirun) ends the job (non-zero, within a bounded time, naming the
@@ -66,6 +66,15 @@ cmp -s "$T/l2.gguf" "$T/l.gguf" && ok || bad "letter mode + LoRA: mpirun -np 2 d
 "$VMOER" $E -o "$T/e.gguf" >/dev/null 2>"$T/err" || bad "plain ensemble fit: $(cat "$T/err")"
 $MPI -np 3 "$VMOER" $E -o "$T/e3.gguf" >/dev/null 2>"$T/err" || bad "mpirun -np 3 ensemble: $(cat "$T/err")"
 cmp -s "$T/e3.gguf" "$T/e.gguf" && ok || bad "ensemble, 4 items: mpirun -np 3 differs from the plain fit"
+
+# --layers auto: the stability ranking's prompts split over the ranks (jaccard printed to 4 digits)
+U="fit $M --data data/cloze/train.jsonl --limit 21 --router vglr-mf --layers auto --epochs 1 --batch 4 --seed 11 \
+--threads 1 --score pmi --chat-template none --quiet"
+"$VMOER" $U -o "$T/u.gguf" >"$T/u.out" 2>"$T/err" || bad "plain --layers auto fit: $(cat "$T/err")"
+$MPI -np 3 "$VMOER" $U -o "$T/u3.gguf" >"$T/out" 2>"$T/err" || bad "mpirun -np 3 --layers auto: $(cat "$T/err")"
+grep jaccard "$T/u.out" >"$T/u.j"
+cmp -s "$T/u3.gguf" "$T/u.gguf" && [ -s "$T/u.j" ] && grep jaccard "$T/out" | cmp -s - "$T/u.j" && ok ||
+    bad "--layers auto: mpirun -np 3 differs from the plain fit (adapter or jaccard: $(grep jaccard "$T/out"))"
 
 # resume with another N: 3 of the 8 steps at N = 2 (checkpoint), the rest at N = 3
 $MPI -np 2 "$VMOER" "$@" -o "$T/r.gguf" --stop-after 3 >/dev/null 2>"$T/err" || bad "N=2 --stop-after 3: $(cat "$T/err")"
