@@ -895,6 +895,11 @@ static int fit_routers(fit_run *r) {
     return 0;
 }
 
+// Whether this rank runs entry k of the training positions followed by the validation positions.
+static int runs_here(const fit_state *s, int k, int n_tr) {
+    return k < n_tr ? k >= s->tr_lo && k < s->tr_hi : k - n_tr >= s->va_lo && k - n_tr < s->va_hi;
+}
+
 // Buffers and the hidden-state cache: one prefix per item, its tree's rows (the shared context
 // once), computed here or borrowed from the caller (vm_fit_opts.cache_h).
 static int fit_cache(fit_run *r) {
@@ -916,7 +921,7 @@ static int fit_cache(fit_run *r) {
     if (o->no_cache) return 0;
     const int shared = o->cache_h && o->cache_l0 == s->l0;
     for (int k = 0; k < r->n_tr + r->n_va; k++) {
-        if (k < r->n_tr ? k < s->tr_lo || k >= s->tr_hi : k - r->n_tr < s->va_lo || k - r->n_tr >= s->va_hi) continue;   // another rank's
+        if (!runs_here(s, k, r->n_tr)) continue;   // another rank runs it
         const int item = k < r->n_tr ? r->tr_idx[k] : r->va_idx[k - r->n_tr];
         fit_ex *e = &s->ex[item];
         vm_test_kill_point("fit-cache");   // tests: a kill during the cache build
