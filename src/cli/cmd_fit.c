@@ -78,7 +78,8 @@ static void usage(void) {
            "Data-parallel: `mpirun -np N vmoer fit ...` (a build with MPI, see vmoer --version) splits the\n"
            "items over N processes and writes the same adapter, byte for byte, as one process; rank 0 writes\n"
            "the checkpoint and the adapter, --resume may use another N; every rank must see the same model\n"
-           "and data (checked). Use --threads so that N x threads fits the cores (docs/mpi.md).\n", kinds);
+           "and data (checked). mpirun binds a rank to one core: more threads per rank need --threads T and\n"
+           "mpirun --map-by slot:PE=T (docs/mpi.md).\n", kinds);
 }
 
 // The library's error; under mpirun prefixed with the rank that met it (every rank prints its own).
