@@ -742,8 +742,43 @@ static void test_tensor_names(void) {
     }
 }
 
+// vm_gguf_sample_checksum (ranks of `mpirun vmoer fit` compare it): the header and each tensor's 17
+// windows of 64 bytes count, bytes between the windows of a large tensor do not (a sample).
+static uint64_t sum_of(const bb *b) {
+    vm_gguf *g = vm_gguf_open_mem(b->p, b->n, "sum.gguf");
+    CHECK(g != NULL, "sum.gguf: %s", vm_errmsg());
+    const uint64_t h = g ? vm_gguf_sample_checksum(g) : 0;
+    vm_gguf_free(g);
+    return h;
+}
+
+static void test_sample_checksum(void) {
+    // "a" f32 [512, 4] (8192 B: windows at (8192 - 64) k / 16, the first at 0, the second at 508),
+    // "b" f16 [16] (32 B: hashed whole)
+    const tspec ts[2] = { {"a", 2, {512, 4, 1, 1}, 0, 0}, {"b", 1, {16, 1, 1, 1}, 1, 8192} };
+    bb k = {0}, b = {0};
+    base_kvs(&k);
+    emit(&b, 3, 2, 2, &k, ts, 2, 32, 8192 + 32);
+    const size_t data = b.n - 8192 - 32;
+    const uint64_t h0 = sum_of(&b);
+    CHECK(h0 != 0 && sum_of(&b) == h0, "checksum is stable");
+    const struct { size_t off; int counts; const char *what; } cases[] = {
+        { data, 1, "a's first byte" }, { data + 8191, 1, "a's last byte" }, { data + 508, 1, "a's second window" },
+        { data + 8192 + 17, 1, "a byte of the small tensor b" }, { 66, 1, "a header byte (the architecture string)" },
+        { data + 100, 0, "a byte of a between its windows" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        b.p[cases[i].off] ^= 0x40;
+        const uint64_t h = sum_of(&b);
+        b.p[cases[i].off] ^= 0x40;
+        CHECK((h != h0) == cases[i].counts, "%s %s the checksum", cases[i].what, cases[i].counts ? "must change" : "is outside");
+    }
+    bb_free(&k); bb_free(&b);
+}
+
 int main(void) {
     test_tensor_names();
+    test_sample_checksum();
     snprintf(tmpdir_, sizeof tmpdir_, "/tmp/vmoer-gguf-XXXXXX");
     if (!mkdtemp(tmpdir_)) { perror("mkdtemp"); return 1; }
     test_valid();

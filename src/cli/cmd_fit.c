@@ -8,6 +8,7 @@
 #include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
 #include "train/fit.h"
+#include "util/dist.h"
 #include "util/err.h"
 
 #include <limits.h>
@@ -73,7 +74,20 @@ static void usage(void) {
            "  --quiet              no progress output\n"
            "  --threads N          worker threads\n"
            "  -o, --output FILE    adapter to write (required)\n"
-           "  -h, --help           this text\n", kinds);
+           "  -h, --help           this text\n\n"
+           "Data-parallel: `mpirun -np N vmoer fit ...` (a build with MPI, see vmoer --version) splits the\n"
+           "items over N processes and writes the same adapter, byte for byte, as one process; rank 0 writes\n"
+           "the checkpoint and the adapter, --resume may use another N; every rank must see the same model\n"
+           "and data (checked). mpirun binds a rank to one core: more threads per rank need --threads T and\n"
+           "mpirun --map-by slot:PE=T (docs/mpi.md).\n", kinds);
+}
+
+// The library's error; under mpirun prefixed with the rank that met it (every rank prints its own).
+static int fail(void) {
+    if (vm_dist_size() <= 1) return cli_fail(CMD, NULL);
+    const char *msg = vm_errmsg();
+    if (!strncmp(msg, "fit: ", 5)) msg += 5;
+    return cli_fail(CMD, "rank %d of %d: %s", vm_dist_rank(), vm_dist_size(), msg);
 }
 
 // "27-31", "3,5,7", "2-3,6": ascending distinct layers.
@@ -102,6 +116,8 @@ int cmd_fit(int argc, char **argv) {
     vm_fit_opts o;
     vm_fit_opts_default(&o);
     o.kind = NULL;
+    o.distributed = 1;   // one fit over the ranks of an mpirun job (one process without one)
+    const int rank0 = vm_dist_rank() == 0;   // the others print nothing but errors
     long lv;
     double dv;
     uint64_t uv;
@@ -192,13 +208,14 @@ int cmd_fit(int argc, char **argv) {
     vm_dataset ds;
     memset(&ds, 0, sizeof ds);
     char note[256] = "";
-    if (!(m = vm_model_load(path)) || !(tok = vm_tokenizer_from_gguf(m->gguf))) { cli_fail(CMD, NULL); goto done; }
-    if ((o.tmpl = vm_chat_pick_gguf(m->gguf, strcmp(chat, "auto") ? chat : NULL, note, sizeof note)) < 0) { cli_fail(CMD, NULL); goto done; }
-    if (note[0] && o.progress != 2) fprintf(stderr, "fit: %s\n", note);
-    if (vm_dataset_load(&ds, data, &dop)) { cli_fail(CMD, NULL); goto done; }
+    if (!(m = vm_model_load(path)) || !(tok = vm_tokenizer_from_gguf(m->gguf))) { fail(); goto done; }
+    if ((o.tmpl = vm_chat_pick_gguf(m->gguf, strcmp(chat, "auto") ? chat : NULL, note, sizeof note)) < 0) { fail(); goto done; }
+    if (note[0] && o.progress != 2 && rank0) fprintf(stderr, "fit: %s\n", note);
+    if (vm_dataset_load(&ds, data, &dop)) { fail(); goto done; }
     vm_fit_stats st;
-    if (vm_fit_run(m, tok, &ds, &o, out, &st)) { cli_fail(CMD, NULL); goto done; }
-    if (st.interrupted) {
+    if (vm_fit_run(m, tok, &ds, &o, out, &st)) { fail(); goto done; }
+    if (!rank0) {
+    } else if (st.interrupted) {
         printf("stopped after %lld/%lld steps; continue with --resume\n", (long long)st.steps, (long long)st.total_steps);
     } else {
         printf("wrote %s: %s on %d layers (", out, o.kind, st.n_layers);

@@ -70,6 +70,11 @@ int64_t vm_gguf_find_key(const vm_gguf *g, const char *key);       // -1 when ab
 const vm_gguf_kv *vm_gguf_get_kv(const vm_gguf *g, const char *key); // NULL when absent
 const vm_gguf_tensor_info *vm_gguf_find_tensor(const vm_gguf *g, const char *name);
 const char *vm_gguf_type_name(vm_gguf_type t);
+// A cheap identity of the file's bytes (FNV-1a 64): its size, the whole header (metadata and tensor
+// infos, up to the data section) and of each tensor 17 windows of 64 bytes evenly spaced from its
+// first byte to its last. Reads a few KiB per tensor, not the tensor data: ranks of one job compare
+// it before a fit (a different or damaged copy of a model), not a proof that two files are equal.
+uint64_t vm_gguf_sample_checksum(const vm_gguf *g);
 
 // Typed getters: 0 = found and converted, 1 = absent (out untouched), -1 = wrong type or out of
 // range (error recorded). Integers are accepted in any integer width (and bool) if the value fits.

@@ -3,6 +3,7 @@
 // hostile file can only produce an error, never an out-of-bounds read or a huge allocation.
 #include "gguf/gguf.h"
 #include "util/err.h"
+#include "util/hash.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -448,4 +449,19 @@ const vm_gguf_tensor_info *vm_gguf_find_tensor(const vm_gguf *g, const char *nam
         if (c < 0) lo = mid + 1; else hi = mid;
     }
     return NULL;
+}
+
+uint64_t vm_gguf_sample_checksum(const vm_gguf *g) {
+    const uint64_t size = g->size;
+    uint64_t h = vm_fnv1a(VM_FNV1A_INIT, &size, sizeof size);
+    h = vm_fnv1a(h, g->base, g->data_offset < g->size ? g->data_offset : g->size);
+    enum { WIN = 64, N_WIN = 17 };
+    for (int64_t i = 0; i < g->n_tensors; i++) {
+        const vm_gguf_tensor_info *ti = &g->tensors[i];
+        const uint8_t *p = g->base + g->data_offset + ti->offset;   // inside the file (checked at open)
+        if (ti->nbytes <= (size_t)WIN * N_WIN) { h = vm_fnv1a(h, p, ti->nbytes); continue; }
+        for (uint64_t k = 0; k < N_WIN; k++)   // window k starts k/16 of the way to the last WIN bytes
+            h = vm_fnv1a(h, p + (uint64_t)(ti->nbytes - WIN) * k / (N_WIN - 1), WIN);
+    }
+    return h;
 }

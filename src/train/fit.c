@@ -5,6 +5,8 @@
 #include "train/checkpoint.h"
 #include "train/optim.h"
 #include "model/train.h"
+#include "gguf/gguf.h"
+#include "util/dist.h"
 #include "util/err.h"
 #include "util/fileio.h"
 #include "util/progress.h"
@@ -66,19 +68,17 @@ static void rec_trace(void *ud, const vm_trace_ev *ev) {
     }
 }
 
-int vm_fit_layer_stability(const vm_model *m, const vm_task_input *ins, int n, float gamma,
-                           uint64_t seed, double *jacc) {
-    const vm_hparams *hp = &m->hp;
-    const int L = hp->n_layer, K = hp->n_expert_used, D = hp->n_embd;
-    for (int il = 0; il < L; il++) jacc[il] = NAN;
-    if (n <= 0 || K <= 0) return vm_err("fit: no prompts or no MoE layers to rank");
-    int Tmax = 0;
+// Embedding-noise scale sigma = gamma * mean L2 norm of the n prompts' token embeddings; *Tmax the
+// longest prompt.
+static int stability_sigma(const vm_model *m, const vm_task_input *ins, int n, float gamma, float *sigma, int *Tmax) {
+    const int D = m->hp.n_embd;
     double norm_sum = 0; long n_tok = 0;
     float *row = vm_malloc((size_t)D * sizeof(float));
     if (!row) return -1;
+    *Tmax = 0;
     for (int i = 0; i < n; i++) {
         const vm_task_seq *s = &ins[i].seq[0];
-        if (s->n > Tmax) Tmax = s->n;
+        if (s->n > *Tmax) *Tmax = s->n;
         for (int t = 0; t < s->n; t++) {
             vm_dequant_row(m->tok_embd.type, (const char *)m->tok_embd.data + (size_t)s->tokens[t] * m->tok_embd.nb[1], row, D);
             double q = 0;
@@ -87,14 +87,22 @@ int vm_fit_layer_stability(const vm_model *m, const vm_task_input *ins, int n, f
         }
     }
     free(row);
-    const float sigma = (float)(gamma * norm_sum / (double)(n_tok ? n_tok : 1));
+    *sigma = (float)(gamma * norm_sum / (double)(n_tok ? n_tok : 1));
+    return 0;
+}
+
+// The overlap |clean & noisy| of each token's selected experts, per prompt i in [lo, hi), MoE layer
+// and token in that order, into inter (one byte each: at most K <= 255 shared experts; checked by
+// the caller). 0 or -1.
+static int stability_overlaps(const vm_model *m, const vm_task_input *ins, int lo, int hi, float sigma, int Tmax,
+                              uint64_t seed, uint8_t *inter) {
+    const int L = m->hp.n_layer, K = m->hp.n_expert_used;
     sel_rec clean = { K, Tmax, L, NULL }, noisy = { K, Tmax, L, NULL };
-    double *sum = vm_calloc((size_t)L, sizeof(double));
     clean.sel = vm_calloc((size_t)L * Tmax * K, sizeof(int32_t));
     noisy.sel = vm_calloc((size_t)L * Tmax * K, sizeof(int32_t));
     vm_ctx *c = vm_ctx_init(m, Tmax, Tmax);
-    int rc = sum && clean.sel && noisy.sel && c ? 0 : -1;
-    for (int i = 0; i < n && !rc; i++) {
+    int rc = clean.sel && noisy.sel && c ? 0 : -1;
+    for (int i = lo; i < hi && !rc; i++) {
         const vm_task_seq *s = &ins[i].seq[0];
         vm_ctx_set_embd_noise(c, 0.0f, 0);
         vm_ctx_set_trace(c, rec_trace, &clean);
@@ -108,67 +116,129 @@ int vm_fit_layer_stability(const vm_model *m, const vm_task_input *ins, int n, f
             if (!m->layers[il].is_moe) continue;
             for (int t = 0; t < s->n; t++) {
                 const int32_t *a = clean.sel + ((size_t)il * Tmax + t) * K, *b = noisy.sel + ((size_t)il * Tmax + t) * K;
-                int inter = 0;
-                for (int x = 0; x < K; x++) for (int y = 0; y < K; y++) inter += a[x] == b[y];
-                sum[il] += (double)inter / (double)(2 * K - inter);
+                int n_in = 0;
+                for (int x = 0; x < K; x++) for (int y = 0; y < K; y++) n_in += a[x] == b[y];
+                *inter++ = (uint8_t)n_in;
             }
         }
     }
-    if (!rc) {
-        long tot = 0;
-        for (int i = 0; i < n; i++) tot += ins[i].seq[0].n;
-        for (int il = 0; il < L; il++) if (m->layers[il].is_moe) jacc[il] = sum[il] / (double)tot;
+    vm_ctx_free(c); free(clean.sel); free(noisy.sel);
+    return rc;
+}
+
+// Bytes stability_overlaps writes for prompts [lo, hi).
+static size_t stability_bytes(const vm_model *m, const vm_task_input *ins, int lo, int hi) {
+    int n_moe = 0;
+    for (int il = 0; il < m->hp.n_layer; il++) n_moe += m->layers[il].is_moe;
+    size_t n = 0;
+    for (int i = lo; i < hi; i++) n += (size_t)ins[i].seq[0].n * (size_t)n_moe;
+    return n;
+}
+
+// jacc[il] = mean over the tokens of the Jaccard index inter / (2K - inter), summed in the order
+// stability_overlaps wrote them (prompt, then token, per layer).
+static void stability_finish(const vm_model *m, const vm_task_input *ins, int n, const uint8_t *inter, double *jacc) {
+    const int L = m->hp.n_layer, K = m->hp.n_expert_used;
+    double sum[L];
+    long tot = 0;
+    for (int il = 0; il < L; il++) sum[il] = 0.0;
+    for (int i = 0; i < n; i++) {
+        const int T = ins[i].seq[0].n;
+        tot += T;
+        for (int il = 0; il < L; il++) {
+            if (!m->layers[il].is_moe) continue;
+            for (int t = 0; t < T; t++, inter++) sum[il] += (double)*inter / (double)(2 * K - *inter);
+        }
     }
-    vm_ctx_free(c); free(sum); free(clean.sel); free(noisy.sel);
+    for (int il = 0; il < L; il++) if (m->layers[il].is_moe) jacc[il] = sum[il] / (double)tot;
+}
+
+int vm_fit_layer_stability(const vm_model *m, const vm_task_input *ins, int n, float gamma,
+                           uint64_t seed, double *jacc) {
+    const int L = m->hp.n_layer, K = m->hp.n_expert_used;
+    for (int il = 0; il < L; il++) jacc[il] = NAN;
+    if (n <= 0 || K <= 0) return vm_err("fit: no prompts or no MoE layers to rank");
+    if (K > 255) return vm_err("fit: %d experts per token: too many to rank layers", K);
+    float sigma;
+    int Tmax;
+    if (stability_sigma(m, ins, n, gamma, &sigma, &Tmax)) return -1;
+    uint8_t *inter = vm_malloc(stability_bytes(m, ins, 0, n) + 1);
+    int rc = inter ? stability_overlaps(m, ins, 0, n, sigma, Tmax, seed, inter) : -1;
+    if (!rc) stability_finish(m, ins, n, inter, jacc);
+    free(inter);
     return rc;
 }
 
 // ---------------------------------------------------------------- the router-logit scale
 
-typedef struct scale_acc { const vm_model *m; const int *layers; int nl; double *sum; long *cnt; } scale_acc;
+// One token's SD of the frozen router's logits in trained layer layers[i].
+typedef struct scale_rec { double sd; int32_t i, pad; } scale_rec;
+
+// The records of the prompts run, in the order the trace meets them (prompt, layer, token). Summed
+// per layer in that order afterwards (scale_finish): the additions of summing as they come, so
+// prompts split over ranks and gathered in prompt order give the one-process bits.
+typedef struct scale_acc { const vm_model *m; const int *layers; int nl; scale_rec *rec; size_t n, cap; int oom; } scale_acc;
 
 static void scale_trace(void *ud, const vm_trace_ev *ev) {
     scale_acc *a = ud;
-    if (strcmp(ev->name, "ffn_norm") || !ev->f || ev->layer < 0) return;
+    if (strcmp(ev->name, "ffn_norm") || !ev->f || ev->layer < 0 || a->oom) return;
     int i = 0;
     while (i < a->nl && a->layers[i] != ev->layer) i++;
     if (i == a->nl) return;
     const vm_router_layer *L = &a->m->layers[ev->layer].rl;
     const int N = L->n_expert;
     float l[N];
+    if (a->n + (size_t)ev->n_tokens > a->cap) {
+        const size_t cap = (a->n + (size_t)ev->n_tokens) * 2;
+        scale_rec *r = realloc(a->rec, cap * sizeof *r);
+        if (!r) { a->oom = 1; return; }
+        a->rec = r; a->cap = cap;
+    }
     for (int t = 0; t < ev->n_tokens; t++) {
         vm_router_logits(L, ev->f + (size_t)t * ev->ne, 1, l);   // l_det = W_r u, whatever routes
         double mean = 0.0, var = 0.0;
         for (int e = 0; e < N; e++) mean += l[e];
         mean /= N;
         for (int e = 0; e < N; e++) var += (l[e] - mean) * (l[e] - mean);
-        a->sum[i] += sqrt(var / N);
-        a->cnt[i]++;
+        a->rec[a->n++] = (scale_rec){ .sd = sqrt(var / N), .i = i };
     }
 }
 
-int vm_fit_logit_scale(const vm_model *m, const vm_task_input *ins, int n, const int *layers, int nl,
-                       float *sd) {
-    double sum[VM_ADAPTER_MAX_LAYERS] = {0};
-    long cnt[VM_ADAPTER_MAX_LAYERS] = {0};
-    if (nl < 1 || nl > VM_ADAPTER_MAX_LAYERS) return vm_err("fit: %d layers for the logit scale", nl);
-    scale_acc a = { .m = m, .layers = layers, .nl = nl, .sum = sum, .cnt = cnt };
+// Records of prompts [lo, hi) of ins into a (a->rec malloc'd, caller frees). 0 or -1.
+static int scale_records(const vm_model *m, const vm_task_input *ins, int lo, int hi, scale_acc *a) {
     vm_ctx *c = vm_ctx_init(m, m->hp.n_ctx_train, m->hp.n_ctx_train);
     if (!c) return -1;
-    vm_ctx_set_trace(c, scale_trace, &a);
+    vm_ctx_set_trace(c, scale_trace, a);
     int rc = 0;
-    for (int i = 0; i < n && !rc; i++) {
+    for (int i = lo; i < hi && !rc; i++) {
         vm_ctx_reset(c);
         vm_ctx_set_seed(c, (uint64_t)i);
         rc = vm_ctx_eval(c, ins[i].seq[0].tokens, ins[i].seq[0].n, NULL);
     }
     vm_ctx_free(c);
-    for (int i = 0; i < nl && !rc; i++) {
+    return rc ? -1 : a->oom ? vm_err("fit: out of memory for the logit-scale records") : 0;
+}
+
+// sd[i] = mean of layer i's records, summed in record order.
+static int scale_finish(const scale_rec *rec, size_t n, const int *layers, int nl, float *sd) {
+    double sum[VM_ADAPTER_MAX_LAYERS] = {0};
+    long cnt[VM_ADAPTER_MAX_LAYERS] = {0};
+    for (size_t k = 0; k < n; k++) { sum[rec[k].i] += rec[k].sd; cnt[rec[k].i]++; }
+    for (int i = 0; i < nl; i++) {
         sd[i] = cnt[i] ? (float)(sum[i] / cnt[i]) : 0.0f;
         if (!(sd[i] > 0.0f) || !isfinite(sd[i]))
-            rc = vm_err("fit: layer %d's router logits have no spread (SD %g over %ld tokens): no scale for the prior",
-                        layers[i], (double)sd[i], cnt[i]);
+            return vm_err("fit: layer %d's router logits have no spread (SD %g over %ld tokens): no scale for the prior",
+                          layers[i], (double)sd[i], cnt[i]);
     }
+    return 0;
+}
+
+int vm_fit_logit_scale(const vm_model *m, const vm_task_input *ins, int n, const int *layers, int nl,
+                       float *sd) {
+    if (nl < 1 || nl > VM_ADAPTER_MAX_LAYERS) return vm_err("fit: %d layers for the logit scale", nl);
+    scale_acc a = { .m = m, .layers = layers, .nl = nl };
+    const int rc = scale_records(m, ins, 0, n, &a) || scale_finish(a.rec, a.n, layers, nl, sd) ? -1 : 0;
+    free(a.rec);
     return rc ? vm_err_prefix("fit: router-logit scale") : 0;
 }
 
@@ -198,6 +268,13 @@ typedef struct fit_state {
     int64_t tokens;
     double sf_base;                    // score-function baseline: the validation NLL of the kept
                                        // parameters (a constant within an epoch, and in the checkpoint)
+    // Ranks of a distributed fit (vm_fit_opts.distributed; else rank 0 of 1): this rank runs (and
+    // caches) the training items at positions [tr_lo, tr_hi) of tr_idx and the validation items at
+    // [va_lo, va_hi) of va_idx, its vm_dist_shard blocks.
+    int rank, size, n_tr, tr_lo, tr_hi, va_lo, va_hi;
+    size_t n_w;                        // floats in all trained parameters
+    float *acc;                        // (n_w) a batch's gradient, summed in batch order
+    unsigned char *send;               // (batch, rec_bytes(n_w)) this rank's examples of a batch
 } fit_state;
 
 static void set_training(fit_state *s, int on) {
@@ -253,21 +330,122 @@ static int run_example(fit_state *s, fit_ex *e, int train, float scale, vm_rng *
     return vm_tctx_backward(s->tc, s->dlogits, s->beta * scale, NULL);
 }
 
+// Every rank's n bytes at mine, in rank order (the shards are contiguous: item order); *all is
+// vm_malloc'd. One process (not distributed, e.g. the demo's workers) never enters MPI.
+static int fit_gather(const fit_state *s, const void *mine, size_t n, void **all, size_t *counts) {
+    if (s->size > 1) return vm_dist_allgatherv(mine, n, all, counts);
+    if (!(*all = vm_malloc(n ? n : 1))) return -1;
+    if (n) memcpy(*all, mine, n);
+    counts[0] = n;
+    return 0;
+}
+
+// Validation NLL and accuracy over idx (n): each rank runs its block of items; the per-item values
+// are gathered and summed in item order, so every rank gets the one-process numbers bit for bit.
 static int validate(fit_state *s, const int *idx, int n, uint64_t seed, double *nll, double *acc) {
     set_training(s, 0);
-    double sn = 0, sa = 0, probs[VM_MCQ_MAX_CHOICES], ce, reg;
-    for (int i = 0; i < n; i++) {
+    int lo = 0, hi = n;
+    vm_dist_shard(n, s->rank, s->size, &lo, &hi);
+    double probs[VM_MCQ_MAX_CHOICES], ce, reg;
+    double *mine = vm_malloc((size_t)(hi - lo + 1) * 2 * sizeof(double));   // (item, {nll, correct})
+    if (!mine) return -1;
+    for (int i = lo; i < hi; i++) {
         vm_rng r;
         vm_rng_seed2(&r, seed ^ 0x76616cull, (uint64_t)i);
         fit_ex *e = &s->ex[idx[i]];
-        if (run_example(s, e, 0, 0, &r, &ce, &reg, probs)) return -1;
+        if (run_example(s, e, 0, 0, &r, &ce, &reg, probs)) { free(mine); return -1; }
         const double py = probs[e->in.answer];
-        sn += -log(py > 1e-12 ? py : 1e-12);
         int b = 0;
         for (int c = 1; c < e->in.n_choices; c++) if (probs[c] > probs[b]) b = c;
-        sa += b == e->in.answer;
+        mine[2 * (i - lo)] = -log(py > 1e-12 ? py : 1e-12);
+        mine[2 * (i - lo) + 1] = b == e->in.answer;
     }
+    void *all = NULL;
+    size_t counts[s->size];
+    const int grc = fit_gather(s, mine, (size_t)(hi - lo) * 2 * sizeof(double), &all, counts);
+    free(mine);
+    if (grc) return -1;
+    const double *v = all;   // (n, 2) in item order
+    double sn = 0, sa = 0;
+    for (int i = 0; i < n; i++) { sn += v[2 * i]; sa += v[2 * i + 1]; }
+    free(all);
     *nll = n ? sn / n : NAN; *acc = n ? sa / n : NAN;
+    return 0;
+}
+
+// An example's record in a batch exchange: its loss terms and tree rows, then its gradient (n_w
+// floats, the trained parameters flattened in order).
+typedef struct ex_head { double ce, reg, rows; } ex_head;
+static size_t rec_bytes(size_t n_w) { return sizeof(ex_head) + n_w * sizeof(float); }
+
+static void zero_grads(fit_state *s) {
+    for (int i = 0; i < s->n_params; i++) memset(s->params[i]->g, 0, (size_t)vm_param_numel(s->params[i]) * sizeof(float));
+}
+
+// Flattened gradient -> dst (n_w), or dst += the flattened gradient (add; the batch sum, one
+// example at a time in batch order).
+static void flat_grads(const fit_state *s, float *dst, int add) {
+    for (int i = 0; i < s->n_params; i++) {
+        const vm_param *p = s->params[i];
+        const int64_t n = vm_param_numel(p);
+        if (add) for (int64_t j = 0; j < n; j++) dst[j] += p->g[j];
+        else memcpy(dst, p->g, (size_t)n * sizeof(float));
+        dst += n;
+    }
+}
+
+static void unflat_grads(fit_state *s, const float *src) {
+    for (int i = 0; i < s->n_params; i++) {
+        const int64_t n = vm_param_numel(s->params[i]);
+        memcpy(s->params[i]->g, src, (size_t)n * sizeof(float));
+        src += n;
+    }
+}
+
+// One batch's gradient into the params' .g (docs/mpi.md): each example's gradient is computed on
+// its own (.g zeroed first; the routers' backward adds row by row into .g, so the gradients of
+// examples run back to back could not be pulled apart again), then acc = sum over the batch in
+// batch order, whichever rank computed each example: the same float additions for any number of
+// ranks. ti (bn): training positions; example ti draws from stream (s0, hi | ti). ce, reg (bn)
+// receive every example's loss terms, in batch order, on every rank.
+static int batch_grad(fit_state *s, const int *tr_idx, const int *ti, int bn, uint64_t s0, uint64_t hi,
+                      double *ce, double *reg) {
+    double probs[VM_MCQ_MAX_CHOICES];
+    memset(s->acc, 0, s->n_w * sizeof(float));
+    const size_t rec = rec_bytes(s->n_w);
+    size_t n_mine = 0;
+    for (int k = 0; k < bn; k++) {
+        if (vm_dist_owner(s->n_tr, s->size, ti[k]) != s->rank) continue;
+        vm_rng rg;
+        vm_rng_seed2(&rg, s0, hi | (uint64_t)ti[k]);
+        zero_grads(s);
+        if (run_example(s, &s->ex[tr_idx[ti[k]]], 1, 1.0f / bn, &rg, &ce[k], &reg[k], probs)) return -1;
+        if (s->size == 1) { flat_grads(s, s->acc, 1); continue; }   // one process: no copies
+        unsigned char *out = s->send + n_mine++ * rec;
+        const ex_head h = { ce[k], reg[k], s->ex[tr_idx[ti[k]]].in.tree.view.n_rows };
+        memcpy(out, &h, sizeof h);
+        flat_grads(s, (float *)(out + sizeof h), 0);
+    }
+    if (s->size > 1) {
+        void *all = NULL;
+        size_t counts[s->size], next[s->size];   // next[r]: rank r's next record in all
+        if (vm_dist_allgatherv(s->send, n_mine * rec, &all, counts)) return -1;
+        size_t off = 0;
+        for (int q = 0; q < s->size; q++) { next[q] = off; off += counts[q]; }
+        for (int k = 0; k < bn; k++) {   // rank q's records are its examples in batch order
+            const int q = vm_dist_owner(s->n_tr, s->size, ti[k]);
+            const unsigned char *in = (const unsigned char *)all + next[q];
+            next[q] += rec;
+            ex_head h;
+            memcpy(&h, in, sizeof h);
+            ce[k] = h.ce; reg[k] = h.reg;
+            if (q != s->rank) s->tokens += (int64_t)h.rows;   // tok/s: the job's rows
+            const float *g = (const float *)(in + sizeof h);   // 4-byte aligned: records are 24 + 4 n_w bytes
+            for (size_t j = 0; j < s->n_w; j++) s->acc[j] += g[j];
+        }
+        free(all);
+    }
+    unflat_grads(s, s->acc);
     return 0;
 }
 
@@ -325,7 +503,8 @@ static int collect_phase(fit_state *s, const int *tr_idx, int n_tr, int64_t spe,
     float lr = o->swag_lr;   // 0: set from the first batch's gradient below
     const int64_t n_steps = (int64_t)k * c;
     int *eorder = vm_malloc((size_t)n_tr * sizeof(int));
-    if (!eorder) return -1;
+    double *ce = vm_malloc((size_t)B * 2 * sizeof(double)), *reg = ce ? ce + B : NULL;   // (B) each
+    if (!eorder || !ce) { free(eorder); free(ce); return -1; }
     int rc = -1;
     set_training(s, 1);
     for (int64_t j = 0; j < n_steps; j++) {
@@ -342,14 +521,8 @@ static int collect_phase(fit_state *s, const int *tr_idx, int n_tr, int64_t spe,
         const int64_t b0 = (j % spe) * B;
         const int bn = (int)(b0 + B <= n_tr ? B : n_tr - b0);
         int finite = 1;
-        for (int q = 0; q < bn; q++) {
-            const int ti = eorder[b0 + q];
-            vm_rng r;
-            vm_rng_seed2(&r, o->seed ^ VM_FIT_STREAM_SWAG, ((uint64_t)epoch << 32) | (uint64_t)ti);
-            double ce, reg, probs[VM_MCQ_MAX_CHOICES];
-            if (run_example(s, &s->ex[tr_idx[ti]], 1, 1.0f / bn, &r, &ce, &reg, probs)) goto done;
-            finite &= isfinite(ce) && isfinite(reg);
-        }
+        if (batch_grad(s, tr_idx, eorder + b0, bn, o->seed ^ VM_FIT_STREAM_SWAG, (uint64_t)epoch << 32, ce, reg)) goto done;
+        for (int q = 0; q < bn; q++) finite &= isfinite(ce[q]) && isfinite(reg[q]);
         if (!finite || !params_finite(s)) {
             vm_err("the collection phase diverged at its step %lld: non-finite loss or gradient (try a lower "
                    "--swag-lr)", (long long)j + 1);
@@ -375,7 +548,7 @@ static int collect_phase(fit_state *s, const int *tr_idx, int n_tr, int64_t spe,
     rc = 0;
 done:
     set_training(s, 0);
-    free(eorder);
+    free(eorder); free(ce);
     return rc;
 }
 
@@ -450,6 +623,7 @@ typedef struct fit_run {
     float *map_w;                      // map_from: the MAP phase's W_r per layer (nl x D N)
     size_t n_w;
     int *eorder;                       // the epoch's example order
+    double *bce;                       // (2 batch) a step's examples' ce, then reg
     int64_t spe, total;                // steps per epoch, in all
     char ckpt_buf[4096];
     const char *ckpt;
@@ -528,6 +702,29 @@ static int fit_examples(fit_run *r, const vm_tokenizer *tok) {
     return 0;
 }
 
+// vm_fit_layer_stability over the ranks: each runs its block of the n prompts; the overlaps are
+// gathered in rank (= prompt) order and summed as one process sums them.
+static int fit_layer_stability_dist(const fit_state *s, const vm_task_input *ins, int n, float gamma, double *jacc) {
+    const vm_model *m = s->m;
+    const int K = m->hp.n_expert_used;
+    for (int il = 0; il < m->hp.n_layer; il++) jacc[il] = NAN;
+    if (n <= 0 || K <= 0) return vm_err("fit: no prompts or no MoE layers to rank");
+    if (K > 255) return vm_err("fit: %d experts per token: too many to rank layers", K);
+    float sigma;
+    int Tmax, lo, hi;
+    if (stability_sigma(m, ins, n, gamma, &sigma, &Tmax)) return -1;   // over every prompt: cheap
+    vm_dist_shard(n, s->rank, s->size, &lo, &hi);
+    const size_t nb = stability_bytes(m, ins, lo, hi);
+    uint8_t *mine = vm_malloc(nb + 1);
+    void *all = NULL;
+    size_t counts[s->size];
+    int rc = !mine || stability_overlaps(m, ins, lo, hi, sigma, Tmax, s->o->seed, mine) ||
+             fit_gather(s, mine, nb, &all, counts) ? -1 : 0;
+    if (!rc) stability_finish(m, ins, n, all, jacc);
+    free(mine); free(all);
+    return rc;
+}
+
 // --layers auto: the auto_count layers least stable under embedding noise (method.md §5.4), ascending.
 static int fit_layers_auto(fit_run *r) {
     const vm_fit_opts *o = r->o;
@@ -538,7 +735,9 @@ static int fit_layers_auto(fit_run *r) {
     double *jac = vm_malloc((size_t)hp->n_layer * sizeof(double));
     if (!ins || !jac) { free(ins); free(jac); return -1; }
     for (int i = 0; i < np; i++) ins[i] = r->s.ex[r->tr_idx[i]].in;
-    int r2 = vm_fit_layer_stability(r->m, ins, np, o->auto_gamma > 0 ? o->auto_gamma : 0.01f, o->seed, jac);
+    const float gamma = o->auto_gamma > 0 ? o->auto_gamma : 0.01f;
+    int r2 = r->s.size > 1 ? fit_layer_stability_dist(&r->s, ins, np, gamma, jac)
+                           : vm_fit_layer_stability(r->m, ins, np, gamma, o->seed, jac);
     free(ins);
     if (r2) { free(jac); return -1; }
     const int want = o->auto_count > 0 ? o->auto_count : 5;
@@ -598,6 +797,22 @@ static int fit_layers(fit_run *r) {
     return 0;
 }
 
+// vm_fit_logit_scale over the ranks: each runs its block of the n prompts, the records are gathered
+// in rank (= prompt) order and summed as one process sums them.
+static int fit_logit_scale_dist(const fit_state *s, const vm_task_input *ins, int n, const int *layers, int nl,
+                                float *sd) {
+    int lo, hi;
+    vm_dist_shard(n, s->rank, s->size, &lo, &hi);
+    scale_acc a = { .m = s->m, .layers = layers, .nl = nl };
+    void *all = NULL;
+    size_t counts[s->size], tot = 0;
+    int rc = scale_records(s->m, ins, lo, hi, &a) || fit_gather(s, a.rec, a.n * sizeof *a.rec, &all, counts) ? -1 : 0;
+    for (int q = 0; q < s->size && !rc; q++) tot += counts[q];
+    if (!rc) rc = scale_finish(all, tot / sizeof *a.rec, layers, nl, sd);
+    free(a.rec); free(all);
+    return rc ? vm_err_prefix("fit: router-logit scale") : 0;
+}
+
 // The prior's scale per layer, measured on (up to 64) training prompts with the frozen
 // (deterministic) routers in the trained layers -- whatever the model held there before -- and
 // the model's routers elsewhere; then the fresh routers, the LoRA, the trained parameters (frozen
@@ -615,7 +830,7 @@ static int fit_routers(fit_run *r) {
         vm_task_input *ins = vm_malloc((size_t)np * sizeof *ins);
         if (!ins) return -1;
         for (int i = 0; i < np; i++) ins[i] = s->ex[r->tr_idx[i]].in;
-        const int r2 = vm_fit_logit_scale(m, ins, np, layers, nl, sd);
+        const int r2 = s->size > 1 ? fit_logit_scale_dist(s, ins, np, layers, nl, sd) : vm_fit_logit_scale(m, ins, np, layers, nl, sd);
         free(ins);
         if (r2) return -1;
     }
@@ -680,6 +895,11 @@ static int fit_routers(fit_run *r) {
     return 0;
 }
 
+// Whether this rank runs entry k of the training positions followed by the validation positions.
+static int runs_here(const fit_state *s, int k, int n_tr) {
+    return k < n_tr ? k >= s->tr_lo && k < s->tr_hi : k - n_tr >= s->va_lo && k - n_tr < s->va_hi;
+}
+
 // Buffers and the hidden-state cache: one prefix per item, its tree's rows (the shared context
 // once), computed here or borrowed from the caller (vm_fit_opts.cache_h).
 static int fit_cache(fit_run *r) {
@@ -693,9 +913,15 @@ static int fit_cache(fit_run *r) {
     s->dlogits = vm_malloc((size_t)s->T_max * s->V * sizeof(float));
     s->lz = vm_malloc((size_t)s->T_max * sizeof(double));
     if (!s->h_tmp || !s->logits || !s->dlogits || !s->lz) return -1;
+    s->n_tr = r->n_tr; s->n_w = r->n_w;
+    vm_dist_shard(r->n_tr, s->rank, s->size, &s->tr_lo, &s->tr_hi);
+    vm_dist_shard(r->n_va, s->rank, s->size, &s->va_lo, &s->va_hi);
+    if (!(s->acc = vm_malloc(s->n_w * sizeof(float)))) return -1;
+    if (s->size > 1 && !(s->send = vm_malloc((size_t)o->batch * rec_bytes(s->n_w)))) return -1;
     if (o->no_cache) return 0;
     const int shared = o->cache_h && o->cache_l0 == s->l0;
     for (int k = 0; k < r->n_tr + r->n_va; k++) {
+        if (!runs_here(s, k, r->n_tr)) continue;   // another rank runs it
         const int item = k < r->n_tr ? r->tr_idx[k] : r->va_idx[k - r->n_tr];
         fit_ex *e = &s->ex[item];
         vm_test_kill_point("fit-cache");   // tests: a kill during the cache build
@@ -738,6 +964,7 @@ static int fit_start(fit_run *r) {
     if (!r->ckpt) { snprintf(r->ckpt_buf, sizeof r->ckpt_buf, "%s.ckpt", r->out_path); r->ckpt = r->ckpt_buf; }
     *cs = (vm_ckpt_state){ .best_val = INFINITY, .best_epoch = 0 };
     cs->fingerprint = fingerprint(r->m, o, r->layers, r->nl, r->n_items, vm_dataset_fingerprint(r->ds));
+    if (s->size > 1 && vm_dist_same_u64(cs->fingerprint, "the fit's options (checkpoint fingerprint)")) return -1;
     int have_ckpt = 0;
     if (o->resume && access(r->ckpt, F_OK) == 0) {
         const vm_ckpt_expect ex = { .total_steps = r->total, .steps_per_epoch = r->spe, .batch = o->batch,
@@ -795,14 +1022,11 @@ static int fit_step(fit_run *r, int epoch, int *stop) {
     const double ts = vm_now_s();
     set_training(s, 1);
     int finite = 1;
-    for (int k = 0; k < bn; k++) {
-        const int ti = r->eorder[b0 + k];
-        vm_rng rg;
-        vm_rng_seed2(&rg, o->seed, ((uint64_t)(epoch + 1) << 32) | (uint64_t)ti);
-        double ce, reg, probs[VM_MCQ_MAX_CHOICES];
-        if (run_example(s, &s->ex[r->tr_idx[ti]], 1, 1.0f / bn, &rg, &ce, &reg, probs)) return -1;
-        cs->ep_ce += ce; cs->ep_obj += ce + s->beta * reg; cs->ep_n++;
-        finite &= isfinite(ce) && isfinite(reg);
+    double *ce = r->bce, *reg = r->bce + o->batch;
+    if (batch_grad(s, r->tr_idx, r->eorder + b0, bn, o->seed, (uint64_t)(epoch + 1) << 32, ce, reg)) return -1;
+    for (int k = 0; k < bn; k++) {   // the epoch's sums in batch order, as on one process
+        cs->ep_ce += ce[k]; cs->ep_obj += ce[k] + s->beta * reg[k]; cs->ep_n++;
+        finite &= isfinite(ce[k]) && isfinite(reg[k]);
     }
     if (!finite || !params_finite(s)) return fit_diverged(r, epoch, stop);
     vm_adamw_step(&r->opt, vm_lr_schedule(o->lr, cs->step, r->total, o->warmup_frac));
@@ -851,7 +1075,7 @@ static int fit_train(fit_run *r) {
     const vm_fit_opts *o = r->o;
     vm_ckpt_state *cs = &r->cs;
     const int n_tr = r->n_tr;
-    if (!(r->eorder = vm_malloc((size_t)n_tr * sizeof(int)))) return -1;
+    if (!(r->eorder = vm_malloc((size_t)n_tr * sizeof(int))) || !(r->bce = vm_malloc((size_t)o->batch * 2 * sizeof(double)))) return -1;
     r->t0 = vm_now_s(); r->t_train = 0;
     r->step0 = cs->step;
     int stop = cs->stopped;
@@ -875,7 +1099,7 @@ static int fit_train(fit_run *r) {
             }
             const int interrupt = o->stop_after > 0 && cs->step >= o->stop_after && cs->step < r->total && !stop;
             if (epoch_end || interrupt || (o->ckpt_every > 0 && cs->step % o->ckpt_every == 0))
-                if (vm_ckpt_write(r->ckpt, cs, &r->opt, r->best, r->n_w)) return -1;
+                if (r->s.rank == 0 && vm_ckpt_write(r->ckpt, cs, &r->opt, r->best, r->n_w)) return -1;   // every rank holds the same state
             if (interrupt) {
                 r->st->interrupted = 1;
                 progress_end(&r->bar_open);
@@ -907,6 +1131,7 @@ static int fit_finish(fit_run *r) {
     ai.n_layers = r->nl;
     memcpy(ai.layers, r->layers, (size_t)r->nl * sizeof(int));
     ai.opts = r->ro; ai.opts.beta = s->beta;
+    if (s->rank != 0) return 0;   // every rank holds the same routers; one writes them
     if (vm_adapter_write(r->m, &ai, r->out_path, NULL, NULL)) return -1;
     remove(r->ckpt);
     return 0;
@@ -927,11 +1152,21 @@ static void fit_free(fit_run *r) {
         if (!s->ex[i].h_borrowed) free(s->ex[i].h);
         vm_task_input_free(&s->ex[i].in);
     }
-    free(s->ex); free(r->order); free(r->tr_idx); free(r->va_idx); free(r->best); free(r->map_w); free(r->eorder);
+    free(s->ex); free(r->order); free(r->tr_idx); free(r->va_idx); free(r->best); free(r->map_w); free(r->eorder); free(r->bce);
+    free(s->acc); free(s->send);
     vm_adamw_free(&r->opt);
     vm_tctx_free(s->tc);
     free(s->h_tmp); free(s->logits); free(s->dlogits); free(s->lz);
     free(s->params); free(s->routers);
+}
+
+// A distributed fit's ranks must read the same model and items: the model file's sampled checksum
+// (vm_gguf_sample_checksum) and the dataset's fingerprint compared before any work, naming the rank.
+static int fit_same_inputs(const fit_run *r) {
+    const vm_gguf *g = vm_model_gguf(r->m);
+    const uint64_t mh = g ? vm_gguf_sample_checksum(g) : vm_model_router_checksum(r->m);
+    if (vm_dist_same_u64(mh, "the model file (sampled checksum)")) return -1;
+    return vm_dist_same_u64(vm_dataset_fingerprint(r->ds), "the training items (dataset fingerprint)");
 }
 
 int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const vm_fit_opts *o,
@@ -943,7 +1178,10 @@ int vm_fit_run(vm_model *m, const vm_tokenizer *tok, const vm_dataset *ds, const
     if (!r) return vm_err_prefix("fit");
     *r = (fit_run){ .s = { .m = m, .o = o }, .m = m, .o = o, .ds = ds, .out_path = out_path, .st = st };
     if (fit_check(r)) { free(r); return -1; }
-    r->quiet = o->progress == 2;
+    if (o->distributed) { r->s.rank = vm_dist_rank(); r->s.size = vm_dist_size(); }
+    else { r->s.rank = 0; r->s.size = 1; }
+    if (r->s.size > 1 && fit_same_inputs(r)) { free(r); return vm_err_prefix("fit"); }
+    r->quiet = o->progress == 2 || r->s.rank != 0;   // one rank reports
     r->bar = o->progress == 1 || (o->progress < 0 && isatty(2));
     r->n_items = (int)ds->n;
     r->order = vm_malloc((size_t)r->n_items * sizeof(int));

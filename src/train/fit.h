@@ -7,8 +7,9 @@
 // choice's continuation once), so every row, a shared context's included, counts once in the
 // regulariser (the ELBO's tokens, method.md §4); the hidden states entering the lowest trained
 // layer are cached per tree. Batch loss = mean over its examples
-// (gradient accumulation: examples run one at a time, their gradients add up; one AdamW step per
-// effective batch). AdamW (optim.h): weight decay wd on 2-D head weights of vglr/vtsr only (not on
+// (gradient accumulation: examples run one at a time, each example's gradient on its own, then
+// added in batch order -- the same additions whichever process ran each example, so a distributed
+// fit gives the same bytes, docs/mpi.md; one AdamW step per effective batch). AdamW (optim.h): weight decay wd on 2-D head weights of vglr/vtsr only (not on
 // biases, and not on the W_r copies of map/ensemble, which would decay towards 0 instead of towards
 // the pretrained router); linear warm-up over 5 % of the steps, cosine decay to 0.
 // Validation: items are shuffled by index with a stream seeded by (seed, VM_FIT_STREAM_SPLIT); the
@@ -89,6 +90,12 @@ typedef struct vm_fit_opts {
                                // the adapter gets the best parameters so far (st->diverged_step set)
                                // instead of failing; for sweeps like the demo's, which report it
     int progress;              // -1: bar when stderr is a tty, else a line per epoch; 0: lines; 2: quiet
+    // One fit over the ranks of the job (util/dist.h, `mpirun -np N vmoer fit`; docs/mpi.md): each
+    // rank caches and runs its block of the items, the examples' gradients are exchanged and summed
+    // in batch order, so the adapter is the same bytes for every N. Collective: every rank must call
+    // vm_fit_run with the same options; rank 0 alone writes checkpoints, the adapter and progress.
+    // 0 (default): this process alone, never entering MPI (the demo's workers fit concurrently).
+    int distributed;
     // LoRA on attention Q/K/V (model/lora.h), trained jointly with the routers ("stage 1" task
     // adaptation, method.md §4): rank 0 = none; alpha <= 0 = rank (scale 1); layers as given, or
     // (n_lora 0) the routers' layers. Weight decay pulls the deltas towards 0 (the base model).

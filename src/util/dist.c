@@ -23,6 +23,11 @@ void vm_dist_shard(int n, int rank, int size, int *lo, int *hi) {
     *hi = *lo + q + (rank < r);
 }
 
+int vm_dist_owner(int n, int size, int i) {
+    const int q = n / size, r = n % size;   // the first r blocks hold q + 1 items
+    return i < r * (q + 1) ? i / (q + 1) : r + (i - r * (q + 1)) / q;
+}
+
 int vm_dist_rank(void) { return g_rank; }
 int vm_dist_size(void) { return g_size; }
 

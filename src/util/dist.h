@@ -28,6 +28,8 @@ _Noreturn void vm_dist_abort(int code, const char *msg);
 
 // [*lo, *hi): rank r's contiguous block of n items (the first n % size ranks take one more).
 void vm_dist_shard(int n, int rank, int size, int *lo, int *hi);
+// The rank whose vm_dist_shard block of n items holds item i.
+int vm_dist_owner(int n, int size, int i);
 
 // Every rank passes n bytes (the same n on every rank); all receives size * n bytes, rank 0's first.
 int vm_dist_allgather(const void *mine, size_t n, void *all);
