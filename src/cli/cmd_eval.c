@@ -245,7 +245,7 @@ int cmd_eval(int argc, char **argv) {
     vm_task_init(&task, tok, mode, tmpl, m->hp.n_ctx_train);
 
     const int sampled = vm_eval_kind_sampled(kind_buf) || !strcmp(kind_buf, "mixed");
-    vm_eval_opts eo = { .passes = sampled ? (int)(passes ? passes : VM_EVAL_PASSES) : 1, .seed = seed };
+    vm_eval_opts eo = { .passes = sampled ? (int)(passes ? passes : VM_EVAL_PASSES) : 1, .seed = seed, .distributed = 1 };
     fprintf(stderr, "vmoer eval: router %s, %s scoring, template %s, %d pass(es) per question\n", kind_buf,
             vm_task_mode_name(mode), vm_chat_name(tmpl), eo.passes);
     if (vm_eval_run(m, &task, &ds_id, "id", &eo, &sets[0])) { cli_fail(CMD, NULL); goto done; }
@@ -264,7 +264,7 @@ int cmd_eval(int argc, char **argv) {
     if (n_gamma > 0) {
         vm_dataset sub = ds_id;
         if (stab_limit > 0 && (size_t)stab_limit < sub.n) sub.n = (size_t)stab_limit;
-        if (vm_stability_run(m, &task, &sub, n_gamma, grid, seed, &st)) { cli_fail(CMD, NULL); goto done; }
+        if (vm_stability_run_dist(m, &task, &sub, n_gamma, grid, seed, eo.distributed, &st)) { cli_fail(CMD, NULL); goto done; }
         fprintf(stderr, "vmoer eval: stability over %lld tokens, L_bar %.4g\n", st.n_tokens, st.L_bar);
     }
     {   // cost: attention span averaged over every scored token of the in-distribution prompts
@@ -281,7 +281,7 @@ int cmd_eval(int argc, char **argv) {
     vm_eval_write_opts wo = { .outdir = outdir, .model_path = model_path, .adapter_path = adapter,
                               .data_path = id_arg.path, .router = kind_buf, .score = vm_task_mode_name(mode),
                               .val_path = val_arg ? val_set.path : NULL, .bins = (int)bins, .boot = (int)boot,
-                              .seed = seed, .passes = eo.passes };
+                              .seed = seed, .passes = eo.passes, .distributed = eo.distributed };
     if (vm_eval_write(&wo, n_sets, sets, val_arg ? &val : NULL, n_gamma > 0 ? &st : NULL, &cost)) {
         cli_fail(CMD, NULL);
         goto done;
