@@ -526,7 +526,7 @@ static void dm_free(dm *d) {
     for (int m = 0; m < DM_N_METHODS; m++)
         for (int s = 0; s < VM_DEMO_MAX_SEEDS; s++) {
             dm_run *r = &d->runs[m][s];
-            for (int k = 0; k < DM_MAX_SETS; k++) free(r->res[k]);
+            for (int k = 0; k < DM_MAX_SETS; k++) { free(r->res[k]); free(r->ts[k]); }
             vm_stability_free(&r->stab);
         }
     for (int s = 0; s < DM_MAX_SETS; s++) {
