@@ -1,6 +1,7 @@
 // Fit a VGLR adapter on the last MoE layer of a model, evaluate the model before and after, and
-// load the adapter back as a user of the written file would. Uses only <vmoer.h>.
-//   fit_eval MODEL.gguf TRAIN.jsonl TEST.jsonl OUT_ADAPTER.gguf
+// load the adapter back as a user of the written file would; with OUTDIR, the whole evaluation
+// `vmoer eval` runs (metrics.json, CSVs, report.html) of the reloaded model. Uses only <vmoer.h>.
+//   fit_eval MODEL.gguf TRAIN.jsonl TEST.jsonl OUT_ADAPTER.gguf [OUTDIR]
 #include <math.h>
 #include <stdio.h>
 #include <vmoer.h>
@@ -18,7 +19,7 @@ static int report(const char *what, vm_model *m, const char *test, vm_eval_metri
 }
 
 int main(int argc, char **argv) {
-    if (argc < 5) { fprintf(stderr, "usage: %s MODEL.gguf TRAIN.jsonl TEST.jsonl OUT.gguf\n", argv[0]); return 2; }
+    if (argc < 5) { fprintf(stderr, "usage: %s MODEL.gguf TRAIN.jsonl TEST.jsonl OUT.gguf [OUTDIR]\n", argv[0]); return 2; }
     vm_model *m = vm_model_load(argv[1]);
     int last = -1;
     for (int il = 0; m && il < vm_model_n_layer(m); il++) if (vm_model_is_moe_layer(m, il)) last = il;
@@ -45,6 +46,16 @@ int main(int argc, char **argv) {
     vm_model_params mp = vm_model_default_params();
     mp.adapter = argv[4];
     if (!(m = vm_model_load_params(argv[1], &mp)) || report("reloaded", m, argv[3], &loaded)) goto fail;
+    if (argc > 5) {   // as `vmoer eval MODEL --adapter OUT.gguf --data TEST --limit 24 --score pmi -o OUTDIR`
+        vm_eval_report_params rp = vm_eval_report_default_params();
+        rp.limit = 24;
+        rp.score = "pmi";
+        rp.n_noise = 0;   // no stability runs: quick
+        rp.model_label = argv[1];
+        rp.adapter_label = argv[4];
+        if (vm_eval_report(m, argv[3], argv[5], &rp)) goto fail;
+        printf("report: %s/metrics.json\n", argv[5]);
+    }
     vm_model_free(m);
     // The adapter is the fitted routers: reloaded, the model scores the items exactly as before.
     // VGLR has an ILV read-out, the pretrained router none.

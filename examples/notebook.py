@@ -54,13 +54,17 @@ def main() -> None:
     print(f"fit: {fit['n_train']} items, {fit['steps']} steps, val nll {fit['val_nll_init']:.4f} -> "
           f"{fit['val_nll_best']:.4f}")
     for name, kw in (("pretrained", {}), ("vglr-mf", {"adapter": adapter})):
-        r = vmoer.evaluate(MODEL, TEST, limit=48, score="pmi", **kw)
-        print(f"{name:10} acc {r['acc']:.3f}  nll {r['nll']:.4f}  ece {r['ece']:.4f}  "
-              f"ilv {r['unc_mean']['ilv']:.4f}")
+        # the whole `vmoer eval`: metrics.json as a dict (small stability grid to keep this quick)
+        r = vmoer.evaluate(MODEL, TEST, limit=48, score="pmi", noise_grid=[0, 0.01], **kw)
+        res = r["results"][r["methods"][0]]
+        lo, hi = res["ece_ci"]
+        print(f"{name:10} acc {res['acc']:.3f}  nll {res['nll']:.4f}  ece {res['ece']:.4f} [{lo:.4f}, {hi:.4f}]  "
+              f"stability {r['stability']['jaccard_headline']:.3f}")
 
-    items = r["items"]
-    conf = -items["unc"]["neg_maxprob"]                    # the predicted answer's probability
-    correct = (items["pred"] == items["answer"]).astype(float)
+    q = vmoer.question_arrays(r)                           # per-question NumPy arrays
+    print(f"mean ILV {np.nanmean(q['scores']['ilv']):.4f} over {len(q['pred'])} questions")
+    conf = -q["scores"]["neg_maxprob"]                     # the predicted answer's probability
+    correct = q["correct"].astype(float)
     rows = reliability(conf, correct)
     print("reliability (confidence, accuracy, n):", [(round(c, 3), round(a, 3), n) for c, a, n in rows])
     try:

@@ -441,6 +441,39 @@ VMOER_API int vm_evaluation_n_items(const vm_evaluation *e);
 VMOER_API int vm_evaluation_item(const vm_evaluation *e, int i, int *answer, int *pred, int *n_choices,
                                  double *unc);
 
+// ---- the whole evaluation, as `vmoer eval` ----
+// Scores data (a path, or a folder name under $VMOER_SHARED/data/mcqa) with m's current routers,
+// the OOD sets and the validation set likewise, measures routing stability under embedding noise
+// and the cost, and writes outdir as `vmoer eval -o outdir` does: questions.jsonl, metrics.json
+// (acc, NLL, Brier, ECE with its bootstrap interval, MCE, AURC, OOD AUROC/AUPR/FPR95 per set and
+// score, temperature scaling, stability, cost), the CSVs, curves.json and report.html. outdir is
+// replaced as one set (an existing folder may hold only those files). 0, or -1 with a message.
+typedef struct vm_eval_report_params {
+    const char *val;             // validation set (path or shared name): adds '<router>+ts' (NULL: none)
+    const char *const *ood;      // OOD sets, "NAME=PATH[@SUBJECT]" each (@SUBJECT keeps one subject)
+    int n_ood;                   // up to 16
+    const char *score;           // task mode, as vm_fit_params (default "letter")
+    const char *chat_template;   // NULL or "auto": the model's; "none": raw text
+    const char *format;          // every set's format (NULL: detect each file)
+    long limit;                  // first items of every set (0: all)
+    int passes;                  // 0: the method's one pass; P > 1: multi-pass MC for sampled routers
+    int bins, boot;              // ECE bins 1..1000 (10), bootstrap replicates of its interval (1000)
+    const double *noise_grid;    // stability's embedding-noise levels gamma, n_noise of them;
+    int n_noise;                 // -1 (default): the standard grid, 0: no stability runs
+    long stability_limit;        // first prompts used for stability (< 0, default: all)
+    int time_items;              // prompts timed for the cost ratio (default 50)
+    uint64_t seed;               // router streams, noise and bootstrap
+    const char *model_label;     // the paths metrics.json and the report name (NULL: "?" / none)
+    const char *adapter_label;
+    int verbose;                 // progress lines on stderr
+    int distributed;             // 1: in a process that joined an MPI job (`mpirun -np N vmoer eval`),
+                                 // the items and stability prompts are split over the ranks and rank 0
+                                 // writes; the same outputs (docs/mpi.md). 0 (default): this process
+                                 // does everything (a library caller never joins a job)
+} vm_eval_report_params;
+VMOER_API vm_eval_report_params vm_eval_report_default_params(void);
+VMOER_API int vm_eval_report(vm_model *m, const char *data, const char *outdir, const vm_eval_report_params *p);
+
 // ---- converters ----
 // Dense llama GGUF -> Mixtral-layout MoE: expert e = W + noise * rms(W) * N(0,1); router ~ N(0, router_std^2).
 typedef struct vm_upcycle_opts {

@@ -20,9 +20,9 @@ build/, the prefix ``make install`` used, then the system loader).
 from ._lib import Error
 from ._lib import lib as _clib
 from .model import SCORE_NAMES, UNC_NAMES, LayerTrace, Model, Token
-from .tasks import EVAL_UNC_NAMES, evaluate, fit
+from .tasks import EVAL_UNC_NAMES, evaluate, fit, question_arrays
 
-__all__ = ["Error", "Model", "LayerTrace", "Token", "fit", "evaluate", "router_kinds", "version",
+__all__ = ["Error", "Model", "LayerTrace", "Token", "fit", "evaluate", "question_arrays", "router_kinds", "version",
            "UNC_NAMES", "SCORE_NAMES", "EVAL_UNC_NAMES"]
 
 

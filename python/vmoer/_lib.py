@@ -140,6 +140,15 @@ class EvalMetrics(Structure):
                 ("seconds", c_double)]
 
 
+class EvalReportParams(Structure):
+    _fields_ = [("val", c_char_p), ("ood", POINTER(c_char_p)), ("n_ood", c_int), ("score", c_char_p),
+                ("chat_template", c_char_p), ("format", c_char_p), ("limit", c_long), ("passes", c_int),
+                ("bins", c_int), ("boot", c_int), ("noise_grid", POINTER(c_double)), ("n_noise", c_int),
+                ("stability_limit", c_long), ("time_items", c_int), ("seed", c_uint64),
+                ("model_label", c_char_p), ("adapter_label", c_char_p), ("verbose", c_int),
+                ("distributed", c_int)]
+
+
 # ---------------------------------------------------------------- functions
 
 def _declare(lib: ctypes.CDLL) -> None:
@@ -188,6 +197,8 @@ def _declare(lib: ctypes.CDLL) -> None:
         "vm_eval_default_params": (EvalParams, []),
         "vm_evaluate": (P, [P, c_char_p, POINTER(EvalParams)]),
         "vm_evaluation_free": (None, [P]),
+        "vm_eval_report_default_params": (EvalReportParams, []),
+        "vm_eval_report": (c_int, [P, c_char_p, c_char_p, POINTER(EvalReportParams)]),
         "vm_evaluation_metrics": (c_int, [P, POINTER(EvalMetrics)]),
         "vm_evaluation_n_items": (c_int, [P]),
         "vm_evaluation_item": (c_int, [P, c_int, POINTER(c_int), POINTER(c_int), POINTER(c_int),

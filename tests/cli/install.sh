@@ -48,8 +48,12 @@ grep -q "^12 tokens, finish: length" "$T/gen" && ok || bad "generate output: $(t
 grep -q "gate_entropy [0-9]" "$T/gen" && ok || bad "generate: no per-token gate entropy"
 if "$T/custom_router" "$MODEL" >"$T/cr" 2>&1; then ok; else bad "custom_router: $(cat "$T/cr")"; fi
 grep -q "tau=1: reproduces the pretrained router" "$T/cr" && ok || bad "custom_router output: $(cat "$T/cr")"
-if "$T/fit_eval" "$MODEL" data/cloze/train.jsonl data/cloze/test.jsonl "$T/a.gguf" >"$T/fe" 2>&1; then ok; else bad "fit_eval: $(tail -5 "$T/fe")"; fi
+if "$T/fit_eval" "$MODEL" data/cloze/train.jsonl data/cloze/test.jsonl "$T/a.gguf" "$T/rep" >"$T/fe" 2>&1; then ok; else bad "fit_eval: $(tail -5 "$T/fe")"; fi
 grep -q "^ok$" "$T/fe" && ok || bad "fit_eval output: $(cat "$T/fe")"
+# its vm_eval_report folder is `vmoer eval`'s with the same options (questions.jsonl byte for byte)
+"$P/bin/vmoer" eval "$MODEL" --adapter "$T/a.gguf" --data data/cloze/test.jsonl --limit 24 --score pmi \
+    --noise-grid none -o "$T/rep-cli" 2>/dev/null
+cmp -s "$T/rep/questions.jsonl" "$T/rep-cli/questions.jsonl" && [ -s "$T/rep/report.html" ] && ok || bad "fit_eval's report differs from vmoer eval's"
 # the adapter the library wrote is one the CLI accepts
 "$P/bin/vmoer" info "$T/a.gguf" >/dev/null 2>&1 && ok || bad "vmoer info on the example's adapter"
 # the Python package from the installed copy: PYTHONPATH the prefix's site folder, no VMOER_LIB, no

@@ -20,8 +20,27 @@ TRAIN = "data/cloze/train.jsonl"
 TEST = "data/cloze/test.jsonl"
 CLI = os.environ.get("VMOER_CLI", "build/vmoer")
 PROMPT = "Once upon a time, there was a little girl named Lily."
-# vmoer eval without what the Python evaluate does not compute (stability runs, the bootstrap, timing)
-EVAL_FAST = ("--noise-grid", "none", "--boot", "0", "--time-items", "1")
+VAL = "data/cloze/validation.jsonl"
+OOD = "data/cloze/ood-tinyshakespeare.jsonl"
+# the evaluation of the metrics tests, as CLI flags and as evaluate() options: a validation set
+# (temperature scaling), an OOD set, a small stability grid, a bootstrap interval, one timed prompt
+EVAL_FLAGS = ("--limit", "16", "--score", "pmi", "--val", VAL, "--ood", "tiny=" + OOD, "--noise-grid", "0,0.01",
+              "--stability-limit", "4", "--boot", "200", "--time-items", "1", "--seed", "3")
+EVAL_OPTS = dict(limit=16, score="pmi", val=VAL, ood={"tiny": OOD}, noise_grid=[0, 0.01], stability_limit=4,
+                 boot=200, time_items=1, seed=3)
+# wall-clock fields: the only ones two runs of the same evaluation may differ in
+TIMING = {("cost", "sec_pass_base"), ("cost", "sec_pass_method"), ("cost", "time_ratio_per_pass"),
+          ("cost", "time_ratio_per_question")}
+
+
+def without_timing(m: dict) -> dict:
+    """metrics.json with its wall-clock fields (cost timings, each set's seconds) removed."""
+    m = json.loads(json.dumps(m))
+    for sec, key in TIMING:
+        m.get(sec, {}).pop(key, None)
+    for st in m.get("config", {}).get("sets", {}).values():
+        st.pop("seconds", None)
+    return m
 
 
 def read(path: str, mode: str = "r"):
@@ -118,7 +137,7 @@ class TestModel(Base):
                    "vm_gen_params": _lib.GenParams, "vm_gen_summary": _lib.GenSummary,
                    "vm_gen_result": _lib.GenResult, "vm_fit_params": _lib.FitParams,
                    "vm_fit_result": _lib.FitResult, "vm_eval_params": _lib.EvalParams,
-                   "vm_eval_metrics": _lib.EvalMetrics}
+                   "vm_eval_metrics": _lib.EvalMetrics, "vm_eval_report_params": _lib.EvalReportParams}
         lines, want = [], []
         for cname, py in structs.items():
             lines.append(f'printf("%zu\\n", sizeof({cname}));')
@@ -354,7 +373,10 @@ class TestDocs(Base):
         code = re.search(r"```python\n(.*?)```", sec, re.S).group(1)
         code = code.replace("/tmp/a.gguf", os.path.join(self.T, "a.gguf"))   # not a shared path
         out = self.run_py("-c", code)
-        self.assertRegex(out.strip().splitlines()[-1], r"^0\.\d+ \d+\.\d+ 0\.\d+ \d+\.\d+$")
+        res, stab, q = out.strip().splitlines()[-3:]
+        self.assertRegex(res, r"^0\.\d+ \d+\.\d+ 0\.\d+ \[0\.\d+, 0\.\d+\] [01]\.\d+$")   # acc nll ece ci auroc
+        self.assertRegex(stab, r"^[01]\.\d+ 1\.\d+$")                                   # jaccard, FLOPs ratio
+        self.assertRegex(q, r"^\(48, 4\) 0\.\d+ \[[0-9. ]+\]$")
         self.assertIn("PYTHONPATH=python python3 examples/notebook.py", sec)
 
     def test_notebook_example(self) -> None:
@@ -394,34 +416,67 @@ class TestFitEvaluate(Base):
         self.assertEqual(r["adapter"], self.py_adapter)
 
     def check_metrics(self, got: dict, outdir: str) -> None:
-        """The headline numbers equal metrics.json's (written there with 10 significant digits)."""
+        """evaluate's dict is metrics.json of the CLI's run (every number, timings aside), plus the
+        rows of its questions.jsonl."""
         mj = json.loads(read(os.path.join(outdir, "metrics.json")))
-        res = mj["results"][mj["methods"][0]]
-        self.assertEqual(res["n"], got["n"])
-        for key in ("acc", "nll", "brier", "ece"):
-            self.assertAlmostEqual(got[key], res[key], delta=1e-9 * max(1.0, abs(res[key])), msg=key)
-        self.assertEqual(got["n"], 16)
-        self.assertEqual(len(got["items"]["pred"]), 16)
-        conf = -got["items"]["unc"]["neg_maxprob"]
+        questions = got.pop("questions")
+        self.assertIsNone(got.pop("output"))
+        self.assertEqual(without_timing(got), without_timing(mj))
+        self.assertEqual(questions, [json.loads(l) for l in read(os.path.join(outdir, "questions.jsonl")).splitlines()])
+        for key in ("ece_ci", "mce", "aurc", "ood"):   # what the headline-only evaluate lacked
+            self.assertIn(key, got["results"][got["methods"][0]])
+        self.assertIn("auroc", got["results"][got["methods"][0]]["ood"]["tiny"]["entropy"])
+        self.assertEqual(len(got["stability"]["gamma"]), 2)
+        self.assertEqual(len(got["methods"]), 2)   # the routers and their temperature-scaled twin
+        qa = vmoer.question_arrays(dict(got, questions=questions))
+        self.assertEqual(len(qa["pred"]), 16)
+        self.assertAlmostEqual(float(np.mean(qa["correct"])), got["results"][got["methods"][0]]["acc"], places=9)
+        self.assertTrue(np.all((qa["pred"] == qa["answer"]) == qa["correct"]))
+        conf = -qa["scores"]["neg_maxprob"]
         self.assertTrue(np.all((conf > 0) & (conf <= 1)))
-        acc = float(np.mean(got["items"]["pred"] == got["items"]["answer"]))
-        self.assertAlmostEqual(acc, got["acc"], places=12)
+        self.assertEqual(len(vmoer.question_arrays(dict(got, questions=questions), set="tiny")["pred"]), 16)
+        with self.assertRaises(vmoer.Error):
+            vmoer.question_arrays(dict(got, questions=questions), method="nope")
 
     def test_evaluate_adapter_matches_cli(self) -> None:
-        got = vmoer.evaluate(MODEL, TEST, adapter=self.py_adapter, limit=16, score="pmi", threads=2)
+        got = vmoer.evaluate(MODEL, TEST, adapter=self.py_adapter, threads=2, **EVAL_OPTS)
         out = os.path.join(self.T, "eval-a")
-        cli("eval", MODEL, "--adapter", self.cli_adapter, "--data", TEST, "--limit", "16", "--score", "pmi",
-            "--threads", "2", *EVAL_FAST, "-o", out)
+        cli("eval", MODEL, "--adapter", self.py_adapter, "--data", TEST, "--threads", "2", *EVAL_FLAGS, "-o", out)
         self.check_metrics(got, out)
-        self.assertTrue(np.isfinite(got["unc_mean"]["ilv"]))
+        self.assertEqual(got["config"]["adapter"], self.py_adapter)
+        self.assertEqual(got["methods"][0], "vglr-mf")
 
     def test_evaluate_pretrained_matches_cli(self) -> None:
         with vmoer.Model(MODEL, threads=2) as m:
-            got = vmoer.evaluate(m, TEST, limit=16, score="pmi")
+            got = vmoer.evaluate(m, TEST, **EVAL_OPTS)
         out = os.path.join(self.T, "eval-d")
-        cli("eval", MODEL, "--data", TEST, "--limit", "16", "--score", "pmi", "--threads", "2", *EVAL_FAST, "-o", out)
+        cli("eval", MODEL, "--data", TEST, "--threads", "2", *EVAL_FLAGS, "-o", out)
         self.check_metrics(got, out)
-        self.assertTrue(np.isnan(got["unc_mean"]["ilv"]))
+        self.assertEqual(got["methods"][0], "deterministic")
+
+    def test_evaluate_writes_the_cli_folder(self) -> None:
+        """output=: the folder `vmoer eval -o` writes, file for file (timings aside)."""
+        out_py, out_cli = os.path.join(self.T, "eval-py"), os.path.join(self.T, "eval-cli")
+        got = vmoer.evaluate(MODEL, TEST, router="vglr-mf", output=out_py, threads=2, **EVAL_OPTS)
+        cli("eval", MODEL, "--router", "vglr-mf", "--data", TEST, "--threads", "2", *EVAL_FLAGS, "-o", out_cli)
+        self.assertEqual(got["output"], out_py)
+        self.assertEqual(sorted(os.listdir(out_py)), sorted(os.listdir(out_cli)))
+        for name in os.listdir(out_cli):
+            if name in ("metrics.json", "report.html"):   # they print the timings
+                continue
+            self.assertEqual(read(os.path.join(out_py, name), "rb"), read(os.path.join(out_cli, name), "rb"), name)
+        with self.assertRaises(vmoer.Error) as cm:   # a folder holding other files is not replaced
+            vmoer.evaluate(MODEL, TEST, output=self.T, limit=2, noise_grid=[])
+        self.assertIn(self.T, str(cm.exception))
+
+    def test_evaluate_bad_options_raise(self) -> None:
+        for kw, text in ((dict(ood=["nothing"]), "NAME=PATH"), (dict(ood="tiny=x"), "ood must be"),
+                         (dict(ood={"id": OOD}), "reserved"), (dict(val=TEST), "evaluation set itself"),
+                         (dict(bins=0), "bins"), (dict(noise_grid=[-1]), "noise level"),
+                         (dict(noise_grid="0.1"), "noise_grid")):
+            with self.assertRaises(vmoer.Error, msg=str(kw)) as cm:
+                vmoer.evaluate(MODEL, TEST, limit=2, **kw)
+            self.assertIn(text, str(cm.exception))
 
     def test_trace_with_adapter_equals_cli(self) -> None:
         with vmoer.Model(MODEL, adapter=self.py_adapter) as m:
