@@ -78,6 +78,7 @@ A="$T/moe.gguf --data $D/openbookqa/test.jsonl --ood arc-easy=$D/arc-easy/test.j
 if "$VMOER" eval $A -o "$T/plain" 2>"$T/e0"; then ok; else bad "plain eval: $(tail -2 "$T/e0")"; fi
 if $MPI -np 1 "$VMOER" eval $A -o "$T/np1" >"$T/o1" 2>"$T/e1"; then ok; else bad "mpirun -np 1 eval: $(tail -3 "$T/e1")"; fi
 if $MPI -np 2 "$VMOER" eval $A -o "$T/np2" >"$T/o2" 2>"$T/e2"; then ok; else bad "mpirun -np 2 eval: $(tail -3 "$T/e2")"; fi
+[ "$(grep -c '^vmoer eval: wrote ' "$T/e2")" -eq 1 ] && ok || bad "eval -np 2: $(grep -c '^vmoer eval: wrote ' "$T/e2") 'wrote' lines (rank 0 alone prints)"
 same_eval "$T/plain" "$T/np1" "eval -np 1"
 same_eval "$T/plain" "$T/np2" "eval -np 2"
 # one rank wrote: no second output folder or temporary folder beside it
