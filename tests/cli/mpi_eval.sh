@@ -118,6 +118,14 @@ for f in table.md table.json $(cd "$T/da" && ls adapters/*.gguf); do
     cmp -s "$T/da/$f" "$T/db/$f" && ok || bad "demo -np 2: $f differs"
 done
 [ $n -ge 10 ] && ok || bad "demo: only $n files compared"
+# a rank with another model is refused before any job runs
+"$VMOER" upcycle "$T/st.gguf" "$T/moe4b.gguf" --experts 4 --top-k 2 --noise 0.05 --router-std 0.3 --seed 9 >/dev/null 2>&1 || bad "upcycle (second demo model)"
+Q2="--quick --data $T/cloze --train 8 --test 6 --ood 4 --val 4 --stability 2 --samples 2 --boot 20 --seed 3 --threads 1 -o $T/dc"
+$MPI -np 1 "$VMOER" demo $Q2 --model "$T/moe4.gguf" : -np 1 "$VMOER" demo $Q2 --model "$T/moe4b.gguf" >"$T/o4" 2>"$T/e4"
+rc=$?
+[ $rc -ne 0 ] && grep -q "demo: the model differs across ranks: rank 1 has" "$T/e4" && ok \
+    || bad "demo with two models: exit $rc, $(grep vmoer "$T/e4" | head -2)"
+[ ! -e "$T/dc" ] && ok || bad "a refused demo wrote $T/dc"
 # the table printed once (rank 0), and the other rank's private folder removed
 [ "$(grep -c '^Better than deterministic: ' "$T/db.out")" -eq 1 ] && ok || bad "demo -np 2 printed the verdict $(grep -c '^Better than deterministic: ' "$T/db.out") times"
 [ -z "$(ls "$T" | grep vmoer-demo-rank)" ] && ok || bad "a rank's private folder left: $(ls "$T")"
