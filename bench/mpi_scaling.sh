@@ -4,8 +4,8 @@
 # run of the same script; then the cost model of docs/mpi.md for OpenBookQA-size fits on 1, 8 and 64
 # nodes (bench/mpi_cost_model.sh).
 #   eval: `vmoer eval` of the bundled model (data/models/stories-moe.gguf) with fresh VGLR-fc routers
-#         (S = 35) on OpenBookQA test (500 items); items/s = items / the "id: ... in X s" time rank 0
-#         prints (scoring and, with 2 ranks, the gather: the set is whole on every rank at that point);
+#         (S = 35) on ARC-Easy test (2,376 items); items/s = items / the set's scoring time in
+#         metrics.json (rank 0's: scoring and, with 2 ranks, the gather, after which the set is whole);
 #         also the whole command's wall time (model load, MPI start-up, cost timing, writing).
 #   fit:  `vmoer fit` vglr-mf, 300 OpenBookQA train items, 1 epoch, batch 8; the tok/s it prints. Under
 #         mpirun each rank of this branch runs the whole fit itself (the data-parallel fit is another
@@ -32,11 +32,15 @@ run_cfg() {
 eval_once() {   # prints: items/s wall_s
     rm -rf "$T/e"
     s0=$(date +%s.%N)
-    run_cfg "$1" "$2" eval "$M" --data "$SH/data/mcqa/openbookqa/test.jsonl" --router vglr-fc --noise-grid none \
+    run_cfg "$1" "$2" eval "$M" --data "$SH/data/mcqa/arc-easy/test.jsonl" --router vglr-fc --noise-grid none \
         --time-items 1 --boot 0 -o "$T/e" 2>"$T/err" >/dev/null
     s1=$(date +%s.%N)
-    sed -n 's/^vmoer eval: id: \([0-9]*\) items .* in \([0-9.]*\) s$/\1 \2/p' "$T/err" | head -1 |
-        awk -v w="$(echo "$s1 $s0" | awk '{ print $1 - $2 }')" '{ printf "%.1f %.2f\n", ($2 > 0 ? $1 / $2 : 0), w }'
+    python3 - "$T/e/metrics.json" "$(echo "$s1 $s0" | awk '{ print $1 - $2 }')" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+n = sum('"set":"id"' in l for l in open(sys.argv[1].replace("metrics.json", "questions.jsonl")))
+print("%.1f %.2f" % (n / j["config"]["sets"]["id"]["seconds"], float(sys.argv[2])))
+PY
 }
 
 fit_once() {   # prints: tok/s (rank 0's line)
