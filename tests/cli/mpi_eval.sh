@@ -84,6 +84,23 @@ same_eval "$T/plain" "$T/np2" "eval -np 2"
 # one rank wrote: no second output folder or temporary folder beside it
 [ -z "$(ls "$T" | grep '\.tmp\.')" ] && ok || bad "temporary folders left: $(ls "$T")"
 
+# items too long for the context in both ranks' blocks: the same items skipped and counted
+python3 - "$D/openbookqa/test.jsonl" "$T/long.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])][:9]
+for i in (2, 7):
+    rows[i]["question"]["stem"] = " ".join([rows[i]["question"]["stem"]] * (6000 // len(rows[i]["question"]["stem"])))
+open(sys.argv[2], "w").write("".join(json.dumps(r) + "\n" for r in rows))
+PY
+L="$T/moe.gguf --data $T/long.jsonl --noise-grid 0.01 --boot 20 --time-items 2 --threads 1"
+"$VMOER" eval $L -o "$T/lp" 2>"$T/el1" >/dev/null || bad "plain eval with long items: $(tail -2 "$T/el1")"
+$MPI -np 2 "$VMOER" eval $L -o "$T/l2" >/dev/null 2>"$T/el2" || bad "mpirun -np 2 eval with long items: $(tail -3 "$T/el2")"
+grep -q "id: 7 items (2 skipped)" "$T/el2" && ok || bad "eval -np 2 with long items: $(grep 'id:' "$T/el2")"
+cmp -s "$T/lp/questions.jsonl" "$T/l2/questions.jsonl" && cmp -s "$T/lp/stability.csv" "$T/l2/stability.csv" && ok \
+    || bad "eval -np 2 with skipped items: questions.jsonl or stability.csv differs"
+strip_times metrics "$T/lp/metrics.json" >"$T/m1"; strip_times metrics "$T/l2/metrics.json" >"$T/m2"
+cmp -s "$T/m1" "$T/m2" && ok || bad "eval -np 2 with skipped items: metrics.json differs: $(diff "$T/m1" "$T/m2" | head -4)"
+
 # 2. ranks with different models are refused, naming the rank; nothing written
 B="--data $D/openbookqa/test.jsonl --limit 4 --noise-grid none --boot 0 --time-items 1 --threads 1 -o $T/mixed"
 $MPI -np 1 "$VMOER" eval "$T/moe.gguf" $B : -np 1 "$VMOER" eval "$T/other.gguf" $B >"$T/o3" 2>"$T/e3"
