@@ -21,7 +21,7 @@ M=data/models/stories-moe.gguf
 if "$V" --version | grep -q "MPI: not built in"; then echo "$V is built without MPI"; exit 1; fi
 MPI="mpirun --oversubscribe --bind-to none"
 [ "$(id -u)" -eq 0 ] && MPI="$MPI --allow-run-as-root"
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT INT TERM
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT; trap 'exit 1' INT TERM
 
 # run_cfg RANKS THREADS CMD...: the command plain (1 rank) or under mpirun
 run_cfg() {

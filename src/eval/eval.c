@@ -61,6 +61,11 @@ double vm_eval_now(void) { return vm_now_s(); }
 uint64_t vm_eval_model_identity(const vm_model *m) {
     uint64_t h = vm_model_router_checksum(m);
     const vm_gguf *g = m->gguf;
+    if (g && g->map.data) {   // the file's size and its head: the header, metadata and tokenizer
+        const size_t head = g->map.size < ((size_t)1 << 20) ? g->map.size : (size_t)1 << 20;
+        h = vm_fnv1a(h, &g->map.size, sizeof g->map.size);
+        h = vm_fnv1a(h, g->map.data, head);
+    }
     for (int64_t i = 0; g && i < g->n_tensors; i++) {
         const vm_gguf_tensor_info *ti = &g->tensors[i];
         h = vm_fnv1a(h, ti->name, strlen(ti->name));

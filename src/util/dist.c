@@ -173,7 +173,6 @@ int vm_dist_any(int flag, int *any_rank) {
     return 0;
 }
 
-
 int vm_dist_check(int rc, const char *what) {
     int bad = -1;
     if (g_size == 1) return rc ? -1 : 0;
