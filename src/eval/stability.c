@@ -36,49 +36,60 @@ static int overlap(const int32_t *a, const int32_t *b, int K) {
 
 static double jaccard_of(int inter, int K) { return (double)inter / (double)(2 * K - inter); }
 
-// What a rank sends of its block of prompts: counts, the overlap histogram (int64, nh), then per
-// prompt its token count (int32) and its mean Jaccard per (gamma, layer) (double, per_item).
-typedef struct stab_head { int32_t n_items, pad; int64_t n_tokens; } stab_head;
+// Each measured prompt's overlaps |A ∩ B| (0..K) per (gamma, layer, token), in that order, appended:
+// the means over every (token, layer) are replayed from them in prompt order after the loop, so one
+// process and any split over ranks add the same numbers in the same order (the same bits).
+typedef struct ovl_buf { unsigned char *p; size_t n, cap; } ovl_buf;
 
-// Every rank's block in rank order (= prompt order): histograms added (integers: any order gives
-// the same sums), per-prompt rows concatenated.
-static int gather_stab(vm_stability *out, int64_t *hist, size_t nh, size_t per_item, size_t cap) {
+static unsigned char *ovl_grow(ovl_buf *o, size_t n) {
+    if (o->n + n > o->cap) {
+        size_t cap = o->cap ? o->cap : 1 << 16;
+        while (cap < o->n + n) cap *= 2;
+        unsigned char *q = realloc(o->p, cap);
+        if (!q) { vm_err("stability: out of memory (%zu bytes of overlaps)", cap); return NULL; }
+        o->p = q; o->cap = cap;
+    }
+    unsigned char *at = o->p + o->n;
+    o->n += n;
+    return at;
+}
+
+// What a rank sends of its block of prompts: counts, then per prompt its token count (int32) and its
+// mean Jaccard per (gamma, layer) (double, per_item), then the overlaps.
+typedef struct stab_head { int32_t n_items, pad; int64_t n_tokens; uint64_t n_ovl; } stab_head;
+
+// Every rank's block in rank order (= prompt order): per-prompt rows and overlaps concatenated.
+static int gather_stab(vm_stability *out, ovl_buf *ovl, size_t per_item, size_t cap) {
     const size_t rec = sizeof(int32_t) + per_item * sizeof(double);
-    const size_t n = sizeof(stab_head) + nh * sizeof(int64_t) + (size_t)out->n_items * rec;
+    const size_t n = sizeof(stab_head) + (size_t)out->n_items * rec + ovl->n;
     unsigned char *mine = vm_calloc(n, 1), *p = mine;
     size_t *counts = vm_calloc((size_t)vm_dist_size(), sizeof *counts);
     void *all = NULL;
     int rc = mine && counts ? 0 : -1;
     if (rc == 0) {
-        const stab_head hd = { .n_items = out->n_items, .n_tokens = out->n_tokens };
+        const stab_head hd = { .n_items = out->n_items, .n_tokens = out->n_tokens, .n_ovl = ovl->n };
         memcpy(p, &hd, sizeof hd); p += sizeof hd;
-        memcpy(p, hist, nh * sizeof(int64_t)); p += nh * sizeof(int64_t);
         for (int i = 0; i < out->n_items; i++) {
             memcpy(p, &out->item_tokens[i], sizeof(int32_t)); p += sizeof(int32_t);
             memcpy(p, out->jac_item + (size_t)i * per_item, per_item * sizeof(double)); p += per_item * sizeof(double);
         }
+        if (ovl->n) memcpy(p, ovl->p, ovl->n);
         rc = vm_dist_allgatherv(mine, n, &all, counts);
     }
     if (rc == 0) {
-        memset(hist, 0, nh * sizeof(int64_t));
         out->n_items = 0;
         out->n_tokens = 0;
+        ovl->n = 0;
         const unsigned char *q = all;
         for (int r = 0; r < vm_dist_size() && rc == 0; r++) {
             stab_head hd;
             memcpy(&hd, q, sizeof hd);
-            if (hd.n_items < 0 || counts[r] != sizeof hd + nh * sizeof(int64_t) + (size_t)hd.n_items * rec ||
+            if (hd.n_items < 0 || counts[r] != sizeof hd + (size_t)hd.n_items * rec + hd.n_ovl ||
                 (size_t)out->n_items + (size_t)hd.n_items > cap) {
                 rc = vm_err("stability: rank %d sent %zu bytes that do not match its %d prompts", r, counts[r], hd.n_items);
                 break;
             }
             const unsigned char *b = q + sizeof hd;
-            for (size_t k = 0; k < nh; k++) {
-                int64_t v;
-                memcpy(&v, b + k * sizeof v, sizeof v);
-                hist[k] += v;
-            }
-            b += nh * sizeof(int64_t);
             for (int i = 0; i < hd.n_items; i++, out->n_items++) {
                 int32_t t;
                 memcpy(&t, b, sizeof t); b += sizeof t;
@@ -86,6 +97,9 @@ static int gather_stab(vm_stability *out, int64_t *hist, size_t nh, size_t per_i
                 memcpy(out->jac_item + (size_t)out->n_items * per_item, b, per_item * sizeof(double));
                 b += per_item * sizeof(double);
             }
+            unsigned char *o = ovl_grow(ovl, hd.n_ovl);
+            if (!o) { rc = -1; break; }
+            if (hd.n_ovl) memcpy(o, b, hd.n_ovl);
             out->n_tokens += hd.n_tokens;
             q += counts[r];
         }
@@ -169,11 +183,8 @@ int vm_stability_run_dist(vm_model *m, const vm_task *task, const vm_dataset *ds
         oh = vm_fnv1a(oh, &task->tmpl, sizeof task->tmpl);
         if (vm_eval_dist_same(m, ds, oh, "stability")) rc = -1;   // called by every rank, failed or not
     }
-    // per (gamma, layer) how many tokens kept 0..K of their K experts: integer counts add up to the
-    // same totals in any order, so the means do not depend on how the prompts were split
-    const size_t nh = (size_t)n_gamma * n_moe * (K + 1);
-    int64_t *hist = vm_calloc(nh, sizeof *hist);
-    if (!hist) rc = -1;
+    ovl_buf ovl = {0};
+    if (K > 255) rc = vm_err("stability: %d experts per token (at most 255)", K);
     int lo = 0, hi = (int)ds->n;
     if (dist) vm_dist_shard((int)ds->n, vm_dist_rank(), vm_dist_size(), &lo, &hi);
     sel_buf sb = { .n_moe = n_moe, .K = K, .moe_of_layer = moe_of_layer };
@@ -198,11 +209,13 @@ int vm_stability_run_dist(vm_model *m, const vm_task *task, const vm_dataset *ds
             if (vm_ctx_eval(c, in.seq[0].tokens, T, NULL)) { rc = vm_err_prefix("stability: item %s", ds->items[i].id); break; }
             if (sb.bad) { rc = vm_err("stability: unexpected routing trace (item %s)", ds->items[i].id); break; }
             if (g < 0) continue;
+            unsigned char *ov = ovl_grow(&ovl, (size_t)n_moe * T);
+            if (!ov) { rc = -1; break; }
             for (int li = 0; li < n_moe; li++)
                 for (int t = 0; t < T; t++) {
                     const size_t at = ((size_t)li * T + t) * K;
                     const int k = overlap(clean + at, noisy + at, K);
-                    hist[((size_t)g * n_moe + li) * (K + 1) + k]++;
+                    *ov++ = (unsigned char)k;
                     ji[(size_t)g * n_moe + li] += jaccard_of(k, K) / T;
                 }
         }
@@ -213,26 +226,32 @@ int vm_stability_run_dist(vm_model *m, const vm_task *task, const vm_dataset *ds
     }
     if (dist) {
         rc = vm_dist_check(rc, "stability");
-        if (rc == 0) rc = gather_stab(out, hist, nh, (size_t)n_gamma * n_moe, ds->n);
+        if (rc == 0) rc = gather_stab(out, &ovl, (size_t)n_gamma * n_moe, ds->n);
     }
     if (rc == 0 && out->n_tokens == 0) rc = vm_err("stability: no prompt could be measured");
-    if (rc == 0) {
+    long long *changed = rc == 0 ? vm_calloc((size_t)n_gamma, sizeof(long long)) : NULL;
+    if (rc == 0 && !changed) rc = -1;
+    if (rc == 0) {   // the sums over prompts, gammas, layers and tokens, in that order
+        const unsigned char *ov = ovl.p;
+        for (int i = 0; i < out->n_items; i++)
+            for (int g = 0; g < n_gamma; g++)
+                for (int li = 0; li < n_moe; li++)
+                    for (int t = 0; t < out->item_tokens[i]; t++) {
+                        const double j = jaccard_of(*ov++, K);
+                        out->jac[(size_t)g * n_moe + li] += j;
+                        changed[g] += j < 1.0;
+                    }
         for (int g = 0; g < n_gamma; g++) {
             double s = 0.0;
-            long long changed = 0;
             for (int li = 0; li < n_moe; li++) {
-                const int64_t *hk = hist + ((size_t)g * n_moe + li) * (K + 1);
-                double sum = 0.0;
-                for (int k = 0; k <= K; k++) sum += (double)hk[k] * jaccard_of(k, K);
-                for (int k = 0; k < K; k++) changed += hk[k];
-                out->jac[(size_t)g * n_moe + li] = sum / (double)out->n_tokens;
+                out->jac[(size_t)g * n_moe + li] /= (double)out->n_tokens;
                 s += out->jac[(size_t)g * n_moe + li];
             }
             out->jac_mean[g] = s / n_moe;
-            out->changed[g] = (double)changed / ((double)out->n_tokens * n_moe);
+            out->changed[g] = (double)changed[g] / ((double)out->n_tokens * n_moe);
         }
     }
-    free(hist); free(row); free(clean); free(noisy);
+    free(changed); free(ovl.p); free(row); free(clean); free(noisy);
     vm_ctx_free(c);
     if (rc) vm_stability_free(out);
     return rc;
