@@ -1,8 +1,10 @@
 #!/bin/sh
 # The cost model of docs/mpi.md: estimated wall time of one epoch of an OpenBookQA-size fit
 # (VGLR-mf on 3 MoE layers) of a Granite-3B-shaped and a DeepSeek-16B-shaped MoE on 1, 8 and 64
-# nodes, data-parallel, one rank per node, gradients exchanged with an allgather (every rank gets
-# every rank's gradient bytes and adds them in rank order: results independent of the node count).
+# nodes, data-parallel, one rank per node. Two ways to exchange the gradients, both allgathers of
+# bytes added in a fixed order: per example (the mpifit branch: every rank receives every example's
+# gradient, B x G bytes a step, and adds them in batch order, the bits of one process for any N) and
+# per rank (each rank first sums its own examples: R x G a step, bits that depend on N).
 # Every input is a variable below (override from the environment); docs/mpi.md says where each
 # number comes from. Prints the inputs, the per-model derived quantities and the table.
 # usage: sh bench/mpi_cost_model.sh
@@ -17,7 +19,9 @@ awk -v Q="${Q:-4957}" -v TOK="${TOK:-500000}" -v NL_FIT="${NL_FIT:-3}" -v BATCH=
     printf "inputs: %d questions, %d tokens through the frozen prefix, VGLR-mf on the top %d MoE layers, one epoch,\n", Q, TOK, NL_FIT
     printf "  global batch max(%d, nodes) questions; %.1f tok/s per core for the Granite-3B-shaped Q8_0 forward\n", BATCH, RATE
     printf "  (other shapes at the same FLOP rate); %d cores a node at %.0f %% parallel efficiency; one rank a node;\n", CORES, 100 * EFF
-    printf "  %g Gb/s, %g us per message; fp32 gradients; %g s fixed per run (load, MPI start-up, sigma_p)\n\n", GBPS, LAT_US, FIXED
+    printf "  %g Gb/s, %g us per message; fp32 gradients (G per example or per rank); %g s fixed per run\n", GBPS, LAT_US, FIXED
+    printf "  (model load, MPI start-up, sigma_p). comm/ex: every example gradient to every rank (B x G a step,\n"
+    printf "  bits of one process, the mpifit design); comm/rank: each rank sums its examples first (R x G)\n\n"
     split(m[1], g, " ")
     gflop_ref = flops(g, "full")
     core_flops = RATE * gflop_ref   # FLOP/s of one core, from the measured Granite rate
@@ -30,7 +34,7 @@ awk -v Q="${Q:-4957}" -v TOK="${TOK:-500000}" -v NL_FIT="${NL_FIT:-3}" -v BATCH=
         name[i] = a[1]; tpre[i] = pre / core_flops; tfit[i] = fit / core_flops
         printf "%-20s %10.3f %10.3f %10.3f %11.2f %9.1f\n", a[1], full / 1e9, pre / 1e9, fit / 1e9, G[i] / 1e6, core_flops / full
     }
-    printf "\n%-20s %6s %7s %10s %10s %10s %10s %10s\n", "model", "nodes", "steps", "prefix s", "fit s", "comm s", "total s", "total"
+    printf "\n%-20s %6s %6s %9s %8s %11s %9s %12s %9s\n", "model", "nodes", "steps", "prefix s", "fit s", "comm/ex s", "total", "comm/rank s", "total"
     for (i = 1; i <= n; i++) {
         split("1 8 64", R, " ")
         for (k = 1; k <= 3; k++) {
@@ -39,10 +43,11 @@ awk -v Q="${Q:-4957}" -v TOK="${TOK:-500000}" -v NL_FIT="${NL_FIT:-3}" -v BATCH=
             steps = int((Q + B - 1) / B)
             tp = TOK * tpre[i] / (node * r)
             tf = TOK * tfit[i] / (node * r)
-            # ring allgather: r - 1 steps, each moving the gradient of one rank over the link
-            tc = r > 1 ? steps * (r - 1) * (LAT_US * 1e-6 + G[i] * 8 / (GBPS * 1e9)) : 0
-            tot = FIXED + tp + tf + tc
-            printf "%-20s %6d %7d %10.0f %10.0f %10.1f %10.0f %10s\n", name[i], r, steps, tp, tf, tc, tot, hms(tot)
+            # ring allgather(v): r - 1 rounds of one latency; a rank receives all bytes but its own share
+            te = r > 1 ? steps * ((r - 1) * LAT_US * 1e-6 + B * G[i] * (r - 1) / r * 8 / (GBPS * 1e9)) : 0
+            tr = r > 1 ? steps * (r - 1) * (LAT_US * 1e-6 + G[i] * 8 / (GBPS * 1e9)) : 0
+            printf "%-20s %6d %6d %9.0f %8.0f %11.1f %9s %12.1f %9s\n", name[i], r, steps, tp, tf, te,
+                   hms(FIXED + tp + tf + te), tr, hms(FIXED + tp + tf + tr)
         }
     }
 }
