@@ -466,6 +466,10 @@ typedef struct vm_eval_report_params {
     const char *model_label;     // the paths metrics.json and the report name (NULL: "?" / none)
     const char *adapter_label;
     int verbose;                 // progress lines on stderr
+    int distributed;             // 1: in a process that joined an MPI job (`mpirun -np N vmoer eval`),
+                                 // the items and stability prompts are split over the ranks and rank 0
+                                 // writes; the same outputs (docs/mpi.md). 0 (default): this process
+                                 // does everything (a library caller never joins a job)
 } vm_eval_report_params;
 VMOER_API vm_eval_report_params vm_eval_report_default_params(void);
 VMOER_API int vm_eval_report(vm_model *m, const char *data, const char *outdir, const vm_eval_report_params *p);

@@ -145,7 +145,8 @@ class EvalReportParams(Structure):
                 ("chat_template", c_char_p), ("format", c_char_p), ("limit", c_long), ("passes", c_int),
                 ("bins", c_int), ("boot", c_int), ("noise_grid", POINTER(c_double)), ("n_noise", c_int),
                 ("stability_limit", c_long), ("time_items", c_int), ("seed", c_uint64),
-                ("model_label", c_char_p), ("adapter_label", c_char_p), ("verbose", c_int)]
+                ("model_label", c_char_p), ("adapter_label", c_char_p), ("verbose", c_int),
+                ("distributed", c_int)]
 
 
 # ---------------------------------------------------------------- functions

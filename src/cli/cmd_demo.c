@@ -145,6 +145,7 @@ int cmd_demo(int argc, char **argv) {
     static const char *const names[] = { "table.md", "table.json", "timing.json", "report.html", "adapters", "methods", NULL };
     if (cli_output_dir(CMD, o.outdir, names)) return 1;
     double sec;
+    o.distributed = 1;   // under mpirun the jobs are split over the ranks (one process: no change)
     if (vm_demo_run(&o, &sec)) return cli_fail(CMD, NULL);
     return 0;
 }

@@ -8,6 +8,7 @@
 #include "eval/eval.h"
 #include "model/model.h"
 #include "train/adapter.h"
+#include "util/dist.h"
 #include "util/err.h"
 
 #include <stdio.h>
@@ -151,7 +152,8 @@ int cmd_eval(int argc, char **argv) {
     p.seed = seed;
     p.model_label = model_path;
     p.adapter_label = adapter;
-    p.verbose = 1;
+    p.verbose = vm_dist_rank() == 0;   // under mpirun one rank speaks
+    p.distributed = 1;                 // and the items are split over the ranks (one process: no change)
     vm_task_mode mode;   // flags checked before the model loads
     if (vm_task_mode_parse(score, &mode)) return cli_fail(CMD, NULL);
     vm_mcq_format fmt = VM_MCQ_FORMAT_AUTO;

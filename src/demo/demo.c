@@ -8,6 +8,7 @@
 #include "eval/eval.h"
 #include "train/adapter.h"
 #include "train/fit.h"
+#include "util/dist.h"
 #include "util/err.h"
 #include "util/fileio.h"
 #include "util/progress.h"
@@ -275,7 +276,7 @@ static int set_adapter(dm *d, dm_worker *wk, const char *path) {
 
 // ---------------------------------------------------------------- fit
 
-static void adapter_path(const dm *d, char *buf, size_t n, const char *kind, int seed_idx, int grid) {
+void dm_adapter_path(const dm *d, char *buf, size_t n, const char *kind, int seed_idx, int grid) {
     if (grid >= 0) snprintf(buf, n, "%s/adapters/%s-s%d-b%d.gguf", d->stage_dir, kind, seed_idx, grid);
     else snprintf(buf, n, "%s/adapters/%s-s%d.gguf", d->stage_dir, kind, seed_idx);
 }
@@ -443,7 +444,7 @@ static int run_job(dm *d, dm_job *j) {
     char path[sizeof d->stage_dir + 128];
     if (j->grid >= 0) {   // a beta-grid fit with the first seed
         dm_fit *f = &d->grid[j->method][j->grid];
-        adapter_path(d, path, sizeof path, me->kind, 0, j->grid);
+        dm_adapter_path(d, path, sizeof path, me->kind, 0, j->grid);
         dm_stage(d, "fit %s, beta %g (grid, seed 0)", me->name, (double)grid_beta(d, me->kind, j->grid));
         rc = fit_one(d, wk, me->kind, 0, grid_beta(d, me->kind, j->grid), path, NULL, f);
         stage_done(d, j->units, t);
@@ -452,7 +453,7 @@ static int run_job(dm *d, dm_job *j) {
         if (me->fit && j->reuse >= 0) {   // seed 0 of a gridded kind: the chosen grid fit
             run->fit = d->grid[j->method][j->reuse];
         } else if (me->fit) {
-            adapter_path(d, path, sizeof path, me->kind, j->seed_idx, -1);
+            dm_adapter_path(d, path, sizeof path, me->kind, j->seed_idx, -1);
             dm_stage(d, "fit %s (seed %d)", me->name, j->seed_idx);
             // swag collects from the same seed's map fit
             const dm_fit *mf = after_map(me) ? &d->runs[dm_method_index("map")][j->seed_idx].fit : NULL;
@@ -475,23 +476,29 @@ static int run_job(dm *d, dm_job *j) {
 
 // Runs the jobs on the workers: a fixed assignment (largest first, each to the least loaded
 // worker), so which worker runs what never depends on timing.
+// Distributed, the jobs are first split over the ranks the same way, each rank runs its share on its
+// workers, and every result is then exchanged (demo_dist.c).
 static int run_jobs(dm *d, dm_job *jobs, int n) {
     double load[DM_MAX_WORKERS] = {0};
     int done[n];
     memset(done, 0, sizeof done);
+    dm_dist_assign(d, jobs, n);
     for (int k = 0; k < n; k++) {
         int b = -1, w = 0;
         for (int i = 0; i < n; i++) if (!done[i] && (b < 0 || jobs[i].units > jobs[b].units)) b = i;
+        done[b] = 1;
+        if (jobs[b].rank != d->rank) { jobs[b].worker = -1; continue; }
         for (int q = 1; q < d->n_workers; q++) if (load[q] < load[w]) w = q;
-        done[b] = 1; jobs[b].worker = w; load[w] += jobs[b].units;
+        jobs[b].worker = w; load[w] += jobs[b].units;
     }
     json_decref(json_object());   // jansson seeds its hash on first use: do that before the threads
     #pragma omp parallel for num_threads(d->n_workers) schedule(static, 1)
     for (int w = 0; w < d->n_workers; w++)
         for (int i = 0; i < n; i++)
             if (jobs[i].worker == w && run_job(d, &jobs[i])) break;
-    for (int i = 0; i < n; i++) if (jobs[i].rc) return vm_err("%s", jobs[i].err);
-    return 0;
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) if (jobs[i].rc) rc = vm_err("%s", jobs[i].err);
+    return dm_dist_gather(d, jobs, n, rc);
 }
 
 static int check_opts(const vm_demo_opts *o) {
@@ -519,7 +526,7 @@ static void dm_free(dm *d) {
     for (int m = 0; m < DM_N_METHODS; m++)
         for (int s = 0; s < VM_DEMO_MAX_SEEDS; s++) {
             dm_run *r = &d->runs[m][s];
-            for (int k = 0; k < DM_MAX_SETS; k++) free(r->res[k]);
+            for (int k = 0; k < DM_MAX_SETS; k++) { free(r->res[k]); free(r->ts[k]); }
             vm_stability_free(&r->stab);
         }
     for (int s = 0; s < DM_MAX_SETS; s++) {
@@ -540,14 +547,17 @@ static void dm_free(dm *d) {
 int vm_demo_run(const vm_demo_opts *o, double *seconds) {
     static dm d;   // large (per-run results); one demo runs at a time
     memset(&d, 0, sizeof d);
+    static vm_demo_opts quiet;   // the other ranks of a distributed run print nothing
+    if (o->distributed && vm_dist_rank() != 0) { quiet = *o; quiet.verbose = 0; o = &quiet; }
     d.o = o;
+    d.dist = o->distributed && vm_dist_size() > 1;
     d.t0 = vm_now_s();
     if (check_opts(o)) return -1;
     const int n_threads = omp_get_max_threads();
     // Workers run (method, seed) units side by side, the kernels inside each on one thread (these
     // small models gain nothing from more, and spinning OpenMP teams collapse under load).
     d.n_workers = n_threads < 1 ? 1 : n_threads > DM_MAX_WORKERS ? DM_MAX_WORKERS : n_threads;
-    int rc = dm_stage_dir_open(&d);
+    int rc = dm_dist_begin(&d);
     if (!rc) rc = find_ood(&d);
     omp_set_num_threads(1);
     for (int k = 0; k < d.n_workers && !rc; k++) rc = load_worker(&d, &d.wk[k]);
@@ -562,6 +572,7 @@ int vm_demo_run(const vm_demo_opts *o, double *seconds) {
             rc = load_set(&d, DM_SET_OOD + s, d.ood_file[s], name, o->n_ood);
         }
     }
+    if (!rc) rc = dm_dist_same(&d);
     if (!rc) {
         dm_stage(&d, "the model: loss with its routers vs random routing on the validation stories");
         rc = model_stats(&d);
@@ -641,13 +652,13 @@ int vm_demo_run(const vm_demo_opts *o, double *seconds) {
         rc = run_jobs(&d, jobs, nj);
     }
     omp_set_num_threads(n_threads);
-    if (!rc) {
+    if (!rc && d.rank == 0) {   // every rank holds every result: one writes
         dm_stage(&d, "paired bootstrap (%d resamples), table, report", o->boot);
         d.seconds = vm_now_s() - d.t0;
         rc = dm_outputs(&d);
+        if (!rc) rc = dm_stage_dir_commit(&d);
     }
-    if (!rc) rc = dm_stage_dir_commit(&d);
-    else dm_stage_dir_abort(&d);
+    dm_dist_end(&d, rc);
     d.seconds = vm_now_s() - d.t0;
     if (seconds) *seconds = d.seconds;
     dm_free(&d);

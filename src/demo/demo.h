@@ -55,6 +55,8 @@ typedef struct vm_demo_opts {
                               // on <data_dir>/validation-stories.txt; 0 = the whole text)
     int boot, bins;           // bootstrap resamples and ECE bins
     int verbose;              // progress lines on stderr
+    int distributed;          // 1: the jobs are split over the ranks of an MPI job (util/dist.h; the
+                              // same outputs, written by rank 0); 0 (default): this process runs all
 } vm_demo_opts;
 
 void vm_demo_opts_default(vm_demo_opts *o);

@@ -89,6 +89,7 @@ typedef struct dm_job {
     int grid;           // >= 0: a beta-grid fit (seed 0), nothing else
     int reuse;          // >= 0: seed 0 of a gridded kind reuses grid fit `reuse`
     double units;
+    int rank;           // the rank that runs it (distributed; else 0)
     int worker, rc;
     char err[1024];
 } dm_job;
@@ -116,6 +117,7 @@ typedef struct dm {
     char stage_dir[4200];               // outputs are written here, then renamed to outdir
     struct vm_adir *adir;
     double t0, units_done, units_total, busy, seconds;
+    int dist, rank, size;               // distributed over the job's ranks (demo_dist.c); else 0, 0, 1
 } dm;
 
 void dm_stage(dm *d, const char *fmt, ...) VM_PRINTF(2, 3);
@@ -126,6 +128,21 @@ int dm_outputs(dm *d);                    // statistics, table.md, table.json, t
 int dm_stage_dir_open(dm *d);
 int dm_stage_dir_commit(dm *d);
 void dm_stage_dir_abort(dm *d);
+// A fit's adapter path in the stage folder (grid >= 0: a beta-grid fit with seed 0).
+void dm_adapter_path(const dm *d, char *buf, size_t n, const char *kind, int seed_idx, int grid);
+
+// ---- ranks of one job (demo_dist.c)
+// Opens the stage folder: rank 0 the output's, the other ranks a private one for their adapters.
+int dm_dist_begin(dm *d);
+// Refuses ranks whose model, data sets or options differ (-1 on every rank, naming the rank).
+int dm_dist_same(dm *d);
+// jobs[].rank: largest first, each to the least loaded rank; the same on every rank.
+void dm_dist_assign(dm *d, dm_job *jobs, int n);
+// After a phase (rc: this rank's outcome): every job's result and adapter on every rank, or -1 on
+// every rank naming the first failing one.
+int dm_dist_gather(dm *d, dm_job *jobs, int n, int rc);
+// Removes another rank's private folder; rank 0's output folder is aborted on failure (rc != 0).
+void dm_dist_end(dm *d, int rc);
 
 // ---- statistics (demo_out.c) and their presentation (demo_out.c, demo_report.c)
 #define NSC VM_EVAL_UNC_COUNT

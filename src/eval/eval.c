@@ -5,7 +5,10 @@
 // (vm_tctx_router_unc), and the scorer reads the row of the last context token.
 #include "util/progress.h"
 #include "eval/eval_internal.h"
+#include "train/adapter.h"
+#include "util/dist.h"
 #include "util/err.h"
+#include "util/hash.h"
 #include "util/rng.h"
 
 #include <math.h>
@@ -53,6 +56,106 @@ int vm_eval_readout_layer(const vm_model *m, int il) {
 
 double vm_eval_now(void) { return vm_now_s(); }
 
+// ---------------------------------------------------------------- ranks of one job
+
+uint64_t vm_eval_model_identity(const vm_model *m) {
+    uint64_t h = vm_model_router_checksum(m);
+    const vm_gguf *g = m->gguf;
+    if (g && g->map.data) {   // the file's size and its head: the header, metadata and tokenizer
+        const size_t head = g->map.size < ((size_t)1 << 20) ? g->map.size : (size_t)1 << 20;
+        h = vm_fnv1a(h, &g->map.size, sizeof g->map.size);
+        h = vm_fnv1a(h, g->map.data, head);
+    }
+    for (int64_t i = 0; g && i < g->n_tensors; i++) {
+        const vm_gguf_tensor_info *ti = &g->tensors[i];
+        h = vm_fnv1a(h, ti->name, strlen(ti->name));
+        h = vm_fnv1a(h, &ti->t.type, sizeof ti->t.type);
+        h = vm_fnv1a(h, ti->t.ne, sizeof ti->t.ne);
+        if (!ti->t.data || !ti->nbytes) continue;
+        // both ends of the data: a different checkpoint of the same shape differs there
+        const size_t k = ti->nbytes < 4096 ? ti->nbytes : 4096;
+        h = vm_fnv1a(h, ti->t.data, k);
+        h = vm_fnv1a(h, (const char *)ti->t.data + ti->nbytes - k, k);
+    }
+    for (int l = 0; l < m->hp.n_layer; l++) {   // the routers now in the model (an adapter's, a kind's)
+        const vm_router *r = m->routers ? m->routers[l] : NULL;
+        if (!r || !r->ops) continue;
+        h = vm_fnv1a(h, &l, sizeof l);
+        h = vm_fnv1a(h, r->ops->name, strlen(r->ops->name));
+        for (int i = 0; i < r->n_params; i++)
+            if (r->params[i].w) h = vm_fnv1a(h, r->params[i].w, (size_t)(r->params[i].ne[0] * r->params[i].ne[1]) * sizeof(float));
+    }
+    return h;
+}
+
+int vm_eval_dist_same(const vm_model *m, const vm_dataset *ds, uint64_t opts, const char *what) {
+    if (vm_dist_size() == 1) return 0;
+    char w[256];
+    snprintf(w, sizeof w, "%s: the model", what);
+    if (vm_dist_same_u64(vm_eval_model_identity(m), w)) return -1;
+    snprintf(w, sizeof w, "%s: the data set", what);
+    if (vm_dist_same_u64(vm_dataset_fingerprint(ds), w)) return -1;
+    snprintf(w, sizeof w, "%s: the options", what);
+    return vm_dist_same_u64(opts, w);
+}
+
+// What a rank sends of its block of a set: the counts, then (dataset index, item) per scored item
+// (the id pointer travels as the index: each rank has the same dataset), then the first skip message.
+typedef struct shard_head { int32_t n, n_skipped; int64_t n_tokens; uint32_t msg_len, pad; } shard_head;
+typedef struct shard_rec { int64_t idx; vm_eval_item e; } shard_rec;
+
+// Every rank's block, in rank order (= item order: blocks are contiguous and ascending), into out.
+static int gather_set(const vm_dataset *ds, const int *idx, vm_eval_set *out) {
+    const size_t msg_len = out->n_skipped && out->skip_msg ? strlen(out->skip_msg) + 1 : 0;
+    const size_t n = sizeof(shard_head) + (size_t)out->n * sizeof(shard_rec) + msg_len;
+    unsigned char *mine = vm_calloc(n, 1);   // zeroed: the structs' padding is sent too
+    size_t *counts = vm_calloc((size_t)vm_dist_size(), sizeof *counts);
+    void *all = NULL;
+    int rc = mine && counts ? 0 : -1;
+    if (rc == 0) {
+        shard_head hd = { .n = out->n, .n_skipped = out->n_skipped, .n_tokens = out->n_tokens, .msg_len = (uint32_t)msg_len };
+        memcpy(mine, &hd, sizeof hd);
+        shard_rec *rec = (shard_rec *)(void *)(mine + sizeof hd);
+        for (int i = 0; i < out->n; i++) {
+            shard_rec r;
+            memset(&r, 0, sizeof r);
+            r.idx = idx[i]; r.e = out->items[i]; r.e.id = NULL;
+            memcpy(&rec[i], &r, sizeof r);
+        }
+        if (msg_len) memcpy(mine + sizeof hd + (size_t)out->n * sizeof(shard_rec), out->skip_msg, msg_len);
+        rc = vm_dist_allgatherv(mine, n, &all, counts);
+    }
+    if (rc == 0) {
+        free(out->skip_msg);
+        out->skip_msg = NULL;
+        out->n = out->n_skipped = 0;
+        out->n_tokens = 0;
+        const unsigned char *p = all;
+        for (int r = 0; r < vm_dist_size() && rc == 0; r++) {
+            shard_head hd;
+            memcpy(&hd, p, sizeof hd);
+            if (counts[r] != sizeof hd + (size_t)hd.n * sizeof(shard_rec) + hd.msg_len || out->n + (size_t)hd.n > ds->n) {
+                rc = vm_err("eval %s: rank %d sent %zu bytes that do not match its %d items", out->name, r, counts[r], hd.n);
+                break;
+            }
+            const unsigned char *q = p + sizeof hd;
+            for (int i = 0; i < hd.n; i++, q += sizeof(shard_rec)) {
+                shard_rec rec;
+                memcpy(&rec, q, sizeof rec);
+                if (rec.idx < 0 || (size_t)rec.idx >= ds->n) { rc = vm_err("eval %s: rank %d sent item index %lld", out->name, r, (long long)rec.idx); break; }
+                out->items[out->n] = rec.e;
+                out->items[out->n++].id = ds->items[rec.idx].id;
+            }
+            if (hd.n_skipped && !out->n_skipped && hd.msg_len) out->skip_msg = vm_strdup((const char *)q);
+            out->n_skipped += hd.n_skipped;
+            out->n_tokens += hd.n_tokens;
+            p += counts[r];
+        }
+    }
+    free(mine); free(counts); free(all);
+    return rc;
+}
+
 // ---------------------------------------------------------------- scoring
 
 static double entropy(const double *p, int n) {
@@ -90,11 +193,27 @@ int vm_eval_run(vm_model *m, const vm_task *task, const vm_dataset *ds, const ch
     const int sampled = vm_eval_kind_sampled(kind) || (kind && !strcmp(kind, "mixed"));
     const int P = sampled ? (o && o->passes > 0 ? o->passes : VM_EVAL_PASSES) : 1;
     const uint64_t seed = o ? o->seed : 0;
+    const int dist = o && o->distributed && vm_dist_size() > 1;
     out->name = vm_strdup(name ? name : "id");
     out->items = vm_calloc(ds->n, sizeof *out->items);
     if (!out->name || !out->items) { vm_eval_set_free(out); return -1; }
+    if (dist) {   // the same model, items and streams on every rank, or the gathered set is not one run's
+        char what[128];
+        snprintf(what, sizeof what, "eval %s", out->name);
+        uint64_t oh = vm_fnv1a(VM_FNV1A_INIT, &P, sizeof P);
+        oh = vm_fnv1a(oh, &seed, sizeof seed);
+        oh = vm_fnv1a(oh, &task->mode, sizeof task->mode);
+        oh = vm_fnv1a(oh, &task->tmpl, sizeof task->tmpl);
+        oh = vm_fnv1a(oh, &task->max_tokens, sizeof task->max_tokens);
+        if (vm_eval_dist_same(m, ds, oh, what)) { vm_eval_set_free(out); return -1; }
+    }
+    // this rank's block of items (all of them in one process); idx: the dataset index of each scored one
+    int lo = 0, hi = (int)ds->n;
+    if (dist) vm_dist_shard((int)ds->n, vm_dist_rank(), vm_dist_size(), &lo, &hi);
+    int *idx = vm_malloc((ds->n ? ds->n : 1) * sizeof(int));
+    if (!idx) { vm_eval_set_free(out); return -1; }
     unsigned char *ro_layers = vm_calloc((size_t)m->hp.n_layer, 1);
-    if (!ro_layers) { vm_eval_set_free(out); return -1; }
+    if (!ro_layers) { free(idx); vm_eval_set_free(out); return -1; }
     // the forward kept per layer starts at the lowest read-out layer; below it every router is the
     // deterministic one (a replaced layer is a read-out layer), unless a kind says it samples
     int l0 = -1, prefix_sampled = 0;
@@ -110,7 +229,7 @@ int vm_eval_run(vm_model *m, const vm_task *task, const vm_dataset *ds, const ch
     size_t h_cap = 0;
     int rc = sc ? 0 : -1;
     const double t0 = vm_eval_now();
-    for (size_t i = 0; i < ds->n && rc == 0; i++) {
+    for (size_t i = (size_t)lo; i < (size_t)hi && rc == 0; i++) {
         const vm_mcq_item *it = &ds->items[i];
         vm_task_input in;
         if (vm_task_build(task, it, &in)) {
@@ -156,6 +275,7 @@ int vm_eval_run(vm_model *m, const vm_task *task, const vm_dataset *ds, const ch
         }
         if (rc == 0) {
             e->id = it->id;
+            idx[out->n] = (int)i;
             e->n_choices = C;
             e->answer = in.answer;
             e->n_tokens = ntok;
@@ -183,12 +303,19 @@ int vm_eval_run(vm_model *m, const vm_task *task, const vm_dataset *ds, const ch
         }
         vm_task_input_free(&in);
     }
+    if (dist) {   // a failure anywhere stops every rank here, named; else the blocks in item order
+        char what[128];
+        snprintf(what, sizeof what, "eval %s", out->name);
+        rc = vm_dist_check(rc, what);
+        if (rc == 0) rc = gather_set(ds, idx, out);
+    }
     if (rc == 0 && out->n == 0)
         rc = vm_err("eval %s: no item could be scored (%d skipped; first: %s)", out->name, out->n_skipped,
                     out->skip_msg ? out->skip_msg : "?");
-    out->seconds = vm_eval_now() - t0;
+    out->seconds = vm_eval_now() - t0;   // this rank's wall time (scoring and exchange)
     vm_scorer_free(sc);
     free(h);
+    free(idx);
     free(ro_layers);
     if (rc) vm_eval_set_free(out);
     return rc;

@@ -54,7 +54,21 @@ typedef struct vm_eval_set {
 typedef struct vm_eval_opts {
     int passes;          // P for stochastic routers (0 = VM_EVAL_PASSES = 1); deterministic ones always 1
     uint64_t seed;       // router streams: pass q of item i uses vm_rng_seed2(seed, i * 65536 + q)
+    int distributed;     // 1: the items are split over the job's ranks (util/dist.h), each rank scores
+                         // its block and every rank receives the whole set in item order, equal byte
+                         // for byte to one process's (an item's streams depend on its index only).
+                         // Every rank must call with the same model, data and options (refused
+                         // otherwise). 0 (default): this process scores every item (library callers,
+                         // the demo's worker threads).
 } vm_eval_opts;
+
+// A cheap identity of the model as loaded for a run: the file's size and first megabyte (header,
+// metadata, tokenizer), shapes, types and names of every tensor, the first and last 4 KB of each
+// tensor's data, the MoE routers' weights and the current routers' kinds and parameters. Ranks of one job compare it (vm_dist_same_u64) instead of hashing gigabytes.
+uint64_t vm_eval_model_identity(const vm_model *m);
+// For a distributed step: refuses (-1 on every rank, the message naming the differing rank) ranks
+// whose model identity, dataset fingerprint or `opts` (a hash of the step's options) differ.
+int vm_eval_dist_same(const vm_model *m, const vm_dataset *ds, uint64_t opts, const char *what);
 
 // 1 when the kind draws random numbers at inference.
 int vm_eval_kind_sampled(const char *kind);
@@ -127,6 +141,10 @@ typedef struct vm_stability {
 // router would see it (docs/method.md §5.4). 0 or -1.
 int vm_stability_run(vm_model *m, const vm_task *task, const vm_dataset *ds, int n_gamma,
                      const double *gamma, uint64_t seed, vm_stability *out);
+// The same, the prompts split over the job's ranks when distributed (as vm_eval_opts.distributed):
+// every rank receives the result of one process, byte for byte.
+int vm_stability_run_dist(vm_model *m, const vm_task *task, const vm_dataset *ds, int n_gamma,
+                          const double *gamma, uint64_t seed, int distributed, vm_stability *out);
 void vm_stability_free(vm_stability *s);
 
 // ---- cost (method.md §5.5, cost.c) ----
@@ -156,6 +174,7 @@ typedef struct vm_eval_write_opts {
     int boot;            // bootstrap replicates
     uint64_t seed;
     int passes;
+    int distributed;     // 1: only rank 0 of the job writes (the others return 0 at once)
 } vm_eval_write_opts;
 
 // The files of an eval folder (NULL-terminated): vm_eval_write replaces a folder holding only these.

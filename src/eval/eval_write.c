@@ -5,6 +5,7 @@
 #include "eval/eval_internal.h"
 #include "eval/metrics.h"
 #include "report/report.h"
+#include "util/dist.h"
 #include "util/err.h"
 #include "util/fileio.h"
 
@@ -705,6 +706,7 @@ int vm_eval_write(const vm_eval_write_opts *o, int n_sets, const vm_eval_set *se
                   const vm_eval_set *val, const vm_stability *st, const vm_cost *cost) {
     if (!o || !o->outdir || n_sets < 1 || !sets || sets[0].n < 1) return vm_err("eval: nothing to write");
     if (o->bins < 1 || o->bins > 1000) return vm_err("eval: %d ECE bins", o->bins);
+    if (o->distributed && vm_dist_rank() != 0) return 0;   // every rank holds the same sets: one writes
     vm_adir out;
     if (vm_adir_open(&out, o->outdir, vm_eval_output_names)) return vm_err_prefix("eval");
     wctx w = { .o = o, .dir = out.tmp, .n_sets = n_sets, .sets = sets, .n_methods = 1,

@@ -7,6 +7,7 @@
 #include "model/model.h"
 #include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
+#include "util/dist.h"
 #include "util/err.h"
 #include "util/fileio.h"
 
@@ -166,7 +167,7 @@ static int report_run(report *r, vm_model *m, const vm_task *task, const vm_eval
     if (r->n_gamma > 0) {
         vm_dataset sub = r->ds_id;
         if (p->stability_limit > 0 && (size_t)p->stability_limit < sub.n) sub.n = (size_t)p->stability_limit;
-        if (vm_stability_run(m, task, &sub, r->n_gamma, r->grid, p->seed, &r->st)) return -1;
+        if (vm_stability_run_dist(m, task, &sub, r->n_gamma, r->grid, p->seed, p->distributed, &r->st)) return -1;
         if (p->verbose) fprintf(stderr, "vmoer eval: stability over %lld tokens, L_bar %.4g\n", r->st.n_tokens, r->st.L_bar);
     }
     // cost: attention span averaged over every scored token of the in-distribution prompts
@@ -176,7 +177,9 @@ static int report_run(report *r, vm_model *m, const vm_task *task, const vm_eval
         num += T * (T + 1) / 2;
         den += T;
     }
-    if (vm_cost_flops(m, den > 0 ? num / den : 1, &r->cost) || vm_cost_time(m, task, &r->ds_id, p->time_items, &r->cost))
+    if (vm_cost_flops(m, den > 0 ? num / den : 1, &r->cost)) return -1;
+    // the timed passes run on the rank that writes them alone, undisturbed by the others' on its node
+    if ((!p->distributed || vm_dist_rank() == 0) && vm_cost_time(m, task, &r->ds_id, p->time_items, &r->cost))
         return -1;
     r->cost.passes = eo->passes;
     return 0;
@@ -203,7 +206,8 @@ int vm_eval_report(vm_model *m, const char *data, const char *outdir, const vm_e
     vm_task task;
     vm_task_init(&task, r.tok, r.mode, tmpl, m->hp.n_ctx_train);
     const int sampled = vm_eval_kind_sampled(kind) || !strcmp(kind, "mixed");
-    const vm_eval_opts eo = { .passes = sampled ? (p->passes ? p->passes : VM_EVAL_PASSES) : 1, .seed = p->seed };
+    const vm_eval_opts eo = { .passes = sampled ? (p->passes ? p->passes : VM_EVAL_PASSES) : 1, .seed = p->seed,
+                              .distributed = p->distributed };
     if (p->verbose)
         fprintf(stderr, "vmoer eval: router %s, %s scoring, template %s, %d pass(es) per question\n", kind,
                 vm_task_mode_name(r.mode), vm_chat_name(tmpl), eo.passes);
@@ -211,7 +215,7 @@ int vm_eval_report(vm_model *m, const char *data, const char *outdir, const vm_e
     const vm_eval_write_opts wo = { .outdir = outdir, .model_path = p->model_label, .adapter_path = p->adapter_label,
                                     .data_path = r.id_arg.path, .router = kind, .score = vm_task_mode_name(r.mode),
                                     .val_path = p->val ? r.val_arg.path : NULL, .bins = p->bins, .boot = p->boot,
-                                    .seed = p->seed, .passes = eo.passes };
+                                    .seed = p->seed, .passes = eo.passes, .distributed = p->distributed };
     if (vm_eval_write(&wo, r.n_sets, r.sets, p->val ? &r.val : NULL, r.n_gamma > 0 ? &r.st : NULL, &r.cost)) goto done;
     if (p->verbose) fprintf(stderr, "vmoer eval: wrote %s/{questions.jsonl,metrics.json,report.html,...}\n", outdir);
     rc = 0;

@@ -177,3 +177,26 @@ int vm_dist_any(int flag, int *any_rank) {
     free(all);
     return 0;
 }
+
+int vm_dist_check(int rc, const char *what) {
+    int bad = -1;
+    if (g_size == 1) return rc ? -1 : 0;
+    if (vm_dist_any(rc != 0, &bad)) return -1;
+    if (bad < 0) return 0;
+    // the failing rank's message travels to every rank (one allgatherv: lengths are per rank)
+    const char *msg = rc ? vm_errmsg() : "";
+    char mine[512];
+    snprintf(mine, sizeof mine, "%s", msg);
+    void *all = NULL;
+    size_t *counts = vm_malloc((size_t)g_size * sizeof *counts);
+    if (!counts || vm_dist_allgatherv(mine, rc ? strlen(mine) + 1 : 0, &all, counts)) {
+        free(counts);
+        return vm_err("%s: rank %d failed", what, bad);
+    }
+    size_t at = 0;
+    for (int r = 0; r < bad; r++) at += counts[r];
+    char text[512];
+    snprintf(text, sizeof text, "%s", (const char *)all + at);
+    free(all); free(counts);
+    return vm_err("%s: rank %d: %s", what, bad, text);
+}

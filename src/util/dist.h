@@ -45,3 +45,7 @@ int vm_dist_same_u64(uint64_t v, const char *what);
 // The logical OR of every rank's flag (a rank failed: all stop together instead of one hanging in
 // the next collective). *any_rank receives the lowest failing rank, or -1.
 int vm_dist_any(int flag, int *any_rank);
+// After a step every rank ran on its own share: 0 when rc is 0 on every rank, else -1 on every rank
+// with "<what>: rank R: <R's error>" (the lowest failing rank), so rank 0 can report a failure that
+// happened elsewhere and no rank waits in a later collective for one that gave up.
+int vm_dist_check(int rc, const char *what);
