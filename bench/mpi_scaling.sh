@@ -7,9 +7,9 @@
 #         (S = 35) on ARC-Easy test (2,376 items); items/s = items / the set's scoring time in
 #         metrics.json (rank 0's: scoring and, with 2 ranks, the gather, after which the set is whole);
 #         also the whole command's wall time (model load, MPI start-up, cost timing, writing).
-#   fit:  `vmoer fit` vglr-mf, 300 OpenBookQA train items, 1 epoch, batch 8; the tok/s it prints. Under
-#         mpirun each rank of this branch runs the whole fit itself (the data-parallel fit is another
-#         branch): 2 x 1 then measures two copies of one fit sharing the cores, not a speed-up.
+#   fit:  `vmoer fit` vglr-mf, 300 OpenBookQA train items, 1 epoch, batch 8; the tok/s it prints
+#         (rank 0's: the job's training rows per second of training; under mpirun the data-parallel
+#         fit of docs/mpi.md, each rank its share of every batch).
 # Best of REPS runs each. Not a test. Numbers from a busy machine are noise (2 shared cores here):
 # run it alone. mpirun runs with --bind-to none (the cores are shared with other work).
 # usage (repository root): sh bench/mpi_scaling.sh [BUILD_DIR] [REPS]
