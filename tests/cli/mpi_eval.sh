@@ -110,20 +110,8 @@ grep -q "the model differs across ranks: rank 1 has" "$T/e3" && ok || bad "refus
 [ ! -e "$T/mixed" ] && ok || bad "a refused run wrote $T/mixed"
 
 # 3. demo at its smallest size: plain vs -np 2
-mkdir -p "$T/cloze"
-gen() {   # $1 file, $2 items, $3 id prefix (as tests/cli/demo.sh)
-    i=0
-    while [ $i -lt "$2" ]; do
-        case $((i % 5)) in 0) a=cat;; 1) a=dog;; 2) a=bird;; 3) a=fox;; *) a=frog;; esac
-        case $((i % 3)) in 0) b=ball;; 1) b=box;; *) b=tree;; esac
-        printf '{"id": "%s-%d", "question": "Once upon a time, a little %s found a red %s. It was %d days old.", "choices": ["The %s was very happy.", "They went to the park.", "It began to rain hard.", "Mom made a big cake."], "answer": %d}\n' \
-            "$3" $i $a $b $i $a $((i % 4)) >>"$1"
-        i=$((i + 1))
-    done
-}
-gen "$T/cloze/train.jsonl" 8 tr; gen "$T/cloze/validation.jsonl" 4 va; gen "$T/cloze/test.jsonl" 6 te
-gen "$T/cloze/ood-tinyshakespeare.jsonl" 4 o1; gen "$T/cloze/ood-wikitext2.jsonl" 4 o2
-head -c 6000 data/cloze/validation-stories.txt >"$T/cloze/validation-stories.txt"
+. tests/cli/lib/cloze.sh
+tiny_cloze "$T/cloze"
 "$VMOER" upcycle "$T/st.gguf" "$T/moe4.gguf" --experts 4 --top-k 2 --noise 0.05 --router-std 0.3 >/dev/null 2>&1 || bad "upcycle (demo model)"
 Q="--quick --data $T/cloze --train 8 --test 6 --ood 4 --val 4 --stability 2 --samples 2 --boot 20 --model $T/moe4.gguf --seed 3 --threads 1"
 if "$VMOER" demo $Q -o "$T/da" >"$T/da.out" 2>"$T/da.err"; then ok; else bad "plain demo: $(tail -2 "$T/da.err")"; fi
