@@ -5,6 +5,7 @@
 // process would have computed. Only rank 0 writes the output folder; the others keep their adapters
 // in a private folder under $TMPDIR that is removed at the end.
 #include "demo/demo_internal.h"
+#include "train/adapter.h"
 #include "util/dist.h"
 #include "util/fileio.h"
 #include "util/hash.h"
@@ -72,7 +73,7 @@ int dm_dist_same(dm *d) {
         const uint64_t f = vm_dataset_fingerprint(&d->sets[s].ds);
         data = vm_fnv1a(data, &f, sizeof f);
     }
-    if (vm_dist_same_u64(vm_eval_model_identity(d->wk[0].m), "demo: the model") ||
+    if (vm_dist_same_u64(vm_model_identity(d->wk[0].m), "demo: the model") ||
         vm_dist_same_u64(data, "demo: the data sets") || vm_dist_same_u64(opts_hash(d->o), "demo: the options"))
         return -1;
     return 0;

@@ -58,41 +58,11 @@ double vm_eval_now(void) { return vm_now_s(); }
 
 // ---------------------------------------------------------------- ranks of one job
 
-uint64_t vm_eval_model_identity(const vm_model *m) {
-    uint64_t h = vm_model_router_checksum(m);
-    const vm_gguf *g = m->gguf;
-    if (g && g->map.data) {   // the file's size and its head: the header, metadata and tokenizer
-        const size_t head = g->map.size < ((size_t)1 << 20) ? g->map.size : (size_t)1 << 20;
-        h = vm_fnv1a(h, &g->map.size, sizeof g->map.size);
-        h = vm_fnv1a(h, g->map.data, head);
-    }
-    for (int64_t i = 0; g && i < g->n_tensors; i++) {
-        const vm_gguf_tensor_info *ti = &g->tensors[i];
-        h = vm_fnv1a(h, ti->name, strlen(ti->name));
-        h = vm_fnv1a(h, &ti->t.type, sizeof ti->t.type);
-        h = vm_fnv1a(h, ti->t.ne, sizeof ti->t.ne);
-        if (!ti->t.data || !ti->nbytes) continue;
-        // both ends of the data: a different checkpoint of the same shape differs there
-        const size_t k = ti->nbytes < 4096 ? ti->nbytes : 4096;
-        h = vm_fnv1a(h, ti->t.data, k);
-        h = vm_fnv1a(h, (const char *)ti->t.data + ti->nbytes - k, k);
-    }
-    for (int l = 0; l < m->hp.n_layer; l++) {   // the routers now in the model (an adapter's, a kind's)
-        const vm_router *r = m->routers ? m->routers[l] : NULL;
-        if (!r || !r->ops) continue;
-        h = vm_fnv1a(h, &l, sizeof l);
-        h = vm_fnv1a(h, r->ops->name, strlen(r->ops->name));
-        for (int i = 0; i < r->n_params; i++)
-            if (r->params[i].w) h = vm_fnv1a(h, r->params[i].w, (size_t)(r->params[i].ne[0] * r->params[i].ne[1]) * sizeof(float));
-    }
-    return h;
-}
-
 int vm_eval_dist_same(const vm_model *m, const vm_dataset *ds, uint64_t opts, const char *what) {
     if (vm_dist_size() == 1) return 0;
     char w[256];
     snprintf(w, sizeof w, "%s: the model", what);
-    if (vm_dist_same_u64(vm_eval_model_identity(m), w)) return -1;
+    if (vm_dist_same_u64(vm_model_identity(m), w)) return -1;
     snprintf(w, sizeof w, "%s: the data set", what);
     if (vm_dist_same_u64(vm_dataset_fingerprint(ds), w)) return -1;
     snprintf(w, sizeof w, "%s: the options", what);

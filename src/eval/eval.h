@@ -62,10 +62,6 @@ typedef struct vm_eval_opts {
                          // the demo's worker threads).
 } vm_eval_opts;
 
-// A cheap identity of the model as loaded for a run: the file's size and first megabyte (header,
-// metadata, tokenizer), shapes, types and names of every tensor, the first and last 4 KB of each
-// tensor's data, the MoE routers' weights and the current routers' kinds and parameters. Ranks of one job compare it (vm_dist_same_u64) instead of hashing gigabytes.
-uint64_t vm_eval_model_identity(const vm_model *m);
 // For a distributed step: refuses (-1 on every rank, the message naming the differing rank) ranks
 // whose model identity, dataset fingerprint or `opts` (a hash of the step's options) differ.
 int vm_eval_dist_same(const vm_model *m, const vm_dataset *ds, uint64_t opts, const char *what);

@@ -2,6 +2,7 @@
 #include "util/hash.h"
 #include "train/adapter.h"
 #include "model/lora.h"
+#include "train/optim.h"
 #include "util/err.h"
 
 #include <limits.h>
@@ -24,6 +25,21 @@ uint64_t vm_model_router_checksum(const vm_model *m) {
         const vm_tensor *w = &l->ffn_gate_inp;
         h = fnv_i(h, il); h = fnv_i(h, w->type); h = fnv_i(h, w->ne[0]); h = fnv_i(h, w->ne[1]);
         if (w->data) h = vm_fnv1a(h, w->data, vm_tensor_nbytes(w));
+    }
+    return h;
+}
+
+uint64_t vm_model_identity(const vm_model *m) {
+    const vm_gguf *g = vm_model_gguf(m);
+    uint64_t h = vm_model_router_checksum(m);
+    if (g) { const uint64_t f = vm_gguf_sample_checksum(g); h = vm_fnv1a(h, &f, sizeof f); }
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        const vm_router *r = m->routers ? m->routers[l] : NULL;
+        if (!r || !r->ops) continue;
+        h = fnv_i(h, l);
+        h = vm_fnv1a(h, r->ops->name, strlen(r->ops->name));
+        for (int i = 0; i < r->n_params; i++)
+            if (r->params[i].w) h = vm_fnv1a(h, r->params[i].w, (size_t)vm_param_numel(&r->params[i]) * sizeof(float));
     }
     return h;
 }

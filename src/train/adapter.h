@@ -34,6 +34,10 @@ typedef struct vm_adapter_info {
 // architecture name, n_layer, n_embd, n_expert, n_expert_used, n_vocab and gate convention, then
 // for every MoE layer its index, W_r's type, shape and raw bytes (only the router tensors are read).
 uint64_t vm_model_router_checksum(const vm_model *m);
+// Identity of a model as loaded, for ranks of one job to compare (util/dist.h): the file's sampled
+// checksum (gguf.h vm_gguf_sample_checksum: size, header, windows of every tensor), the routing
+// above, and the routers now installed (an adapter's or a fresh kind's: kind and parameters).
+uint64_t vm_model_identity(const vm_model *m);
 
 // Writes the parameters of m's routers at a->layers (the routers must be of kind a->kind and have
 // parameters), and every LoRA m carries (a->lora_* are ignored: taken from the model). extra (may be NULL) adds more keys (e.g. fit statistics) before writing. Atomic.

@@ -5,7 +5,6 @@
 #include "train/checkpoint.h"
 #include "train/optim.h"
 #include "model/train.h"
-#include "gguf/gguf.h"
 #include "util/dist.h"
 #include "util/err.h"
 #include "util/fileio.h"
@@ -1161,11 +1160,9 @@ static void fit_free(fit_run *r) {
 }
 
 // A distributed fit's ranks must read the same model and items: the model file's sampled checksum
-// (vm_gguf_sample_checksum) and the dataset's fingerprint compared before any work, naming the rank.
+// (adapter.h vm_model_identity) and the dataset's fingerprint compared before any work, naming the rank.
 static int fit_same_inputs(const fit_run *r) {
-    const vm_gguf *g = vm_model_gguf(r->m);
-    const uint64_t mh = g ? vm_gguf_sample_checksum(g) : vm_model_router_checksum(r->m);
-    if (vm_dist_same_u64(mh, "the model file (sampled checksum)")) return -1;
+    if (vm_dist_same_u64(vm_model_identity(r->m), "the model file (sampled checksum)")) return -1;
     return vm_dist_same_u64(vm_dataset_fingerprint(r->ds), "the training items (dataset fingerprint)");
 }
 
