@@ -105,6 +105,19 @@ grep -q "none.gguf" "$T/e" && ok || bad "missing model not named: $(cat "$T/e")"
 one_line_fail "dense model" --quick --quiet --model "$T/d.gguf" -o "$T/c"
 grep -q "dense" "$T/e" && ok || bad "dense model message: $(cat "$T/e")"
 one_line_fail "missing data" --quick --quiet --model "$T/moe.gguf" --data "$T/nodata" -o "$T/c"
+# scripts/demo_instances.py: the two seeds' runs side by side, every row, the marks from the intervals
+if python3 scripts/demo_instances.py "$T/a" "$T/b" --names "s5,s3" >"$T/inst" 2>"$T/e"; then ok; else bad "demo_instances: $(cat "$T/e")"; fi
+[ "$(grep -c '^| ' "$T/inst")" -eq 22 ] && head -1 "$T/inst" | grep -q '| s5 | s3 |' && ok || bad "demo_instances table: $(head -3 "$T/inst")"
+python3 - "$T/inst" "$T/a/table.json" <<'PY' && ok || bad "demo_instances cell differs from table.json"
+import json, sys
+row = [l for l in open(sys.argv[1]) if l.startswith("| NLL, map |")][0].split("|")[2].strip()
+m = {x["name"]: x for x in json.load(open(sys.argv[2]))["methods"]}["map"]["nll"]
+lo, hi = m["diff_ci"]
+want = f"{m['diff']:+.3f} [{lo:+.3f}, {hi:+.3f}] " + ("=" if lo <= 0 <= hi else ("+" if m["diff"] < 0 else "-"))
+sys.exit(0 if row == want else 1)
+PY
+python3 scripts/demo_instances.py "$T/a" "$T/none" >/dev/null 2>"$T/e" && bad "demo_instances on a missing folder" || \
+    { grep -q "none/table.json" "$T/e" && ok || bad "demo_instances message: $(cat "$T/e")"; }
 "$VMOER" demo --help >"$T/h" 2>&1 && grep -q -- "--quick" "$T/h" && grep -q "stories-moe.gguf" "$T/h" && ok || bad help
 echo "$p passed, $f failed"
 [ "$f" -eq 0 ]
