@@ -12,7 +12,7 @@ set -e
 B=${1:-build}; THREADS=${2:-1,$(nproc)}; OUT=${3:-bench/results}
 SH=${VMOER_SHARED:-../shared}; V="$B/vmoer"
 mkdir -p "$OUT"
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT INT TERM
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT; trap 'exit 1' INT TERM   # a signal ends the run (the EXIT trap cleans up)
 "$V" convert-llama2c "$SH/models/stories260K.bin" "$SH/models/tok512.bin" "$T/d.gguf" >/dev/null
 "$V" upcycle "$T/d.gguf" "$T/moe.gguf" --experts 4 --top-k 2 --noise 0.05 >/dev/null
 echo "== upcycled stories260K"

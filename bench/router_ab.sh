@@ -17,7 +17,7 @@ OUT=${4:-bench/results}
 mkdir -p "$OUT"
 make BUILD="$BUILD" -j"$(nproc)" >/dev/null
 DIR=$(mktemp -d)
-trap 'rm -rf "$DIR"' EXIT INT TERM
+trap 'rm -rf "$DIR"' EXIT; trap 'exit 1' INT TERM   # a signal ends the run (the EXIT trap cleans up)
 M="$DIR/granite3b-shaped-$TYPE.gguf"
 "$BUILD/vmoer" bench --gen-granite "$M" --type "$TYPE"
 "$BUILD/vmoer" bench "$M" --ab "$KIND" --bayes-layers 5 --samples 35 --threads "$THREADS" \
