@@ -465,10 +465,10 @@ int bench_fit(const char *path, const char *kinds_arg, const int32_t *thr, int n
             if (rc) goto next;
             printf("%4d %-12s %11.1f %11.1f %11.1f %8.2f %9.3f %9.3f\n", thr[it], kinds[ik], ntok / best[0],
                    ntok / best[1], ntok / best[2], best[2] / best[1], best[0] / best[1], best[0] / best[2]);
-            if (js)
+            if (js)   // ratios to 6 significant digits: a slow run's small ratio keeps its precision
                 fprintf(js, "%s\n  {\"threads\": %d, \"kind\": \"%s\", \"fwd_tok_s\": %.3f, \"cache_build_tok_s\": %.3f, "
-                        "\"fit_tok_s_cache\": %.3f, \"fit_tok_s_nocache\": %.3f, \"cache_speedup\": %.4f, "
-                        "\"fit_cache_vs_fwd\": %.4f, \"fit_nocache_vs_fwd\": %.4f}", first ? "" : ",", thr[it],
+                        "\"fit_tok_s_cache\": %.3f, \"fit_tok_s_nocache\": %.3f, \"cache_speedup\": %.6g, "
+                        "\"fit_cache_vs_fwd\": %.6g, \"fit_nocache_vs_fwd\": %.6g}", first ? "" : ",", thr[it],
                         kinds[ik], ntok / best[0], ntok / tcache, ntok / best[1], ntok / best[2], best[2] / best[1],
                         best[0] / best[1], best[0] / best[2]);
             first = 0;
