@@ -72,20 +72,23 @@ const char *vm_dist_library(void) {
     }
     return s;
 }
+#else
+int vm_dist_init(int *argc, char ***argv) { (void)argc; (void)argv; return 0; }
+void vm_dist_finalize(void) {}
+const char *vm_dist_library(void) { return NULL; }
+#endif
 
-_Noreturn void vm_dist_abort(int code, const char *msg) {
-    if (g_size > 1) fprintf(stderr, "vmoer: rank %d of %d: %s\n", g_rank, g_size, msg);
-    else fprintf(stderr, "vmoer: %s\n", msg);
-    fflush(stderr);
-    if (g_joined && g_size > 1) MPI_Abort(MPI_COMM_WORLD, code);
-    exit(code);
-}
-
-int vm_dist_allgather(const void *mine, size_t n, void *all) {
+// Every rank passes n bytes (the same n on every rank); all receives size * n bytes, rank 0's first.
+// Without MPI (or with one rank) g_size is 1 and the MPI branches are never taken.
+static int allgather(const void *mine, size_t n, void *all) {
     if (g_size == 1) { if (n) memmove(all, mine, n); return 0; }
+#ifdef VM_MPI
     if (n > INT_MAX) return vm_err("rank %d: %zu bytes are too many for one MPI message", g_rank, n);
     const int rc = MPI_Allgather(mine, (int)n, MPI_BYTE, all, (int)n, MPI_BYTE, MPI_COMM_WORLD);
     return rc == MPI_SUCCESS ? 0 : mpi_fail(rc, "allgather");
+#else
+    return vm_err("no MPI in this build, yet %d ranks", g_size);
+#endif
 }
 
 int vm_dist_allgatherv(const void *mine, size_t n, void **all, size_t *counts) {
@@ -96,11 +99,12 @@ int vm_dist_allgatherv(const void *mine, size_t n, void **all, size_t *counts) {
         if (n) memcpy(*all, mine, n);
         return 0;
     }
+#ifdef VM_MPI
     uint64_t n64 = n, *c64 = vm_malloc((size_t)g_size * sizeof *c64);
     int *cnt = vm_malloc((size_t)g_size * sizeof *cnt), *disp = vm_malloc((size_t)g_size * sizeof *disp);
     int rc = -1;
     if (!c64 || !cnt || !disp) goto done;
-    if (vm_dist_allgather(&n64, sizeof n64, c64)) goto done;
+    if (allgather(&n64, sizeof n64, c64)) goto done;
     uint64_t total = 0;
     for (int r = 0; r < g_size; r++) {
         if (total + c64[r] > INT_MAX) { vm_err("rank %d: %llu bytes gathered are too many for one MPI message", g_rank, (unsigned long long)(total + c64[r])); goto done; }
@@ -114,44 +118,16 @@ int vm_dist_allgatherv(const void *mine, size_t n, void **all, size_t *counts) {
 done:
     free(c64); free(cnt); free(disp);
     return rc;
-}
-
-int vm_dist_bcast(void *buf, size_t n, int root) {
-    if (g_size == 1) return 0;
-    if (n > INT_MAX) return vm_err("rank %d: %zu bytes are too many for one MPI message", g_rank, n);
-    const int rc = MPI_Bcast(buf, (int)n, MPI_BYTE, root, MPI_COMM_WORLD);
-    return rc == MPI_SUCCESS ? 0 : mpi_fail(rc, "bcast");
-}
-
-int vm_dist_barrier(void) {
-    if (g_size == 1) return 0;
-    const int rc = MPI_Barrier(MPI_COMM_WORLD);
-    return rc == MPI_SUCCESS ? 0 : mpi_fail(rc, "barrier");
-}
 #else
-int vm_dist_init(int *argc, char ***argv) { (void)argc; (void)argv; return 0; }
-void vm_dist_finalize(void) {}
-const char *vm_dist_library(void) { return NULL; }
-_Noreturn void vm_dist_abort(int code, const char *msg) {
-    fprintf(stderr, "vmoer: %s\n", msg);
-    exit(code);
-}
-int vm_dist_allgather(const void *mine, size_t n, void *all) { if (n) memmove(all, mine, n); return 0; }
-int vm_dist_allgatherv(const void *mine, size_t n, void **all, size_t *counts) {
-    counts[0] = n;
-    if (!(*all = vm_malloc(n ? n : 1))) return -1;
-    if (n) memcpy(*all, mine, n);
-    return 0;
-}
-int vm_dist_bcast(void *buf, size_t n, int root) { (void)buf; (void)n; (void)root; return 0; }
-int vm_dist_barrier(void) { return 0; }
+    return vm_err("no MPI in this build, yet %d ranks", g_size);
 #endif
+}
 
 int vm_dist_same_u64(uint64_t v, const char *what) {
     if (g_size == 1) return 0;
     uint64_t *all = vm_malloc((size_t)g_size * sizeof *all);
     if (!all) return -1;
-    if (vm_dist_allgather(&v, sizeof v, all)) { free(all); return -1; }
+    if (allgather(&v, sizeof v, all)) { free(all); return -1; }
     for (int r = 1; r < g_size; r++)
         if (all[r] != all[0]) {
             const int rr = r;
@@ -164,13 +140,14 @@ int vm_dist_same_u64(uint64_t v, const char *what) {
     return 0;
 }
 
-int vm_dist_any(int flag, int *any_rank) {
+// The logical OR of every rank's flag; *any_rank receives the lowest rank whose flag is set, or -1.
+static int any_rank_set(int flag, int *any_rank) {
     *any_rank = flag ? g_rank : -1;
     if (g_size == 1) return 0;
     int *all = vm_malloc((size_t)g_size * sizeof *all);
     if (!all) return -1;
     const int f = flag != 0;
-    if (vm_dist_allgather(&f, sizeof f, all)) { free(all); return -1; }
+    if (allgather(&f, sizeof f, all)) { free(all); return -1; }
     *any_rank = -1;
     for (int r = 0; r < g_size && *any_rank < 0; r++)
         if (all[r]) *any_rank = r;
@@ -181,7 +158,7 @@ int vm_dist_any(int flag, int *any_rank) {
 int vm_dist_check(int rc, const char *what) {
     int bad = -1;
     if (g_size == 1) return rc ? -1 : 0;
-    if (vm_dist_any(rc != 0, &bad)) return -1;
+    if (any_rank_set(rc != 0, &bad)) return -1;
     if (bad < 0) return 0;
     // the failing rank's message travels to every rank (one allgatherv: lengths are per rank)
     const char *msg = rc ? vm_errmsg() : "";

@@ -22,29 +22,18 @@ int vm_dist_rank(void);
 int vm_dist_size(void);
 // A description of the MPI library compiled in ("Open MPI v4.1.4, ..."), or NULL without MPI.
 const char *vm_dist_library(void);
-// Ends every rank of the job with `code` after printing msg (one line) naming this rank; returns
-// only in one process (then it is exit(code)).
-_Noreturn void vm_dist_abort(int code, const char *msg);
 
 // [*lo, *hi): rank r's contiguous block of n items (the first n % size ranks take one more).
 void vm_dist_shard(int n, int rank, int size, int *lo, int *hi);
 // The rank whose vm_dist_shard block of n items holds item i.
 int vm_dist_owner(int n, int size, int i);
 
-// Every rank passes n bytes (the same n on every rank); all receives size * n bytes, rank 0's first.
-int vm_dist_allgather(const void *mine, size_t n, void *all);
 // Every rank passes its own n bytes; *all (vm_malloc'd, caller frees) receives every rank's bytes in
 // rank order and counts[size] (caller's array) their lengths. With one rank a copy of mine.
 int vm_dist_allgatherv(const void *mine, size_t n, void **all, size_t *counts);
-// root's n bytes to every rank.
-int vm_dist_bcast(void *buf, size_t n, int root);
-int vm_dist_barrier(void);
 // Refuses a job whose ranks disagree on v (a model's or a dataset's checksum, an option): -1 with
 // "<what> differs across ranks: rank R has ..., rank 0 ..." on every rank.
 int vm_dist_same_u64(uint64_t v, const char *what);
-// The logical OR of every rank's flag (a rank failed: all stop together instead of one hanging in
-// the next collective). *any_rank receives the lowest failing rank, or -1.
-int vm_dist_any(int flag, int *any_rank);
 // After a step every rank ran on its own share: 0 when rc is 0 on every rank, else -1 on every rank
 // with "<what>: rank R: <R's error>" (the lowest failing rank), so rank 0 can report a failure that
 // happened elsewhere and no rank waits in a later collective for one that gave up.
